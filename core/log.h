@@ -1,0 +1,41 @@
+/* Logging: one line per event, text or JSON, level checked before any formatting.
+ * Thread-safe (each line is written with one write(2)). Never pass secrets to it. */
+#ifndef RQ_LOG_H
+#define RQ_LOG_H
+
+#include <stdarg.h>
+
+enum rq_log_level {
+    RQ_LOG_ERROR = 0,
+    RQ_LOG_WARN = 1,
+    RQ_LOG_INFO = 2,
+    RQ_LOG_DEBUG = 3,
+    RQ_LOG_TRACE = 4,
+};
+
+/* Who a line is about. All fields optional (NULL / -1 when unknown). */
+struct rq_log_ctx {
+    int shard;
+    int port;
+    const char *peer;      /* "1.2.3.4:5678" */
+    const char *client_id; /* NUL-terminated, already sanitised for printing */
+    const char *phase;     /* what the connection was doing: "connect", "publish", ... */
+};
+
+extern int rq_log_level;
+extern int rq_log_json;
+
+#define rq_log(level, ctx, ...)                                                                    \
+    do {                                                                                           \
+        if ((level) <= rq_log_level)                                                               \
+            rq_log_write((level), (ctx), __VA_ARGS__);                                             \
+    } while (0)
+
+void rq_log_write(int level, const struct rq_log_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Parses "error|warn|info|debug|trace" (case-insensitive). Returns level or -1. */
+int rq_log_parse_level(const char *s);
+const char *rq_log_level_name(int level);
+
+#endif
