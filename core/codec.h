@@ -214,11 +214,15 @@ long rq_codec_frame(const uint8_t *p, size_t len, uint32_t max_size, size_t *hdr
  * CONNECT, which carries its own. Returns 0, or -RQ_RC_* with *why set:
  *   MALFORMED for structural problems (truncation, trailing bytes, bad UTF-8 or U+0000,
  *     reserved flags, QoS 3, bad subscription options, a property not allowed in this packet,
- *     a duplicate property, a filter with misplaced wildcards, empty SUBSCRIBE payload),
- *   PROTOCOL_ERROR for packet id 0 where one is required, empty topic without a topic alias,
- *     topic alias 0 (reported as TOPIC_ALIAS_INVALID), receive maximum 0, maximum packet size 0,
- *   TOPIC_NAME_INVALID for wildcards in a PUBLISH topic,
- *   UNSUPPORTED_PROTOCOL_VERSION for CONNECT with an unknown protocol name/level. */
+ *     a property value out of its range, empty SUBSCRIBE/UNSUBSCRIBE payload, an empty topic
+ *     filter, '+' or '#' in a PUBLISH topic name [MQTT-3.3.2-2]),
+ *   PROTOCOL_ERROR for a duplicate property (user property and, in PUBLISH, subscription
+ *     identifier may repeat), packet id 0 where one is required, empty topic without a topic
+ *     alias, receive maximum 0, maximum packet size 0, will flags inconsistent, password without
+ *     username in 3.1.1,
+ *   TOPIC_ALIAS_INVALID for a topic alias property of 0,
+ *   UNSUPPORTED_PROTOCOL_VERSION for CONNECT with an unknown protocol name/level.
+ * Wildcard placement inside topic filters is NOT checked here (see rq_topic_filter_check). */
 int rq_codec_decode(const uint8_t *p, size_t len, int version, struct rq_packet *pkt,
                     const char **why);
 
