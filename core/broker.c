@@ -1,0 +1,447 @@
+/* Broker-wide state and routing: the client-id registry, the per-shard session maps, the shared
+ * subscription tree and retained store, and the path of one publish from its shard to every
+ * subscriber's shard. Protocol rules live in client.c, session state in session.c. */
+#include "core/broker_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/retain.h"
+
+/* ---- per-worker session map: open addressing on the session id ---- */
+
+struct rq_smap {
+    struct rq_session **slots;
+    size_t cap, n;
+};
+
+static size_t smap_hash(uint64_t id)
+{
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdULL;
+    id ^= id >> 33;
+    return (size_t)id;
+}
+
+static struct rq_session **smap_find(struct rq_smap *m, uint64_t id)
+{
+    if (!m->cap)
+        return NULL;
+    size_t mask = m->cap - 1;
+    for (size_t i = smap_hash(id) & mask;; i = (i + 1) & mask) {
+        if (!m->slots[i] || m->slots[i]->id == id)
+            return &m->slots[i];
+    }
+}
+
+struct rq_session *rq_smap_get(struct rq_smap *m, uint64_t id)
+{
+    struct rq_session **p = smap_find(m, id);
+    return p ? *p : NULL;
+}
+
+int rq_smap_put(struct rq_smap *m, struct rq_session *s)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 64;
+        struct rq_session **ns = calloc(ncap, sizeof *ns);
+        if (!ns)
+            return -ENOMEM;
+        struct rq_smap nm = {ns, ncap, 0};
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slots[i])
+                *smap_find(&nm, m->slots[i]->id) = m->slots[i];
+        free(m->slots);
+        m->slots = ns;
+        m->cap = ncap;
+    }
+    struct rq_session **p = smap_find(m, s->id);
+    if (!*p)
+        m->n++;
+    *p = s;
+    return 0;
+}
+
+void rq_smap_del(struct rq_smap *m, uint64_t id)
+{
+    struct rq_session **p = smap_find(m, id);
+    if (!p || !*p)
+        return;
+    *p = NULL;
+    m->n--;
+    /* re-insert the rest of the cluster (linear probing deletion) */
+    size_t mask = m->cap - 1;
+    for (size_t i = ((size_t)(p - m->slots) + 1) & mask; m->slots[i]; i = (i + 1) & mask) {
+        struct rq_session *s = m->slots[i];
+        m->slots[i] = NULL;
+        *smap_find(m, s->id) = s;
+    }
+}
+
+/* ---- client-id registry: chained hash, guarded by broker->reg_lock ---- */
+
+struct reg_ent {
+    struct reg_ent *next;
+    uint64_t sid;
+    uint16_t len;
+    uint8_t cid[];
+};
+
+struct rq_reg {
+    struct reg_ent **b;
+    size_t cap, n;
+};
+
+static size_t str_hash(const uint8_t *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+static struct reg_ent **reg_find(struct rq_reg *r, const uint8_t *cid, size_t len)
+{
+    struct reg_ent **pp = &r->b[str_hash(cid, len) & (r->cap - 1)];
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->len == len && memcmp((*pp)->cid, cid, len) == 0)
+            break;
+    return pp;
+}
+
+uint64_t rq_reg_get(struct rq_reg *r, const uint8_t *cid, size_t len)
+{
+    struct reg_ent *e = *reg_find(r, cid, len);
+    return e ? e->sid : 0;
+}
+
+static int reg_grow(struct rq_reg *r)
+{
+    size_t ncap = r->cap * 2;
+    struct reg_ent **nb = calloc(ncap, sizeof *nb);
+    if (!nb)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->cap; i++) {
+        for (struct reg_ent *e = r->b[i], *next; e; e = next) {
+            next = e->next;
+            size_t h = str_hash(e->cid, e->len) & (ncap - 1);
+            e->next = nb[h];
+            nb[h] = e;
+        }
+    }
+    free(r->b);
+    r->b = nb;
+    r->cap = ncap;
+    return 0;
+}
+
+int rq_reg_set(struct rq_reg *r, const uint8_t *cid, size_t len, uint64_t sid)
+{
+    struct reg_ent **pp = reg_find(r, cid, len);
+    if (*pp) {
+        (*pp)->sid = sid;
+        return 0;
+    }
+    struct reg_ent *e = malloc(sizeof *e + len);
+    if (!e)
+        return -ENOMEM;
+    e->next = NULL;
+    e->sid = sid;
+    e->len = (uint16_t)len;
+    memcpy(e->cid, cid, len);
+    *pp = e;
+    if (++r->n > r->cap)
+        (void)reg_grow(r); /* best effort: chains just get longer on ENOMEM */
+    return 0;
+}
+
+void rq_reg_del_if(struct rq_reg *r, const uint8_t *cid, size_t len, uint64_t sid)
+{
+    struct reg_ent **pp = reg_find(r, cid, len);
+    if (*pp && (*pp)->sid == sid) {
+        struct reg_ent *e = *pp;
+        *pp = e->next;
+        free(e);
+        r->n--;
+    }
+}
+
+static void reg_free(struct rq_reg *r)
+{
+    for (size_t i = 0; i < r->cap; i++)
+        for (struct reg_ent *e = r->b[i], *next; e; e = next) {
+            next = e->next;
+            free(e);
+        }
+    free(r->b);
+    free(r);
+}
+
+/* ---- broker ---- */
+
+static void drop_retained(void *m)
+{
+    rq_msg_unref(m);
+}
+
+struct rq_broker *rq_broker_new(const struct rq_config *cfg, int n_shards)
+{
+    struct rq_broker *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->cfg = cfg;
+    b->n_shards = n_shards;
+    b->workers = calloc((size_t)n_shards, sizeof *b->workers);
+    b->tree = rq_subtree_new();
+    b->retained = rq_retain_new();
+    b->reg = calloc(1, sizeof *b->reg);
+    if (b->reg) {
+        b->reg->cap = 1024;
+        b->reg->b = calloc(b->reg->cap, sizeof *b->reg->b);
+    }
+    if (!b->workers || !b->tree || !b->retained || !b->reg || !b->reg->b) {
+        rq_broker_free(b);
+        return NULL;
+    }
+    pthread_rwlock_init(&b->tree_lock, NULL);
+    pthread_mutex_init(&b->retain_lock, NULL);
+    pthread_mutex_init(&b->reg_lock, NULL);
+    atomic_init(&b->next_session, 1);
+    return b;
+}
+
+void rq_broker_free(struct rq_broker *b)
+{
+    if (!b)
+        return;
+    if (b->tree)
+        rq_subtree_free(b->tree);
+    if (b->retained)
+        rq_retain_free(b->retained, drop_retained);
+    if (b->reg) {
+        if (b->reg->b)
+            reg_free(b->reg);
+        else
+            free(b->reg);
+    }
+    free(b->workers);
+    free(b);
+}
+
+struct rq_worker *rq_worker_new(struct rq_broker *b, int id, const struct rq_worker_ops *ops,
+                                void *net)
+{
+    struct rq_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->id = id;
+    w->b = b;
+    w->ops = ops;
+    w->net = net;
+    w->now = rq_now_ms();
+    rq_wheel_init(&w->wheel, w->now);
+    w->sessions = calloc(1, sizeof *w->sessions);
+    if (!w->sessions) {
+        free(w);
+        return NULL;
+    }
+    b->workers[id] = w;
+    return w;
+}
+
+void rq_worker_free(struct rq_worker *w)
+{
+    if (!w)
+        return;
+    /* End the sessions that are left (no client is attached any more). */
+    for (size_t i = 0; w->sessions->slots && i < w->sessions->cap; i++) {
+        struct rq_session *s = w->sessions->slots[i];
+        if (s) {
+            rq_session_end(s, "broker stopping");
+            i = (size_t)-1; /* the map was modified: restart the scan */
+        }
+    }
+    free(w->sessions->slots);
+    free(w->sessions);
+    free(w->scratch);
+    free(w);
+}
+
+/* ---- routing ---- */
+
+static void collect(void *ctx, const struct rq_sub_entry *e, bool shared)
+{
+    struct rq_worker *w = ctx;
+    if (w->scratch_n == w->scratch_cap) {
+        size_t ncap = w->scratch_cap ? w->scratch_cap * 2 : 64;
+        struct rq_sub_entry *n = realloc(w->scratch, ncap * sizeof *n);
+        if (!n)
+            return; /* ENOMEM: this subscriber misses the message; counted below */
+        w->scratch = n;
+        w->scratch_cap = ncap;
+    }
+    w->scratch[w->scratch_n++] = *e;
+}
+
+static int by_session(const void *a, const void *b)
+{
+    const struct rq_sub_entry *x = a, *y = b;
+    return (x->session_id > y->session_id) - (x->session_id < y->session_id);
+}
+
+/* Merges the entries of one session (overlapping subscriptions) into one delivery:
+ * highest granted QoS, every subscription identifier, retain per Retain As Published. */
+static bool merge_delivery(struct rq_msg *m, const struct rq_sub_entry *e, size_t n,
+                           struct rq_delivery *d)
+{
+    memset(d, 0, sizeof *d);
+    uint8_t qos = 0;
+    bool any = false, retain = false;
+    uint32_t nids = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((e[i].opts & RQ_SUBOPT_NO_LOCAL) && m->origin == e[i].session_id)
+            continue; /* [MQTT-3.8.3-3] */
+        any = true;
+        if (RQ_SUBOPT_QOS(e[i].opts) > qos)
+            qos = RQ_SUBOPT_QOS(e[i].opts);
+        if ((e[i].opts & RQ_SUBOPT_RAP) && m->retain)
+            retain = true;
+        if (e[i].sub_id)
+            nids++;
+    }
+    if (!any)
+        return false;
+    d->qos = qos < m->qos ? qos : m->qos;
+    d->retain = retain;
+    if (nids > 1)
+        d->ids = malloc(nids * sizeof *d->ids);
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].sub_id || ((e[i].opts & RQ_SUBOPT_NO_LOCAL) && m->origin == e[i].session_id))
+            continue;
+        if (d->ids)
+            d->ids[d->n_ids++] = e[i].sub_id;
+        else if (!d->n_ids) {
+            d->id0 = e[i].sub_id;
+            d->n_ids = 1;
+        }
+    }
+    d->msg = rq_msg_ref(m);
+    return true;
+}
+
+/* Delivers m to the sessions listed in e[0..n) (sorted by session id), all on this worker. */
+static void deliver_local(struct rq_worker *w, struct rq_msg *m, const struct rq_sub_entry *e,
+                          size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && e[j].session_id == e[i].session_id)
+            j++;
+        struct rq_session *s = rq_smap_get(w->sessions, e[i].session_id);
+        struct rq_delivery d;
+        if (s && merge_delivery(m, e + i, j - i, &d))
+            rq_session_deliver(s, &d);
+        i = j;
+    }
+}
+
+void rq_route(struct rq_worker *w, struct rq_msg *m)
+{
+    struct rq_broker *b = w->b;
+    w->scratch_n = 0;
+    pthread_rwlock_rdlock(&b->tree_lock);
+    rq_subtree_match(b->tree, m->topic, m->topic_len, collect, w);
+    pthread_rwlock_unlock(&b->tree_lock);
+    size_t n = w->scratch_n;
+    if (!n)
+        return;
+    struct rq_sub_entry *e = w->scratch;
+    if (n > 1)
+        qsort(e, n, sizeof *e, by_session);
+    /* Entries of one shard are contiguous only per session; group by shard in one pass each.
+     * Few shards (= cores), so a pass per shard that has entries is cheap. */
+    for (int shard = 0; shard < b->n_shards; shard++) {
+        size_t cnt = 0;
+        for (size_t i = 0; i < n; i++)
+            cnt += RQ_SESSION_SHARD(e[i].session_id) == shard;
+        if (!cnt)
+            continue;
+        if (shard == w->id && cnt == n) {
+            deliver_local(w, m, e, n);
+            continue;
+        }
+        struct rq_batch *bt = malloc(sizeof *bt + cnt * sizeof bt->e[0]);
+        if (!bt)
+            continue;
+        bt->n = 0;
+        for (size_t i = 0; i < n; i++)
+            if (RQ_SESSION_SHARD(e[i].session_id) == shard)
+                bt->e[bt->n++] = e[i];
+        if (shard == w->id) {
+            deliver_local(w, m, bt->e, bt->n);
+            free(bt);
+            continue;
+        }
+        bt->msg = rq_msg_ref(m);
+        struct rq_post p = {.kind = RQ_POST_DELIVER, .ptr = bt};
+        if (!w->ops->post(w, shard, &p)) {
+            rq_msg_unref(bt->msg);
+            free(bt);
+        }
+    }
+}
+
+void rq_retain_store(struct rq_worker *w, struct rq_msg *m)
+{
+    struct rq_broker *b = w->b;
+    void *old = NULL;
+    pthread_mutex_lock(&b->retain_lock);
+    int rc = rq_retain_set(b->retained, m->topic, m->topic_len,
+                           m->payload_len ? rq_msg_ref(m) : NULL, &old);
+    pthread_mutex_unlock(&b->retain_lock);
+    if (rc != 0 && m->payload_len)
+        rq_msg_unref(m); /* not stored */
+    if (old)
+        rq_msg_unref(old);
+}
+
+/* ---- posts from other shards ---- */
+
+void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p)
+{
+    switch (p->kind) {
+    case RQ_POST_DELIVER: {
+        struct rq_batch *bt = p->ptr;
+        deliver_local(w, bt->msg, bt->e, bt->n);
+        rq_msg_unref(bt->msg);
+        free(bt);
+        break;
+    }
+    case RQ_POST_END_SESSION: {
+        struct rq_session *s = rq_smap_get(w->sessions, p->a);
+        if (s) {
+            if (s->client)
+                rq_client_close(s->client, -RQ_RC_SESSION_TAKEN_OVER,
+                                "session taken over by a clean-start connection");
+            s = rq_smap_get(w->sessions, p->a);
+            if (s)
+                rq_session_end(s, "taken over with clean start");
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+void rq_worker_shutdown(struct rq_worker *w)
+{
+    w->stopping = true;
+    for (size_t i = 0; w->sessions->slots && i < w->sessions->cap; i++) {
+        struct rq_session *s = w->sessions->slots[i];
+        if (s && s->client && !s->client->closing)
+            rq_client_close(s->client, -RQ_RC_SERVER_SHUTTING_DOWN, "server shutting down");
+    }
+}

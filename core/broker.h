@@ -1,0 +1,161 @@
+/* The broker's protocol core: sessions, clients, routing. No sockets here: net/ owns the
+ * connections and calls in with decoded bytes; core writes outgoing bytes into the client's
+ * output buffer and asks net to flush or close through flags and the worker's ops.
+ *
+ * Threads: one rq_worker per shard. A session belongs to the shard that created it for its whole
+ * life (its id encodes that shard); a client that resumes a session on another shard has its
+ * connection moved to the owner shard (see net/). Only the owner shard touches a session.
+ * Shared by all shards: the client-id registry (mutex, connect path only), the subscription tree
+ * (rwlock: publishes read, (un)subscribes write) and the retained store (mutex). */
+#ifndef RQ_BROKER_H
+#define RQ_BROKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/codec.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/timer.h"
+#include "core/topic.h"
+
+struct rq_config;
+struct rq_retain;
+struct rq_worker;
+struct rq_session;
+
+/* Cross-shard messages (copied by value through the target shard's inbox). */
+enum rq_post_kind {
+    RQ_POST_DELIVER = 1, /* ptr = struct rq_batch *: deliver msg to listed sessions */
+    RQ_POST_END_SESSION, /* a = session id: a clean-start connect elsewhere took its client id */
+    RQ_POST_ADOPT_CONN,  /* ptr = net-specific connection hand-over record */
+    RQ_POST_STOP,        /* shutdown */
+};
+
+struct rq_post {
+    uint32_t kind;
+    uint32_t pad;
+    void *ptr;
+    uint64_t a;
+};
+
+/* A message and the subscriptions on one shard it goes to; entries sorted by session id. */
+struct rq_batch {
+    struct rq_msg *msg; /* one reference held by the batch */
+    uint32_t n;
+    struct rq_sub_entry e[];
+};
+
+/* What net provides to core. Called on the worker's own thread. */
+struct rq_worker_ops {
+    /* Queue a post to another shard's inbox (and wake it when needed). Returns false when the
+     * target inbox is full. */
+    bool (*post)(struct rq_worker *from, int shard, const struct rq_post *p);
+    /* The client has bytes in its output buffer: flush at the end of this loop iteration. */
+    void (*want_flush)(struct rq_worker *w, void *conn);
+    /* The client must be closed (after flushing what is queued). */
+    void (*want_close)(struct rq_worker *w, void *conn);
+};
+
+struct rq_broker {
+    const struct rq_config *cfg;
+    int n_shards;
+    struct rq_worker **workers;
+
+    pthread_rwlock_t tree_lock;
+    struct rq_subtree *tree;
+
+    pthread_mutex_t retain_lock;
+    struct rq_retain *retained;
+
+    pthread_mutex_t reg_lock;
+    struct rq_reg *reg; /* client id -> (session id) */
+
+    atomic_ullong next_session; /* session id counter */
+    atomic_uint connections;    /* connected clients, all shards */
+    atomic_ullong qos0_dropped; /* QoS 0 messages dropped because a queue was full */
+    atomic_ullong msgs_dropped; /* QoS >0 messages dropped because a queue was full */
+};
+
+struct rq_worker {
+    int id;
+    struct rq_broker *b;
+    const struct rq_worker_ops *ops;
+    void *net; /* the shard owning this worker */
+    struct rq_wheel wheel;
+    uint64_t now; /* ms, refreshed each loop iteration */
+    struct rq_smap *sessions; /* session id -> session (owned here) */
+    bool stopping;
+    /* scratch for routing */
+    struct rq_sub_entry *scratch;
+    size_t scratch_n, scratch_cap;
+};
+
+/* Per-connection protocol state. net embeds it in its connection. */
+struct rq_client {
+    struct rq_worker *w;
+    void *conn; /* net's connection, passed back through ops */
+    struct rq_session *s;
+    uint8_t version; /* 0 until CONNECT */
+    bool connected;
+    bool closing;
+    bool graceful;   /* DISCONNECT 0x00 received: no will */
+    bool over_limit; /* counted in broker connections */
+    uint16_t keepalive;
+    uint64_t last_rx;
+    struct rq_timer ka_timer; /* keepalive, or connect timeout before CONNECT */
+    /* flow control */
+    uint16_t recv_max_out;  /* client's Receive Maximum: our QoS>0 sends in flight */
+    uint32_t max_packet_out; /* client's Maximum Packet Size */
+    /* topic aliases */
+    uint16_t alias_in_max;
+    struct rq_str *alias_in; /* [alias_in_max + 1], heap copies */
+    uint16_t alias_out_max;
+    uint16_t alias_out_used;
+    struct rq_alias_out *alias_out;
+    struct rq_buf out;
+    /* Connection hand-over: CONNECT resumed a session owned by another shard. net moves the
+     * connection there with its unconsumed input (starting at that CONNECT). -1 = none. */
+    int migrate_to;
+    uint8_t hops; /* how many times this connection was handed over */
+    struct rq_log_ctx log;
+    char client_id_print[80];
+    /* auth placeholders: username for logs/authz later */
+};
+
+/* Creates the broker for a config snapshot (not owned) and n shards. */
+struct rq_broker *rq_broker_new(const struct rq_config *cfg, int n_shards);
+void rq_broker_free(struct rq_broker *b);
+
+/* Worker (one per shard). */
+struct rq_worker *rq_worker_new(struct rq_broker *b, int id, const struct rq_worker_ops *ops,
+                                void *net);
+void rq_worker_free(struct rq_worker *w);
+/* Handles one post popped from this worker's inbox. */
+void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p);
+/* Shutdown: v5 clients get DISCONNECT 0x8B (net closes them), sessions end, wills go out. */
+void rq_worker_shutdown(struct rq_worker *w);
+
+/* Client lifecycle, called by net on the worker thread. */
+void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int port,
+                    const char *peer);
+/* Processes as many complete packets from p[0..len) as there are. Returns bytes consumed
+ * (the rest is an incomplete packet to keep, or, when c->migrate_to >= 0, the input that goes
+ * with the connection to that shard), or -1 when the client is now closing. */
+long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len);
+/* The connection is gone (peer closed, error, or our close completed). Publishes the will
+ * when due, detaches the session. Idempotent. */
+void rq_client_on_closed(struct rq_client *c, const char *why);
+void rq_client_free(struct rq_client *c);
+/* Closes the client: rc is 0 or -RQ_RC_*; v5 clients past CONNECT get DISCONNECT with that
+ * reason (and `why` as Reason String), then net closes after flushing. Logs why. */
+void rq_client_close(struct rq_client *c, int rc, const char *why);
+/* Output was flushed: more queued messages may go out now. */
+void rq_client_on_drained(struct rq_client *c);
+
+/* The output high-water mark: above it, deliveries stay queued in the session. */
+#define RQ_OUT_HIGH_WATER (256u * 1024u)
+
+#endif

@@ -1,0 +1,106 @@
+/* Private to core/broker.c, core/session.c and core/client.c. */
+#ifndef RQ_BROKER_INT_H
+#define RQ_BROKER_INT_H
+
+#include "core/broker.h"
+
+#define RQ_SHARD_BITS 8
+#define RQ_MAX_SHARDS (1 << RQ_SHARD_BITS)
+#define RQ_SESSION_SHARD(id) ((int)((id) & (RQ_MAX_SHARDS - 1)))
+#define RQ_EXPIRY_NEVER UINT32_MAX
+
+/* One message on its way to one session: the merged result of all matching subscriptions. */
+struct rq_delivery {
+    struct rq_msg *msg; /* reference held */
+    uint8_t qos;
+    bool retain;
+    uint16_t n_ids;
+    uint32_t id0;  /* when n_ids == 1 */
+    uint32_t *ids; /* heap, when n_ids > 1 */
+};
+
+enum { INF_FREE = 0, INF_PUBLISHED = 1, INF_RELEASED = 2 };
+
+struct rq_inflight {
+    struct rq_delivery d;
+    uint16_t pid;
+    uint8_t state;
+};
+
+struct rq_sub {
+    uint8_t *filter;
+    uint16_t len;
+    uint8_t opts;
+    uint32_t sub_id;
+};
+
+struct rq_session {
+    uint64_t id;
+    struct rq_worker *w;
+    char *cid; /* NUL-terminated copy of the client id */
+    uint16_t cid_len;
+    struct rq_client *client; /* NULL when offline */
+    uint32_t expiry;          /* Session Expiry Interval, seconds; RQ_EXPIRY_NEVER */
+    struct rq_timer expiry_timer;
+    struct rq_sub *subs;
+    uint32_t n_subs, cap_subs;
+    /* messages not yet sent (ring) */
+    struct rq_delivery *q;
+    uint32_t q_head, q_len, q_cap;
+    /* QoS > 0 messages sent and not yet fully acknowledged, indexed by pid & (inf_cap - 1) */
+    struct rq_inflight *inf;
+    uint32_t inf_cap, inf_count;
+    uint16_t next_pid;
+    /* QoS 2 PUBLISHes received from the client, PUBREL not yet: their packet ids. Part of the
+     * session so that exactly-once holds across a reconnect [MQTT-4.3.3-..]. */
+    uint16_t *qos2_in; /* capacity = our Receive Maximum */
+    uint16_t qos2_in_count;
+    /* will */
+    struct rq_msg *will;
+    uint32_t will_delay;
+    struct rq_timer will_timer;
+};
+
+/* broker.c */
+struct rq_session *rq_smap_get(struct rq_smap *m, uint64_t id);
+int rq_smap_put(struct rq_smap *m, struct rq_session *s);
+void rq_smap_del(struct rq_smap *m, uint64_t id);
+/* registry: returns the session id registered for cid, 0 if none. Caller holds reg_lock. */
+uint64_t rq_reg_get(struct rq_reg *r, const uint8_t *cid, size_t len);
+int rq_reg_set(struct rq_reg *r, const uint8_t *cid, size_t len, uint64_t sid);
+/* Removes cid only if it still maps to sid. */
+void rq_reg_del_if(struct rq_reg *r, const uint8_t *cid, size_t len, uint64_t sid);
+/* Routes a message to every matching subscription (all shards). Consumes no reference. */
+void rq_route(struct rq_worker *w, struct rq_msg *m);
+/* Stores/clears a retained message (m->retain set). */
+void rq_retain_store(struct rq_worker *w, struct rq_msg *m);
+
+/* session.c */
+struct rq_session *rq_session_new(struct rq_worker *w, const uint8_t *cid, size_t len);
+/* Ends a session: will published if pending, subscriptions removed, state freed. */
+void rq_session_end(struct rq_session *s, const char *why);
+/* Offers a delivery (takes its msg reference and ids) to the session: sent now or queued. */
+void rq_session_deliver(struct rq_session *s, struct rq_delivery *d);
+/* Sends what the window and the output buffer allow: inflight redelivery first, then queue. */
+void rq_session_pump(struct rq_session *s);
+/* Client resumed: resend inflight with DUP / PUBREL. */
+void rq_session_resend(struct rq_session *s);
+/* Acknowledgements from the client for our QoS>0 sends. Return 0 or -rc. */
+int rq_session_on_ack(struct rq_session *s, int type, uint16_t pid, uint8_t reason);
+void rq_session_publish_will(struct rq_session *s);
+void rq_session_detach(struct rq_session *s, bool publish_will);
+int rq_session_subscribe(struct rq_session *s, const uint8_t *f, size_t len, uint8_t opts,
+                         uint32_t sub_id, bool *existed);
+int rq_session_unsubscribe(struct rq_session *s, const uint8_t *f, size_t len);
+void rq_delivery_release(struct rq_delivery *d);
+
+/* client.c */
+void rq_client_send_disconnect(struct rq_client *c, uint8_t reason, const char *why);
+bool rq_client_writable(const struct rq_client *c);
+/* Encodes one delivery as PUBLISH into the client's output. Returns false when it was dropped
+ * (too large for the client, expired). */
+bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, uint16_t pid,
+                             bool dup);
+void rq_client_write_ack(struct rq_client *c, int type, uint16_t pid, uint8_t reason);
+
+#endif

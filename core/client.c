@@ -1,0 +1,841 @@
+/* Protocol rules of one client connection (MQTT 3.1.1 and 5.0): packet order, CONNECT and
+ * session takeover, QoS flows toward the broker, topic aliases, subscriptions, keepalive, and
+ * the reason code for everything a client can get wrong. Bytes come from net/ already framed by
+ * the codec's rules; replies go into c->out. No socket calls here. */
+#include "core/broker_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/retain.h"
+
+#define PRE_CONNECT_MAX (1u << 20) /* largest packet accepted before CONNECT completes */
+
+static void on_keepalive(struct rq_timer *t, void *arg);
+
+static const struct rq_config *cfg_of(const struct rq_client *c)
+{
+    return c->w->b->cfg;
+}
+
+static const char *rc_name(int rc)
+{
+    switch (rc) {
+    case RQ_RC_MALFORMED: return "malformed packet";
+    case RQ_RC_PROTOCOL_ERROR: return "protocol error";
+    case RQ_RC_UNSUPPORTED_PROTOCOL_VERSION: return "unsupported protocol version";
+    case RQ_RC_CLIENT_ID_NOT_VALID: return "client identifier not valid";
+    case RQ_RC_BAD_AUTH_METHOD: return "bad authentication method";
+    case RQ_RC_KEEP_ALIVE_TIMEOUT: return "keep alive timeout";
+    case RQ_RC_SESSION_TAKEN_OVER: return "session taken over";
+    case RQ_RC_TOPIC_NAME_INVALID: return "topic name invalid";
+    case RQ_RC_RECEIVE_MAX_EXCEEDED: return "receive maximum exceeded";
+    case RQ_RC_TOPIC_ALIAS_INVALID: return "topic alias invalid";
+    case RQ_RC_PACKET_TOO_LARGE: return "packet too large";
+    case RQ_RC_QUOTA_EXCEEDED: return "quota exceeded";
+    case RQ_RC_SERVER_SHUTTING_DOWN: return "server shutting down";
+    case RQ_RC_SERVER_BUSY: return "server busy";
+    case RQ_RC_IMPL_SPECIFIC: return "implementation specific error";
+    default: return "error";
+    }
+}
+
+void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int port,
+                    const char *peer)
+{
+    memset(c, 0, sizeof *c);
+    c->w = w;
+    c->conn = conn;
+    c->migrate_to = -1;
+    c->last_rx = w->now;
+    c->log.shard = w->id;
+    c->log.port = port;
+    c->log.peer = peer;
+    c->log.phase = "connect";
+    rq_timer_add(&w->wheel, &c->ka_timer, w->now + cfg_of(c)->connect_timeout_ms, on_keepalive,
+                 c);
+}
+
+bool rq_client_writable(const struct rq_client *c)
+{
+    return c->out.len < RQ_OUT_HIGH_WATER;
+}
+
+static void flush(struct rq_client *c)
+{
+    c->w->ops->want_flush(c->w, c->conn);
+}
+
+/* ---- output ---- */
+
+void rq_client_write_ack(struct rq_client *c, int type, uint16_t pid, uint8_t reason)
+{
+    struct rq_ack a = {.packet_id = pid, .reason = reason};
+    if (rq_codec_encode_ack(&c->out, c->version, type, &a) == 0)
+        flush(c);
+}
+
+void rq_client_send_disconnect(struct rq_client *c, uint8_t reason, const char *why)
+{
+    if (c->version != 5 || !c->connected)
+        return;
+    struct rq_props p = {0};
+    if (why && reason >= 0x80) {
+        p.present |= RQ_PROP_BIT(RQ_PROP_REASON_STRING);
+        p.reason_string = (struct rq_str){(const uint8_t *)why, (uint32_t)strlen(why)};
+    }
+    if (rq_codec_encode_reason(&c->out, 5, RQ_DISCONNECT, reason, &p) == 0)
+        flush(c);
+}
+
+/* rc: 0 or -RQ_RC_*. v5 clients past CONNECT get DISCONNECT rc; others are just closed. */
+void rq_client_close(struct rq_client *c, int rc, const char *why)
+{
+    if (c->closing)
+        return;
+    int level = (rc == 0 || rc == -RQ_RC_SERVER_SHUTTING_DOWN) ? RQ_LOG_DEBUG : RQ_LOG_INFO;
+    if (rc < 0)
+        rq_log(level, &c->log, "closing connection: %s (reason 0x%02X %s)", why, -rc,
+               rc_name(-rc));
+    else
+        rq_log(level, &c->log, "closing connection: %s", why);
+    if (rc < 0)
+        rq_client_send_disconnect(c, (uint8_t)-rc, why);
+    c->closing = true;
+    c->w->ops->want_close(c->w, c->conn);
+}
+
+/* Refuses a CONNECT: CONNACK with the reason (v5) or the 3.1.1 return code, then close. */
+static void connack_fail(struct rq_client *c, int version, int rc, const char *why)
+{
+    rq_log(RQ_LOG_INFO, &c->log, "CONNECT refused: %s (reason 0x%02X %s)", why, rc, rc_name(rc));
+    struct rq_connack ca = {0};
+    if (version == 5) {
+        ca.rc = (uint8_t)rc;
+        if (why) {
+            ca.props.present |= RQ_PROP_BIT(RQ_PROP_REASON_STRING);
+            ca.props.reason_string = (struct rq_str){(const uint8_t *)why, (uint32_t)strlen(why)};
+        }
+    } else {
+        switch (rc) {
+        case RQ_RC_UNSUPPORTED_PROTOCOL_VERSION: ca.rc = RQ_RC3_BAD_PROTOCOL; break;
+        case RQ_RC_CLIENT_ID_NOT_VALID: ca.rc = RQ_RC3_ID_REJECTED; break;
+        case RQ_RC_BAD_USERNAME_OR_PASSWORD: ca.rc = RQ_RC3_BAD_USER_PASS; break;
+        case RQ_RC_NOT_AUTHORIZED: ca.rc = RQ_RC3_NOT_AUTHORIZED; break;
+        default: ca.rc = RQ_RC3_SERVER_UNAVAILABLE; break;
+        }
+    }
+    if (rq_codec_encode_connack(&c->out, version == 5 ? 5 : 4, &ca) == 0)
+        flush(c);
+    c->closing = true;
+    c->w->ops->want_close(c->w, c->conn);
+}
+
+/* ---- topic aliases toward the client ---- */
+
+struct rq_alias_out {
+    uint64_t hash;
+    uint16_t len;
+    uint8_t *topic;
+};
+
+static uint64_t topic_hash(const uint8_t *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Returns the alias to use (0 = none) and whether the topic must still be sent with it. */
+static uint16_t alias_for(struct rq_client *c, const struct rq_msg *m, bool *send_topic)
+{
+    *send_topic = true;
+    if (!c->alias_out_max)
+        return 0;
+    uint64_t h = topic_hash(m->topic, m->topic_len);
+    for (uint16_t i = 0; i < c->alias_out_used; i++) {
+        struct rq_alias_out *a = &c->alias_out[i];
+        if (a->hash == h && a->len == m->topic_len && memcmp(a->topic, m->topic, a->len) == 0) {
+            *send_topic = false;
+            return (uint16_t)(i + 1);
+        }
+    }
+    if (c->alias_out_used == c->alias_out_max)
+        return 0; /* table full: send the topic in full */
+    if (!c->alias_out) {
+        c->alias_out = calloc(c->alias_out_max, sizeof *c->alias_out);
+        if (!c->alias_out)
+            return 0;
+    }
+    uint8_t *copy = malloc(m->topic_len ? m->topic_len : 1);
+    if (!copy)
+        return 0;
+    memcpy(copy, m->topic, m->topic_len);
+    c->alias_out[c->alias_out_used] = (struct rq_alias_out){h, m->topic_len, copy};
+    return ++c->alias_out_used;
+}
+
+bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, uint16_t pid,
+                             bool dup)
+{
+    const struct rq_msg *m = d->msg;
+    if (!m)
+        return false; /* released (QoS 2 after PUBREC): nothing to resend */
+    long remaining = rq_msg_remaining(m, c->w->now);
+    if (remaining < 0)
+        return false; /* expired while queued [MQTT-3.3.2-5] */
+    struct rq_pubout po = {
+        .qos = d->qos,
+        .dup = dup,
+        .retain = d->retain,
+        .topic = {m->topic, m->topic_len},
+        .packet_id = pid,
+        .has_expiry = m->expiry_prop,
+        .expiry = (uint32_t)remaining,
+        .sub_ids = d->n_ids > 1 ? d->ids : &d->id0,
+        .n_sub_ids = d->n_ids,
+        .shared_props = {m->props, m->props_len},
+        .payload = {m->payload, m->payload_len},
+    };
+    if (c->version != 5) {
+        po.n_sub_ids = 0;
+        po.has_expiry = false;
+    }
+    if (rq_codec_publish_size(c->version, &po) > c->max_packet_out) {
+        rq_log(RQ_LOG_DEBUG, &c->log, "message on \"%.*s\" larger than the client's maximum "
+               "packet size: dropped for this client", m->topic_len, (const char *)m->topic);
+        return false; /* [MQTT-3.1.2-25] */
+    }
+    bool send_topic = true;
+    if (c->version == 5 && !dup) {
+        po.topic_alias = alias_for(c, m, &send_topic);
+        if (!send_topic)
+            po.topic.len = 0;
+    }
+    if (rq_codec_encode_publish(&c->out, c->version, &po) != 0)
+        return false;
+    flush(c);
+    return true;
+}
+
+/* ---- keepalive and connect timeout ---- */
+
+static void on_keepalive(struct rq_timer *t, void *arg)
+{
+    struct rq_client *c = arg;
+    if (c->closing)
+        return;
+    if (!c->connected) {
+        rq_client_close(c, 0, "no CONNECT within the connect timeout");
+        return;
+    }
+    uint64_t limit = (uint64_t)c->keepalive * 1500; /* 1.5 x keepalive [MQTT-3.1.2-24] */
+    if (c->w->now - c->last_rx >= limit) {
+        rq_client_close(c, -RQ_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+        return;
+    }
+    rq_timer_add(&c->w->wheel, &c->ka_timer, c->last_rx + limit, on_keepalive, c);
+}
+
+/* ---- CONNECT ---- */
+
+static void client_id_printable(struct rq_client *c, const uint8_t *p, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < sizeof c->client_id_print; i++) {
+        uint8_t ch = p[i];
+        if (ch < 0x20 || ch == '"' || ch == '\\' || ch == 0x7f)
+            o += (size_t)snprintf(c->client_id_print + o, sizeof c->client_id_print - o, "\\x%02x",
+                                  ch);
+        else
+            c->client_id_print[o++] = (char)ch;
+    }
+    c->client_id_print[o] = 0;
+    c->log.client_id = c->client_id_print;
+}
+
+static struct rq_msg *make_will(struct rq_client *c, const struct rq_connect *k)
+{
+    struct rq_msg *m = rq_msg_new(k->will_topic, k->will_payload,
+                                  k->version == 5 ? &k->will_props : NULL, k->will_qos,
+                                  k->will_retain, 0, c->w->now, cfg_of(c)->max_message_expiry);
+    return m;
+}
+
+/* Finds or creates the session for this CONNECT. Returns the session, NULL with *rc set on
+ * failure, or NULL with c->migrate_to set when the session lives on another shard. */
+static struct rq_session *attach_session(struct rq_client *c, const struct rq_connect *k,
+                                         const uint8_t *cid, size_t len, bool *present, int *rc)
+{
+    struct rq_worker *w = c->w;
+    struct rq_broker *b = w->b;
+    *present = false;
+    pthread_mutex_lock(&b->reg_lock);
+    uint64_t sid = rq_reg_get(b->reg, cid, len);
+    int owner = sid ? RQ_SESSION_SHARD(sid) : w->id;
+    if (sid && owner != w->id && !k->clean_start) {
+        pthread_mutex_unlock(&b->reg_lock);
+        if (c->hops >= 3) {
+            *rc = RQ_RC_SERVER_BUSY;
+            return NULL;
+        }
+        c->migrate_to = owner;
+        return NULL;
+    }
+    struct rq_session *old = sid && owner == w->id ? rq_smap_get(w->sessions, sid) : NULL;
+    if (old && !k->clean_start) {
+        pthread_mutex_unlock(&b->reg_lock);
+        if (old->client) {
+            struct rq_client *oc = old->client;
+            rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
+            rq_session_detach(old, true); /* will of the old connection per its delay */
+            oc->s = NULL;
+            old = rq_smap_get(w->sessions, sid); /* detach may end it (expiry 0) */
+            if (!old)
+                goto fresh_unlocked;
+        }
+        rq_timer_cancel(&w->wheel, &old->expiry_timer);
+        rq_timer_cancel(&w->wheel, &old->will_timer); /* [MQTT-3.1.3-9] reconnected in time */
+        rq_msg_unref(old->will);
+        old->will = NULL;
+        *present = true;
+        return old;
+    }
+    pthread_mutex_unlock(&b->reg_lock);
+    if (old) { /* clean start on the owner shard: end the old session here */
+        if (old->client) {
+            struct rq_client *oc = old->client;
+            rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
+            oc->s = NULL;
+            old->client = NULL;
+        }
+        rq_session_end(old, "clean start by a new connection");
+    } else if (sid && owner != w->id) {
+        struct rq_post p = {.kind = RQ_POST_END_SESSION, .a = sid};
+        w->ops->post(w, owner, &p);
+    }
+fresh_unlocked:;
+    struct rq_session *s = rq_session_new(w, cid, len);
+    if (!s) {
+        *rc = RQ_RC_SERVER_UNAVAILABLE;
+        return NULL;
+    }
+    pthread_mutex_lock(&b->reg_lock);
+    int err = rq_reg_set(b->reg, cid, len, s->id);
+    pthread_mutex_unlock(&b->reg_lock);
+    if (err) {
+        rq_session_end(s, "out of memory");
+        *rc = RQ_RC_SERVER_UNAVAILABLE;
+        return NULL;
+    }
+    return s;
+}
+
+static int alloc_client_state(struct rq_client *c)
+{
+    const struct rq_config *cfg = cfg_of(c);
+    if (c->version == 5 && cfg->max_topic_alias) {
+        c->alias_in = calloc((size_t)cfg->max_topic_alias + 1, sizeof *c->alias_in);
+        if (!c->alias_in)
+            return -ENOMEM;
+        c->alias_in_max = cfg->max_topic_alias;
+    }
+    return 0;
+}
+
+static void send_connack(struct rq_client *c, const struct rq_connect *k, bool present,
+                         const uint8_t *assigned, size_t alen, bool ka_changed, uint32_t expiry)
+{
+    const struct rq_config *cfg = cfg_of(c);
+    struct rq_connack ca = {.session_present = present, .rc = 0};
+    if (c->version == 5) {
+        struct rq_props *p = &ca.props;
+        p->present |= RQ_PROP_BIT(RQ_PROP_RECEIVE_MAX) | RQ_PROP_BIT(RQ_PROP_MAX_PACKET_SIZE) |
+                      RQ_PROP_BIT(RQ_PROP_TOPIC_ALIAS_MAX);
+        p->receive_max = cfg->max_inflight;
+        p->max_packet_size = cfg->max_packet_size;
+        p->topic_alias_max = cfg->max_topic_alias;
+        if (assigned) {
+            p->present |= RQ_PROP_BIT(RQ_PROP_ASSIGNED_CLIENT_ID);
+            p->assigned_client_id = (struct rq_str){assigned, (uint32_t)alen};
+        }
+        if (ka_changed) {
+            p->present |= RQ_PROP_BIT(RQ_PROP_SERVER_KEEP_ALIVE);
+            p->server_keep_alive = c->keepalive;
+        }
+        if (RQ_PROP_HAS(&k->props, RQ_PROP_SESSION_EXPIRY) &&
+            k->props.session_expiry != expiry) {
+            p->present |= RQ_PROP_BIT(RQ_PROP_SESSION_EXPIRY);
+            p->session_expiry = expiry;
+        }
+    }
+    if (rq_codec_encode_connack(&c->out, c->version, &ca) == 0)
+        flush(c);
+}
+
+static int on_connect(struct rq_client *c, const struct rq_connect *k)
+{
+    const struct rq_config *cfg = cfg_of(c);
+    struct rq_broker *b = c->w->b;
+    c->version = k->version == 5 ? 5 : 4;
+    char assigned[40];
+    const uint8_t *cid = k->client_id.p;
+    size_t cid_len = k->client_id.len;
+    bool assign = cid_len == 0;
+    if (assign) {
+        if (c->version != 5 && !k->clean_start) {
+            connack_fail(c, 4, RQ_RC_CLIENT_ID_NOT_VALID,
+                         "empty client identifier needs clean session [MQTT-3.1.3-8]");
+            return -1;
+        }
+        uint64_t n = atomic_fetch_add(&b->next_session, 1);
+        snprintf(assigned, sizeof assigned, "ringmq-%d-%016llx", c->w->id,
+                 (unsigned long long)(n * 0x9E3779B97F4A7C15ULL));
+        cid = (const uint8_t *)assigned;
+        cid_len = strlen(assigned);
+    }
+    client_id_printable(c, cid, cid_len);
+    if (c->version == 5 && RQ_PROP_HAS(&k->props, RQ_PROP_AUTH_METHOD)) {
+        connack_fail(c, 5, RQ_RC_BAD_AUTH_METHOD,
+                     "enhanced authentication is not configured on this listener");
+        return -1;
+    }
+    if (!c->over_limit) {
+        unsigned now_conns = atomic_fetch_add(&b->connections, 1) + 1;
+        c->over_limit = true; /* counted: released in rq_client_free */
+        if (now_conns > cfg->max_connections) {
+            connack_fail(c, c->version, RQ_RC_QUOTA_EXCEEDED, "maxConnections reached");
+            return -1;
+        }
+    }
+
+    bool present = false;
+    int rc = 0;
+    struct rq_session *s = attach_session(c, k, cid, cid_len, &present, &rc);
+    if (!s) {
+        if (c->migrate_to >= 0)
+            return -2;
+        connack_fail(c, c->version, rc, "could not create the session");
+        return -1;
+    }
+    if (alloc_client_state(c) != 0) {
+        connack_fail(c, c->version, RQ_RC_SERVER_UNAVAILABLE, "out of memory");
+        if (!present)
+            rq_session_end(s, "out of memory");
+        return -1;
+    }
+    /* Session expiry: v5 property (default 0); 3.1.1 clean session 0 = never expires. */
+    uint32_t expiry = c->version == 5 ? (RQ_PROP_HAS(&k->props, RQ_PROP_SESSION_EXPIRY)
+                                             ? k->props.session_expiry : 0)
+                                      : (k->clean_start ? 0 : RQ_EXPIRY_NEVER);
+    if (expiry > cfg->max_session_expiry)
+        expiry = cfg->max_session_expiry;
+    s->expiry = expiry;
+    /* Keep alive, capped at maxKeepAliveSeconds (v5: told through Server Keep Alive). */
+    c->keepalive = k->keepalive;
+    bool ka_changed = false;
+    if (cfg->max_keepalive < 65535 && (k->keepalive == 0 || k->keepalive > cfg->max_keepalive)) {
+        c->keepalive = cfg->max_keepalive;
+        ka_changed = true;
+    }
+    c->recv_max_out = RQ_PROP_HAS(&k->props, RQ_PROP_RECEIVE_MAX) ? k->props.receive_max : 65535;
+    c->max_packet_out =
+        RQ_PROP_HAS(&k->props, RQ_PROP_MAX_PACKET_SIZE) ? k->props.max_packet_size : UINT32_MAX;
+    c->alias_out_max =
+        RQ_PROP_HAS(&k->props, RQ_PROP_TOPIC_ALIAS_MAX) ? k->props.topic_alias_max : 0;
+    if (c->alias_out_max > 1024)
+        c->alias_out_max = 1024;
+    if (k->will) {
+        s->will = make_will(c, k);
+        s->will_delay = c->version == 5 && RQ_PROP_HAS(&k->will_props, RQ_PROP_WILL_DELAY)
+                            ? k->will_props.will_delay : 0;
+    }
+    s->client = c;
+    c->s = s;
+    c->connected = true;
+    c->log.phase = "session";
+    rq_timer_cancel(&c->w->wheel, &c->ka_timer);
+    if (c->keepalive)
+        rq_timer_add(&c->w->wheel, &c->ka_timer, c->w->now + (uint64_t)c->keepalive * 1500,
+                     on_keepalive, c);
+    send_connack(c, k, present, assign && c->version == 5 ? cid : NULL, cid_len, ka_changed,
+                 expiry);
+    rq_log(RQ_LOG_DEBUG, &c->log, "connected: MQTT %s, keepalive %u, clean start %d, session %s",
+           c->version == 5 ? "5.0" : "3.1.1", c->keepalive, k->clean_start,
+           present ? "resumed" : "new");
+    if (present) {
+        rq_session_resend(s);
+        rq_session_pump(s);
+    }
+    return 0;
+}
+
+/* ---- PUBLISH from the client ---- */
+
+static int resolve_alias(struct rq_client *c, struct rq_publish *p, const char **why)
+{
+    if (c->version != 5 || !RQ_PROP_HAS(&p->props, RQ_PROP_TOPIC_ALIAS))
+        return 0;
+    uint16_t a = p->props.topic_alias;
+    if (a == 0 || a > c->alias_in_max) {
+        *why = "topic alias 0 or above the Topic Alias Maximum [MQTT-3.3.2-9]";
+        return -RQ_RC_TOPIC_ALIAS_INVALID;
+    }
+    struct rq_str *slot = &c->alias_in[a];
+    if (p->topic.len) {
+        uint8_t *copy = realloc((uint8_t *)slot->p, p->topic.len);
+        if (!copy) {
+            *why = "out of memory";
+            return -RQ_RC_IMPL_SPECIFIC;
+        }
+        memcpy(copy, p->topic.p, p->topic.len);
+        *slot = (struct rq_str){copy, p->topic.len};
+        return 0;
+    }
+    if (!slot->p) {
+        *why = "topic alias used before it was set";
+        return -RQ_RC_PROTOCOL_ERROR;
+    }
+    p->topic = *slot;
+    return 0;
+}
+
+static bool qos2_seen(struct rq_session *s, uint16_t pid, bool remove)
+{
+    for (uint16_t i = 0; i < s->qos2_in_count; i++) {
+        if (s->qos2_in[i] == pid) {
+            if (remove)
+                s->qos2_in[i] = s->qos2_in[--s->qos2_in_count];
+            return true;
+        }
+    }
+    return false;
+}
+
+static int on_publish(struct rq_client *c, struct rq_publish *p, const char **why)
+{
+    const struct rq_config *cfg = cfg_of(c);
+    int rc = resolve_alias(c, p, why);
+    if (rc)
+        return rc;
+    if (cfg->max_topic_levels && rq_topic_levels(p->topic.p, p->topic.len) > cfg->max_topic_levels) {
+        *why = "topic has more levels than maxTopicLevels";
+        return -RQ_RC_TOPIC_NAME_INVALID;
+    }
+    if (p->qos == 2) {
+        if (qos2_seen(c->s, p->packet_id, false)) { /* duplicate: already routed once */
+            rq_client_write_ack(c, RQ_PUBREC, p->packet_id, 0);
+            return 0;
+        }
+        if (c->s->qos2_in_count >= cfg->max_inflight) {
+            *why = "more QoS 2 messages in flight than our Receive Maximum [MQTT-3.3.4-9]";
+            return -RQ_RC_RECEIVE_MAX_EXCEEDED;
+        }
+    }
+    struct rq_msg *m = rq_msg_new(p->topic, p->payload, c->version == 5 ? &p->props : NULL,
+                                  p->qos, p->retain, c->s->id, c->w->now,
+                                  cfg->max_message_expiry);
+    if (!m) {
+        *why = "out of memory";
+        return -RQ_RC_IMPL_SPECIFIC;
+    }
+    if (p->retain)
+        rq_retain_store(c->w, m);
+    rq_route(c->w, m);
+    rq_msg_unref(m);
+    if (p->qos == 1) {
+        rq_client_write_ack(c, RQ_PUBACK, p->packet_id, 0);
+    } else if (p->qos == 2) {
+        c->s->qos2_in[c->s->qos2_in_count++] = p->packet_id;
+        rq_client_write_ack(c, RQ_PUBREC, p->packet_id, 0);
+    }
+    return 0;
+}
+
+/* ---- SUBSCRIBE / UNSUBSCRIBE ---- */
+
+struct retained_ctx {
+    struct rq_client *c;
+    uint64_t now;
+    struct rq_msg **v;
+    size_t n, cap;
+};
+
+static bool visit_retained(void *ctx, const uint8_t *topic, size_t len, void *msg)
+{
+    struct retained_ctx *r = ctx;
+    struct rq_msg *m = msg;
+    if (rq_msg_remaining(m, r->now) < 0)
+        return false; /* expired: remove from the store */
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 16;
+        struct rq_msg **nv = realloc(r->v, ncap * sizeof *nv);
+        if (!nv)
+            return true;
+        r->v = nv;
+        r->cap = ncap;
+    }
+    r->v[r->n++] = rq_msg_ref(m);
+    return true;
+}
+
+static void drop_msg(void *m)
+{
+    rq_msg_unref(m);
+}
+
+/* Retained messages for a new subscription [MQTT-3.3.1-9..11]; never for shared ones. */
+static void send_retained(struct rq_client *c, const uint8_t *f, size_t len, uint8_t opts,
+                          uint32_t sub_id)
+{
+    struct rq_broker *b = c->w->b;
+    struct retained_ctx r = {.c = c, .now = c->w->now};
+    pthread_mutex_lock(&b->retain_lock);
+    rq_retain_match(b->retained, f, len, visit_retained, &r, drop_msg);
+    pthread_mutex_unlock(&b->retain_lock);
+    for (size_t i = 0; i < r.n; i++) {
+        struct rq_delivery d = {.msg = r.v[i], .retain = true};
+        d.qos = RQ_SUBOPT_QOS(opts) < r.v[i]->qos ? RQ_SUBOPT_QOS(opts) : r.v[i]->qos;
+        if (sub_id) {
+            d.n_ids = 1;
+            d.id0 = sub_id;
+        }
+        if (c->s)
+            rq_session_deliver(c->s, &d);
+        else
+            rq_delivery_release(&d);
+    }
+    free(r.v);
+}
+
+static int on_subscribe(struct rq_client *c, const struct rq_sublist *sl, const char **why)
+{
+    const struct rq_config *cfg = cfg_of(c);
+    uint8_t codes[256], wants[256];
+    bool heap = sl->count > sizeof codes;
+    uint8_t *rcs = heap ? malloc(sl->count) : codes;
+    uint8_t *want_retained = heap ? malloc(sl->count) : wants;
+    int result = 0;
+    if (!rcs || !want_retained) {
+        *why = "out of memory";
+        result = -RQ_RC_IMPL_SPECIFIC;
+        goto out;
+    }
+    uint32_t sub_id = RQ_PROP_HAS(&sl->props, RQ_PROP_SUB_ID) ? sl->props.sub_id : 0;
+    struct rq_str f;
+    uint8_t opts;
+    uint32_t off = 0, i = 0;
+    /* A filter with misplaced wildcards makes the whole packet malformed [MQTT-4.7.1-1]. */
+    while (rq_codec_next_filter(sl, true, &off, &f, &opts)) {
+        int rc = rq_topic_filter_check(f.p, f.len, cfg->max_topic_levels, why);
+        if (rc == -RQ_RC_MALFORMED) {
+            result = rc;
+            goto out;
+        }
+        want_retained[i] = 0;
+        rcs[i++] = rc ? (c->version == 5 ? (uint8_t)-rc : 0x80) : RQ_SUBOPT_QOS(opts);
+    }
+    off = i = 0;
+    while (rq_codec_next_filter(sl, true, &off, &f, &opts)) {
+        uint32_t k = i++;
+        if (rcs[k] >= 0x80)
+            continue;
+        if (c->version != 5)
+            opts &= 0x03;
+        bool existed = false;
+        if (rq_session_subscribe(c->s, f.p, f.len, opts, sub_id, &existed) != 0) {
+            rcs[k] = c->version == 5 ? RQ_RC_IMPL_SPECIFIC : 0x80;
+            continue;
+        }
+        const uint8_t *g, *inner;
+        size_t glen, ilen;
+        bool shared = rq_topic_split_shared(f.p, f.len, &g, &glen, &inner, &ilen);
+        int rh = RQ_SUBOPT_RH(opts);
+        want_retained[k] = !shared && (rh == 0 || (rh == 1 && !existed));
+    }
+    if (rq_codec_encode_suback(&c->out, c->version, RQ_SUBACK, sl->packet_id, NULL, rcs,
+                               sl->count) != 0) {
+        *why = "out of memory";
+        result = -RQ_RC_IMPL_SPECIFIC;
+        goto out;
+    }
+    flush(c);
+    /* Retained messages go out after the SUBACK [MQTT-3.8.4-4]. */
+    off = i = 0;
+    while (rq_codec_next_filter(sl, true, &off, &f, &opts))
+        if (want_retained[i++])
+            send_retained(c, f.p, f.len, opts, sub_id);
+out:
+    if (heap) {
+        free(rcs);
+        free(want_retained);
+    }
+    return result;
+}
+
+static int on_unsubscribe(struct rq_client *c, const struct rq_sublist *sl, const char **why)
+{
+    uint8_t codes[256];
+    uint8_t *rcs = sl->count <= sizeof codes ? codes : malloc(sl->count);
+    if (!rcs) {
+        *why = "out of memory";
+        return -RQ_RC_IMPL_SPECIFIC;
+    }
+    struct rq_str f;
+    uint32_t off = 0, i = 0;
+    while (rq_codec_next_filter(sl, false, &off, &f, NULL)) {
+        int rc = rq_topic_filter_check(f.p, f.len, 0, why);
+        if (rc == -RQ_RC_MALFORMED) {
+            if (rcs != codes)
+                free(rcs);
+            return rc;
+        }
+        rcs[i++] = rq_session_unsubscribe(c->s, f.p, f.len) == 0 ? RQ_RC_SUCCESS
+                                                                  : RQ_RC_NO_SUBSCRIPTION_EXISTED;
+    }
+    rq_codec_encode_suback(&c->out, c->version, RQ_UNSUBACK, sl->packet_id, NULL, rcs, sl->count);
+    flush(c);
+    if (rcs != codes)
+        free(rcs);
+    return 0;
+}
+
+/* ---- DISCONNECT from the client ---- */
+
+static int on_disconnect(struct rq_client *c, const struct rq_reason *r, const char **why)
+{
+    if (c->version == 5 && RQ_PROP_HAS(&r->props, RQ_PROP_SESSION_EXPIRY)) {
+        if (c->s->expiry == 0 && r->props.session_expiry != 0) {
+            *why = "session expiry set in DISCONNECT after 0 in CONNECT [MQTT-3.14.2-2]";
+            return -RQ_RC_PROTOCOL_ERROR;
+        }
+        uint32_t e = r->props.session_expiry;
+        c->s->expiry = e > cfg_of(c)->max_session_expiry ? cfg_of(c)->max_session_expiry : e;
+    }
+    c->graceful = r->reason != RQ_RC_DISCONNECT_WITH_WILL; /* 0x04 keeps the will */
+    rq_log(RQ_LOG_DEBUG, &c->log, "client disconnected (reason 0x%02X)", r->reason);
+    c->closing = true;
+    c->w->ops->want_close(c->w, c->conn);
+    return 0;
+}
+
+/* ---- dispatch ---- */
+
+static int on_packet(struct rq_client *c, struct rq_packet *pk, const char **why)
+{
+    if (!c->connected) {
+        if (pk->type != RQ_CONNECT) {
+            *why = "first packet is not CONNECT [MQTT-3.1.0-1]";
+            return -RQ_RC_PROTOCOL_ERROR;
+        }
+        return on_connect(c, &pk->u.connect);
+    }
+    switch (pk->type) {
+    case RQ_CONNECT:
+        *why = "second CONNECT [MQTT-3.1.0-2]";
+        return -RQ_RC_PROTOCOL_ERROR;
+    case RQ_PUBLISH:
+        return on_publish(c, &pk->u.publish, why);
+    case RQ_PUBACK:
+    case RQ_PUBREC:
+    case RQ_PUBCOMP:
+        return rq_session_on_ack(c->s, pk->type, pk->u.ack.packet_id, pk->u.ack.reason);
+    case RQ_PUBREL: {
+        bool found = qos2_seen(c->s, pk->u.ack.packet_id, true);
+        rq_client_write_ack(c, RQ_PUBCOMP, pk->u.ack.packet_id,
+                            found ? 0 : RQ_RC_PACKET_ID_NOT_FOUND);
+        return 0;
+    }
+    case RQ_SUBSCRIBE:
+        return on_subscribe(c, &pk->u.sub, why);
+    case RQ_UNSUBSCRIBE:
+        return on_unsubscribe(c, &pk->u.sub, why);
+    case RQ_PINGREQ:
+        if (rq_codec_encode_simple(&c->out, RQ_PINGRESP) == 0)
+            flush(c);
+        return 0;
+    case RQ_DISCONNECT:
+        return on_disconnect(c, &pk->u.reason, why);
+    case RQ_AUTH:
+        *why = "AUTH without enhanced authentication [MQTT-4.12.0-1]";
+        return -RQ_RC_PROTOCOL_ERROR;
+    default:
+        *why = "packet type a client must not send";
+        return -RQ_RC_PROTOCOL_ERROR;
+    }
+}
+
+long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
+{
+    size_t used = 0;
+    c->last_rx = c->w->now;
+    while (used < len && !c->closing) {
+        const char *why = "malformed packet";
+        size_t hdr;
+        uint32_t max = cfg_of(c)->max_packet_size;
+        if (!c->connected && max > PRE_CONNECT_MAX)
+            max = PRE_CONNECT_MAX;
+        long n = rq_codec_frame(p + used, len - used, max, &hdr, &why);
+        if (n == RQ_INCOMPLETE)
+            break;
+        int rc = (int)n;
+        struct rq_packet pk;
+        if (n > 0) {
+            rc = rq_codec_decode(p + used, (size_t)n, c->version ? c->version : 4, &pk, &why);
+            if (rc == 0) {
+                rc = on_packet(c, &pk, &why);
+                if (rc == -2)
+                    return (long)used; /* hand-over: this CONNECT goes along */
+            } else if (!c->connected && pk.type == RQ_CONNECT && pk.u.connect.version) {
+                connack_fail(c, pk.u.connect.version == 5 ? 5 : 4, -rc, why);
+                return -1;
+            }
+        }
+        if (rc < 0) {
+            rq_client_close(c, rc, why);
+            return -1;
+        }
+        used += (size_t)n;
+    }
+    return c->closing ? -1 : (long)used;
+}
+
+void rq_client_on_drained(struct rq_client *c)
+{
+    if (c->s && c->connected && !c->closing)
+        rq_session_pump(c->s);
+}
+
+void rq_client_on_closed(struct rq_client *c, const char *why)
+{
+    rq_timer_cancel(&c->w->wheel, &c->ka_timer);
+    if (c->s) {
+        struct rq_session *s = c->s;
+        c->s = NULL;
+        rq_log(RQ_LOG_DEBUG, &c->log, "connection closed: %s", why);
+        rq_session_detach(s, !c->graceful);
+    }
+    c->connected = false;
+    c->closing = true;
+}
+
+void rq_client_free(struct rq_client *c)
+{
+    if (c->s)
+        rq_client_on_closed(c, "freed");
+    rq_timer_cancel(&c->w->wheel, &c->ka_timer);
+    if (c->over_limit)
+        atomic_fetch_sub(&c->w->b->connections, 1);
+    if (c->alias_in)
+        for (uint32_t i = 0; i <= c->alias_in_max; i++)
+            free((void *)c->alias_in[i].p);
+    free(c->alias_in);
+    for (uint16_t i = 0; i < c->alias_out_used; i++)
+        free(c->alias_out[i].topic);
+    free(c->alias_out);
+    rq_buf_free(&c->out);
+}
