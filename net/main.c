@@ -1,0 +1,240 @@
+/* ringmq entry point: command line, configuration, shard start-up, and the control thread's
+ * signal loop (SIGTERM/SIGINT stop, SIGHUP reload). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/broker.h"
+#include "core/log.h"
+#include "net/shard.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ringmq [options]\n"
+            "  -c, --config PATH   YAML file or directory of YAML manifests (Broker, BrokerListener)\n"
+            "  -p, --port PORT     add a plain MQTT listener on 0.0.0.0:PORT (with no -c: instead\n"
+            "                      of the embedded default 127.0.0.1:1883)\n"
+            "  -t, --threads N     shard threads (default: config, else online CPUs)\n"
+            "  -v, --verbose       debug logging (twice: trace)\n"
+            "      --check-config  validate the configuration and exit (0 = valid)\n"
+            "      --version       print the version and exit\n"
+            "  -h, --help          this text\n"
+            "With no configuration ringmq serves plain MQTT on 127.0.0.1:1883 without\n"
+            "authentication.\n");
+}
+
+struct opts {
+    const char *config;
+    int port;
+    int threads;
+    int verbose;
+    int check;
+};
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    static const struct option lo[] = {
+        {"config", required_argument, 0, 'c'}, {"port", required_argument, 0, 'p'},
+        {"threads", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'},
+        {"check-config", no_argument, 0, 'C'}, {"version", no_argument, 0, 'V'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:p:t:vh", lo, NULL)) != -1) {
+        char *end;
+        switch (ch) {
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'p':
+            o->port = (int)strtol(optarg, &end, 10);
+            if (*end || o->port < 1 || o->port > 65535) {
+                fprintf(stderr, "ringmq: --port must be 1..65535, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 't':
+            o->threads = (int)strtol(optarg, &end, 10);
+            if (*end || o->threads < 1 || o->threads > 256) {
+                fprintf(stderr, "ringmq: --threads must be 1..256, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'v':
+            o->verbose++;
+            break;
+        case 'C':
+            o->check = 1;
+            break;
+        case 'V':
+            printf("ringmq %s\n", RINGMQ_VERSION);
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ringmq: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+/* -p adds a listener (or, without -c, replaces the embedded default's). */
+static int add_port(struct rq_config *cfg, int port, bool replace)
+{
+    if (replace) {
+        cfg->n_ports = 0;
+    }
+    for (size_t i = 0; i < cfg->n_ports; i++)
+        if (cfg->ports[i].port == port)
+            return 0;
+    struct rq_port_cfg *np = realloc(cfg->ports, (cfg->n_ports + 1) * sizeof *np);
+    if (!np)
+        return -ENOMEM;
+    cfg->ports = np;
+    struct rq_port_cfg *pc = &cfg->ports[cfg->n_ports++];
+    memset(pc, 0, sizeof *pc);
+    pc->port = (uint16_t)port;
+    snprintf(pc->bind_address, sizeof pc->bind_address, "0.0.0.0");
+    pc->protocol = RQ_PROTO_MQTT;
+    snprintf(pc->listener, sizeof pc->listener, "command-line");
+    return 0;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    int rc = parse_args(argc, argv, &o);
+    if (rc)
+        return rc;
+
+    char err[1024] = "";
+    struct rq_config *cfg = o.config ? rq_config_load(o.config, err, sizeof err)
+                                     : rq_config_default();
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err[0] ? err : "ringmq: cannot load configuration");
+        return 1;
+    }
+    if (o.port && add_port(cfg, o.port, !o.config) != 0) {
+        fprintf(stderr, "ringmq: out of memory\n");
+        return 1;
+    }
+    if (cfg->n_ports == 0) {
+        fprintf(stderr, "%s: no listener: add a BrokerListener document with at least one port "
+                        "(or pass -p PORT)\n", cfg->source);
+        rq_config_free(cfg);
+        return 1;
+    }
+    if (o.check) {
+        printf("%s: configuration is valid (%zu port%s)\n", cfg->source, cfg->n_ports,
+               cfg->n_ports == 1 ? "" : "s");
+        rq_config_free(cfg);
+        return 0;
+    }
+    rq_log_level = cfg->log_level;
+    rq_log_json = cfg->log_json;
+    if (o.verbose)
+        rq_log_level = o.verbose > 1 ? RQ_LOG_TRACE : RQ_LOG_DEBUG;
+
+    if (rq_net_probe(err, sizeof err) != 0) {
+        rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+        rq_config_free(cfg);
+        return 1;
+    }
+    raise_nofile();
+
+    int n = o.threads ? o.threads : cfg->threads;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int)cpus : 1;
+    }
+    if (n > 256)
+        n = 256;
+
+    /* Signals are handled by this thread only; shards inherit the blocked mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct rq_broker *b = rq_broker_new(cfg, n);
+    struct rq_shard **shards = calloc((size_t)n, sizeof *shards);
+    if (!b || !shards) {
+        rq_log(RQ_LOG_ERROR, NULL, "out of memory");
+        return 1;
+    }
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        shards[i] = rq_shard_new(i, b, cfg, err, sizeof err);
+        if (!shards[i]) {
+            rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+            rc = 1;
+            goto out;
+        }
+    }
+    for (int i = 0; i < n; i++, started++) {
+        if (rq_shard_start(shards[i], err, sizeof err) != 0) {
+            rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+            rc = 1;
+            goto out;
+        }
+    }
+    rq_log(RQ_LOG_INFO, NULL, "ringmq %s: %d shard%s, configuration %s", RINGMQ_VERSION, n,
+           n == 1 ? "" : "s", cfg->source);
+    for (size_t i = 0; i < cfg->n_ignored; i++)
+        rq_log(RQ_LOG_INFO, NULL, "%s: ignored: %s (not applicable to ringmq)",
+               cfg->ignored[i].where, cfg->ignored[i].key);
+    for (size_t i = 0; i < cfg->n_ports; i++)
+        rq_log(RQ_LOG_INFO, NULL, "listening on %s:%u (MQTT over TCP, listener %s): "
+               "authentication disabled on this port", cfg->ports[i].bind_address,
+               cfg->ports[i].port, cfg->ports[i].listener);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            rq_log(RQ_LOG_WARN, NULL, "SIGHUP: configuration reload is not implemented yet; "
+                   "the running configuration is unchanged");
+            continue;
+        }
+        rq_log(RQ_LOG_INFO, NULL, "%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    }
+out:
+    for (int i = 0; i < started; i++)
+        rq_shard_stop(shards[i]);
+    for (int i = 0; i < started; i++)
+        rq_shard_join(shards[i]);
+    for (int i = 0; i < n; i++)
+        rq_shard_free(shards[i]);
+    free(shards);
+    rq_broker_free(b);
+    rq_config_free(cfg);
+    if (rc == 0)
+        rq_log(RQ_LOG_INFO, NULL, "stopped");
+    return rc;
+}

@@ -1,0 +1,1054 @@
+/* The shard loop: one thread, one io_uring ring. It accepts on its own SO_REUSEPORT sockets,
+ * receives with multishot recv into a provided buffer ring, hands bytes to core (which writes
+ * replies into each client's output buffer), flushes every client that has output with one send
+ * per loop iteration, and moves cross-shard work through its inbox, woken by IORING_OP_MSG_RING.
+ * No protocol logic here. One loop iteration: drain inbox -> handle CQEs -> run timers -> flush
+ * sends -> reap closed connections -> submit and wait. */
+#include "net/shard.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/broker.h"
+#include "core/inbox.h"
+#include "core/log.h"
+
+#define RING_ENTRIES 1024
+#define BUF_COUNT 256 /* provided buffers per shard */
+#define BUF_SIZE 16384
+#define BUF_GROUP 0
+#define INBOX_CAP 65536
+#define CLOSE_LINGER_MS 2000
+
+enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_IGNORE };
+
+/* user_data = op:8 | gen:24 | slot:32 */
+static inline uint64_t tag(enum op op, uint32_t gen, uint32_t slot)
+{
+    return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xFFFFFF) << 32) | slot;
+}
+static inline enum op tag_op(uint64_t t)
+{
+    return (enum op)(t >> 56);
+}
+static inline uint32_t tag_gen(uint64_t t)
+{
+    return (uint32_t)(t >> 32) & 0xFFFFFF;
+}
+static inline uint32_t tag_slot(uint64_t t)
+{
+    return (uint32_t)t;
+}
+
+enum conn_state { C_OPEN, C_CLOSING, C_SHUTDOWN, C_MIGRATING };
+
+struct conn {
+    struct rq_client cl;
+    struct rq_shard *sh;
+    uint32_t slot, gen;
+    int fd;
+    uint16_t port;
+    uint8_t state;
+    bool recv_armed;
+    bool send_busy;
+    bool dirty;          /* on the flush list */
+    bool closing_listed; /* on the close list */
+    bool closed_notified;
+    uint32_t ops;         /* operations in flight (teardown waits for 0) */
+    uint64_t close_deadline;
+    struct rq_buf in;     /* partial packet carried between recvs */
+    struct rq_buf sending;
+    size_t send_off;
+    struct conn *next_dirty, *next_close;
+    char peer[64];
+};
+
+/* A connection on its way to the shard that owns its session. */
+struct handover {
+    int fd;
+    uint16_t port;
+    uint8_t hops;
+    char peer[64];
+    size_t len;
+    uint8_t data[];
+};
+
+struct backlog {
+    struct rq_post *v;
+    size_t n, cap;
+};
+
+struct rq_shard {
+    int id;
+    struct rq_broker *b;
+    const struct rq_config *cfg;
+    struct rq_worker *w;
+    pthread_t thread;
+    bool started;
+    sem_t ready;
+    int start_err;
+    char start_msg[256];
+
+    struct io_uring ring;
+    int ring_fd;
+    const char *ring_mode;
+    struct io_uring_buf_ring *br;
+    uint8_t *bufs;
+
+    int *lfd; /* listening sockets, one per configured port */
+    uint16_t *lport;
+    size_t n_listen;
+    bool *accept_armed;
+
+    struct conn **slots;
+    uint32_t n_slots;
+    uint32_t *free_slots;
+    uint32_t n_free;
+    uint32_t n_conns;
+
+    struct rq_inbox *inbox;
+    struct backlog *backlog; /* per target shard, posts that found the inbox full */
+    struct conn *dirty, *closing;
+    volatile int stop_requested;
+    bool stopping;
+    uint64_t stop_deadline;
+    uint64_t stale_cqes;
+};
+
+static struct rq_shard **g_shards; /* for cross-shard wake-ups: ring fds and inboxes */
+static int g_n_shards;
+
+/* ---- io_uring probe and setup ---- */
+
+static int ring_setup(struct io_uring *ring, const char **mode)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+    p.cq_entries = RING_ENTRIES * 8;
+    int rc = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
+    if (rc == 0) {
+        *mode = "SINGLE_ISSUER+DEFER_TASKRUN";
+        return 0;
+    }
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE;
+    p.cq_entries = RING_ENTRIES * 8;
+    rc = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
+    if (rc == 0)
+        *mode = "COOP_TASKRUN";
+    return rc;
+}
+
+int rq_net_probe(char *err, size_t errlen)
+{
+    struct io_uring ring;
+    const char *mode;
+    int rc = ring_setup(&ring, &mode);
+    if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES) {
+        snprintf(err, errlen,
+                 "io_uring is not available (%s). ringmq needs io_uring (Linux 6.1 or later). "
+                 "If it runs in a container, the seccomp profile or the sysctl "
+                 "kernel.io_uring_disabled probably blocks it: allow io_uring_setup, "
+                 "io_uring_enter and io_uring_register (e.g. docker run --security-opt "
+                 "seccomp=unconfined, or a profile that permits them) or set "
+                 "kernel.io_uring_disabled=0",
+                 strerror(-rc));
+        return rc;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "io_uring_setup failed: %s (kernel too old? ringmq needs 6.1+)",
+                 strerror(-rc));
+        return rc;
+    }
+    struct io_uring_probe *pr = io_uring_get_probe_ring(&ring);
+    int missing = 0;
+    const char *what = "";
+    if (!pr) {
+        missing = 1;
+        what = "opcode probe";
+    } else {
+        static const struct {
+            int op;
+            const char *name;
+        } need[] = {{IORING_OP_ACCEPT, "ACCEPT"},
+                    {IORING_OP_RECV, "RECV"},
+                    {IORING_OP_SEND, "SEND"},
+                    {IORING_OP_MSG_RING, "MSG_RING"}};
+        for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+            if (!io_uring_opcode_supported(pr, need[i].op)) {
+                missing = 1;
+                what = need[i].name;
+            }
+        io_uring_free_probe(pr);
+    }
+    io_uring_queue_exit(&ring);
+    if (missing) {
+        snprintf(err, errlen, "this kernel's io_uring lacks %s; ringmq needs Linux 6.1 or later",
+                 what);
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
+static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, pc->bind_address, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(pc->port);
+        sl = sizeof *a4;
+    } else if (inet_pton(AF_INET6, pc->bind_address, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(pc->port);
+        sl = sizeof *a6;
+    } else {
+        snprintf(err, errlen, "bad bind address '%s'", pc->bind_address);
+        return -EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", pc->bind_address, pc->port,
+                 strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_config *cfg, char *err,
+                              size_t errlen)
+{
+    struct rq_shard *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->id = id;
+    s->b = b;
+    s->cfg = cfg;
+    s->ring_fd = -1;
+    sem_init(&s->ready, 0, 0);
+    s->n_listen = cfg->n_ports;
+    s->lfd = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->lfd);
+    s->lport = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->lport);
+    s->accept_armed = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->accept_armed);
+    s->inbox = rq_inbox_new(INBOX_CAP, sizeof(struct rq_post));
+    s->backlog = calloc((size_t)b->n_shards, sizeof *s->backlog);
+    if (!s->lfd || !s->lport || !s->accept_armed || !s->inbox || !s->backlog) {
+        snprintf(err, errlen, "out of memory");
+        rq_shard_free(s);
+        return NULL;
+    }
+    for (size_t i = 0; i < s->n_listen; i++)
+        s->lfd[i] = -1;
+    for (size_t i = 0; i < s->n_listen; i++) {
+        int fd = open_listener(&cfg->ports[i], err, errlen);
+        if (fd < 0) {
+            rq_shard_free(s);
+            return NULL;
+        }
+        s->lfd[i] = fd;
+        s->lport[i] = cfg->ports[i].port;
+    }
+    if (!g_shards) {
+        g_shards = calloc((size_t)b->n_shards, sizeof *g_shards);
+        g_n_shards = b->n_shards;
+    }
+    if (g_shards)
+        g_shards[id] = s;
+    return s;
+}
+
+/* ---- SQE helpers ---- */
+
+static struct io_uring_sqe *get_sqe(struct rq_shard *s)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe) {
+        io_uring_submit(&s->ring);
+        sqe = io_uring_get_sqe(&s->ring);
+    }
+    return sqe;
+}
+
+static void arm_accept(struct rq_shard *s, size_t i)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return;
+    io_uring_prep_multishot_accept(sqe, s->lfd[i], NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, tag(OP_ACCEPT, 0, (uint32_t)i));
+    s->accept_armed[i] = true;
+}
+
+static void arm_recv(struct rq_shard *s, struct conn *c)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return;
+    io_uring_prep_recv_multishot(sqe, (int)c->slot, NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUF_GROUP;
+    io_uring_sqe_set_data64(sqe, tag(OP_RECV, c->gen, c->slot));
+    c->recv_armed = true;
+    c->ops++;
+}
+
+static void start_send(struct rq_shard *s, struct conn *c)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return;
+    io_uring_prep_send(sqe, (int)c->slot, c->sending.data + c->send_off,
+                       c->sending.len - c->send_off, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, tag(OP_SEND, c->gen, c->slot));
+    c->send_busy = true;
+    c->ops++;
+}
+
+/* ---- worker ops (called from core on this thread) ---- */
+
+static void mark_dirty(struct rq_shard *s, struct conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    c->next_dirty = s->dirty;
+    s->dirty = c;
+}
+
+static void mark_closing(struct rq_shard *s, struct conn *c)
+{
+    if (c->closing_listed)
+        return;
+    c->closing_listed = true;
+    c->next_close = s->closing;
+    s->closing = c;
+}
+
+static void op_want_flush(struct rq_worker *w, void *conn)
+{
+    struct conn *c = conn;
+    mark_dirty(c->sh, c);
+}
+
+static void op_want_close(struct rq_worker *w, void *conn)
+{
+    struct conn *c = conn;
+    if (c->state == C_OPEN) {
+        c->state = C_CLOSING;
+        c->close_deadline = w->now + CLOSE_LINGER_MS;
+    }
+    mark_closing(c->sh, c);
+    mark_dirty(c->sh, c);
+}
+
+static void wake_shard(struct rq_shard *from, int target)
+{
+    struct io_uring_sqe *sqe = get_sqe(from);
+    if (!sqe)
+        return;
+    io_uring_prep_msg_ring(sqe, g_shards[target]->ring_fd, 0, tag(OP_WAKE, 0, 0), 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, tag(OP_IGNORE, 0, 0));
+}
+
+static bool push_post(struct rq_shard *from, int target, const struct rq_post *p)
+{
+    bool wake = false;
+    if (!rq_inbox_push(g_shards[target]->inbox, p, &wake))
+        return false;
+    if (wake)
+        wake_shard(from, target);
+    return true;
+}
+
+static bool op_post(struct rq_worker *w, int shard, const struct rq_post *p)
+{
+    struct rq_shard *s = w->net;
+    struct backlog *bl = &s->backlog[shard];
+    if (bl->n == 0 && push_post(s, shard, p))
+        return true;
+    /* Inbox full (or older posts waiting): keep order, retry every loop iteration. */
+    if (bl->n == bl->cap) {
+        size_t ncap = bl->cap ? bl->cap * 2 : 64;
+        struct rq_post *nv = realloc(bl->v, ncap * sizeof *nv);
+        if (!nv)
+            return false;
+        bl->v = nv;
+        bl->cap = ncap;
+    }
+    bl->v[bl->n++] = *p;
+    return true;
+}
+
+static void retry_backlog(struct rq_shard *s)
+{
+    for (int t = 0; t < g_n_shards; t++) {
+        struct backlog *bl = &s->backlog[t];
+        size_t i = 0;
+        while (i < bl->n && push_post(s, t, &bl->v[i]))
+            i++;
+        if (i) {
+            memmove(bl->v, bl->v + i, (bl->n - i) * sizeof *bl->v);
+            bl->n -= i;
+        }
+    }
+}
+
+static const struct rq_worker_ops worker_ops = {
+    .post = op_post,
+    .want_flush = op_want_flush,
+    .want_close = op_want_close,
+};
+
+/* ---- connections ---- */
+
+static struct conn *conn_new(struct rq_shard *s, int fd, uint16_t port, const char *peer)
+{
+    if (!s->n_free) {
+        rq_log(RQ_LOG_WARN, NULL, "shard %d: connection table full (%u): refusing %s", s->id,
+               s->n_slots, peer);
+        return NULL;
+    }
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    uint32_t slot = s->free_slots[--s->n_free];
+    if (io_uring_register_files_update(&s->ring, slot, &fd, 1) != 1) {
+        s->free_slots[s->n_free++] = slot;
+        free(c);
+        return NULL;
+    }
+    static uint32_t gen_counter;
+    c->sh = s;
+    c->slot = slot;
+    c->gen = ++gen_counter & 0xFFFFFF;
+    c->fd = fd;
+    c->port = port;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    s->slots[slot] = c;
+    s->n_conns++;
+    rq_client_init(&c->cl, s->w, c, port, c->peer);
+    return c;
+}
+
+static void conn_free(struct rq_shard *s, struct conn *c, bool close_fd)
+{
+    int minus_one = -1;
+    io_uring_register_files_update(&s->ring, c->slot, &minus_one, 1);
+    if (close_fd)
+        close(c->fd);
+    s->slots[c->slot] = NULL;
+    s->free_slots[s->n_free++] = c->slot;
+    s->n_conns--;
+    rq_client_free(&c->cl);
+    rq_buf_free(&c->in);
+    rq_buf_free(&c->sending);
+    free(c);
+}
+
+static void peer_name(int fd, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(out, len, "%s:%d", host, port);
+}
+
+static void start_migration(struct rq_shard *s, struct conn *c);
+
+/* Feeds bytes to core; keeps an incomplete tail in c->in. */
+static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len)
+{
+    if (c->state == C_MIGRATING) {
+        rq_buf_append(&c->in, p, len); /* travels with the connection */
+        return;
+    }
+    if (c->state != C_OPEN)
+        return;
+    const uint8_t *data = p;
+    size_t n = len;
+    if (c->in.len) {
+        if (rq_buf_append(&c->in, p, len) != 0) {
+            rq_client_close(&c->cl, -RQ_RC_IMPL_SPECIFIC, "out of memory");
+            return;
+        }
+        data = c->in.data;
+        n = c->in.len;
+    }
+    long used = rq_client_on_bytes(&c->cl, data, n);
+    if (used < 0)
+        return; /* closing */
+    if (c->cl.migrate_to >= 0) {
+        if (data == c->in.data) {
+            rq_buf_consume(&c->in, (size_t)used);
+        } else {
+            rq_buf_reset(&c->in);
+            rq_buf_append(&c->in, data + used, n - (size_t)used);
+        }
+        start_migration(s, c);
+        return;
+    }
+    if (data == c->in.data)
+        rq_buf_consume(&c->in, (size_t)used);
+    else if ((size_t)used < n)
+        rq_buf_append(&c->in, data + used, n - (size_t)used);
+}
+
+/* The session of this connection lives on another shard: stop reading here, wait for the recv
+ * to end, then pass the socket and the unconsumed input (the CONNECT) to the owner. */
+static void start_migration(struct rq_shard *s, struct conn *c)
+{
+    c->state = C_MIGRATING;
+    rq_timer_cancel(&s->w->wheel, &c->cl.ka_timer);
+    if (c->recv_armed) {
+        struct io_uring_sqe *sqe = get_sqe(s);
+        if (sqe) {
+            io_uring_prep_cancel64(sqe, tag(OP_RECV, c->gen, c->slot), 0);
+            io_uring_sqe_set_data64(sqe, tag(OP_IGNORE, 0, 0));
+            sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        }
+    }
+    mark_closing(s, c);
+}
+
+static void finish_migration(struct rq_shard *s, struct conn *c)
+{
+    struct handover *h = malloc(sizeof *h + c->in.len);
+    if (!h) {
+        conn_free(s, c, true);
+        return;
+    }
+    h->fd = c->fd;
+    h->port = c->port;
+    h->hops = (uint8_t)(c->cl.hops + 1);
+    snprintf(h->peer, sizeof h->peer, "%s", c->peer);
+    h->len = c->in.len;
+    if (c->in.len)
+        memcpy(h->data, c->in.data, c->in.len);
+    int target = c->cl.migrate_to;
+    rq_log(RQ_LOG_DEBUG, &c->cl.log, "session lives on shard %d: handing the connection over",
+           target);
+    conn_free(s, c, false);
+    struct rq_post p = {.kind = RQ_POST_ADOPT_CONN, .ptr = h};
+    op_post(s->w, target, &p);
+}
+
+static void adopt(struct rq_shard *s, struct handover *h)
+{
+    struct conn *c = s->stopping ? NULL : conn_new(s, h->fd, h->port, h->peer);
+    if (!c) {
+        close(h->fd);
+        free(h);
+        return;
+    }
+    c->cl.hops = h->hops;
+    arm_recv(s, c);
+    conn_input(s, c, h->data, h->len);
+    free(h);
+}
+
+/* ---- completions ---- */
+
+static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
+{
+    uint32_t li = tag_slot(cqe->user_data);
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        s->accept_armed[li] = false; /* re-armed at the end of the iteration */
+    if (cqe->res < 0) {
+        if (cqe->res != -ECANCELED)
+            rq_log(RQ_LOG_WARN, NULL, "shard %d: accept on port %u: %s", s->id, s->lport[li],
+                   strerror(-cqe->res));
+        return;
+    }
+    int fd = cqe->res;
+    if (s->stopping) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char peer[64];
+    peer_name(fd, peer, sizeof peer);
+    struct conn *c = conn_new(s, fd, s->lport[li], peer);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    rq_log(RQ_LOG_TRACE, &c->cl.log, "accepted");
+    arm_recv(s, c);
+}
+
+static void recycle_buffer(struct rq_shard *s, uint16_t bid)
+{
+    io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE, bid,
+                          io_uring_buf_ring_mask(BUF_COUNT), 0);
+    io_uring_buf_ring_advance(s->br, 1);
+}
+
+static void conn_peer_gone(struct rq_shard *s, struct conn *c, const char *why)
+{
+    if (c->state == C_OPEN) {
+        rq_log(RQ_LOG_DEBUG, &c->cl.log, "connection lost: %s", why);
+        c->state = C_SHUTDOWN;
+    } else if (c->state == C_CLOSING) {
+        c->state = C_SHUTDOWN;
+    }
+    mark_closing(s, c);
+}
+
+static void on_recv(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
+{
+    bool more = cqe->flags & IORING_CQE_F_MORE;
+    if (!more) {
+        c->recv_armed = false;
+        c->ops--;
+    }
+    if (cqe->res > 0) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        conn_input(s, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)cqe->res);
+        recycle_buffer(s, bid);
+        if (!more && c->state == C_OPEN)
+            mark_dirty(s, c); /* re-armed in the flush phase */
+        return;
+    }
+    if (cqe->res == -ENOBUFS) {
+        if (c->state == C_OPEN)
+            mark_dirty(s, c); /* buffers are back after this batch: re-arm then */
+        return;
+    }
+    if (c->state == C_MIGRATING)
+        return;
+    if (cqe->res == 0)
+        conn_peer_gone(s, c, "peer closed the connection");
+    else if (cqe->res != -ECANCELED)
+        conn_peer_gone(s, c, strerror(-cqe->res));
+    else
+        mark_closing(s, c);
+}
+
+static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
+{
+    c->send_busy = false;
+    c->ops--;
+    if (cqe->res < 0) {
+        rq_buf_reset(&c->sending);
+        c->send_off = 0;
+        conn_peer_gone(s, c, strerror(-cqe->res));
+        return;
+    }
+    c->send_off += (size_t)cqe->res;
+    if (c->send_off < c->sending.len) {
+        start_send(s, c); /* partial send: the rest, from the same buffer */
+        return;
+    }
+    rq_buf_reset(&c->sending);
+    c->send_off = 0;
+    if (c->state == C_OPEN)
+        rq_client_on_drained(&c->cl);
+    mark_dirty(s, c);
+}
+
+static void handle_cqe(struct rq_shard *s, struct io_uring_cqe *cqe)
+{
+    uint64_t t = cqe->user_data;
+    enum op op = tag_op(t);
+    if (op == OP_ACCEPT) {
+        on_accept(s, cqe);
+        return;
+    }
+    if (op == OP_WAKE || op == OP_IGNORE)
+        return;
+    uint32_t slot = tag_slot(t);
+    struct conn *c = slot < s->n_slots ? s->slots[slot] : NULL;
+    if (!c || c->gen != tag_gen(t)) {
+        s->stale_cqes++;
+        if (op == OP_RECV && cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER))
+            recycle_buffer(s, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        return;
+    }
+    if (op == OP_RECV)
+        on_recv(s, c, cqe);
+    else if (op == OP_SEND)
+        on_send(s, c, cqe);
+}
+
+/* ---- end-of-iteration phases ---- */
+
+static void flush_all(struct rq_shard *s)
+{
+    while (s->dirty) {
+        struct conn *c = s->dirty;
+        s->dirty = c->next_dirty;
+        c->dirty = false;
+        if (c->state == C_MIGRATING || c->state == C_SHUTDOWN)
+            continue;
+        if (c->state == C_OPEN && !c->recv_armed)
+            arm_recv(s, c);
+        if (!c->send_busy && c->cl.out.len) {
+            /* swap: core keeps appending to an empty buffer while this one is sent */
+            struct rq_buf tmp = c->sending;
+            c->sending = c->cl.out;
+            c->cl.out = tmp;
+            c->send_off = 0;
+            start_send(s, c);
+        }
+    }
+}
+
+static void reap(struct rq_shard *s)
+{
+    struct conn **pp = &s->closing;
+    while (*pp) {
+        struct conn *c = *pp;
+        if (!c->closed_notified && c->state != C_MIGRATING) {
+            c->closed_notified = true;
+            rq_client_on_closed(&c->cl, c->state == C_SHUTDOWN ? "connection lost" : "closed");
+        }
+        if (c->state == C_CLOSING) {
+            bool flushed = !c->send_busy && c->cl.out.len == 0;
+            if (flushed || s->w->now >= c->close_deadline) {
+                shutdown(c->fd, SHUT_RDWR); /* ends the multishot recv */
+                c->state = C_SHUTDOWN;
+            }
+        } else if (c->state == C_SHUTDOWN && c->ops) {
+            shutdown(c->fd, SHUT_RDWR);
+        }
+        if (c->ops == 0 && (c->state == C_SHUTDOWN || c->state == C_MIGRATING)) {
+            *pp = c->next_close;
+            if (c->dirty) { /* unlink from the flush list */
+                for (struct conn **dp = &s->dirty; *dp; dp = &(*dp)->next_dirty)
+                    if (*dp == c) {
+                        *dp = c->next_dirty;
+                        break;
+                    }
+            }
+            if (c->state == C_MIGRATING)
+                finish_migration(s, c);
+            else
+                conn_free(s, c, true);
+            continue;
+        }
+        pp = &c->next_close;
+    }
+}
+
+static void begin_stop(struct rq_shard *s)
+{
+    s->stopping = true;
+    s->stop_deadline = s->w->now + 3000;
+    for (size_t i = 0; i < s->n_listen; i++) {
+        if (s->lfd[i] >= 0) {
+            shutdown(s->lfd[i], SHUT_RDWR); /* ends the multishot accept */
+            close(s->lfd[i]);
+            s->lfd[i] = -1;
+        }
+    }
+    rq_worker_shutdown(s->w);
+    /* Connections still before CONNECT have no session: close them too. */
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        struct conn *c = s->slots[i];
+        if (c && c->state == C_OPEN)
+            rq_client_close(&c->cl, -RQ_RC_SERVER_SHUTTING_DOWN, "server shutting down");
+    }
+}
+
+static void drain_inbox(struct rq_shard *s)
+{
+    struct rq_post p;
+    while (rq_inbox_pop(s->inbox, &p)) {
+        if (p.kind == RQ_POST_STOP) {
+            if (!s->stopping)
+                begin_stop(s);
+        } else if (p.kind == RQ_POST_ADOPT_CONN) {
+            adopt(s, p.ptr);
+        } else {
+            rq_worker_on_post(s->w, &p);
+        }
+    }
+}
+
+static int setup_buffers(struct rq_shard *s)
+{
+    size_t ring_sz = BUF_COUNT * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, ring_sz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED)
+        return -errno;
+    s->br = mem;
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = BUF_COUNT, .bgid = BUF_GROUP};
+    int rc = io_uring_register_buf_ring(&s->ring, &reg, 0);
+    if (rc)
+        return rc;
+    s->bufs = malloc((size_t)BUF_COUNT * BUF_SIZE);
+    if (!s->bufs)
+        return -ENOMEM;
+    io_uring_buf_ring_init(s->br);
+    for (int i = 0; i < BUF_COUNT; i++)
+        io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, (uint16_t)i,
+                              io_uring_buf_ring_mask(BUF_COUNT), i);
+    io_uring_buf_ring_advance(s->br, BUF_COUNT);
+    return 0;
+}
+
+static int setup_files(struct rq_shard *s)
+{
+    struct rlimit rl;
+    uint32_t want = s->cfg->max_connections + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+        want = (uint32_t)rl.rlim_cur > 64 ? (uint32_t)rl.rlim_cur - 32 : 32;
+    if (want > 1u << 20)
+        want = 1u << 20;
+    int rc = io_uring_register_files_sparse(&s->ring, want);
+    if (rc)
+        return rc;
+    s->n_slots = want;
+    s->slots = calloc(want, sizeof *s->slots);
+    s->free_slots = malloc(want * sizeof *s->free_slots);
+    if (!s->slots || !s->free_slots)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < want; i++)
+        s->free_slots[i] = want - 1 - i;
+    s->n_free = want;
+    return 0;
+}
+
+static void pin(struct rq_shard *s)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(s->id % n, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0)
+        rq_log(RQ_LOG_WARN, NULL, "shard %d: could not pin to CPU %ld", s->id, s->id % n);
+}
+
+static void loop(struct rq_shard *s)
+{
+    struct rq_worker *w = s->w;
+    for (;;) {
+        w->now = rq_now_ms();
+        if (s->stop_requested && !s->stopping)
+            begin_stop(s);
+        drain_inbox(s);
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&s->ring, head, cqe)
+        {
+            handle_cqe(s, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&s->ring, n);
+        rq_wheel_run(&w->wheel, w->now);
+        retry_backlog(s);
+        flush_all(s);
+        reap(s);
+        if (s->stopping && (s->n_conns == 0 || w->now >= s->stop_deadline))
+            break;
+        for (size_t i = 0; !s->stopping && i < s->n_listen; i++)
+            if (!s->accept_armed[i])
+                arm_accept(s, i);
+
+        bool busy = io_uring_cq_ready(&s->ring) > 0 || s->dirty;
+        for (int t = 0; t < g_n_shards; t++)
+            busy |= s->backlog[t].n > 0;
+        if (!busy && rq_inbox_sleep(s->inbox))
+            busy = true;
+        int64_t ms = rq_wheel_next(&w->wheel, w->now);
+        if (s->closing && (ms < 0 || ms > 50))
+            ms = 50; /* closing connections poll their linger deadline */
+        if (s->stopping && (ms < 0 || ms > 50))
+            ms = 50;
+        if (busy) {
+            /* submit and collect completions without sleeping (with DEFER_TASKRUN they are
+             * only posted when the kernel is entered with GETEVENTS) */
+            io_uring_submit_and_get_events(&s->ring);
+            continue;
+        }
+        struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+        io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, ms >= 0 ? &ts : NULL, NULL);
+    }
+}
+
+static void *shard_main(void *arg)
+{
+    struct rq_shard *s = arg;
+    pin(s);
+    int rc = ring_setup(&s->ring, &s->ring_mode);
+    if (rc == 0)
+        rc = setup_buffers(s);
+    if (rc == 0)
+        rc = setup_files(s);
+    if (rc == 0) {
+        s->w = rq_worker_new(s->b, s->id, &worker_ops, s);
+        if (!s->w)
+            rc = -ENOMEM;
+    }
+    s->ring_fd = s->ring.ring_fd;
+    s->start_err = rc;
+    if (rc)
+        snprintf(s->start_msg, sizeof s->start_msg, "shard %d: io_uring setup failed: %s", s->id,
+                 strerror(-rc));
+    sem_post(&s->ready);
+    if (rc)
+        return NULL;
+    rq_log(RQ_LOG_DEBUG, NULL, "shard %d: ring up (%s), %u connection slots", s->id,
+           s->ring_mode, s->n_slots);
+    loop(s);
+    rq_worker_free(s->w);
+    s->w = NULL;
+    return NULL;
+}
+
+int rq_shard_start(struct rq_shard *s, char *err, size_t errlen)
+{
+    int rc = pthread_create(&s->thread, NULL, shard_main, s);
+    if (rc) {
+        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+        return -rc;
+    }
+    s->started = true;
+    sem_wait(&s->ready);
+    if (s->start_err) {
+        snprintf(err, errlen, "%s", s->start_msg);
+        return s->start_err;
+    }
+    return 0;
+}
+
+/* The control thread's own small ring: it has no shard, but MSG_RING needs a ring to send from. */
+static struct io_uring ctl_ring;
+static bool ctl_ring_up;
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void rq_shard_stop(struct rq_shard *s)
+{
+    s->stop_requested = 1;
+    struct rq_post p = {.kind = RQ_POST_STOP};
+    bool wake = false;
+    rq_inbox_push(s->inbox, &p, &wake);
+    pthread_mutex_lock(&ctl_lock);
+    if (!ctl_ring_up)
+        ctl_ring_up = io_uring_queue_init(8, &ctl_ring, 0) == 0;
+    if (ctl_ring_up && s->ring_fd >= 0) {
+        /* always wake: the flag above is seen at the top of the shard's next iteration */
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ctl_ring);
+        if (sqe) {
+            io_uring_prep_msg_ring(sqe, s->ring_fd, 0, tag(OP_WAKE, 0, 0), 0);
+            io_uring_sqe_set_data64(sqe, 0);
+            io_uring_submit(&ctl_ring);
+            struct io_uring_cqe *cqe;
+            if (io_uring_wait_cqe(&ctl_ring, &cqe) == 0)
+                io_uring_cqe_seen(&ctl_ring, cqe);
+        }
+    }
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+void rq_shard_join(struct rq_shard *s)
+{
+    if (s->started) {
+        pthread_join(s->thread, NULL);
+        s->started = false;
+    }
+}
+
+static void discard_post(const struct rq_post *p)
+{
+    if (p->kind == RQ_POST_DELIVER) {
+        struct rq_batch *bt = p->ptr;
+        rq_msg_unref(bt->msg);
+        free(bt);
+    } else if (p->kind == RQ_POST_ADOPT_CONN) {
+        struct handover *h = p->ptr;
+        close(h->fd);
+        free(h);
+    }
+}
+
+void rq_shard_free(struct rq_shard *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; s->lfd && i < s->n_listen; i++)
+        if (s->lfd[i] >= 0)
+            close(s->lfd[i]);
+    if (s->ring_fd >= 0)
+        io_uring_queue_exit(&s->ring);
+    if (s->br)
+        munmap(s->br, BUF_COUNT * sizeof(struct io_uring_buf));
+    free(s->bufs);
+    free(s->slots);
+    free(s->free_slots);
+    for (int t = 0; s->backlog && t < s->b->n_shards; t++) {
+        for (size_t i = 0; i < s->backlog[t].n; i++)
+            discard_post(&s->backlog[t].v[i]);
+        free(s->backlog[t].v);
+    }
+    free(s->backlog);
+    if (s->inbox) {
+        /* Posts that arrived after this shard stopped (wills routed during shutdown). */
+        struct rq_post p;
+        while (rq_inbox_pop(s->inbox, &p))
+            discard_post(&p);
+        rq_inbox_free(s->inbox);
+    }
+    free(s->lfd);
+    free(s->lport);
+    free(s->accept_armed);
+    if (g_shards) {
+        g_shards[s->id] = NULL;
+        bool any = false;
+        for (int i = 0; i < g_n_shards; i++)
+            any |= g_shards[i] != NULL;
+        if (!any) {
+            free(g_shards);
+            g_shards = NULL;
+        }
+    }
+    sem_destroy(&s->ready);
+    free(s);
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds and runs every test: the Release build, then the whole suite again under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Installs what is missing first.
+# Options: --fast (Release only), --asan (sanitizer build only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/deps.sh
+mode="${1:-all}"
+jobs=$(nproc)
+run_suite() { # dir, cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 300)
+}
+if [ "$mode" != "--asan" ]; then
+  echo "== Release build and tests"
+  run_suite build -DCMAKE_BUILD_TYPE=Release
+fi
+if [ "$mode" != "--fast" ]; then
+  echo "== ASan+UBSan build and tests"
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  run_suite build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGMQ_SANITIZE=address,undefined
+fi
+echo "== all tests passed"
