@@ -4,6 +4,7 @@
 #define RQ_TIMER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct rq_timer;
