@@ -179,8 +179,10 @@ def connect_timeout_partial_connect(b):
     c.send_raw(data[:6])
     t0 = time.monotonic()
     res = c.expect_closed(6)
+    dt = time.monotonic() - t0
     check(res, "half-sent CONNECT not closed within 6 s")
-    check(time.monotonic() - t0 <= 4.0, "closed too late")
+    check(1.5 <= dt <= 4.0, "half-sent CONNECT closed after %.2f s, want about 2 s (a partial"
+          " packet is not an error): %r" % (dt, res))
     rq.check_serves(b.port)
 
 
