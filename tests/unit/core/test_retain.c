@@ -128,6 +128,16 @@ static void test_set_replace_clear(void)
     CHECK_STR(lookup(r, "#"), "a/b/c");
     clear(r, "a/b/c");
     CHECK_EQ(rq_retain_count(r), 0);
+
+    /* levels longer than one hash word */
+    set(r, "building-0042/floor-seven/temperature");
+    set(r, "building-0042/floor-seven/humidity");
+    CHECK_STR(lookup(r, "building-0042/+/temperature"), "building-0042/floor-seven/temperature");
+    CHECK_STR(lookup(r, "building-0042/floor-seven/humidity"),
+              "building-0042/floor-seven/humidity");
+    clear(r, "building-0042/floor-seven/temperature");
+    clear(r, "building-0042/floor-seven/humidity");
+    CHECK_EQ(rq_retain_count(r), 0);
     CHECK_EQ(live_msgs, 0);
     rq_retain_free(r, msg_drop);
     rq_retain_free(NULL, NULL);
