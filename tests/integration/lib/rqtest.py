@@ -372,8 +372,9 @@ class Broker:
 
 
 def start_broker(yaml_text=None, threads=2, extra_args=(), start_timeout=10.0):
-    """Start the broker under test on the given YAML (default: broker_yaml()). With
-    RQ_TARGET=mosquitto, start mosquitto on a translated config instead."""
+    """Start the broker under test on the given YAML (default: broker_yaml()); threads=None
+    leaves --threads out. With RQ_TARGET=mosquitto, start mosquitto on a translated config
+    instead."""
     if yaml_text is None:
         yaml_text = broker_yaml()
     workdir = tempfile.mkdtemp(prefix="rqtest-")
@@ -392,7 +393,8 @@ def start_broker(yaml_text=None, threads=2, extra_args=(), start_timeout=10.0):
         path = os.path.join(workdir, "ringmq.yaml")
         with open(path, "w") as f:
             f.write(yaml_text)
-        argv = [broker_bin(), "-c", path, "--threads", str(threads)] + list(extra_args)
+        argv = [broker_bin(), "-c", path] + ([] if threads is None else ["--threads", str(threads)])
+        argv += list(extra_args)
     return Broker(argv, port, workdir, start_timeout)
 
 
