@@ -780,17 +780,23 @@ long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
         if (!c->connected && max > PRE_CONNECT_MAX)
             max = PRE_CONNECT_MAX;
         long n = rq_codec_frame(p + used, len - used, max, &hdr, &why);
-        if (n == RQ_INCOMPLETE)
-            break;
+        if (n == RQ_INCOMPLETE || (n > 0 && (size_t)n > len - used))
+            break; /* the rest of the packet has not arrived yet */
         int rc = (int)n;
         struct rq_packet pk;
+        pk.type = 0;
+        pk.u.connect.version = 0;
         if (n > 0) {
             rc = rq_codec_decode(p + used, (size_t)n, c->version ? c->version : 4, &pk, &why);
             if (rc == 0) {
                 rc = on_packet(c, &pk, &why);
                 if (rc == -2)
                     return (long)used; /* hand-over: this CONNECT goes along */
-            } else if (!c->connected && pk.type == RQ_CONNECT && pk.u.connect.version) {
+            } else if (!c->connected && pk.type == RQ_CONNECT && pk.u.connect.version &&
+                       (pk.u.connect.version == 5 ||
+                        rc == -RQ_RC_UNSUPPORTED_PROTOCOL_VERSION)) {
+                /* v5: CONNACK with the reason; 3.1.1 has a return code only for a bad protocol
+                 * level, anything else malformed is closed without CONNACK [MQTT-3.1.4-1]. */
                 connack_fail(c, pk.u.connect.version == 5 ? 5 : 4, -rc, why);
                 return -1;
             }
