@@ -25,6 +25,38 @@ struct rq_port_cfg {
     char listener[64];     /* metadata.name of the BrokerListener it came from */
 };
 
+/* One key of a ConfigMap or Secret. value holds len bytes and a NUL after them (so text values
+ * are C strings too). Secret data and ConfigMap binaryData arrive base64-decoded. */
+struct rq_config_entry {
+    char *key;
+    char *value;
+    size_t len;
+};
+
+enum rq_config_object_kind {
+    RQ_CONFIG_CONFIGMAP = 0,
+    RQ_CONFIG_SECRET = 1,
+};
+
+/* A ConfigMap or Secret document, kept for the references (CA bundles, TLS secrets) that later
+ * modules resolve by name. Names are unique per kind within one snapshot. */
+struct rq_config_object {
+    int kind;           /* enum rq_config_object_kind */
+    char name[254];     /* metadata.name */
+    char ns[64];        /* metadata.namespace, "" when absent */
+    char type[128];     /* Secret type, e.g. "kubernetes.io/tls"; "" when absent */
+    bool immutable;
+    struct rq_config_entry *entries; /* data, binaryData and stringData together, file order */
+    size_t n_entries;
+};
+
+/* An AIO key that a single-node broker has no use for: accepted and ignored. The caller logs
+ * "<where>: ignored: <key> (not applicable)". */
+struct rq_config_ignored {
+    char *key;   /* key path in the Broker document, e.g. "spec.cardinality" */
+    char *where; /* "broker.yaml:5:3" */
+};
+
 struct rq_config {
     /* Broker spec.advanced.clients (AIO names) */
     uint16_t max_keepalive;        /* maxKeepAliveSeconds; default 65535 (no cap below max) */
@@ -48,6 +80,12 @@ struct rq_config {
     struct rq_port_cfg *ports;
     size_t n_ports;
     char source[256]; /* path loaded from, or "(embedded default)" */
+
+    char broker_name[64];             /* metadata.name of the Broker document; "" when absent */
+    struct rq_config_object *objects; /* ConfigMap and Secret documents, in load order */
+    size_t n_objects;
+    struct rq_config_ignored *ignored; /* AIO keys accepted but not applicable, in load order */
+    size_t n_ignored;
 };
 
 /* The embedded default: plain MQTT on 127.0.0.1:1883, authentication disabled. */
