@@ -721,8 +721,10 @@ class CloseResult:
         return self.closed
 
     def __repr__(self):
-        return "<closed=%s disconnect_rc=%s before=%r>" % (
-            self.closed, None if self.rc is None else "0x%02x" % self.rc, self.packets)
+        why = self.disconnect.props.get("reason_string") if self.disconnect is not None else None
+        return "<closed=%s disconnect_rc=%s%s before=%r>" % (
+            self.closed, None if self.rc is None else "0x%02x" % self.rc,
+            " (%s)" % why if why else "", self.packets)
 
 
 class RawClient:
@@ -743,7 +745,12 @@ class RawClient:
     # --- transport ---------------------------------------------------------------------------
 
     def send_raw(self, data):
-        self.sock.sendall(bytes(data))
+        try:
+            self.sock.sendall(bytes(data))
+        except OSError as e:
+            # Say what the broker sent before it closed (usually a DISCONNECT with a reason).
+            raise AssertionError("broker closed the connection while we were sending (%s);"
+                                 " before: %r" % (e, self.expect_closed(0.5)))
 
     def close(self):
         """Abrupt close (no DISCONNECT)."""
@@ -950,7 +957,7 @@ class RawClient:
     def disconnect(self, rc=0, props=None):
         try:
             self.send_raw(enc_disconnect(self.version, rc, props))
-        except OSError:
+        except (OSError, AssertionError):
             pass
         self.close()
 
