@@ -16,11 +16,13 @@
 #define UPV (-RQ_RC_UNSUPPORTED_PROTOCOL_VERSION)
 #define TAI (-RQ_RC_TOPIC_ALIAS_INVALID)
 
-static bool str_same(struct rq_str a, struct rq_str b) {
+static bool str_same(struct rq_str a, struct rq_str b)
+{
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
 }
 
-static bool str_eq(struct rq_str s, const char *lit) {
+static bool str_eq(struct rq_str s, const char *lit)
+{
     return str_same(s, (struct rq_str){(const uint8_t *)lit, (uint32_t)strlen(lit)});
 }
 
@@ -30,25 +32,30 @@ static uint8_t g_buf[70000]; /* the last framed packet; decoded strings point he
 static struct rq_packet pk;  /* the last decoded packet */
 static const char *why;
 
-static size_t frame_into(uint8_t *dst, uint8_t b0, const uint8_t *body, size_t n) {
+static size_t frame_into(uint8_t *dst, uint8_t b0, const uint8_t *body, size_t n)
+{
     dst[0] = b0;
     size_t h = 1 + rq_varint_encode(dst + 1, (uint32_t)n);
-    if (n) memmove(dst + h, body, n);
+    if (n)
+        memmove(dst + h, body, n);
     return h + n;
 }
 
 /* Frames p[0..n) (which must be exactly one packet) and decodes it. */
-static int decode(const uint8_t *p, size_t n, int v) {
+static int decode(const uint8_t *p, size_t n, int v)
+{
     size_t hl = 0;
     long t = rq_codec_frame(p, n, UINT32_MAX, &hl, &why);
     CHECK_EQ(t, (long)n);
     why = NULL;
     int rc = rq_codec_decode(p, n, v, &pk, &why);
-    if (rc) CHECK(why != NULL);
+    if (rc)
+        CHECK(why != NULL);
     return rc;
 }
 
-static int decode_body(int v, uint8_t b0, const uint8_t *body, size_t n) {
+static int decode_body(int v, uint8_t b0, const uint8_t *body, size_t n)
+{
     return decode(g_buf, frame_into(g_buf, b0, body, n), v);
 }
 
@@ -57,11 +64,13 @@ static int decode_body(int v, uint8_t b0, const uint8_t *body, size_t n) {
 #define MQTT 0, 4, 'M', 'Q', 'T', 'T'
 
 /* Encoded user property entries from key/value pairs. */
-static struct rq_str user_blob(uint8_t *dst, const char *const *kv, size_t pairs) {
+static struct rq_str user_blob(uint8_t *dst, const char *const *kv, size_t pairs)
+{
     size_t n = 0;
     for (size_t i = 0; i < 2 * pairs; i++) {
         size_t l = strlen(kv[i]);
-        if (i % 2 == 0) dst[n++] = RQ_PROP_USER_PROPERTY;
+        if (i % 2 == 0)
+            dst[n++] = RQ_PROP_USER_PROPERTY;
         dst[n++] = (uint8_t)(l >> 8);
         dst[n++] = (uint8_t)l;
         memcpy(dst + n, kv[i], l);
@@ -70,7 +79,8 @@ static struct rq_str user_blob(uint8_t *dst, const char *const *kv, size_t pairs
     return (struct rq_str){dst, (uint32_t)n};
 }
 
-static void check_users(const struct rq_props *w, const struct rq_props *g) {
+static void check_users(const struct rq_props *w, const struct rq_props *g)
+{
     struct rq_props blob = {0};
     struct rq_str k1, v1, k2, v2;
     uint32_t o1 = 0, o2 = 0, n = 0;
@@ -86,35 +96,26 @@ static void check_users(const struct rq_props *w, const struct rq_props *g) {
     CHECK_EQ(g->user_prop_count, n);
 }
 
-static void check_props(const struct rq_props *w, const struct rq_props *g) {
+/* Every value field of struct rq_props, for field-by-field comparison. */
+/* clang-format off */
+#define SCALARS(X)                                                                                 \
+    X(payload_format) X(message_expiry) X(sub_id) X(session_expiry) X(server_keep_alive)           \
+    X(request_problem_info) X(will_delay) X(request_response_info) X(receive_max)                  \
+    X(topic_alias_max) X(topic_alias) X(maximum_qos) X(retain_available) X(max_packet_size)        \
+    X(wildcard_sub_avail) X(sub_id_avail) X(shared_sub_avail)
+#define STRINGS(X)                                                                                 \
+    X(content_type) X(response_topic) X(correlation_data) X(assigned_client_id) X(auth_method)     \
+    X(auth_data) X(response_info) X(server_reference) X(reason_string)
+/* clang-format on */
+#define CHECK_SCALAR(f) CHECK_EQ(g->f, w->f);
+#define CHECK_STRING(f) CHECK(str_same(g->f, w->f));
+
+static void check_props(const struct rq_props *w, const struct rq_props *g)
+{
     uint64_t want = w->present | (w->user_props.len ? RQ_PROP_BIT(RQ_PROP_USER_PROPERTY) : 0);
     CHECK_EQ(g->present, want);
-    CHECK_EQ(g->payload_format, w->payload_format);
-    CHECK_EQ(g->message_expiry, w->message_expiry);
-    CHECK(str_same(g->content_type, w->content_type));
-    CHECK(str_same(g->response_topic, w->response_topic));
-    CHECK(str_same(g->correlation_data, w->correlation_data));
-    CHECK_EQ(g->sub_id, w->sub_id);
-    CHECK_EQ(g->session_expiry, w->session_expiry);
-    CHECK(str_same(g->assigned_client_id, w->assigned_client_id));
-    CHECK_EQ(g->server_keep_alive, w->server_keep_alive);
-    CHECK(str_same(g->auth_method, w->auth_method));
-    CHECK(str_same(g->auth_data, w->auth_data));
-    CHECK_EQ(g->request_problem_info, w->request_problem_info);
-    CHECK_EQ(g->will_delay, w->will_delay);
-    CHECK_EQ(g->request_response_info, w->request_response_info);
-    CHECK(str_same(g->response_info, w->response_info));
-    CHECK(str_same(g->server_reference, w->server_reference));
-    CHECK(str_same(g->reason_string, w->reason_string));
-    CHECK_EQ(g->receive_max, w->receive_max);
-    CHECK_EQ(g->topic_alias_max, w->topic_alias_max);
-    CHECK_EQ(g->topic_alias, w->topic_alias);
-    CHECK_EQ(g->maximum_qos, w->maximum_qos);
-    CHECK_EQ(g->retain_available, w->retain_available);
-    CHECK_EQ(g->max_packet_size, w->max_packet_size);
-    CHECK_EQ(g->wildcard_sub_avail, w->wildcard_sub_avail);
-    CHECK_EQ(g->sub_id_avail, w->sub_id_avail);
-    CHECK_EQ(g->shared_sub_avail, w->shared_sub_avail);
+    SCALARS(CHECK_SCALAR)
+    STRINGS(CHECK_STRING)
     check_users(w, g);
 }
 
@@ -126,7 +127,8 @@ static void check_props(const struct rq_props *w, const struct rq_props *g) {
 
 /* ---- Variable byte integers, framing ---- */
 
-static void test_varint(void) {
+static void test_varint(void)
+{
     static const uint32_t vals[] = {0, 1, 127, 128, 16383, 16384, 2097151, 2097152, 268435455};
     static const size_t sizes[] = {1, 1, 1, 2, 2, 3, 3, 4, 4};
     for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
@@ -141,14 +143,17 @@ static void test_varint(void) {
     }
 }
 
-static long frame(const uint8_t *p, size_t n, uint32_t max, size_t *hl) {
+static long frame(const uint8_t *p, size_t n, uint32_t max, size_t *hl)
+{
     why = NULL;
     long rc = rq_codec_frame(p, n, max, hl, &why);
-    if (rc < 0 && rc != RQ_INCOMPLETE) CHECK(why != NULL);
+    if (rc < 0 && rc != RQ_INCOMPLETE)
+        CHECK(why != NULL);
     return rc;
 }
 
-static void test_frame(void) {
+static void test_frame(void)
+{
     size_t hl = 0;
     CHECK_EQ(frame((const uint8_t *)"", 0, 100, &hl), RQ_INCOMPLETE);
     CHECK_EQ(frame(BODY(0x30), 100, &hl), RQ_INCOMPLETE);
@@ -189,12 +194,14 @@ static void test_frame(void) {
 /* ---- UTF-8 ---- */
 
 /* Reference: decode code points arithmetically, then apply the rules. */
-static bool ref_utf8(const uint8_t *p, size_t n) {
+static bool ref_utf8(const uint8_t *p, size_t n)
+{
     for (size_t i = 0; i < n;) {
         uint32_t c = p[i], min;
         size_t k;
         if (c < 0x80) {
-            if (c == 0) return false;
+            if (c == 0)
+                return false;
             i++;
             continue;
         }
@@ -206,18 +213,22 @@ static bool ref_utf8(const uint8_t *p, size_t n) {
             k = 3, c &= 0x07, min = 0x10000;
         else
             return false;
-        if (n - i <= k) return false;
+        if (n - i <= k)
+            return false;
         for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80) return false;
+            if ((p[i + j] & 0xC0) != 0x80)
+                return false;
             c = c << 6 | (p[i + j] & 0x3F);
         }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return false;
+        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+            return false;
         i += k + 1;
     }
     return true;
 }
 
-static void test_utf8(void) {
+static void test_utf8(void)
+{
     CHECK(rq_utf8_valid((const uint8_t *)"", 0));
     CHECK(rq_utf8_valid(BODY('a', '/', 'b')));
     CHECK(rq_utf8_valid(BODY(0xC3, 0xA9)));             /* U+00E9 */
@@ -238,9 +249,12 @@ static void test_utf8(void) {
     int mismatches = 0;
     for (uint32_t x = 0; x < (1u << 24); x++) {
         uint8_t b[3] = {(uint8_t)x, (uint8_t)(x >> 8), (uint8_t)(x >> 16)};
-        if (x < 256 && rq_utf8_valid(b, 1) != ref_utf8(b, 1)) mismatches++;
-        if (x < 65536 && rq_utf8_valid(b, 2) != ref_utf8(b, 2)) mismatches++;
-        if (rq_utf8_valid(b, 3) != ref_utf8(b, 3)) mismatches++;
+        if (x < 256 && rq_utf8_valid(b, 1) != ref_utf8(b, 1))
+            mismatches++;
+        if (x < 65536 && rq_utf8_valid(b, 2) != ref_utf8(b, 2))
+            mismatches++;
+        if (rq_utf8_valid(b, 3) != ref_utf8(b, 3))
+            mismatches++;
     }
     /* four-byte forms: every first two bytes, edge values for the rest */
     static const uint8_t edge[] = {0x00, 0x41, 0x7F, 0x80, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF};
@@ -248,7 +262,8 @@ static void test_utf8(void) {
         for (size_t i = 0; i < sizeof(edge); i++)
             for (size_t j = 0; j < sizeof(edge); j++) {
                 uint8_t b[4] = {(uint8_t)x, (uint8_t)(x >> 8), edge[i], edge[j]};
-                if (rq_utf8_valid(b, 4) != ref_utf8(b, 4)) mismatches++;
+                if (rq_utf8_valid(b, 4) != ref_utf8(b, 4))
+                    mismatches++;
             }
     /* longer strings exercise the 8-byte ASCII path at every alignment */
     uint32_t seed = 12345;
@@ -261,7 +276,8 @@ static void test_utf8(void) {
             seed = seed * 1103515245 + 12345;
             b[i] = (seed >> 16) % 4 ? 'x' : pool[(seed >> 8) % sizeof(pool)];
         }
-        if (rq_utf8_valid(b, n) != ref_utf8(b, n)) mismatches++;
+        if (rq_utf8_valid(b, n) != ref_utf8(b, n))
+            mismatches++;
     }
     CHECK_EQ(mismatches, 0);
 }
@@ -270,30 +286,32 @@ static void test_utf8(void) {
 
 static struct rq_buf out;
 
-static int encoded_decode(int v) {
+static int encoded_decode(int v)
+{
     return decode(out.data, out.len, v);
 }
 
-static void test_connect(void) {
+static void test_connect(void)
+{
     static const uint8_t pw[] = {'p', 0, 'w'};
     static const uint8_t corr[] = {1, 2, 0, 3};
     static const char *const users[] = {"k1", "v1", "k2", ""};
     uint8_t ub[64], wb[64];
 
     for (int v = 3; v <= 5; v++) {
-        struct rq_connect c = {0};
-        c.version = (uint8_t)v;
-        c.clean_start = true;
-        c.keepalive = 30;
-        c.client_id = S("client-1");
-        c.will = true;
-        c.will_qos = 2;
-        c.will_retain = true;
-        c.will_topic = S("will/t");
-        c.will_payload = (struct rq_str){pw, sizeof(pw)};
-        c.has_username = c.has_password = true;
-        c.username = S("user");
-        c.password = (struct rq_str){pw, sizeof(pw)};
+        struct rq_connect c = {.version = (uint8_t)v,
+                               .clean_start = true,
+                               .keepalive = 30,
+                               .client_id = S("client-1"),
+                               .will = true,
+                               .will_qos = 2,
+                               .will_retain = true,
+                               .will_topic = S("will/t"),
+                               .will_payload = {pw, sizeof(pw)},
+                               .has_username = true,
+                               .has_password = true,
+                               .username = S("user"),
+                               .password = {pw, sizeof(pw)}};
         if (v == 5) {
             SET(&c.props, RQ_PROP_SESSION_EXPIRY, session_expiry, 3600);
             SET(&c.props, RQ_PROP_RECEIVE_MAX, receive_max, 10);
@@ -329,7 +347,8 @@ static void test_connect(void) {
         CHECK(str_same(g->password, c.password));
         check_props(&c.props, &g->props);
         check_props(&c.will_props, &g->will_props);
-        if (v == 3) CHECK(memcmp(out.data + 2, "\0\6MQIsdp\3", 9) == 0);
+        if (v == 3)
+            CHECK(memcmp(out.data + 2, "\0\6MQIsdp\3", 9) == 0);
     }
 
     /* minimal: empty client id, no will, no credentials; byte-exact for 3.1.1 */
@@ -354,7 +373,8 @@ static void test_connect(void) {
     CHECK_EQ(pk.u.connect.version, 6);
 }
 
-static void test_connack(void) {
+static void test_connack(void)
+{
     static const char *const users[] = {"a", "b"};
     uint8_t ub[16];
     for (int v = 4; v <= 5; v++) {
@@ -392,7 +412,8 @@ static void test_connack(void) {
     CHECK_EQ(DEC(5, 0x20, 0, 0), 0);
 }
 
-static void test_publish(void) {
+static void test_publish(void)
+{
     static const char *const users[] = {"u", "1", "u", "2"};
     static const uint32_t ids[] = {1, 300, 268435455};
     uint8_t ub[32];
@@ -406,19 +427,27 @@ static void test_publish(void) {
     SET(&mp, RQ_PROP_MESSAGE_EXPIRY, message_expiry, 999); /* per subscriber: not shared */
     mp.user_props = user_blob(ub, users, 2);
     CHECK_EQ(rq_codec_encode_shared_props(&shared, &mp), 0);
+    /* nothing shared, into a buffer never allocated (UBSan found a NULL + 0 here) */
+    struct rq_buf none = {0};
+    struct rq_props empty = {0};
+    SET(&empty, RQ_PROP_TOPIC_ALIAS, topic_alias, 1);
+    CHECK_EQ(rq_codec_encode_shared_props(&none, &empty), 0);
+    CHECK(none.len == 0 && none.data == NULL);
 
     for (int v = 4; v <= 5; v++)
         for (int qos = 0; qos <= 2; qos++) {
-            struct rq_pubout po = {.qos = (uint8_t)qos, .dup = qos > 0, .retain = qos != 1};
-            po.topic = S("a/b/c");
-            po.packet_id = qos ? 0x1234 : 0;
-            po.topic_alias = 7;
-            po.has_expiry = true;
-            po.expiry = 100;
-            po.sub_ids = ids;
-            po.n_sub_ids = 3;
-            po.shared_props = (struct rq_str){shared.data, (uint32_t)shared.len};
-            po.payload = S("hello\0world");
+            struct rq_pubout po = {.qos = (uint8_t)qos,
+                                   .dup = qos > 0,
+                                   .retain = qos != 1,
+                                   .topic = S("a/b/c"),
+                                   .packet_id = qos ? 0x1234 : 0,
+                                   .topic_alias = 7,
+                                   .has_expiry = true,
+                                   .expiry = 100,
+                                   .sub_ids = ids,
+                                   .n_sub_ids = 3,
+                                   .payload = S("hello\0world"),
+                                   .shared_props = {shared.data, (uint32_t)shared.len}};
             rq_buf_reset(&out);
             CHECK_EQ(rq_codec_encode_publish(&out, v, &po), 0);
             CHECK_EQ(rq_codec_publish_size(v, &po), out.len);
@@ -478,7 +507,8 @@ static void test_publish(void) {
     rq_buf_free(&shared);
 }
 
-static void test_acks(void) {
+static void test_acks(void)
+{
     static const uint8_t types[] = {RQ_PUBACK, RQ_PUBREC, RQ_PUBREL, RQ_PUBCOMP};
     for (size_t i = 0; i < 4; i++) {
         int t = types[i];
@@ -517,7 +547,8 @@ static void test_acks(void) {
     }
 }
 
-static void test_subscribe(void) {
+static void test_subscribe(void)
+{
     struct rq_str f[3] = {S("a/b"), S("c/#"), S("$share/g/+/x")};
     uint8_t opts[3] = {0x00, 0x2D, 0x1A}; /* 0; QoS1|NL|RAP|RH2; QoS2|RAP|RH1 */
     for (int v = 4; v <= 5; v++) {
@@ -567,12 +598,14 @@ static void test_subscribe(void) {
     CHECK(out.len == sizeof(want) && memcmp(out.data, want, sizeof(want)) == 0);
 }
 
-static void test_suback(void) {
+static void test_suback(void)
+{
     static const uint8_t codes4[] = {0, 1, 2, 0x80};
     static const uint8_t codes5[] = {0, 0x11, 0x87};
     for (int v = 4; v <= 5; v++) {
         struct rq_props p = {0};
-        if (v == 5) SET(&p, RQ_PROP_REASON_STRING, reason_string, S("partly"));
+        if (v == 5)
+            SET(&p, RQ_PROP_REASON_STRING, reason_string, S("partly"));
         const uint8_t *codes = v == 5 ? codes5 : codes4;
         size_t n = v == 5 ? 3 : 4;
         rq_buf_reset(&out);
@@ -594,7 +627,8 @@ static void test_suback(void) {
     CHECK(out.len == 4 && memcmp(out.data, "\xB0\x02\x00\x05", 4) == 0);
 }
 
-static void test_simple_and_reason(void) {
+static void test_simple_and_reason(void)
+{
     rq_buf_reset(&out);
     CHECK_EQ(rq_codec_encode_simple(&out, RQ_PINGREQ), 0);
     CHECK_EQ(rq_codec_encode_simple(&out, RQ_PINGRESP), 0);
@@ -639,7 +673,8 @@ static void test_simple_and_reason(void) {
     check_props(&p, &pk.u.reason.props);
 }
 
-static void test_props_api(void) {
+static void test_props_api(void)
+{
     struct rq_props p = {0};
     uint8_t ub[64];
     static const char *const users[] = {"a", "1", "b", "2", "a", "3"};
@@ -737,80 +772,58 @@ static const char *const where_names[] = {
     "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH",
 };
 
-static bool spec_allows(const char *in, const char *name) {
+static bool spec_allows(const char *in, const char *name)
+{
     size_t n = strlen(name);
     for (const char *s = in; (s = strstr(s, name)) != NULL; s += n)
-        if ((s == in || s[-1] == ' ') && (s[n] == ' ' || s[n] == 0)) return true;
+        if ((s == in || s[-1] == ' ') && (s[n] == ' ' || s[n] == 0))
+            return true;
     return false;
 }
 
-/* A minimal valid v5 packet of type `where` (0 = CONNECT with a will) around a property block. */
-static size_t packet_with_props(uint8_t *dst, int where, const uint8_t *blk, size_t bl) {
+/* A minimal valid v5 packet of type `where` (0 = CONNECT with a will) around a property block:
+ * first byte, the bytes before the block and the bytes after it. */
+static const struct {
+    uint8_t b0, npre, npost, pre[14], post[5];
+} shapes[16] = {
+    [0] = {0x10, 14, 5, {MQTT, 5, 0x06, 0, 60, 0, 0, 1, 'c'}, {0, 1, 't', 0, 0}},
+    [RQ_CONNECT] = {0x10, 10, 3, {MQTT, 5, 0x02, 0, 60}, {0, 1, 'c'}},
+    [RQ_CONNACK] = {0x20, 2, 0, {0, 0}, {0}},
+    [RQ_PUBLISH] = {0x30, 3, 0, {0, 1, 't'}, {0}},
+    [RQ_PUBACK] = {0x40, 3, 0, {0, 1, 0}, {0}},
+    [RQ_PUBREC] = {0x50, 3, 0, {0, 1, 0}, {0}},
+    [RQ_PUBREL] = {0x62, 3, 0, {0, 1, 0}, {0}},
+    [RQ_PUBCOMP] = {0x70, 3, 0, {0, 1, 0}, {0}},
+    [RQ_SUBSCRIBE] = {0x82, 2, 4, {0, 1}, {0, 1, 't', 0}},
+    [RQ_SUBACK] = {0x90, 2, 1, {0, 1}, {0}},
+    [RQ_UNSUBSCRIBE] = {0xA2, 2, 3, {0, 1}, {0, 1, 't'}},
+    [RQ_UNSUBACK] = {0xB0, 2, 1, {0, 1}, {0}},
+    [RQ_DISCONNECT] = {0xE0, 1, 0, {0}, {0}},
+    [RQ_AUTH] = {0xF0, 1, 0, {0}, {0}},
+};
+
+static size_t packet_with_props(uint8_t *dst, int where, const uint8_t *blk, size_t bl)
+{
     uint8_t b[128];
-    size_t n = 0;
-#define PUT(...)                                                                                   \
-    do {                                                                                           \
-        static const uint8_t x_[] = {__VA_ARGS__};                                                 \
-        memcpy(b + n, x_, sizeof(x_));                                                             \
-        n += sizeof(x_);                                                                           \
-    } while (0)
-#define BLK()                                                                                      \
-    do {                                                                                           \
-        b[n++] = (uint8_t)bl;                                                                      \
-        memcpy(b + n, blk, bl);                                                                    \
-        n += bl;                                                                                   \
-    } while (0)
-    static const uint8_t b0[16] = {0x10, 0x10, 0x20, 0x30, 0x40, 0x50, 0x62, 0x70,
-                                   0x82, 0x90, 0xA2, 0xB0, 0,    0,    0xE0, 0xF0};
-    switch (where) {
-    case 0:
-        PUT(MQTT, 5, 0x06, 0, 60, 0, 0, 1, 'c');
-        BLK();
-        PUT(0, 1, 't', 0, 0);
-        break;
-    case RQ_CONNECT:
-        PUT(MQTT, 5, 0x02, 0, 60);
-        BLK();
-        PUT(0, 1, 'c');
-        break;
-    case RQ_CONNACK:
-    case RQ_DISCONNECT:
-    case RQ_AUTH:
-        PUT(0);
-        if (where == RQ_CONNACK) PUT(0);
-        BLK();
-        break;
-    case RQ_PUBLISH:
-        PUT(0, 1, 't');
-        BLK();
-        break;
-    case RQ_SUBSCRIBE:
-    case RQ_UNSUBSCRIBE:
-        PUT(0, 1);
-        BLK();
-        PUT(0, 1, 't');
-        if (where == RQ_SUBSCRIBE) PUT(0);
-        break;
-    default: /* the four acks with a reason, SUBACK, UNSUBACK */
-        PUT(0, 1);
-        if (where >= RQ_PUBACK && where <= RQ_PUBCOMP) PUT(0);
-        BLK();
-        if (where == RQ_SUBACK || where == RQ_UNSUBACK) PUT(0);
-        break;
-    }
-#undef PUT
-#undef BLK
-    return frame_into(dst, b0[where], b, n);
+    size_t n = shapes[where].npre;
+    memcpy(b, shapes[where].pre, n);
+    b[n++] = (uint8_t)bl;
+    memcpy(b + n, blk, bl);
+    n += bl;
+    memcpy(b + n, shapes[where].post, shapes[where].npost);
+    return frame_into(dst, shapes[where].b0, b, n + shapes[where].npost);
 }
 
-static void test_allowed_table(void) {
+static void test_allowed_table(void)
+{
     int wrong = 0;
     for (size_t i = 0; i < sizeof(spec) / sizeof(spec[0]); i++) {
         uint8_t blk[16];
         blk[0] = spec[i].id;
         memcpy(blk + 1, spec[i].value, spec[i].vlen);
         for (int where = 0; where < 16; where++) {
-            if (where == RQ_PINGREQ || where == RQ_PINGRESP) continue;
+            if (where == RQ_PINGREQ || where == RQ_PINGRESP)
+                continue;
             uint8_t pkt[160];
             size_t n = packet_with_props(pkt, where, blk, 1 + spec[i].vlen);
             bool ok = spec_allows(spec[i].in, where_names[where]);
@@ -828,7 +841,8 @@ static void test_allowed_table(void) {
             n = packet_with_props(pkt, where, blk, 2 * (1 + spec[i].vlen));
             bool rep = spec[i].id == RQ_PROP_USER_PROPERTY ||
                        (spec[i].id == RQ_PROP_SUB_ID && where == RQ_PUBLISH);
-            if (ok && !rep) want = PE;
+            if (ok && !rep)
+                want = PE;
             rc = decode(pkt, n, 5);
             if (rc != want) {
                 fprintf(stderr, "property 0x%02x twice in %s: %d, want %d\n", spec[i].id,
@@ -858,14 +872,10 @@ struct bad {
     uint8_t body[48];
 };
 
-#define B(...)                                                                                     \
-    sizeof((uint8_t[]){__VA_ARGS__}), {                                                            \
-        __VA_ARGS__                                                                                \
-    }
-#define NONE                                                                                       \
-    0, {                                                                                           \
-        0                                                                                          \
-    }
+/* clang-format off */
+#define B(...) sizeof((uint8_t[]){__VA_ARGS__}), {__VA_ARGS__}
+#define NONE 0, {0}
+/* clang-format on */
 
 static const struct bad bads[] = {
     /* fixed header: reserved types and flags [MQTT-2.2.2-2] */
@@ -1020,7 +1030,8 @@ static const struct bad bads[] = {
     {5, 0, 0xF0, "AUTH reason only", B(0x18)},
 };
 
-static void test_bad(void) {
+static void test_bad(void)
+{
     for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
         const struct bad *b = &bads[i];
         int rc = decode_body(b->v, b->b0, b->body, b->n);
@@ -1033,7 +1044,8 @@ static void test_bad(void) {
 
 /* Every shorter body of a packet that has no optional tail is MALFORMED, and so is the
  * packet cut short under its original header, and one byte more. */
-static void check_cuts(int v, const uint8_t *p, size_t len, size_t valid_from) {
+static void check_cuts(int v, const uint8_t *p, size_t len, size_t valid_from)
+{
     uint32_t rem;
     size_t h = 1;
     while (p[h++] & 0x80)
@@ -1049,10 +1061,12 @@ static void check_cuts(int v, const uint8_t *p, size_t len, size_t valid_from) {
         CHECK_EQ(rq_codec_decode(p, h + k, v, &pk, &why), M);
     }
     body[rem] = 0;
-    if (valid_from > rem) CHECK_EQ(decode_body(v, p[0], body, rem + 1), M);
+    if (valid_from > rem)
+        CHECK_EQ(decode_body(v, p[0], body, rem + 1), M);
 }
 
-static void test_truncation(void) {
+static void test_truncation(void)
+{
     struct rq_connect c = {.version = 5, .will = true, .has_username = true};
     c.has_password = true;
     c.client_id = S("id");
@@ -1106,7 +1120,8 @@ static void test_truncation(void) {
     check_cuts(4, out.data, out.len, out.len - 2 - 3);
 }
 
-int main(void) {
+int main(void)
+{
     test_varint();
     test_frame();
     test_utf8();
