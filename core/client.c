@@ -442,7 +442,10 @@ static int on_connect(struct rq_client *c, const struct rq_connect *k)
         c->keepalive = cfg->max_keepalive;
         ka_changed = true;
     }
+    /* The client's Receive Maximum, honoured up to maxReceiveMaximum (as AIO does). */
     c->recv_max_out = RQ_PROP_HAS(&k->props, RQ_PROP_RECEIVE_MAX) ? k->props.receive_max : 65535;
+    if (c->recv_max_out > cfg->max_receive_max)
+        c->recv_max_out = cfg->max_receive_max;
     c->max_packet_out =
         RQ_PROP_HAS(&k->props, RQ_PROP_MAX_PACKET_SIZE) ? k->props.max_packet_size : UINT32_MAX;
     c->alias_out_max =
