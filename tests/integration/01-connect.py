@@ -169,6 +169,7 @@ def connect_timeout(b):
     check(res, "silent TCP connection not closed within 6 s (connectTimeoutSeconds 2)")
     check(1.5 <= dt <= 4.0, "closed after %.1f s, want about 2 s" % dt)
     check(not res.packets, "got packets before close: %r" % res.packets)
+    check(b.wait_log(r"connect timeout|no CONNECT", 0), "no log line about the connect timeout")
 
 
 @case(ringmq_only="connectTimeoutSeconds")
@@ -188,6 +189,7 @@ def connect_timeout_partial_connect(b):
 
 @case(mosquitto_differs="checks keep alive only every few seconds, no DISCONNECT 0x8D")
 def keepalive_v5(b):
+    mark = b.log_mark()
     c = rq.connected(b.port, keepalive=1)
     t0 = time.monotonic()
     res = c.expect_closed(5)
@@ -195,6 +197,7 @@ def keepalive_v5(b):
     check(res, "client silent past 1.5 x keep alive not closed")
     check(1.2 <= dt <= 3.0, "closed after %.2f s, want 1.5 s (1.5 x keep alive 1)" % dt)
     check_eq(res.rc, 0x8D, "DISCONNECT reason (Keep Alive timeout)")
+    check(b.wait_log(r"keep ?alive", mark), "no log line about the keep alive timeout")
 
 
 @case(mosquitto_differs="checks keep alive only every few seconds")
