@@ -444,7 +444,10 @@ bool rq_codec_next_filter(const struct rq_sublist *s, bool is_subscribe, uint32_
     return true;
 }
 
-/* ---- Encoding ---- */
+/* ---- Encoding ----
+ * Besides -ENOMEM, encoders return -EINVAL for a value the wire format cannot carry (a string
+ * over 65535 bytes, a subscription identifier of 0 or over 268435455, QoS 3) and -EMSGSIZE for
+ * a packet over the largest remaining length. `out` is unchanged in every failure case. */
 
 /* A packet being written: the cursor and where it must end once complete. */
 struct enc {

@@ -504,6 +504,11 @@ static void test_publish(void)
     po.qos = 3;
     CHECK_EQ(rq_codec_encode_publish(&out, 4, &po), -EINVAL);
     CHECK_EQ(out.len, 5);
+    po.qos = 0; /* over the largest remaining length: sized, refused before reading payload */
+    po.payload = (struct rq_str){out.data, 268435453};
+    CHECK_EQ(rq_codec_publish_size(4, &po), 1 + 4 + 268435456);
+    CHECK_EQ(rq_codec_encode_publish(&out, 4, &po), -EMSGSIZE);
+    CHECK_EQ(out.len, 5);
     rq_buf_free(&shared);
 }
 
