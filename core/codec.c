@@ -312,8 +312,8 @@ static int dec_filters(struct rq_rd *r, int v, bool is_sub, struct rq_sublist *s
             return rc;
         s->count++;
     }
-    if (s->count == 0) /* [MQTT-3.8.3-3], [MQTT-3.10.3-2] */
-        return fail(why, RQ_RC_MALFORMED, "no topic filters");
+    if (s->count == 0) /* a Protocol Error: [MQTT-3.8.3-2], [MQTT-3.10.3-2] */
+        return fail(why, RQ_RC_PROTOCOL_ERROR, "no topic filters");
     s->entries.p = e.p;
     s->entries.len = (uint32_t)e.len;
     r->off = r->len;
