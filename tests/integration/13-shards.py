@@ -30,6 +30,15 @@ def shard_of(b, cid, timeout=1.0):
         time.sleep(0.05)
 
 
+def handovers(b, cid):
+    """How often ringmq's log says a connection of cid was accepted on one shard and handed to
+    the shard of its session (informative; the wording is not a contract)."""
+    if rq.MOSQUITTO:
+        return 0
+    return len(re.findall(r'client="%s" \(connect\)[^\n]*handing the connection'
+                          % re.escape(cid), b.log()))
+
+
 def spread_clients(b, n, version=5):
     """n connected clients, covering every shard when the log tells (up to 30 connections)."""
     clients, shards = [], set()
@@ -136,7 +145,6 @@ def takeover_chain(b):
     sess = {"session_expiry_interval": 60}
     prev = rq.connected(b.port, cid, props=sess)
     prev.subscribe([(t, 1)])
-    shards = set()
     for i in range(8):
         nxt = rq.connected(b.port, cid, clean=False, props=sess)
         check_eq(nxt.connack.session_present, True, "session present on takeover %d" % i)
@@ -144,7 +152,6 @@ def takeover_chain(b):
         check(res, "takeover %d: old connection not closed" % i)
         if not rq.MOSQUITTO:
             check_eq(res.rc, 0x8E, "takeover %d: DISCONNECT reason" % i)
-        shards.add(shard_of(b, cid))
         prev = nxt
     p = rq.connected(b.port)
     p.publish(t, b"last", qos=1)
@@ -152,7 +159,7 @@ def takeover_chain(b):
     prev.expect_nothing(0.3, "duplicates")
     prev.disconnect(props={"session_expiry_interval": 0})
     p.disconnect()
-    rq.log("takeover chain used shards %r" % sorted(s for s in shards if s is not None))
+    rq.log("takeover chain: %d of 8 connections accepted on another shard" % handovers(b, cid))
 
 
 @case
@@ -172,8 +179,7 @@ def session_follows_client_while_publishing(b):
             p = rq.connected(b.port)
             for i in range(n):
                 p.publish(t, b"%d" % i, qos=1)
-                if i % 20 == 0:
-                    time.sleep(0.02)
+                time.sleep(0.004)
             p.disconnect()
         except Exception as e:  # reported by the main thread
             errors.append(e)
@@ -182,25 +188,75 @@ def session_follows_client_while_publishing(b):
 
     th = threading.Thread(target=publisher, daemon=True)
     th.start()
-    seen, shards = {}, set()
+    seen = {}
     rounds = 0
     while not done.is_set() or rounds == 0:
-        for m in s.collect(0.05):
+        for m in s.collect(0.05, count=12):
             check(m.payload not in seen or m.dup, "copy of %r without DUP" % m.payload)
             seen[m.payload] = True
         s.close() if rounds % 2 else s.disconnect()
         s = rq.connected(b.port, cid, clean=False, props=sess)
         check_eq(s.connack.session_present, True, "session present in round %d" % rounds)
-        shards.add(shard_of(b, cid))
         rounds += 1
     th.join(10)
     check(not errors, "publisher failed: %r" % errors)
     for m in s.collect(0.8):
         seen[m.payload] = True
     missing = sorted(set(range(n)) - set(int(x) for x in seen))
-    check_eq(missing, [], "messages lost across %d reconnects (shards %r)"
-             % (rounds, sorted(x for x in shards if x is not None)))
+    check_eq(missing, [], "messages lost across %d reconnects" % rounds)
+    rq.log("%d reconnects, %d accepted on another shard" % (rounds, handovers(b, cid)))
     s.disconnect(props={"session_expiry_interval": 0})
+
+
+@case
+def qos2_exactly_once_while_moving(b):
+    # QoS 2 subscriber that drops its connection at every stage of the flow (after PUBLISH,
+    # after PUBREC) and resumes, often on the other shard. Each message must reach it exactly
+    # once: a PUBLISH seen again after PUBREC is a duplicate.
+    cid, t = rq.uniq("eo"), rq.uniq("eo")
+    sess = {"session_expiry_interval": 60}
+    s = rq.connected(b.port, cid, props=sess)
+    s.subscribe([(t, 2)])
+    p = rq.connected(b.port)
+    n = 60
+    for i in range(n):
+        p.publish(t, b"%d" % i, qos=2)  # full flow: brokers may deliver at PUBREL
+    recd = set()
+    for rnd in range(40):
+        try:
+            for m in s.collect(0.2, count=3, ack=False):
+                check(m.payload not in recd, "duplicate of %r after PUBREC (round %d, dup=%s)"
+                      % (m.payload, rnd, m.dup))
+                if rnd % 3 == 0 and not m.dup:
+                    continue  # drop it unacknowledged: it must come again with DUP
+                s.send_raw(rq.enc_ack(rq.PUBREC, 5, m.pid))
+                # The PUBREL proves the broker has the PUBREC (a close with unread data sends
+                # a RST, which may discard a PUBREC the broker has not read yet).
+                s.wait_for(rq.PUBREL, 3, pid=m.pid)
+                recd.add(m.payload)
+                if rnd % 3 == 1:
+                    break  # leave without PUBCOMP: the broker must resend PUBREL only
+                s.send_raw(rq.enc_ack(rq.PUBCOMP, 5, m.pid))
+            for pk in s.backlog:
+                if pk.type == rq.PUBREL:
+                    s.send_raw(rq.enc_ack(rq.PUBCOMP, 5, pk.pid))
+        finally:
+            s.close()
+        s = rq.connected(b.port, cid, clean=False, props=sess)
+        check_eq(s.connack.session_present, True, "session present in round %d" % rnd)
+        if len(recd) == n:
+            break
+    rq.log("%d resumes (%d accepted on another shard), %d messages before draining"
+           % (rnd + 1, handovers(b, cid), len(recd)))
+    # Drain: complete every flow still open.
+    for m in s.collect(0.8, ack=False):
+        check(m.payload not in recd, "duplicate of %r at the end" % m.payload)
+        s.ack(m)
+        recd.add(m.payload)
+    check_eq(sorted(int(x) for x in recd), list(range(n)),
+             "QoS 2 messages received")
+    s.disconnect(props={"session_expiry_interval": 0})
+    p.close()
 
 
 @case
