@@ -1,7 +1,8 @@
 /* Configuration loader: reads a YAML file or a directory of them with libyaml's document API,
  * checks each document's apiVersion and kind, walks it against its schema table (schema.c) and
  * builds one snapshot. Cross-document rules live here: one Broker, unique names per kind, each
- * port number once, brokerRef naming the Broker. It opens no sockets and touches no globals; the
+ * port number once, brokerRef naming the Broker; references to Secrets, ConfigMaps and
+ * BrokerAuthentications are resolved in refs.c. It opens no sockets and touches no globals; the
  * caller logs the ignored keys and decides what to do without listeners. Not thread-safe per load
  * (no shared state between loads, so loads on different threads are fine). */
 #include "config/config_int.h"
@@ -64,17 +65,60 @@ struct rq_config *rq_config_default(void)
     return c;
 }
 
+void rq_ld_free_entries(struct rq_config_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].key);
+        free(e[i].value);
+    }
+    free(e);
+}
+
+void rq_ld_free_strs(char **s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(s[i]);
+    free(s);
+}
+
+void rq_ld_clear_tls(struct rq_tls_cfg *t)
+{
+    rq_ld_free_strs(t->automatic.dns, t->automatic.n_dns);
+    rq_ld_free_strs(t->automatic.ip, t->automatic.n_ip);
+    t->automatic.dns = t->automatic.ip = NULL;
+    t->automatic.n_dns = t->automatic.n_ip = 0;
+}
+
+/* Every member is freed whatever the kind: unused ones are zero. */
+static void free_method(struct rq_authn_method *m)
+{
+    for (size_t i = 0; i < m->x509.n_rules; i++) {
+        free(m->x509.rules[i].name);
+        free(m->x509.rules[i].subject);
+        rq_ld_free_entries(m->x509.rules[i].attrs, m->x509.rules[i].n_attrs);
+    }
+    free(m->x509.rules);
+    rq_ld_free_strs(m->sat.audiences, m->sat.n_audiences);
+    free(m->custom.endpoint);
+    rq_ld_free_entries(m->custom.headers, m->custom.n_headers);
+}
+
 void rq_config_free(struct rq_config *c)
 {
     if (!c)
         return;
     for (size_t i = 0; i < c->n_objects; i++) {
-        for (size_t j = 0; j < c->objects[i].n_entries; j++) {
-            free(c->objects[i].entries[j].key);
-            free(c->objects[i].entries[j].value);
-        }
-        free(c->objects[i].entries);
+        rq_ld_free_entries(c->objects[i].entries, c->objects[i].n_entries);
+        free(c->objects[i].origin);
     }
+    for (size_t i = 0; i < c->n_ports; i++)
+        rq_ld_clear_tls(&c->ports[i].tls);
+    for (size_t i = 0; i < c->n_authns; i++) {
+        for (size_t j = 0; j < c->authns[i].n_methods; j++)
+            free_method(&c->authns[i].methods[j]);
+        free(c->authns[i].methods);
+    }
+    free(c->authns);
     for (size_t i = 0; i < c->n_ignored; i++) {
         free(c->ignored[i].key);
         free(c->ignored[i].where);
@@ -85,7 +129,76 @@ void rq_config_free(struct rq_config *c)
     free(c);
 }
 
+const struct rq_config_object *rq_config_find(const struct rq_config *c, int kind,
+                                              const char *name)
+{
+    for (size_t i = 0; c && name && i < c->n_objects; i++)
+        if (c->objects[i].kind == kind && strcmp(c->objects[i].name, name) == 0)
+            return &c->objects[i];
+    return NULL;
+}
+
+const struct rq_config_entry *rq_config_object_get(const struct rq_config_object *o,
+                                                   const char *key)
+{
+    for (size_t i = 0; o && key && i < o->n_entries; i++)
+        if (strcmp(o->entries[i].key, key) == 0)
+            return &o->entries[i];
+    return NULL;
+}
+
+const struct rq_authn_cfg *rq_config_find_authn(const struct rq_config *c, const char *name)
+{
+    for (size_t i = 0; c && name && i < c->n_authns; i++)
+        if (strcmp(c->authns[i].name, name) == 0)
+            return &c->authns[i];
+    return NULL;
+}
+
 /* ---- helpers for the schemas ----------------------------------------------------------------- */
+
+/* Growth without a capacity field: 4, then doubling whenever n reaches a power of two. */
+static void *grow(void *arr, size_t n, size_t elem)
+{
+    if (n != 0 && (n < 4 || (n & (n - 1)) != 0))
+        return arr;
+    return realloc(arr, (n ? n * 2 : 4) * elem);
+}
+
+int rq_ld_push_entry(struct rq_ld *ld, struct rq_config_entry **arr, size_t *n, const char *key,
+                     const char *value, size_t len)
+{
+    struct rq_config_entry *a = grow(*arr, *n, sizeof **arr);
+    if (!a)
+        return rq_ld_oom(ld);
+    *arr = a;
+    struct rq_config_entry *e = &a[*n];
+    e->key = strdup(key);
+    e->value = malloc(len + 1);
+    if (!e->key || !e->value) {
+        free(e->key);
+        free(e->value);
+        return rq_ld_oom(ld);
+    }
+    if (len)
+        memcpy(e->value, value, len);
+    e->value[len] = '\0';
+    e->len = len;
+    (*n)++;
+    return 0;
+}
+
+int rq_ld_push_str(struct rq_ld *ld, char ***arr, size_t *n, const char *s)
+{
+    char **a = grow(*arr, *n, sizeof **arr);
+    if (!a)
+        return rq_ld_oom(ld);
+    *arr = a;
+    if (!(a[*n] = strdup(s)))
+        return rq_ld_oom(ld);
+    (*n)++;
+    return 0;
+}
 
 void *rq_ld_reserve(void *arr, size_t n, size_t *cap, size_t elem)
 {
@@ -289,9 +402,17 @@ static int end_document(struct rq_ld *ld)
         for (size_t i = d->first_port; i < c->n_ports; i++)
             memcpy(c->ports[i].listener, d->name, sizeof c->ports[i].listener);
         return d->broker_ref[0] ? add_broker_ref(ld) : 0;
+    case RQ_KIND_AUTHN:
+        memcpy(d->authn->name, d->name, sizeof d->authn->name); /* names are <= 63 here */
+        return 0;
     default:
         memcpy(d->obj->name, d->name, sizeof d->obj->name);
         memcpy(d->obj->ns, d->ns, sizeof d->obj->ns);
+        if (asprintf(&d->obj->origin, "%s:%u:%u", d->name_pos.file, d->name_pos.line,
+                     d->name_pos.col) < 0) {
+            d->obj->origin = NULL;
+            return rq_ld_oom(ld);
+        }
         return 0;
     }
 }
@@ -481,7 +602,8 @@ static int load_dir(struct rq_ld *ld, const char *dir)
     return rc;
 }
 
-/* Rules that need every document: a brokerRef must name the Broker when there is one. */
+/* Rules that need every document: a brokerRef must name the Broker when there is one; the
+ * references to Secrets, ConfigMaps and BrokerAuthentications resolve (refs.c). */
 static int finalize(struct rq_ld *ld)
 {
     const char *broker = ld->cfg->broker_name;
@@ -490,7 +612,7 @@ static int finalize(struct rq_ld *ld)
             return rq_walk_error_pos(ld, ld->refs[i].pos,
                                      "brokerRef '%s' does not name the Broker '%s'",
                                      ld->refs[i].name, broker);
-    return 0;
+    return rq_refs_resolve(ld);
 }
 
 static struct rq_config *ld_end(struct rq_ld *ld, int rc)
@@ -503,10 +625,32 @@ static struct rq_config *ld_end(struct rq_ld *ld, int rc)
     free(ld->port_pos);
     free(ld->named);
     free(ld->refs);
+    rq_refs_free(ld);
+    free(ld->config_dir);
     if (rc == 0)
         return ld->cfg;
     rq_config_free(ld->cfg);
     return NULL;
+}
+
+/* The directory that holds secrets/ and configmaps/: path itself, or the directory of the file,
+ * without a trailing slash ("/" stays "/"). */
+static char *config_dir(const char *path, bool is_dir)
+{
+    char *d = strdup(path);
+    if (!d)
+        return NULL;
+    if (!is_dir) {
+        char *slash = strrchr(d, '/');
+        if (!slash) {
+            free(d);
+            return strdup(".");
+        }
+        slash[slash == d] = '\0';
+    }
+    for (size_t l = strlen(d); l > 1 && d[l - 1] == '/'; l--)
+        d[l - 1] = '\0';
+    return d;
 }
 
 struct rq_config *rq_config_load(const char *path, char *err, size_t errlen)
@@ -520,8 +664,11 @@ struct rq_config *rq_config_load(const char *path, char *err, size_t errlen)
         return NULL;
     }
     ld.cfg = config_new(path);
-    if (!ld.cfg) {
+    ld.config_dir = config_dir(path, S_ISDIR(st.st_mode));
+    if (!ld.cfg || !ld.config_dir) {
         plain_error(&ld, "%s: out of memory", path);
+        free(ld.config_dir);
+        rq_config_free(ld.cfg);
         return NULL;
     }
     int rc = S_ISDIR(st.st_mode) ? load_dir(&ld, path) : load_file(&ld, path);

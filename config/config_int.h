@@ -47,7 +47,13 @@ struct rq_field {
     const char *why;            /* RQ_F_REFUSE */
 };
 
-enum rq_kind_id { RQ_KIND_BROKER, RQ_KIND_LISTENER, RQ_KIND_CONFIGMAP, RQ_KIND_SECRET };
+enum rq_kind_id {
+    RQ_KIND_BROKER,
+    RQ_KIND_LISTENER,
+    RQ_KIND_CONFIGMAP,
+    RQ_KIND_SECRET,
+    RQ_KIND_AUTHN,
+};
 
 /* A document kind: its apiVersion family and the table of its top-level keys. */
 struct rq_kind {
@@ -69,7 +75,29 @@ struct rq_doc {
     char broker_ref[254]; /* BrokerListener spec.brokerRef, "" when absent */
     struct rq_pos ref_pos;
     struct rq_config_object *obj; /* ConfigMap / Secret being filled */
+    struct rq_authn_cfg *authn;   /* BrokerAuthentication being filled */
     size_t first_port;            /* ports added by this document start here */
+};
+
+/* What a reference must resolve to; checked once all documents are read (refs.c). */
+enum rq_ref_use {
+    RQ_REF_TLS_SECRET, /* a Secret holding tls.crt and tls.key */
+    RQ_REF_CA_BUNDLE,  /* a ConfigMap holding at least one PEM certificate */
+    RQ_REF_AUTHN,      /* a BrokerAuthentication whose methods the port can use */
+};
+
+struct rq_ref {
+    enum rq_ref_use use;
+    char name[254];
+    struct rq_pos pos;
+    size_t port;      /* RQ_REF_AUTHN: index in cfg->ports */
+    const char *note; /* static text added to a not-found message, or NULL */
+};
+
+/* Where method m of cfg->authns[a] was named (its `method:` value). */
+struct rq_method_pos {
+    size_t authn, method;
+    struct rq_pos pos;
 };
 
 /* A named document seen so far, to catch duplicates across files. */
@@ -96,13 +124,18 @@ struct rq_ld {
     char key[160]; /* name of the value being set, for messages: "maxReceiveMaximum" */
 
     struct rq_pos *port_pos; /* parallel to cfg->ports: where each port number was written */
-    size_t ports_cap, port_pos_cap, objects_cap, ignored_cap;
+    size_t ports_cap, port_pos_cap, objects_cap, ignored_cap, authns_cap;
     struct rq_named *named;
     size_t n_named, named_cap;
     struct rq_named *refs; /* brokerRef values, checked once all documents are read */
     size_t n_refs, refs_cap;
     char **files; /* names of the files read (positions point into them) */
     size_t n_files, files_cap;
+    char *config_dir; /* where secrets/ and configmaps/ are looked for; NULL for buffers */
+    struct rq_ref *xrefs; /* Secret, ConfigMap and BrokerAuthentication references, in order */
+    size_t n_xrefs, xrefs_cap;
+    struct rq_method_pos *method_pos;
+    size_t n_method_pos, method_pos_cap;
 };
 
 /* walk.c: generic walking of libyaml nodes against field tables. All int functions return 0 or
@@ -119,6 +152,8 @@ const char *rq_walk_text(const yaml_node_t *n, char *buf, size_t cap);
 bool rq_walk_is_null(const yaml_node_t *n);
 int rq_walk_check_keys(struct rq_ld *ld, const yaml_node_t *map);
 yaml_node_t *rq_walk_find(const struct rq_ld *ld, const yaml_node_t *map, const char *key);
+/* The key node whose value is v in map, or NULL. */
+yaml_node_t *rq_walk_key_of(const struct rq_ld *ld, const yaml_node_t *map, const yaml_node_t *v);
 size_t rq_walk_push(struct rq_ld *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rq_walk_pop(struct rq_ld *ld, size_t mark);
 void rq_walk_set_key(struct rq_ld *ld, const char *key);
@@ -131,21 +166,62 @@ int rq_walk_enum(struct rq_ld *ld, const yaml_node_t *n, const char *choices, in
 /* Non-empty scalar without NUL bytes; copied into out[cap] when out is not NULL. */
 int rq_walk_string(struct rq_ld *ld, const yaml_node_t *n, char *out, size_t cap);
 
+/* A scalar that YAML reads as a string: quoted, or plain but not null, a boolean (including
+ * YAML 1.1 yes/no/on/off), an integer or a float. "17" is a string, 17 is not. */
+bool rq_walk_is_text(const yaml_node_t *n);
+/* A list of non-empty strings (at least min of them), copied into a new array at *out. On error
+ * *out holds what was copied so far; the caller frees it either way. */
+int rq_walk_strlist(struct rq_ld *ld, yaml_node_t *list, size_t min, char ***out, size_t *n);
+
 typedef int (*rq_entry_fn)(struct rq_ld *ld, yaml_node_t *key, yaml_node_t *val, void *obj);
 /* A map of string to string (labels, ConfigMap data): each pair goes to fn when not NULL. */
 int rq_walk_strmap(struct rq_ld *ld, yaml_node_t *map, rq_entry_fn fn, void *obj);
 
 /* schema.c */
+/* Broker resources: one DNS label of 3..63; ConfigMap / Secret (dns_subdomain): up to 253. */
+bool rq_schema_valid_name(const char *s, bool dns_subdomain);
+/* Keys of ConfigMap and Secret data: [-._a-zA-Z0-9]{1,253}. */
+bool rq_schema_valid_key(const char *k);
+/* A reference to a Secret or ConfigMap (what: "Secret" or "ConfigMap"): a valid name, copied
+ * into out[254], and recorded for resolution with its use. */
+int rq_schema_object_ref(struct rq_ld *ld, yaml_node_t *v, const char *what, enum rq_ref_use use,
+                         char *out);
 /* The kind called name (any_case: ignoring case, for "did you mean" hints), or NULL. */
 const struct rq_kind *rq_schema_kind(const char *name, bool any_case);
 /* A known kind that is refused for now, or NULL. */
 const char *rq_schema_unsupported(const char *name);
 const char *rq_schema_kind_list(void);
 
+/* schema_tls.c: ports[].tls into t (mode, Manual secret, Automatic spec with defaults). On error
+ * t may hold allocations: rq_ld_clear_tls frees them. */
+int rq_schema_tls(struct rq_ld *ld, yaml_node_t *v, struct rq_tls_cfg *t);
+
+/* schema_authn.c: BrokerAuthentication */
+int rq_schema_authn_begin(struct rq_ld *ld);
+int rq_schema_authn_spec(struct rq_ld *ld, yaml_node_t *v, void *obj);
+
+/* refs.c */
+int rq_refs_add(struct rq_ld *ld, enum rq_ref_use use, const char *name, struct rq_pos pos,
+                const char *note);
+int rq_refs_add_method(struct rq_ld *ld, size_t authn, size_t method, struct rq_pos pos);
+/* Resolves every recorded reference (reading the mounts it needs into the snapshot), checks
+ * what each must hold, then points ports and methods at what they name. */
+int rq_refs_resolve(struct rq_ld *ld);
+void rq_refs_free(struct rq_ld *ld);
+
 /* config.c: used by the schemas */
 int rq_ld_add_port(struct rq_ld *ld, const struct rq_port_cfg *p, struct rq_pos pos);
 int rq_ld_add_ignored(struct rq_ld *ld, const yaml_node_t *key);
 struct rq_config_object *rq_ld_add_object(struct rq_ld *ld, int kind);
+/* Appends a copy of key and of value[0..len) (NUL-terminated) to *arr of *n entries (capacity
+ * grows in powers of two from 4, so no separate count is kept). */
+int rq_ld_push_entry(struct rq_ld *ld, struct rq_config_entry **arr, size_t *n, const char *key,
+                     const char *value, size_t len);
+/* Appends a copy of s to *arr of *n strings (same growth). */
+int rq_ld_push_str(struct rq_ld *ld, char ***arr, size_t *n, const char *s);
+void rq_ld_free_entries(struct rq_config_entry *e, size_t n);
+void rq_ld_free_strs(char **s, size_t n);
+void rq_ld_clear_tls(struct rq_tls_cfg *t);
 /* Room for one more element in arr (n used, *cap allocated); returns arr, moved, or NULL. */
 void *rq_ld_reserve(void *arr, size_t n, size_t *cap, size_t elem);
 int rq_ld_oom(struct rq_ld *ld);

@@ -1,7 +1,9 @@
 /* Resource schemas as field tables: Broker (AIO names plus the spec.ringmq extension block),
- * BrokerListener, ConfigMap and Secret. A table row says key, type, range and where the value
- * goes; the few values that need more than that have a setter here. The walking itself, the
- * error format and the defaults are elsewhere (walk.c, config.c). */
+ * BrokerListener, ConfigMap and Secret, and the table of kinds. A table row says key, type, range
+ * and where the value goes; the few values that need more than that have a setter here. Port TLS
+ * and BrokerAuthentication have their own files (schema_tls.c, schema_authn.c). The walking
+ * itself, the error format and the defaults are elsewhere (walk.c, config.c); references are
+ * only recorded here and resolved in refs.c. */
 #include "config/config_int.h"
 #include "core/log.h"
 
@@ -17,6 +19,8 @@
     .off = offsetof(struct rq_config_object, field),                                               \
     .size = sizeof(((struct rq_config_object *)0)->field)
 #define UINT(k, field, lo, hi) {.key = k, .type = RQ_F_UINT, .min = lo, .max = hi, CFG(field)}
+#define PORT(field)                                                                                \
+    .off = offsetof(struct port_item, cfg.field), .size = sizeof(((struct rq_port_cfg *)0)->field)
 #define SECTION(k, table) {.key = k, .type = RQ_F_SECTION, .sub = table}
 #define CUSTOM(k, fn) {.key = k, .type = RQ_F_CUSTOM, .set = fn}
 #define IGNORE(k) {.key = k, .type = RQ_F_IGNORE}
@@ -140,17 +144,18 @@ static int set_port(struct rq_ld *ld, yaml_node_t *v, void *obj)
     return 0;
 }
 
-static int set_protocol(struct rq_ld *ld, yaml_node_t *v, void *obj)
+static int set_tls(struct rq_ld *ld, yaml_node_t *v, void *obj)
 {
-    int proto;
-    if (rq_walk_enum(ld, v, "Mqtt|WebSockets", &proto) < 0)
+    return rq_schema_tls(ld, v, &((struct port_item *)obj)->cfg.tls);
+}
+
+/* Resolved once every document is read: the port index is the one this port is about to get. */
+static int set_authn_ref(struct rq_ld *ld, yaml_node_t *v, void *obj)
+{
+    struct port_item *pi = obj;
+    if (rq_walk_string(ld, v, pi->cfg.authn_name, sizeof pi->cfg.authn_name) < 0)
         return -1;
-    if (proto == RQ_PROTO_WEBSOCKETS)
-        return rq_walk_error(ld, v,
-                             "protocol WebSockets is not supported yet (WebSocket listeners "
-                             "arrive with the WebSocket issue)");
-    ((struct port_item *)obj)->cfg.protocol = proto;
-    return 0;
+    return rq_refs_add(ld, RQ_REF_AUTHN, pi->cfg.authn_name, rq_walk_pos(ld, v), NULL);
 }
 
 static int set_bind_address(struct rq_ld *ld, yaml_node_t *v, void *obj)
@@ -170,10 +175,10 @@ static int set_bind_address(struct rq_ld *ld, yaml_node_t *v, void *obj)
 static const struct rq_field port_fields[] = {
     {.key = "port", .type = RQ_F_CUSTOM, .required = true, .set = set_port},
     {.key = "nodePort", .type = RQ_F_UINT, .min = 0, .max = 65535}, /* Kubernetes only */
-    CUSTOM("protocol", set_protocol),
+    {.key = "protocol", .type = RQ_F_ENUM, .choices = "Mqtt|WebSockets", PORT(protocol)},
     CUSTOM("bindAddress", set_bind_address),
-    REFUSE("tls", "TLS listeners arrive with the TLS issue"),
-    REFUSE("authenticationRef", "authentication arrives with the authentication issue"),
+    CUSTOM("tls", set_tls),
+    CUSTOM("authenticationRef", set_authn_ref),
     REFUSE("authorizationRef", "authorization arrives with the authorization issue"),
     END,
 };
@@ -192,8 +197,10 @@ static int set_ports(struct rq_ld *ld, yaml_node_t *v, void *obj)
         snprintf(ld->key, sizeof ld->key, "ports[%zu]", i);
         int rc = rq_walk_map(ld, rq_walk_node(ld, items[i]), port_fields, &pi);
         rq_walk_pop(ld, mark);
-        if (rc < 0 || rq_ld_add_port(ld, &pi.cfg, pi.pos) < 0)
+        if (rc < 0 || rq_ld_add_port(ld, &pi.cfg, pi.pos) < 0) {
+            rq_ld_clear_tls(&pi.cfg.tls); /* not moved into the snapshot */
             return -1;
+        }
     }
     return 0;
 }
@@ -238,8 +245,7 @@ static bool valid_label(const char *s, size_t len, size_t max)
     return true;
 }
 
-/* Broker resources: one label of 3..63. ConfigMap / Secret: a DNS subdomain up to 253. */
-static bool valid_name(const char *s, bool dns_subdomain)
+bool rq_schema_valid_name(const char *s, bool dns_subdomain)
 {
     size_t len = strlen(s);
     if (!dns_subdomain)
@@ -263,7 +269,7 @@ static int set_name(struct rq_ld *ld, yaml_node_t *v, void *obj)
     if (rq_walk_string(ld, v, d->name, sizeof d->name) < 0)
         return -1;
     d->name_pos = rq_walk_pos(ld, v);
-    if (valid_name(d->name, d->kind->dns_subdomain))
+    if (rq_schema_valid_name(d->name, d->kind->dns_subdomain))
         return 0;
     if (d->kind->dns_subdomain)
         return rq_walk_error(ld, v,
@@ -280,6 +286,20 @@ static int set_name(struct rq_ld *ld, yaml_node_t *v, void *obj)
 static int set_strmap(struct rq_ld *ld, yaml_node_t *v, void *obj)
 {
     return rq_walk_strmap(ld, v, NULL, NULL);
+}
+
+int rq_schema_object_ref(struct rq_ld *ld, yaml_node_t *v, const char *what, enum rq_ref_use use,
+                         char *out)
+{
+    char t[80];
+    if (rq_walk_string(ld, v, out, 254) < 0)
+        return -1;
+    if (!rq_schema_valid_name(out, true))
+        return rq_walk_error(ld, v,
+                             "%s '%s' is not a valid %s name: use at most 253 lowercase letters, "
+                             "digits, '-' and '.'",
+                             ld->key, rq_walk_text(v, t, sizeof t), what);
+    return rq_refs_add(ld, use, out, rq_walk_pos(ld, v), NULL);
 }
 
 static const struct rq_field metadata_fields[] = {
@@ -339,8 +359,7 @@ static long b64_decode(const char *s, size_t len, char *out)
     return (long)o;
 }
 
-/* Keys of ConfigMap and Secret data: [-._a-zA-Z0-9]+ as Kubernetes requires. */
-static bool valid_data_key(const char *k)
+bool rq_schema_valid_key(const char *k)
 {
     if (!*k || strlen(k) > 253)
         return false;
@@ -354,7 +373,7 @@ static int add_entry(struct rq_ld *ld, yaml_node_t *k, yaml_node_t *v, bool base
 {
     struct rq_config_object *o = ld->doc.obj;
     char t[80];
-    if (!valid_data_key(sval(k)))
+    if (!rq_schema_valid_key(sval(k)))
         return rq_walk_error(ld, k, "key '%s' must be letters, digits, '-', '_' or '.'",
                              rq_walk_text(k, t, sizeof t));
     for (size_t i = 0; i < o->n_entries; i++)
@@ -431,6 +450,12 @@ static const struct rq_field broker_doc[] = {
     END,
 };
 
+static const struct rq_field authn_doc[] = {
+    HEADER,
+    {.key = "spec", .type = RQ_F_CUSTOM, .required = true, .set = rq_schema_authn_spec},
+    END,
+};
+
 static const struct rq_field listener_doc[] = {
     HEADER,
     {.key = "spec", .type = RQ_F_CUSTOM, .required = true, .set = set_listener_spec},
@@ -457,6 +482,7 @@ static const struct rq_field secret_doc[] = {
 static const struct rq_kind kinds[] = {
     {RQ_KIND_BROKER, "Broker", false, false, broker_doc, NULL},
     {RQ_KIND_LISTENER, "BrokerListener", false, false, listener_doc, NULL},
+    {RQ_KIND_AUTHN, "BrokerAuthentication", false, false, authn_doc, rq_schema_authn_begin},
     {RQ_KIND_CONFIGMAP, "ConfigMap", true, true, configmap_doc, begin_configmap},
     {RQ_KIND_SECRET, "Secret", true, true, secret_doc, begin_secret},
 };
@@ -471,7 +497,7 @@ const struct rq_kind *rq_schema_kind(const char *name, bool any_case)
 
 const char *rq_schema_unsupported(const char *name)
 {
-    static const char *const later[] = {"BrokerAuthentication", "BrokerAuthorization"};
+    static const char *const later[] = {"BrokerAuthorization"};
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
         if (strcmp(later[i], name) == 0)
             return later[i];
@@ -480,5 +506,5 @@ const char *rq_schema_unsupported(const char *name)
 
 const char *rq_schema_kind_list(void)
 {
-    return "Broker, BrokerListener, ConfigMap or Secret";
+    return "Broker, BrokerListener, BrokerAuthentication, ConfigMap or Secret";
 }

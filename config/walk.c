@@ -183,6 +183,82 @@ yaml_node_t *rq_walk_find(const struct rq_ld *ld, const yaml_node_t *map, const 
     return NULL;
 }
 
+yaml_node_t *rq_walk_key_of(const struct rq_ld *ld, const yaml_node_t *map, const yaml_node_t *v)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++)
+        if (rq_walk_node(ld, p->value) == v)
+            return rq_walk_node(ld, p->key);
+    return NULL;
+}
+
+/* [-+]?([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9][0-9_]*)([eE][-+]?[0-9]+)?, or 0x / 0o / 0b forms:
+ * what YAML 1.1 or 1.2 reads as a number. */
+static bool looks_numeric(const char *s)
+{
+    if (*s == '+' || *s == '-')
+        s++;
+    if (s[0] == '0' && s[1] && strchr("xXoObB", s[1])) {
+        const char *digits = strchr("xX", s[1])   ? "0123456789abcdefABCDEF_"
+                             : strchr("oO", s[1]) ? "01234567_"
+                                                  : "01_";
+        return s[2] && strspn(s + 2, digits) == strlen(s + 2);
+    }
+    if (!(*s >= '0' && *s <= '9') && !(*s == '.' && s[1] >= '0' && s[1] <= '9'))
+        return false;
+    size_t n = strspn(s, "0123456789_");
+    if (s[n] == '.')
+        n += 1 + strspn(s + n + 1, "0123456789_");
+    if (s[n] == 'e' || s[n] == 'E') {
+        n++;
+        if (s[n] == '+' || s[n] == '-')
+            n++;
+        size_t e = strspn(s + n, "0123456789");
+        if (e == 0)
+            return false;
+        n += e;
+    }
+    return s[n] == '\0';
+}
+
+bool rq_walk_is_text(const yaml_node_t *n)
+{
+    static const char *const words[] = {
+        "y",     "Y",     "yes",   "Yes",   "YES",    "n",      "N",      "no",     "No",
+        "NO",    "true",  "True",  "TRUE",  "false",  "False",  "FALSE",  "on",     "On",
+        "ON",    "off",   "Off",   "OFF",   ".inf",   ".Inf",   ".INF",   "+.inf",  "+.Inf",
+        "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",   ".NaN",   ".NAN"};
+    if (n->type != YAML_SCALAR_NODE || strlen(sval(n)) != slen(n))
+        return false;
+    if (!is_plain(n))
+        return true;
+    if (rq_walk_is_null(n))
+        return false;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcmp(sval(n), words[i]) == 0)
+            return false;
+    return !looks_numeric(sval(n));
+}
+
+int rq_walk_strlist(struct rq_ld *ld, yaml_node_t *list, size_t min, char ***out, size_t *n)
+{
+    char name[sizeof ld->key];
+    if (list->type != YAML_SEQUENCE_NODE)
+        return rq_walk_type_error(ld, list, "a list of strings");
+    yaml_node_item_t *items = list->data.sequence.items.start;
+    size_t count = (size_t)(list->data.sequence.items.top - items);
+    if (count < min)
+        return rq_walk_error(ld, list, "%s must not be empty", ld->key);
+    snprintf(name, sizeof name, "%s", ld->key);
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *v = rq_walk_node(ld, items[i]);
+        snprintf(ld->key, sizeof ld->key, "%.100s[%zu]", name, i);
+        if (rq_walk_string(ld, v, NULL, 0) < 0 || rq_ld_push_str(ld, out, n, sval(v)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* ^[-+]?(0|[1-9][0-9]*)$ as a plain scalar: a YAML integer that reads the same in YAML 1.1 and
  * 1.2 (no octal or hex ambiguity). */
 static bool is_int(const yaml_node_t *n)

@@ -436,12 +436,13 @@ static void test_bad_documents(void)
                  "for kind Secret (expected v1)");
     EXPECT_ERROR("apiVersion: v1\nkind: Deployment\n",
                  "x.yaml:2:7: unknown kind 'Deployment' (expected Broker, BrokerListener, "
-                 "ConfigMap or Secret)");
+                 "BrokerAuthentication, ConfigMap or Secret)");
     EXPECT_ERROR("apiVersion: v1\nkind: brokerlistener\n",
                  "x.yaml:2:7: unknown kind 'brokerlistener' (did you mean BrokerListener?)");
     EXPECT_ERROR("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
                  "metadata: {name: authn}\nspec: {}\n",
-                 "x.yaml:2:7: kind BrokerAuthentication is not supported yet");
+                 "x.yaml:4:7: missing required key 'authenticationMethods' in "
+                 "BrokerAuthentication spec");
     EXPECT_ERROR("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthorization\n",
                  "x.yaml:2:7: kind BrokerAuthorization is not supported yet");
     EXPECT_ERROR("- a\n- b\n",
@@ -514,17 +515,12 @@ static void test_bad_listeners(void)
                  "spec:\n  ports:\n    - port: 1883\n",
                  "x.yaml:14:13: port 1883 is already used at x.yaml:6:18 (a port number may "
                  "appear only once across all listeners)");
-    EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 1883\n    tls:\n      mode: Automatic\n",
-                 "x.yaml:8:5: tls is not supported yet (TLS listeners arrive with the TLS issue)");
     EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 1883\n    authenticationRef: default\n",
-                 "x.yaml:8:5: authenticationRef is not supported yet (authentication arrives with "
-                 "the authentication issue)");
+                 "x.yaml:8:24: authenticationRef 'default' does not name a BrokerAuthentication "
+                 "document");
     EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 1883\n    authorizationRef: my-authz\n",
                  "x.yaml:8:5: authorizationRef is not supported yet (authorization arrives with "
                  "the authorization issue)");
-    EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 8080\n    protocol: websockets\n",
-                 "x.yaml:8:15: protocol WebSockets is not supported yet (WebSocket listeners "
-                 "arrive with the WebSocket issue)");
     EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 0\n",
                  "x.yaml:7:11: port must be 1..65535, got 0 (ringmq needs a fixed port to listen "
                  "on; 0 would pick a random one)");
