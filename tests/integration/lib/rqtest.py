@@ -262,6 +262,9 @@ def port_open(port, timeout=0.2):
         return False
 
 
+_brokers = []  # every broker started by this process, for the checks at the end of run()
+
+
 class Broker:
     """A running broker process. .port, .pid, .log(), .stop(), .kill(), .rss_kb()."""
 
@@ -275,6 +278,8 @@ class Broker:
                                      stderr=subprocess.STDOUT, cwd=workdir,
                                      preexec_fn=_pdeathsig)
         self.pid = self.proc.pid
+        self.stop_rc = None  # exit code seen by stop() (SIGTERM), checked by run()
+        _brokers.append(self)
         on_cleanup(self._cleanup)
         deadline = time.monotonic() + start_timeout
         while True:
@@ -341,7 +346,9 @@ class Broker:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+                self.stop_rc = "no exit within %.0f s of SIGTERM" % timeout
                 return None
+            self.stop_rc = self.proc.returncode
         return self.proc.returncode
 
     def kill(self):
@@ -367,8 +374,21 @@ class Broker:
         return self
 
     def __exit__(self, *exc):
-        self.kill()
+        # Graceful, so that run() sees the exit code and any sanitizer report at exit.
+        self.stop(5.0)
         return False
+
+    def problems(self):
+        """What run() reports after the cases: a sanitizer report in the log, or an exit code
+        other than 0 after SIGTERM."""
+        out = []
+        m = re.search(r"(ERROR: \w+Sanitizer|runtime error:|WARNING: ThreadSanitizer)[^\n]*",
+                      self.log())
+        if m:
+            out.append("sanitizer: %s" % m.group(0))
+        if self.stop_rc not in (None, 0):
+            out.append("exit code %r after SIGTERM" % (self.stop_rc,))
+        return out
 
 
 def start_broker(yaml_text=None, threads=2, extra_args=(), start_timeout=10.0):
@@ -1286,6 +1306,14 @@ def run(fixture=None, timeout=60, only=None):
                     if isinstance(shared, Broker) and shared.alive() is False:
                         print("    broker died; log tail:\n%s" % shared.log()[-2000:])
             sys.stdout.flush()
+        # The shared broker exits cleanly; no broker left a sanitizer report.
+        if isinstance(shared, Broker) and shared.alive():
+            shared.stop()
+        for b in _brokers:
+            for problem in b.problems():
+                print("FAIL broker %s (port %d): %s; log tail:\n%s"
+                      % (os.path.basename(b.argv[0]), b.port, problem, b.log()[-2000:]))
+                failed.append("broker-%d" % b.port)
     finally:
         signal.alarm(0)
         cleanup_all()

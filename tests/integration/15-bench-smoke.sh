@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# 15 bench smoke: the benchmark harness still works (so that it cannot rot).
+#
+# Runs bench/compare.py --smoke against the ringmq binary under test (and Debian's mosquitto when
+# it is installed): a 200-connection storm, QoS 0/1/2 runs at low fixed rates over MQTT 3.1.1
+# and 5 (fan-in, pairwise, shared subscriptions) that must deliver every message in order, and
+# a short max-rate search. compare.py exits non-zero when ringbench delivered nothing, lost or
+# reordered a message at a low rate, or failed a connection. Also checks that ringbench refuses
+# non-loopback targets and says that TLS is not built yet. Everything stays on 127.0.0.1.
+# Exit: 0 pass, 1 fail, 77 skip.
+set -u
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+BIN=${RINGMQ_BIN:-}
+SRC=${RINGMQ_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+BUILD=${RINGMQ_BUILD:-$SRC/build}
+BENCH=$BUILD/bench/ringbench
+[ -n "$BIN" ] && [ -x "$BIN" ] || fail "RINGMQ_BIN is not an executable: '$BIN'"
+[ -x "$BENCH" ] || fail "ringbench was not built: $BENCH (bench/CMakeLists.txt)"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3) || { echo "SKIP: no python3"; exit 77; }
+
+echo "--- ringbench refuses what it must refuse"
+out=$("$BENCH" --tls 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "not built yet" <<<"$out" || fail "--tls: rc=$rc: $out"
+out=$("$BENCH" --host 10.1.2.3 --rate 10 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "loopback" <<<"$out" || fail "non-loopback host: rc=$rc: $out"
+out=$("$BENCH" --pattern pairwise --pubs 2 --subs 3 2>&1); rc=$?
+[ "$rc" -eq 2 ] || fail "pairwise with pubs != subs accepted: $out"
+
+echo "--- compare.py --smoke"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+timeout 240 "$PY" "$SRC/bench/compare.py" --smoke --ringmq "$BIN" --ringbench "$BENCH" \
+    --out "$tmp" >"$tmp/out.txt" 2>"$tmp/err.txt"
+rc=$?
+cat "$tmp/out.txt"
+if [ "$rc" -ne 0 ]; then
+    echo "--- stderr"
+    tail -60 "$tmp/err.txt"
+    fail "compare.py --smoke exited $rc"
+fi
+grep -q "^smoke: ok" "$tmp/out.txt" || fail "no 'smoke: ok' line"
+ls "$tmp"/smoke-*.json >/dev/null 2>&1 || fail "no JSON written"
+echo "PASS"
+exit 0
