@@ -68,7 +68,7 @@ static void usage(FILE *f)
         "          --connect N            connect storm: N connections (--concurrency at once),\n"
         "                                 held --hold s, then the broker's RSS per connection\n"
         "timing:   --duration S --warmup S --drain S --probe S --trials N --window N\n"
-        "          --slo-p99-ms MS --tick-us US --timeout S --keepalive S\n"
+        "          --slo-p99-ms MS --tick-us US (100; 1000 with --max) --timeout S --keepalive S\n"
         "output:   --json FILE|-  --label TEXT  --quiet  --check (exit 1 on loss, reordering or\n"
         "          nothing delivered)  --threads N (generator threads)\n",
         f);

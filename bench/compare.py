@@ -1,0 +1,522 @@
+#!/usr/bin/env python3
+"""compare.py: ringmq against mosquitto (and any other broker) on loopback, as ratios.
+
+One command starts ringmq and Debian's mosquitto on free 127.0.0.1 ports with equivalent
+settings, runs the same ringbench scenarios against each broker (alternating: scenario by
+scenario, and the order flips on each repeat), prints a table with ratios, and writes JSON and
+an SVG chart (gnuplot) into --out.
+
+    python3 bench/compare.py                 # the full comparison (about 10 minutes)
+    python3 bench/compare.py --smoke         # a few seconds: the test suite runs this
+    python3 bench/compare.py --broker emqx=127.0.0.1:1885:4242   # add a broker you started
+
+What it does not do: build anything (pass --ringmq / --ringbench or use build-bench/), tune the
+machine, or target anything but 127.0.0.0/8. Only the Python standard library is used.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios: name -> ringbench arguments. "max" scenarios search the maximum sustainable rate.
+
+FULL = [
+    # connect first, on fresh brokers, so that RSS is not inflated by earlier runs
+    ("connect", "connect storm + 10,000 idle connections",
+     ["--connect", "10000", "--concurrency", "64", "--hold", "3", "--duration", "120"]),
+    ("fanin-qos0", "fan-in 8->1, QoS 0, 64 B",
+     ["--max", "--pattern", "fanin", "--pubs", "8", "--subs", "1", "--qos", "0"]),
+    ("fanout-qos0", "fan-out 1->100, QoS 0, 64 B",
+     ["--max", "--pattern", "fanout", "--pubs", "1", "--subs", "100", "--qos", "0"]),
+    ("pairwise-qos0", "pairwise 100->100, QoS 0, 64 B",
+     ["--max", "--pattern", "pairwise", "--pubs", "100", "--subs", "100", "--qos", "0"]),
+    ("fanin-qos1", "fan-in 8->1, QoS 1, 64 B",
+     ["--max", "--pattern", "fanin", "--pubs", "8", "--subs", "1", "--qos", "1"]),
+    ("shared-qos0", "shared 8->$share x4, QoS 0, MQTT 5",
+     ["--max", "--pattern", "shared", "--pubs", "8", "--subs", "4", "--qos", "0",
+      "--mqtt", "5"]),
+    ("latency-qos0", "fan-in 8->1, QoS 0 at 10,000 msg/s",
+     ["--rate", "10000", "--duration", "10", "--pattern", "fanin", "--pubs", "8", "--subs", "1"]),
+    ("latency-qos1", "fan-in 8->1, QoS 1 at 10,000 msg/s",
+     ["--rate", "10000", "--duration", "10", "--pattern", "fanin", "--pubs", "8", "--subs", "1",
+      "--qos", "1"]),
+]
+
+SMOKE = [
+    ("connect", "connect 200", ["--connect", "200", "--hold", "0.3", "--duration", "20"]),
+    ("fanin-qos0", "fan-in 4->1 QoS 0 at 1000/s",
+     ["--rate", "1000", "--duration", "1.5", "--pubs", "4", "--subs", "1", "--check"]),
+    ("pairwise-qos1-v5", "pairwise 4->4 QoS 1 MQTT 5 at 800/s",
+     ["--rate", "800", "--duration", "1", "--pattern", "pairwise", "--pubs", "4", "--subs", "4",
+      "--qos", "1", "--mqtt", "5", "--check"]),
+    ("shared-qos2-v5", "shared 3->2 QoS 2 MQTT 5 at 600/s",
+     ["--rate", "600", "--duration", "1", "--pattern", "shared", "--pubs", "3", "--subs", "2",
+      "--qos", "2", "--mqtt", "5", "--check"]),
+    ("fanout-max", "fan-out 1->5 max search (short)",
+     ["--max", "--pattern", "fanout", "--pubs", "1", "--subs", "5", "--probe", "0.5",
+      "--trials", "2", "--duration", "0.5", "--drain", "1", "--warmup", "0.1"]),
+]
+
+# Table rows: (label, scenario, metric, higher_is_better, target advantage or None)
+ROWS = [
+    ("max delivered msg/s, fan-in 8->1 QoS 0", "fanin-qos0", "rate", True, 15),
+    ("broker CPU us/msg, fan-in 8->1 QoS 0", "fanin-qos0", "cpu", False, 20),
+    ("max delivered msg/s, fan-out 1->100", "fanout-qos0", "rate", True, 5),
+    ("broker CPU us/msg, fan-out 1->100", "fanout-qos0", "cpu", False, None),
+    ("max delivered msg/s, pairwise 100->100", "pairwise-qos0", "rate", True, 5),
+    ("broker CPU us/msg, pairwise 100->100", "pairwise-qos0", "cpu", False, None),
+    ("max delivered msg/s, fan-in 8->1 QoS 1", "fanin-qos1", "rate", True, 5),
+    ("broker CPU us/msg, fan-in 8->1 QoS 1", "fanin-qos1", "cpu", False, None),
+    ("max delivered msg/s, shared 8->4", "shared-qos0", "rate", True, None),
+    ("latency p50 ms, QoS 0 @10k msg/s", "latency-qos0", "p50", False, None),
+    ("latency p99 ms, QoS 0 @10k msg/s", "latency-qos0", "p99", False, None),
+    ("latency p50 ms, QoS 1 @10k msg/s", "latency-qos1", "p50", False, None),
+    ("latency p99 ms, QoS 1 @10k msg/s", "latency-qos1", "p99", False, None),
+    ("RSS bytes per idle connection (10k)", "connect", "rss_conn", False, 1),
+    ("connections per second", "connect", "cps", True, None),
+]
+
+SMOKE_ROWS = [
+    ("delivered msg/s, fan-in 4->1 @1000/s", "fanin-qos0", "rate", True, None),
+    ("latency p50 ms, fan-in @1000/s", "fanin-qos0", "p50", False, None),
+    ("max delivered msg/s, fan-out 1->5", "fanout-max", "rate", True, None),
+    ("connections per second", "connect", "cps", True, None),
+]
+
+
+def say(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Brokers
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, secs=10.0):
+    end = time.time() + secs
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+RINGMQ_YAML = """\
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: Broker
+metadata: {{name: default}}
+spec:
+  advanced:
+    clients:
+      subscriberQueueLimit: {{length: 1000, strategy: None}}
+  diagnostics: {{logs: {{level: warn}}}}
+  ringmq:
+    threads: {threads}
+    maxInflight: 100
+    maxConnections: 100000
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {{name: default}}
+spec:
+  ports:
+  - {{port: {port}, bindAddress: 127.0.0.1, protocol: Mqtt}}
+"""
+
+# The same limits as the ringmq YAML: 100 QoS 1/2 messages in flight per client, 1000 queued
+# per client (newest dropped beyond), no persistence, warnings and errors logged only.
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+max_inflight_messages 100
+max_queued_messages 1000
+max_connections -1
+log_dest stderr
+log_type error
+log_type warning
+"""
+
+
+class Broker:
+    def __init__(self, name, port, pid=None, proc=None, log=None, version=""):
+        self.name, self.port, self.pid, self.proc, self.log = name, port, pid, proc, log
+        self.version = version
+
+    def alive(self):
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return os.path.exists("/proc/%d" % self.pid) if self.pid else True
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def start_ringmq(binary, threads, workdir):
+    port = free_port()
+    cfg = os.path.join(workdir, "ringmq.yaml")
+    with open(cfg, "w") as f:
+        f.write(RINGMQ_YAML.format(port=port, threads=threads))
+    log = open(os.path.join(workdir, "ringmq.log"), "w")
+    proc = subprocess.Popen([binary, "-c", cfg], stdout=log, stderr=subprocess.STDOUT)
+    if not wait_port(port, proc):
+        proc.kill()
+        raise RuntimeError("ringmq did not start (see %s)" % log.name)
+    ver = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+    return Broker("ringmq", port, proc.pid, proc, log.name, ver)
+
+
+def start_mosquitto(binary, workdir):
+    port = free_port()
+    cfg = os.path.join(workdir, "mosquitto.conf")
+    with open(cfg, "w") as f:
+        f.write(MOSQUITTO_CONF.format(port=port))
+    log = open(os.path.join(workdir, "mosquitto.log"), "w")
+    proc = subprocess.Popen([binary, "-c", cfg], stdout=log, stderr=subprocess.STDOUT)
+    if not wait_port(port, proc):
+        proc.kill()
+        raise RuntimeError("mosquitto did not start (see %s)" % log.name)
+    ver = ""
+    try:
+        out = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=5).stdout
+        ver = out.splitlines()[0] if out else ""
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return Broker("mosquitto", port, proc.pid, proc, log.name, ver)
+
+
+def parse_extra(spec):
+    """NAME=127.0.0.1:PORT:PID (PID may be 0 when unknown)."""
+    try:
+        name, rest = spec.split("=", 1)
+        host, port, pid = rest.split(":")
+    except ValueError:
+        raise SystemExit("--broker %s: expected NAME=127.0.0.1:PORT:PID" % spec)
+    if not host.startswith("127."):
+        raise SystemExit("--broker %s: only loopback (127.0.0.0/8) targets are allowed" % spec)
+    if host != "127.0.0.1":
+        raise SystemExit("--broker %s: ringbench connects to 127.0.0.1" % spec)
+    return Broker(name, int(port), int(pid) or None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+def run_bench(ringbench, broker, scen, args, workdir, threads, timeout):
+    out = os.path.join(workdir, "%s-%s.json" % (scen, broker.name))
+    cmd = [ringbench, "--port", str(broker.port), "--json", out, "--label",
+           "%s/%s" % (scen, broker.name), "--threads", str(threads)] + args
+    if broker.pid:
+        cmd += ["--pid", str(broker.pid)]
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        say("    %s: ringbench timed out after %d s" % (broker.name, timeout))
+        return None
+    for line in p.stdout.splitlines():
+        say("    " + line)
+    if not os.path.exists(out):
+        say("    %s: ringbench wrote no result (exit %d)" % (broker.name, p.returncode))
+        return None
+    with open(out) as f:
+        res = json.load(f)
+    res["exit"] = p.returncode
+    res["wall_s"] = round(time.time() - t0, 2)
+    res["command"] = " ".join(cmd)
+    return res
+
+
+def metric(res, m):
+    """One number out of a ringbench JSON result (None when missing)."""
+    if not res or not res.get("result"):
+        return None
+    r = res["result"]
+    if m == "rate":
+        return r["delivered_rate"] if r.get("sustainable") or res["mode"] == "rate" else None
+    if m == "cpu":
+        v = r["broker"]["cpu_us_per_msg"]
+        return v if v > 0 else None
+    if m in ("p50", "p99", "p999"):
+        return r["latency_us"][m] / 1000.0
+    if m == "rss_conn":
+        return r["broker"]["rss_per_conn_bytes"] if r["connected"] else None
+    if m == "cps":
+        return r["conn_per_s"]
+    return None
+
+
+def med(values):
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def headroom(res):
+    """Share of one core the busiest ringbench thread left unused, and the machine load."""
+    if not res or not res.get("result"):
+        return None, None
+    r = res["result"]
+    g = r.get("generator", {})
+    return g.get("headroom_pct", 100 - g.get("cpu_pct", 0)), r.get("machine_busy_pct")
+
+
+def fmt(v, m):
+    if v is None:
+        return "-"
+    if m in ("rate", "cps"):
+        return "{:,.0f}".format(v)
+    if m == "rss_conn":
+        return "{:,.0f}".format(v)
+    if m == "cpu":
+        return "%.3f" % v
+    return "%.3f" % v
+
+
+def build_table(rows, results, names):
+    table = []
+    for label, scen, m, higher, target in rows:
+        vals = {n: med([metric(r, m) for r in results.get(scen, {}).get(n, [])]) for n in names}
+        base, ref = vals.get(names[0]), vals.get("mosquitto")
+        adv = None
+        if base and ref:
+            adv = base / ref if higher else ref / base
+        met = None if target is None or adv is None else adv >= target
+        table.append({"metric": label, "scenario": scen, "key": m, "higher_is_better": higher,
+                      "values": vals, "advantage": adv, "target": target, "met": met})
+    return table
+
+
+def print_table(table, names):
+    w = max(len(r["metric"]) for r in table) + 2
+    head = "%-*s" % (w, "metric") + "".join("%14s" % n for n in names)
+    head += "%12s%10s%6s" % ("ringmq adv.", "target", "met")
+    print(head)
+    print("-" * len(head))
+    for r in table:
+        line = "%-*s" % (w, r["metric"])
+        line += "".join("%14s" % fmt(r["values"][n], r["key"]) for n in names)
+        line += "%12s" % ("%.2fx" % r["advantage"] if r["advantage"] else "-")
+        line += "%10s" % (">= %gx" % r["target"] if r["target"] else "")
+        line += "%6s" % ({True: "yes", False: "NO", None: ""}[r["met"]])
+        print(line)
+    print("(adv. = how many times better ringmq is than mosquitto: higher throughput, or lower "
+          "CPU/latency/memory; < 1 means worse)")
+
+
+def chart(table, path_svg, workdir):
+    gp = shutil.which("gnuplot")
+    rows = [r for r in table if r["advantage"]]
+    if not gp or not rows:
+        say("chart: skipped (%s)" % ("gnuplot not installed" if not gp else "no ratios"))
+        return None
+    dat = os.path.join(workdir, "chart.dat")
+    with open(dat, "w") as f:
+        for i, r in enumerate(rows):
+            lab = r["metric"].replace('"', "'")
+            f.write('%d "%s" %g %g\n' % (i, lab, r["advantage"], r["target"] or 0))
+    script = os.path.join(workdir, "chart.gp")
+    height = 160 + 34 * len(rows)
+    with open(script, "w") as f:
+        f.write("""set terminal svg size 1000,{h} dynamic font "sans,12" background "white"
+set output "{out}"
+set title "ringmq vs mosquitto on this machine: how many times better ringmq is (log scale; 1 = equal)"
+set style fill solid 0.7 border -1
+set logscale x 10
+set xrange [0.1:*]
+set yrange [-0.7:{n}-0.3]
+set ytics ({tics}) font ",11"
+set grid xtics
+set key bottom right
+set xlabel "advantage of ringmq (x)"
+set arrow from 1, graph 0 to 1, graph 1 nohead dt 2 lw 2 lc "black"
+plot "{dat}" using (sqrt($3*0.1)):1:(0.1):($3):($1-0.35):($1+0.35) with boxxyerror lc "#3b7dd8" title "measured", \\
+     "{dat}" using ($4 > 0 ? $4 : 1/0):1 with points pt 9 ps 2 lc "#d83b3b" title "target"
+""".format(h=height, out=path_svg, n=len(rows), dat=dat,
+           tics=", ".join('"%s" %d' % (r["metric"].replace('"', "'"), i)
+                          for i, r in enumerate(rows))))
+    p = subprocess.run([gp, script], capture_output=True, text=True)
+    if p.returncode != 0:
+        say("chart: gnuplot failed: %s" % p.stderr.strip()[:300])
+        return None
+    return path_svg
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="a few seconds, asserts that it works")
+    ap.add_argument("--ringmq", default=os.environ.get("RINGMQ_BIN") or
+                    os.path.join(ROOT, "build-bench", "ringmq"))
+    ap.add_argument("--ringbench", default=None)
+    ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
+    ap.add_argument("--no-mosquitto", action="store_true")
+    ap.add_argument("--broker", action="append", default=[], metavar="NAME=127.0.0.1:PORT:PID",
+                    help="also run against a broker started by you")
+    ap.add_argument("--threads", type=int, default=2, help="ringmq shard threads (2)")
+    ap.add_argument("--gen-threads", type=int, default=1, help="ringbench threads (1)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds; the median is reported")
+    ap.add_argument("--scenarios", default="", help="comma-separated subset of scenario names")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    a = ap.parse_args()
+
+    if a.ringbench is None:
+        build = os.environ.get("RINGMQ_BUILD") or os.path.join(ROOT, "build-bench")
+        a.ringbench = os.path.join(build, "bench", "ringbench")
+    for what, path in (("ringmq", a.ringmq), ("ringbench", a.ringbench)):
+        if not os.access(path, os.X_OK):
+            raise SystemExit("compare: %s not found at %s (build first, see bench/README.md)"
+                             % (what, path))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < 20500 and not a.smoke:
+        say("compare: warning: open files limit %d: 10,000 connections need about 20,500" % hard)
+
+    scen = SMOKE if a.smoke else FULL
+    if a.scenarios:
+        keep = set(a.scenarios.split(","))
+        scen = [s for s in scen if s[0] in keep]
+    rows = SMOKE_ROWS if a.smoke else ROWS
+    workdir = tempfile.mkdtemp(prefix="ringbench-")
+    brokers = []
+    started = time.time()
+    try:
+        brokers.append(start_ringmq(a.ringmq, a.threads, workdir))
+        if not a.no_mosquitto and os.access(a.mosquitto, os.X_OK):
+            brokers.append(start_mosquitto(a.mosquitto, workdir))
+        elif not a.no_mosquitto:
+            say("compare: %s not found: ringmq alone" % a.mosquitto)
+        brokers += [parse_extra(s) for s in a.broker]
+        names = [b.name for b in brokers]
+        for b in brokers:
+            say("broker %-10s 127.0.0.1:%d pid %s %s" % (b.name, b.port, b.pid, b.version))
+        results = {}
+        for rep in range(a.repeat):
+            for i, (name, desc, args) in enumerate(scen):
+                order = brokers if (i + rep) % 2 == 0 else list(reversed(brokers))
+                say("[%d/%d] %s: %s" % (i + 1, len(scen), name, desc))
+                for b in order:
+                    if not b.alive():
+                        raise RuntimeError("%s is not running any more (log: %s)" % (b.name, b.log))
+                    budget = 60 if a.smoke else 900
+                    res = run_bench(a.ringbench, b, name, args, workdir, a.gen_threads, budget)
+                    results.setdefault(name, {}).setdefault(b.name, []).append(res)
+                    time.sleep(0.2 if a.smoke else 1.0)
+        table = build_table(rows, results, names)
+    except Exception as e:
+        for b in brokers:
+            if b.log and os.path.exists(b.log):
+                with open(b.log, errors="replace") as f:
+                    say("--- last lines of %s\n%s" % (b.log, "".join(f.readlines()[-20:])))
+        say("compare: %s (work files kept in %s)" % (e, workdir))
+        raise SystemExit(1)
+    finally:
+        for b in brokers:
+            b.stop()
+
+    print()
+    print_table(table, names)
+    heads = [headroom(r) for s in results.values() for rs in s.values() for r in rs]
+    hr = [h for h, _ in heads if h is not None]
+    busy = [m for _, m in heads if m is not None]
+    if hr:
+        print("ringbench headroom: its busiest thread left %.0f%%..%.0f%% of a core unused "
+              "(machine busy %.0f%%..%.0f%%)" % (min(hr), max(hr), min(busy), max(busy)))
+
+    os.makedirs(a.out, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    prefix = os.path.join(a.out, ("smoke-" if a.smoke else "compare-") + stamp)
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    doc = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join([os.path.relpath(sys.argv[0], os.getcwd())] + sys.argv[1:]),
+        "commit": commit,
+        "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                    "loadavg_at_end": os.getloadavg()},
+        "brokers": [{"name": b.name, "port": b.port, "pid": b.pid, "version": b.version}
+                    for b in brokers],
+        "elapsed_s": round(time.time() - started, 1),
+        "table": table,
+        "results": results,
+    }
+    with open(prefix + ".json", "w") as f:
+        json.dump(doc, f, indent=1)
+    svg = chart(table, prefix + ".svg", workdir)
+    say("wrote %s.json%s" % (prefix, " and " + svg if svg else ""))
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    if a.smoke:
+        return smoke_verdict(results, names)
+    return 0
+
+
+def smoke_verdict(results, names):
+    """The generator worked: messages delivered, nothing lost at a low rate, nothing reordered,
+    every connection made, and the max search found a rate."""
+    bad = []
+    for scen, per in results.items():
+        for name, runs in per.items():
+            for r in runs:
+                if r is None or not r.get("result"):
+                    bad.append("%s/%s: no result" % (scen, name))
+                    continue
+                res = r["result"]
+                if r["mode"] == "connect":
+                    if res["connected"] != res["connections"] or res["failed"]:
+                        bad.append("%s/%s: %d/%d connected" % (scen, name, res["connected"],
+                                                               res["connections"]))
+                    continue
+                if res["delivered"] <= 0:
+                    bad.append("%s/%s: nothing delivered" % (scen, name))
+                if r["mode"] == "rate" and (res["lost"] or res["reordered"] or r["exit"]):
+                    bad.append("%s/%s: lost %d reordered %d at a low rate" % (
+                        scen, name, res["lost"], res["reordered"]))
+                if r["mode"] == "max" and res["delivered_rate"] <= 0:
+                    bad.append("%s/%s: max search found nothing" % (scen, name))
+    for b in bad:
+        print("SMOKE FAIL: " + b)
+    if not bad:
+        print("smoke: ok (%s)" % ", ".join(names))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
