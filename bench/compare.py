@@ -82,17 +82,17 @@ ROWS = [
     ("max delivered msg/s, fan-in 8->1 QoS 1", "fanin-qos1", "rate", True, 5),
     ("broker CPU us/msg, fan-in 8->1 QoS 1", "fanin-qos1", "cpu", False, None),
     ("max delivered msg/s, shared 8->4", "shared-qos0", "rate", True, None),
-    ("latency p50 ms, QoS 0 @10k msg/s", "latency-qos0", "p50", False, None),
-    ("latency p99 ms, QoS 0 @10k msg/s", "latency-qos0", "p99", False, None),
-    ("latency p50 ms, QoS 1 @10k msg/s", "latency-qos1", "p50", False, None),
-    ("latency p99 ms, QoS 1 @10k msg/s", "latency-qos1", "p99", False, None),
+    ("latency p50 ms, QoS 0 at 10k msg/s", "latency-qos0", "p50", False, None),
+    ("latency p99 ms, QoS 0 at 10k msg/s", "latency-qos0", "p99", False, None),
+    ("latency p50 ms, QoS 1 at 10k msg/s", "latency-qos1", "p50", False, None),
+    ("latency p99 ms, QoS 1 at 10k msg/s", "latency-qos1", "p99", False, None),
     ("RSS bytes per idle connection (10k)", "connect", "rss_conn", False, 1),
     ("connections per second", "connect", "cps", True, None),
 ]
 
 SMOKE_ROWS = [
-    ("delivered msg/s, fan-in 4->1 @1000/s", "fanin-qos0", "rate", True, None),
-    ("latency p50 ms, fan-in @1000/s", "fanin-qos0", "p50", False, None),
+    ("delivered msg/s, fan-in 4->1 at 1000/s", "fanin-qos0", "rate", True, None),
+    ("latency p50 ms, fan-in at 1000/s", "fanin-qos0", "p50", False, None),
     ("max delivered msg/s, fan-out 1->5", "fanout-max", "rate", True, None),
     ("connections per second", "connect", "cps", True, None),
 ]
@@ -350,23 +350,31 @@ def chart(table, path_svg, workdir):
             lab = r["metric"].replace('"', "'")
             f.write('%d "%s" %g %g\n' % (i, lab, r["advantage"], r["target"] or 0))
     script = os.path.join(workdir, "chart.gp")
-    height = 160 + 34 * len(rows)
+    height = 200 + 34 * len(rows)
     with open(script, "w") as f:
         f.write("""set terminal svg size 1000,{h} dynamic font "sans,12" background "white"
+set termoption noenhanced
 set output "{out}"
-set title "ringmq vs mosquitto on this machine: how many times better ringmq is (log scale; 1 = equal)"
-set style fill solid 0.7 border -1
+set title "ringmq vs mosquitto, same machine, same run: how many times better ringmq is\\n(log scale; right of 1 = ringmq better, left = worse; triangles = the issue's targets)"
+set style fill solid 0.75 border -1
 set logscale x 10
-set xrange [0.1:*]
-set yrange [-0.7:{n}-0.3]
-set ytics ({tics}) font ",11"
+set xrange [0.05:*]
+set yrange [{n}-0.3:-0.7]
+set ytics ({tics})
 set grid xtics
-set key bottom right
-set xlabel "advantage of ringmq (x)"
+set key outside top center horizontal
+set xlabel "advantage of ringmq (x), log scale"
 set arrow from 1, graph 0 to 1, graph 1 nohead dt 2 lw 2 lc "black"
-plot "{dat}" using (sqrt($3*0.1)):1:(0.1):($3):($1-0.35):($1+0.35) with boxxyerror lc "#3b7dd8" title "measured", \\
-     "{dat}" using ($4 > 0 ? $4 : 1/0):1 with points pt 9 ps 2 lc "#d83b3b" title "target"
-""".format(h=height, out=path_svg, n=len(rows), dat=dat,
+lo(v) = v < 1 ? v : 1
+hi(v) = v < 1 ? 1 : v
+plot "{dat}" using (($3 >= 1) ? sqrt(lo($3)*hi($3)) : 1/0):1:(lo($3)):(hi($3)):($1-0.35):($1+0.35) with boxxyerror lc "#3b9d5d" title "ringmq better", \\
+     "{dat}" using (($3 < 1) ? sqrt(lo($3)*hi($3)) : 1/0):1:(lo($3)):(hi($3)):($1-0.35):($1+0.35) with boxxyerror lc "#d8783b" title "ringmq worse", \\
+     "{dat}" using 3:1:(sprintf("%.2fx", $3)) with labels left offset 1,0 notitle, \\
+     "{dat}" using ($4 > 0 ? $4 : 1/0):1 with points pt 9 ps 2 lc "#c02020" title "target"
+set terminal pngcairo size 1000,{h} font "sans,10" background "white"
+set output "{png}"
+replot
+""".format(h=height, out=path_svg, png=path_svg[:-4] + ".png", n=len(rows), dat=dat,
            tics=", ".join('"%s" %d' % (r["metric"].replace('"', "'"), i)
                           for i, r in enumerate(rows))))
     p = subprocess.run([gp, script], capture_output=True, text=True)
@@ -480,7 +488,7 @@ def main():
     with open(prefix + ".json", "w") as f:
         json.dump(doc, f, indent=1)
     svg = chart(table, prefix + ".svg", workdir)
-    say("wrote %s.json%s" % (prefix, " and " + svg if svg else ""))
+    say("wrote %s.json%s" % (prefix, " and %s (.png)" % svg if svg else ""))
     shutil.rmtree(workdir, ignore_errors=True)
 
     if a.smoke:
