@@ -109,7 +109,8 @@ src_ver="$candidate"
 log="$work/build.log"
 : >"$log"
 started=$SECONDS
-echo "wolfssl: building Debian's $src_name $src_ver with AES-NI/asm into $prefix (log: $log)"
+# On stderr: tools/run.sh hides cmake's stdout, and this first build takes a few minutes.
+echo "wolfssl: building Debian's $src_name $src_ver with AES-NI/asm into $prefix, once (log: $log)" >&2
 rm -rf "$work/src" "$prefix"
 mkdir -p "$work/src" "$prefix"
 # apt drops root to _apt for downloads; let it write here so it does not warn.
