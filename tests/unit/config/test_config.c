@@ -1,11 +1,14 @@
 /* Unit tests for config/: the embedded default, a full multi-document file, a directory of files,
- * and every kind of bad input with its exact "file:line:col: message". */
+ * listener TLS (v1 and v1beta1 shapes), BrokerAuthentication, Secret/ConfigMap references to
+ * documents and to mounted directories (plain files and the kubelet's ..data symlink layout), and
+ * every kind of bad input with its exact "file:line:col: message". */
 #include "config/config.h"
 #include "core/log.h"
 #include "tests/unit/check.h"
 
 #include <libgen.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,6 +25,25 @@
     "kind: BrokerListener\n"                                                                       \
     "metadata:\n"                                                                                  \
     "  name: " name "\n"
+#define AUTHN(name)                                                                                \
+    "apiVersion: mqttbroker.iotoperations.azure.com/v1\n"                                          \
+    "kind: BrokerAuthentication\n"                                                                 \
+    "metadata:\n"                                                                                  \
+    "  name: " name "\n"
+/* A five-line kubernetes.io/tls Secret and a five-line CA ConfigMap. */
+#define TLS_SECRET(name)                                                                           \
+    "apiVersion: v1\n"                                                                             \
+    "kind: Secret\n"                                                                               \
+    "metadata: {name: " name "}\n"                                                                 \
+    "type: kubernetes.io/tls\n"                                                                    \
+    "stringData: {tls.crt: CRT, tls.key: KEY}\n"
+#define PEM "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+#define CA_CONFIGMAP(name)                                                                         \
+    "apiVersion: v1\n"                                                                             \
+    "kind: ConfigMap\n"                                                                            \
+    "metadata: {name: " name "}\n"                                                                 \
+    "data:\n"                                                                                      \
+    "  ca.pem: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\"\n"
 
 static struct rq_config *load(const char *yaml, char *err, size_t errlen)
 {
@@ -602,6 +624,850 @@ static void test_configmaps_and_secrets(void)
     rq_config_free(c);
 }
 
+/* ---- listener TLS, WebSockets ---------------------------------------------------------------- */
+
+static void test_tls_v1(void)
+{
+    char err[512] = "";
+    struct rq_config *c = load(
+        LISTENER("tls") "spec:\n  ports:\n"
+        "  - port: 8883\n"
+        "    tls:\n      mode: automatic\n      certManagerCertificateSpec:\n"
+        "        issuerRef: {group: example.org, kind: clusterissuer, name: my-issuer}\n"
+        "        duration: 1h30m\n        renewBefore: 1.5m\n        secretName: my-cert\n"
+        "        privateKey: {algorithm: rsa4096, rotationPolicy: NEVER}\n"
+        "        san:\n          dns: [aio-broker, LOCALHOST, \"*.example.com\", aio-broker]\n"
+        "          ip: [\"0:0:0:0:0:0:0:1\", 10.0.0.1]\n"
+        "  - port: 8884\n    protocol: WebSockets\n"
+        "    tls: {mode: Manual, manual: {secretRef: server-cert}}\n"
+        "  - port: 8885\n    tls: {mode: AUTOMATIC}\n"
+        "  - port: 8886\n    tls:\n      mode: Automatic\n      certManagerCertificateSpec:\n"
+        "        issuerRef: {kind: Issuer, name: i}\n        duration: 24h\n"
+        "        san: {ip: [127.0.0.1, \"::1\"]}\n"
+        "  - port: 8080\n    protocol: websockets\n"
+        "---\n" TLS_SECRET("server-cert"),
+        err, sizeof err);
+    CHECK(c != NULL);
+    CHECK_STR(err, "");
+    if (!c || c->n_ports != 5)
+        return rq_config_free(c);
+    const struct rq_tls_auto *a = &c->ports[0].tls.automatic;
+    CHECK_EQ(c->ports[0].tls.mode, RQ_TLS_AUTOMATIC);
+    CHECK_EQ(c->ports[0].protocol, RQ_PROTO_MQTT);
+    CHECK_STR(a->issuer_group, "example.org");
+    CHECK_EQ(a->issuer_kind, RQ_ISSUER_CLUSTER_ISSUER);
+    CHECK_STR(a->issuer_name, "my-issuer");
+    CHECK_EQ(a->duration_s, 5400);
+    CHECK_EQ(a->renew_before_s, 90);
+    CHECK_STR(a->secret_name, "my-cert");
+    CHECK_EQ(a->key_algorithm, RQ_KEY_RSA4096);
+    CHECK_EQ(a->rotation_policy, RQ_ROTATE_NEVER);
+    /* Listed names first, repeats dropped (DNS names ignoring case); defaults only if missing. */
+    CHECK_EQ(a->n_dns, 3);
+    if (a->n_dns == 3) {
+        CHECK_STR(a->dns[0], "aio-broker");
+        CHECK_STR(a->dns[1], "LOCALHOST");
+        CHECK_STR(a->dns[2], "*.example.com");
+    }
+    CHECK_EQ(a->n_ip, 3);
+    if (a->n_ip == 3) {
+        CHECK_STR(a->ip[0], "::1");
+        CHECK_STR(a->ip[1], "10.0.0.1");
+        CHECK_STR(a->ip[2], "127.0.0.1");
+    }
+    CHECK(c->ports[0].tls.secret == NULL && c->ports[0].authn == NULL);
+
+    const struct rq_port_cfg *m = &c->ports[1];
+    CHECK_EQ(m->protocol, RQ_PROTO_WEBSOCKETS);
+    CHECK_EQ(m->tls.mode, RQ_TLS_MANUAL);
+    CHECK_STR(m->tls.secret_name, "server-cert");
+    CHECK(m->tls.secret != NULL && m->tls.secret == rq_config_find(c, RQ_CONFIG_SECRET, "server-cert"));
+    const struct rq_config_entry *crt = rq_config_object_get(m->tls.secret, "tls.crt");
+    CHECK(crt && strcmp(crt->value, "CRT") == 0 && crt->len == 3);
+    CHECK(m->tls.secret && !m->tls.secret->mounted);
+    CHECK_STR(m->tls.secret ? m->tls.secret->origin : NULL, "x.yaml:36:18");
+    CHECK(m->tls.automatic.dns == NULL && m->tls.automatic.n_ip == 0);
+
+    /* Automatic without a spec: every default. */
+    a = &c->ports[2].tls.automatic;
+    CHECK_EQ(c->ports[2].tls.mode, RQ_TLS_AUTOMATIC);
+    CHECK_STR(a->issuer_group, "cert-manager.io");
+    CHECK_STR(a->issuer_name, "");
+    CHECK_EQ(a->duration_s, 7776000);
+    CHECK_EQ(a->renew_before_s, 1296000);
+    CHECK_STR(a->secret_name, "");
+    CHECK_EQ(a->key_algorithm, RQ_KEY_EC256);
+    CHECK_EQ(a->rotation_policy, RQ_ROTATE_ALWAYS);
+    CHECK(a->n_dns == 1 && strcmp(a->dns[0], "localhost") == 0);
+    CHECK(a->n_ip == 1 && strcmp(a->ip[0], "127.0.0.1") == 0);
+
+    /* A short duration without renewBefore renews at two thirds of it. */
+    a = &c->ports[3].tls.automatic;
+    CHECK_STR(a->issuer_group, "cert-manager.io");
+    CHECK_EQ(a->issuer_kind, RQ_ISSUER_ISSUER);
+    CHECK_EQ(a->duration_s, 86400);
+    CHECK_EQ(a->renew_before_s, 28800);
+    CHECK(a->n_ip == 2 && strcmp(a->ip[0], "127.0.0.1") == 0 && strcmp(a->ip[1], "::1") == 0);
+
+    CHECK_EQ(c->ports[4].protocol, RQ_PROTO_WEBSOCKETS);
+    CHECK_EQ(c->ports[4].tls.mode, RQ_TLS_NONE);
+    CHECK_EQ(c->n_ignored, 0);
+    rq_config_free(c);
+}
+
+/* Go durations: units, fractions, sums; whole seconds rounded down. */
+static void test_durations(void)
+{
+    static const struct {
+        const char *text;
+        uint64_t secs;
+    } cases[] = {
+        {"2160h", 7776000}, {"90m", 5400},  {"1h30m", 5400},      {"1.5h", 5400},
+        {"3600s", 3600},    {"+2h", 7200},  {"1h0m0.9s", 3600},   {"10000ms", 10},
+        {"1h1us", 3600},    {"1h1ns", 3600}, {"1h1\xc2\xb5s", 3600}, {".5h", 1800},
+        {"1.h", 3600},      {"10s", 10},    {"2562047h", 9223369200},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[512], err[512] = "";
+        snprintf(yaml, sizeof yaml,
+                 LISTENER("lst") "spec:\n  ports:\n  - port: 1\n    tls:\n      mode: Automatic\n"
+                                 "      certManagerCertificateSpec:\n"
+                                 "        issuerRef: {kind: Issuer, name: i}\n"
+                                 "        duration: \"%s\"\n        renewBefore: 1s\n",
+                 cases[i].text);
+        struct rq_config *c = load(yaml, err, sizeof err);
+        CHECK(c != NULL);
+        if (!c) {
+            fprintf(stderr, "  duration %s: %s\n", cases[i].text, err);
+            continue;
+        }
+        CHECK_EQ(c->ports[0].tls.automatic.duration_s, cases[i].secs);
+        rq_config_free(c);
+    }
+}
+
+/* The v1beta1 shapes: tls.automatic and tls.manual.secretName, mode implied. */
+static void test_tls_v1beta1(void)
+{
+    char err[512] = "";
+    struct rq_config *c = load(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1beta1\nkind: BrokerListener\n"
+        "metadata: {name: beta}\nspec:\n  ports:\n"
+        "  - port: 8883\n    tls:\n      automatic:\n"
+        "        issuerRef: {apiGroup: cert-manager.io, kind: ClusterIssuer, name: ca,"
+        " namespace: ns}\n"
+        "        secretName: beta-cert\n        secretNamespace: azure-iot-operations\n"
+        "        privateKey: {algorithm: Ed25519, rotationPolicy: Always}\n"
+        "        san: {dns: [beta]}\n"
+        "  - port: 8884\n    tls:\n      manual: {secretName: server-cert, secretNamespace: ns}\n"
+        "  - port: 8885\n    tls: {mode: Manual, manual: {secretName: server-cert}}\n"
+        "  - port: 8886\n    tls: {mode: Automatic, automatic: {issuerRef: {kind: Issuer, "
+        "name: i}}}\n"
+        "---\n" TLS_SECRET("server-cert"),
+        err, sizeof err);
+    CHECK(c != NULL);
+    CHECK_STR(err, "");
+    if (!c || c->n_ports != 4)
+        return rq_config_free(c);
+    const struct rq_tls_auto *a = &c->ports[0].tls.automatic;
+    CHECK_EQ(c->ports[0].tls.mode, RQ_TLS_AUTOMATIC);
+    CHECK_STR(a->issuer_group, "cert-manager.io");
+    CHECK_EQ(a->issuer_kind, RQ_ISSUER_CLUSTER_ISSUER);
+    CHECK_STR(a->issuer_name, "ca");
+    CHECK_STR(a->secret_name, "beta-cert");
+    CHECK_EQ(a->key_algorithm, RQ_KEY_ED25519);
+    CHECK(a->n_dns == 2 && strcmp(a->dns[0], "beta") == 0 && strcmp(a->dns[1], "localhost") == 0);
+    for (size_t i = 1; i < 3; i++) {
+        CHECK_EQ(c->ports[i].tls.mode, RQ_TLS_MANUAL);
+        CHECK_STR(c->ports[i].tls.secret_name, "server-cert");
+        CHECK(c->ports[i].tls.secret == rq_config_find(c, RQ_CONFIG_SECRET, "server-cert"));
+    }
+    CHECK_EQ(c->ports[3].tls.mode, RQ_TLS_AUTOMATIC);
+    /* Namespaces mean nothing to one broker: accepted, and listed for the log. */
+    static const char *const keys[] = {"spec.ports[0].tls.automatic.issuerRef.namespace",
+                                       "spec.ports[0].tls.automatic.secretNamespace",
+                                       "spec.ports[1].tls.manual.secretNamespace"};
+    static const char *const where[] = {"x.yaml:9:79", "x.yaml:11:9", "x.yaml:16:41"};
+    CHECK_EQ(c->n_ignored, 3);
+    for (size_t i = 0; i < 3 && i < c->n_ignored; i++) {
+        CHECK_STR(c->ignored[i].key, keys[i]);
+        CHECK_STR(c->ignored[i].where, where[i]);
+    }
+    rq_config_free(c);
+}
+
+/* ---- BrokerAuthentication -------------------------------------------------------------------- */
+
+static void check_authn_v1(const struct rq_config *c)
+{
+    const struct rq_authn_cfg *x = rq_config_find_authn(c, "x509-only");
+    const struct rq_authn_cfg *all = rq_config_find_authn(c, "all-methods");
+    CHECK(x != NULL && all != NULL && rq_config_find_authn(c, "nope") == NULL);
+    if (!x || !all || x->n_methods != 1 || all->n_methods != 3)
+        return;
+    CHECK(c->ports[0].authn == x);
+    CHECK_STR(c->ports[0].authn_name, "x509-only");
+    const struct rq_authn_x509 *m = &x->methods[0].x509;
+    CHECK_EQ(x->methods[0].kind, RQ_AUTHN_X509);
+    CHECK_STR(m->trusted_ca, "my-ca");
+    CHECK(m->trusted_ca_obj == rq_config_find(c, RQ_CONFIG_CONFIGMAP, "my-ca"));
+    CHECK_EQ(m->n_rules, 3);
+    if (m->n_rules == 3) { /* config order, attribute values as text */
+        CHECK_STR(m->rules[0].name, "root");
+        CHECK_STR(m->rules[0].subject, "CN = Contoso Root CA Cert, OU = Engineering, C = US");
+        CHECK(m->rules[0].n_attrs == 1 && strcmp(m->rules[0].attrs[0].key, "organization") == 0);
+        CHECK_STR(m->rules[1].name, "intermediate");
+        CHECK(m->rules[1].n_attrs == 2 && strcmp(m->rules[1].attrs[1].key, "foo") == 0 &&
+              strcmp(m->rules[1].attrs[1].value, "bar") == 0);
+        CHECK_STR(m->rules[2].name, "smart-fan");
+        CHECK(m->rules[2].n_attrs == 1 && strcmp(m->rules[2].attrs[0].value, "17") == 0);
+    }
+    const struct rq_authn_custom *cu = &all->methods[0].custom;
+    CHECK_EQ(all->methods[0].kind, RQ_AUTHN_CUSTOM);
+    CHECK_STR(cu->endpoint, "https://auth-server-template");
+    CHECK_STR(cu->ca_configmap, "my-ca");
+    CHECK(cu->ca == m->trusted_ca_obj);
+    CHECK_STR(cu->client_secret, "client-cert");
+    CHECK(cu->client_cert == rq_config_find(c, RQ_CONFIG_SECRET, "client-cert"));
+    CHECK_EQ(cu->n_headers, 2);
+    if (cu->n_headers == 2) {
+        CHECK_STR(cu->headers[0].key, "header_key");
+        CHECK_STR(cu->headers[0].value, "header_value");
+        CHECK_STR(cu->headers[1].key, "X-Count");
+        CHECK_STR(cu->headers[1].value, "5");
+    }
+    const struct rq_authn_sat *sat = &all->methods[1].sat;
+    CHECK_EQ(all->methods[1].kind, RQ_AUTHN_SAT);
+    CHECK(sat->n_audiences == 2 && strcmp(sat->audiences[0], "aio-internal") == 0 &&
+          strcmp(sat->audiences[1], "my-audience") == 0);
+    /* x509Settings: {} trusts ConfigMap client-ca. */
+    CHECK_EQ(all->methods[2].kind, RQ_AUTHN_X509);
+    CHECK_STR(all->methods[2].x509.trusted_ca, "client-ca");
+    CHECK(all->methods[2].x509.trusted_ca_obj ==
+          rq_config_find(c, RQ_CONFIG_CONFIGMAP, "client-ca"));
+    CHECK_EQ(all->methods[2].x509.n_rules, 0);
+}
+
+/* A chain with every method parses; only X509 may be used by a port for now. */
+static void test_authn_v1(void)
+{
+    char err[512] = "";
+    struct rq_config *c = load(
+        LISTENER("tls") "spec:\n  ports:\n  - port: 8883\n    authenticationRef: x509-only\n"
+        "    tls: {mode: Automatic}\n"
+        "  - port: 1883\n"
+        "---\n" AUTHN("x509-only") "spec:\n  authenticationMethods:\n  - method: X509\n"
+        "    x509Settings:\n      trustedClientCaCert: my-ca\n      authorizationAttributes:\n"
+        "        root:\n          subject: \"CN = Contoso Root CA Cert, OU = Engineering, "
+        "C = US\"\n          attributes:\n            organization: contoso\n"
+        "        intermediate:\n          subject: \"CN = Contoso Intermediate CA\"\n"
+        "          attributes: {city: seattle, foo: bar}\n"
+        "        smart-fan: {subject: \"CN = smart-fan\", attributes: {building: \"17\"}}\n"
+        "---\n" AUTHN("all-methods") "spec:\n  authenticationMethods:\n  - method: custom\n"
+        "    customSettings:\n      endpoint: https://auth-server-template\n"
+        "      caCertConfigMap: my-ca\n"
+        "      auth:\n        x509:\n          secretRef: client-cert\n"
+        "          namespace: azure-iot-operations\n"
+        "      headers: {header_key: header_value, X-Count: \"5\"}\n"
+        "  - method: serviceaccounttoken\n"
+        "    serviceAccountTokenSettings:\n      audiences: [aio-internal, my-audience]\n"
+        "  - method: x509\n    x509Settings: {}\n"
+        "---\n" CA_CONFIGMAP("my-ca") "---\n" CA_CONFIGMAP("client-ca") "---\n" TLS_SECRET(
+            "client-cert"),
+        err, sizeof err);
+    CHECK(c != NULL);
+    CHECK_STR(err, "");
+    if (!c)
+        return;
+    CHECK_EQ(c->n_authns, 2);
+    CHECK(c->n_ports == 2 && c->ports[1].authn == NULL && c->ports[1].authn_name[0] == '\0');
+    check_authn_v1(c);
+    CHECK_EQ(c->n_ignored, 1);
+    if (c->n_ignored == 1) {
+        CHECK_STR(c->ignored[0].key,
+                  "spec.authenticationMethods[0].customSettings.auth.x509.namespace");
+        CHECK_STR(c->ignored[0].where, "x.yaml:44:11");
+    }
+    rq_config_free(c);
+}
+
+/* v1beta1: settings keys custom / serviceAccountToken / x509Credentials, method value
+ * x509Credentials, custom.auth.x509.secretName; ARM preview's secretRef {name, namespace}. */
+static void test_authn_v1beta1(void)
+{
+    char err[512] = "";
+    struct rq_config *c = load(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1beta1\nkind: BrokerAuthentication\n"
+        "metadata: {name: beta}\nspec:\n  authenticationMethods:\n"
+        "  - method: Custom\n    custom:\n      endpoint: https://auth.example:8443/x\n"
+        "      auth: {x509: {secretName: client-cert, secretNamespace: ns}}\n"
+        "  - method: ServiceAccountToken\n    serviceAccountToken: {audiences: [aio-mq]}\n"
+        "  - method: x509Credentials\n    x509Credentials:\n      trustedClientCaCert: client-ca\n"
+        "      authorizationAttributes:\n        fan: {subject: CN = fan, attributes: {}}\n"
+        "  - method: Custom\n    customSettings:\n      endpoint: https://a\n"
+        "      auth: {x509: {secretRef: {name: client-cert, namespace: ns}}}\n"
+        "---\n" CA_CONFIGMAP("client-ca") "---\n" TLS_SECRET("client-cert"),
+        err, sizeof err);
+    CHECK(c != NULL);
+    CHECK_STR(err, "");
+    if (!c)
+        return;
+    const struct rq_authn_cfg *a = rq_config_find_authn(c, "beta");
+    CHECK(a != NULL && a->n_methods == 4);
+    if (a && a->n_methods == 4) {
+        CHECK_EQ(a->methods[0].kind, RQ_AUTHN_CUSTOM);
+        CHECK_STR(a->methods[0].custom.client_secret, "client-cert");
+        CHECK(a->methods[0].custom.client_cert != NULL && a->methods[0].custom.ca == NULL);
+        CHECK_EQ(a->methods[1].kind, RQ_AUTHN_SAT);
+        CHECK(a->methods[1].sat.n_audiences == 1);
+        CHECK_EQ(a->methods[2].kind, RQ_AUTHN_X509);
+        CHECK(a->methods[2].x509.n_rules == 1 && a->methods[2].x509.rules[0].n_attrs == 0);
+        CHECK_STR(a->methods[2].x509.rules[0].subject, "CN = fan");
+        CHECK_STR(a->methods[3].custom.client_secret, "client-cert");
+    }
+    CHECK_EQ(c->n_ignored, 2);
+    rq_config_free(c);
+}
+
+/* ---- mounted Secrets and ConfigMaps ---------------------------------------------------------- */
+
+static void make_dir(const char *dir, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK_EQ(mkdir(path, 0700), 0);
+}
+
+static void make_link(const char *dir, const char *name, const char *target)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK_EQ(symlink(target, path), 0);
+}
+
+/* What the kubelet writes for a mounted volume: the files in a timestamped directory, ..data
+ * pointing at it, and one symlink per key through ..data. */
+static void kubelet_layout(const char *dir, const char *sub, const char *k1, const char *v1,
+                           const char *k2, const char *v2)
+{
+    char d[4200], target[4300];
+    snprintf(d, sizeof d, "%s/%s", dir, sub);
+    make_dir(d, "");
+    make_dir(d, "..2024_05_01_10_00_00.123456789");
+    snprintf(target, sizeof target, "%s/..2024_05_01_10_00_00.123456789", d);
+    write_file(target, k1, v1);
+    if (k2)
+        write_file(target, k2, v2);
+    make_link(d, "..data", "..2024_05_01_10_00_00.123456789");
+    snprintf(target, sizeof target, "..data/%s", k1);
+    make_link(d, k1, target);
+    if (k2) {
+        snprintf(target, sizeof target, "..data/%s", k2);
+        make_link(d, k2, target);
+    }
+}
+
+static void check_mounted(const struct rq_config *c, const char *dir)
+{
+    char want[4200];
+    CHECK_EQ(c->n_objects, 3); /* srv, kube, client-ca; never the unused ones */
+    const struct rq_config_object *srv = rq_config_find(c, RQ_CONFIG_SECRET, "srv");
+    const struct rq_config_object *kube = rq_config_find(c, RQ_CONFIG_SECRET, "kube");
+    const struct rq_config_object *ca = rq_config_find(c, RQ_CONFIG_CONFIGMAP, "client-ca");
+    CHECK(srv && kube && ca);
+    CHECK(rq_config_find(c, RQ_CONFIG_SECRET, "unused") == NULL);
+    CHECK(rq_config_find(c, RQ_CONFIG_CONFIGMAP, "srv") == NULL);
+    if (!srv || !kube || !ca || c->n_ports != 2)
+        return;
+    CHECK(srv->mounted && kube->mounted && ca->mounted);
+    snprintf(want, sizeof want, "%s/secrets/srv", dir);
+    CHECK_STR(srv->origin, want);
+    snprintf(want, sizeof want, "%s/configmaps/client-ca", dir);
+    CHECK_STR(ca->origin, want);
+    /* Plain files, by name; dotfiles and subdirectories skipped. */
+    CHECK_EQ(srv->n_entries, 2);
+    CHECK(srv->n_entries == 2 && strcmp(srv->entries[0].key, "tls.crt") == 0);
+    const struct rq_config_entry *key = rq_config_object_get(srv, "tls.key");
+    CHECK(key && key->len == 4 && strcmp(key->value, "KEY\n") == 0);
+    CHECK(rq_config_object_get(srv, ".hidden") == NULL);
+    CHECK(rq_config_object_get(srv, "missing") == NULL && rq_config_object_get(NULL, "x") == NULL);
+    /* The kubelet's symlinks followed, its ..data entries skipped. */
+    CHECK_EQ(kube->n_entries, 2);
+    CHECK(rq_config_object_get(kube, "tls.crt") &&
+          strcmp(rq_config_object_get(kube, "tls.crt")->value, "KUBE-CRT") == 0);
+    CHECK(ca->n_entries == 1 && strcmp(ca->entries[0].key, "ca.crt") == 0);
+    CHECK(c->ports[0].tls.secret == srv && c->ports[1].tls.secret == kube);
+    CHECK(c->ports[0].authn && c->ports[0].authn->methods[0].x509.trusted_ca_obj == ca);
+}
+
+/* References resolve to mounted directories next to the configuration: for a directory given with
+ * -c, and for a file given with -c (its directory). A document of the same name wins. */
+static void test_mounted(void)
+{
+    char dir[] = "/tmp/rq_config_mount_XXXXXX", sub[4200], path[4200], err[4600] = "";
+    CHECK(mkdtemp(dir) != NULL);
+    write_file(dir, "l.yaml",
+               LISTENER("tls") "spec:\n  ports:\n  - port: 8883\n    authenticationRef: x509\n"
+                               "    tls: {mode: Manual, manual: {secretRef: srv}}\n"
+                               "  - port: 8884\n    tls: {mode: Manual, manual: {secretRef: kube}}\n"
+                               "---\n" AUTHN("x509") "spec:\n  authenticationMethods:\n"
+                               "  - {method: X509, x509Settings: {}}\n");
+    make_dir(dir, "secrets");
+    make_dir(dir, "configmaps");
+    snprintf(sub, sizeof sub, "%s/secrets/srv", dir);
+    make_dir(dir, "secrets/srv");
+    write_file(sub, "tls.crt", "CRT\n");
+    write_file(sub, "tls.key", "KEY\n");
+    write_file(sub, ".hidden", "x");
+    make_dir(sub, "subdir");
+    kubelet_layout(dir, "secrets/kube", "tls.crt", "KUBE-CRT", "tls.key", "KUBE-KEY");
+    kubelet_layout(dir, "configmaps/client-ca", "ca.crt", PEM, NULL, NULL);
+    kubelet_layout(dir, "secrets/unused", "tls.crt", "x", NULL, NULL);
+
+    struct rq_config *c = rq_config_load(dir, err, sizeof err);
+    CHECK(c != NULL);
+    CHECK_STR(err, "");
+    if (c)
+        check_mounted(c, dir);
+    rq_config_free(c);
+
+    snprintf(path, sizeof path, "%s/l.yaml", dir);
+    c = rq_config_load(path, err, sizeof err);
+    CHECK(c != NULL);
+    CHECK_STR(err, "");
+    if (c)
+        check_mounted(c, dir);
+    rq_config_free(c);
+
+    /* An in-stream Secret of the same name wins; the mount is not read. */
+    write_file(dir, "s.yaml", TLS_SECRET("srv"));
+    c = rq_config_load(dir, err, sizeof err);
+    CHECK(c != NULL);
+    if (c) {
+        const struct rq_config_object *srv = rq_config_find(c, RQ_CONFIG_SECRET, "srv");
+        CHECK(srv && !srv->mounted && c->ports[0].tls.secret == srv);
+        CHECK(srv && strcmp(rq_config_object_get(srv, "tls.key")->value, "KEY") == 0);
+        CHECK_EQ(c->n_objects, 3);
+    }
+    rq_config_free(c);
+    remove_tree(dir);
+}
+
+/* Loads dir/name (written with text first), which must fail with want; "%s" in want is dir. */
+static void expect_file_error(const char *dir, const char *name, const char *text,
+                              const char *want)
+{
+    char path[4200], err[4600] = "", w[9000];
+    write_file(dir, name, text);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(w, sizeof w, want, dir, dir, dir);
+    struct rq_config *c = rq_config_load(path, err, sizeof err);
+    CHECK(c == NULL);
+    CHECK_STR(err, w);
+    rq_config_free(c);
+}
+
+#define MANUAL_PORT(secret)                                                                        \
+    LISTENER("lst") "spec:\n  ports:\n  - port: 1\n    tls: {mode: Manual, manual: {secretRef: " \
+                    secret "}}\n"
+
+static void test_mounted_errors(void)
+{
+    char dir[] = "/tmp/rq_config_mount_XXXXXX", sub[4200];
+    CHECK(mkdtemp(dir) != NULL);
+    make_dir(dir, "secrets");
+    make_dir(dir, "configmaps");
+    expect_file_error(dir, "a.yaml", MANUAL_PORT("missing"),
+                      "%s/a.yaml:8:45: secret 'missing' not found: no Secret document named "
+                      "missing and no directory %s/secrets/missing/");
+    /* A file where the directory should be is not a mount. */
+    write_file(dir, "secrets/afile", "x");
+    expect_file_error(dir, "a.yaml", MANUAL_PORT("afile"),
+                      "%s/a.yaml:8:45: secret 'afile' not found: no Secret document named afile "
+                      "and no directory %s/secrets/afile/");
+    kubelet_layout(dir, "secrets/nokey", "tls.crt", "x", NULL, NULL);
+    expect_file_error(dir, "a.yaml", MANUAL_PORT("nokey"),
+                      "%s/a.yaml:8:45: secret 'nokey' (mounted at %s/secrets/nokey) has no key "
+                      "tls.key (a TLS secret needs tls.crt and tls.key)");
+    snprintf(sub, sizeof sub, "%s/secrets/badname", dir);
+    make_dir(dir, "secrets/badname");
+    write_file(sub, "tls.crt", "x");
+    write_file(sub, "tls key", "x");
+    expect_file_error(dir, "a.yaml", MANUAL_PORT("badname"),
+                      "%s/a.yaml:8:45: %s/secrets/badname/tls key: the file name is not a valid "
+                      "key (letters, digits, '-', '_' and '.')");
+    snprintf(sub, sizeof sub, "%s/secrets/dangling", dir);
+    make_dir(dir, "secrets/dangling");
+    make_link(sub, "tls.crt", "..data/tls.crt");
+    expect_file_error(dir, "a.yaml", MANUAL_PORT("dangling"),
+                      "%s/a.yaml:8:45: cannot read %s/secrets/dangling/tls.crt: No such file or "
+                      "directory");
+    kubelet_layout(dir, "configmaps/nopem", "ca.crt", "not a certificate", NULL, NULL);
+    expect_file_error(dir, "b.yaml",
+                      AUTHN("authn") "spec:\n  authenticationMethods:\n  - method: X509\n"
+                                     "    x509Settings: {trustedClientCaCert: nopem}\n",
+                      "%s/b.yaml:8:41: configmap 'nopem' (mounted at %s/configmaps/nopem) holds "
+                      "no PEM certificate (no value contains -----BEGIN CERTIFICATE-----)");
+    expect_file_error(dir, "b.yaml",
+                      AUTHN("authn") "spec:\n  authenticationMethods:\n  - method: X509\n"
+                                     "    x509Settings:\n      authorizationAttributes: {}\n",
+                      "%s/b.yaml:9:7: configmap 'client-ca' not found: no ConfigMap document "
+                      "named client-ca and no directory %s/configmaps/client-ca/ "
+                      "(trustedClientCaCert defaults to client-ca)");
+    remove_tree(dir);
+}
+
+/* ---- bad TLS --------------------------------------------------------------------------------- */
+
+#define TLS_PORT LISTENER("lst") "spec:\n  ports:\n  - port: 1\n    tls:\n"
+/* Line 10 onwards: inside certManagerCertificateSpec. */
+#define AUTO_SPEC TLS_PORT "      mode: Automatic\n      certManagerCertificateSpec:\n"
+#define ISSUER "        issuerRef: {kind: Issuer, name: i}\n"
+
+static void test_bad_tls(void)
+{
+    EXPECT_ERROR(TLS_PORT "      manual: {secretRef: s}\n",
+                 "x.yaml:9:7: missing required key 'mode' in BrokerListener spec.ports[0].tls");
+    EXPECT_ERROR(TLS_PORT "      mode: Auto\n",
+                 "x.yaml:9:13: mode must be one of Manual|Automatic, got 'Auto'");
+    EXPECT_ERROR(TLS_PORT "      mode: Manual\n",
+                 "x.yaml:9:13: mode Manual needs manual.secretRef (the name of a kubernetes.io/tls "
+                 "Secret)");
+    EXPECT_ERROR(TLS_PORT "      mode: Manual\n      manual: {secretRef: s}\n"
+                          "      certManagerCertificateSpec: {}\n",
+                 "x.yaml:11:7: certManagerCertificateSpec is only used with mode Automatic");
+    EXPECT_ERROR(TLS_PORT "      mode: Automatic\n      manual: {secretRef: s}\n",
+                 "x.yaml:10:7: manual is only used with mode Manual");
+    EXPECT_ERROR(TLS_PORT "      certManagerCertificateSpec: {issuerRef: {kind: Issuer, name: i}}\n"
+                          "      automatic: {issuerRef: {kind: Issuer, name: i}}\n",
+                 "x.yaml:10:7: give certManagerCertificateSpec or automatic (its v1beta1 name), "
+                 "not both");
+    EXPECT_ERROR(TLS_PORT "      mode: Manual\n      manual: {}\n",
+                 "x.yaml:10:15: missing required key 'secretRef' in BrokerListener "
+                 "spec.ports[0].tls.manual");
+    EXPECT_ERROR(TLS_PORT "      mode: Manual\n      manual: {secretRef: s, secretName: s}\n",
+                 "x.yaml:10:42: give secretRef or secretName (its v1beta1 name), not both (one is "
+                 "at 10:27)");
+    EXPECT_ERROR(TLS_PORT "      mode: Manual\n      manual: {secretRef: ../etc}\n",
+                 "x.yaml:10:27: secretRef '../etc' is not a valid Secret name: use at most 253 "
+                 "lowercase letters, digits, '-' and '.'");
+    EXPECT_ERROR(TLS_PORT "      mode: Manual\n      manual: {secretRef: nope}\n",
+                 "x.yaml:10:27: secret 'nope' not found: no Secret document named nope (a "
+                 "configuration read from memory has no directory for secrets/nope/)");
+    EXPECT_ERROR(TLS_PORT "      mode: Manual\n      manual: {secretRef: s}\n---\n"
+                          "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n"
+                          "data: {tls.crt: QUJD}\n",
+                 "x.yaml:10:27: secret 's' (defined at x.yaml:14:18) has no key tls.key (a TLS "
+                 "secret needs tls.crt and tls.key)");
+    EXPECT_ERROR(TLS_PORT "      mode: Manual\n      manual: {secretRef: s}\n      extra: 1\n",
+                 "x.yaml:11:7: unknown key 'extra' in BrokerListener spec.ports[0].tls");
+    EXPECT_ERROR(TLS_PORT "      [mode]\n", "x.yaml:9:7: tls must be a mapping, got a list");
+    EXPECT_ERROR(AUTO_SPEC "        duration: 24h\n",
+                 "x.yaml:11:9: missing required key 'issuerRef' in BrokerListener "
+                 "spec.ports[0].tls.certManagerCertificateSpec");
+    EXPECT_ERROR(AUTO_SPEC "        issuerRef: {kind: Cluster, name: i}\n",
+                 "x.yaml:11:27: kind must be one of Issuer|ClusterIssuer, got 'Cluster'");
+    EXPECT_ERROR(AUTO_SPEC "        issuerRef: {kind: Issuer}\n",
+                 "x.yaml:11:20: missing required key 'name' in BrokerListener "
+                 "spec.ports[0].tls.certManagerCertificateSpec.issuerRef");
+    EXPECT_ERROR(AUTO_SPEC "        issuerRef: {kind: Issuer, name: i, group: a, apiGroup: b}\n",
+                 "x.yaml:11:64: give group or apiGroup, not both (one is at 11:51)");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        duration: 90 days\n",
+                 "x.yaml:12:19: duration must be a Go duration such as 2160h, 90m or 1h30m, got "
+                 "'90 days'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        duration: 2160\n",
+                 "x.yaml:12:19: duration must be a Go duration such as 2160h, 90m or 1h30m, got "
+                 "'2160'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        duration: 1d\n",
+                 "x.yaml:12:19: duration must be a Go duration such as 2160h, 90m or 1h30m, got "
+                 "'1d'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        duration: h\n",
+                 "x.yaml:12:19: duration must be a Go duration such as 2160h, 90m or 1h30m, got "
+                 "'h'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        duration: 2562048h\n",
+                 "x.yaml:12:19: duration must be a Go duration such as 2160h, 90m or 1h30m, got "
+                 "'2562048h'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        duration: 99999999999999999999999h\n",
+                 "x.yaml:12:19: duration must be a Go duration such as 2160h, 90m or 1h30m, got "
+                 "'99999999999999999999999h'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        duration: -24h\n",
+                 "x.yaml:12:19: duration must be at least 10s, got '-24h'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        duration: 9s\n",
+                 "x.yaml:12:19: duration must be at least 10s, got '9s'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        duration: [1h]\n",
+                 "x.yaml:12:19: duration must be a string, got a list");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        renewBefore: 0s\n",
+                 "x.yaml:12:22: renewBefore must be at least 1s, got '0s'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        renewBefore: 2160h\n",
+                 "x.yaml:12:22: renewBefore (2160h) must be shorter than the certificate's "
+                 "duration (2160h)");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        renewBefore: 48h\n        duration: 24h\n",
+                 "x.yaml:12:22: renewBefore (48h) must be shorter than the certificate's duration "
+                 "(24h)");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        privateKey: {algorithm: Ec256}\n",
+                 "x.yaml:12:21: missing required key 'rotationPolicy' in BrokerListener "
+                 "spec.ports[0].tls.certManagerCertificateSpec.privateKey");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        privateKey: {algorithm: Rsa1024, rotationPolicy: Never}\n",
+                 "x.yaml:12:33: algorithm must be one of "
+                 "Ec256|Ec384|Ec521|Ed25519|Rsa2048|Rsa4096|Rsa8192, got 'Rsa1024'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        privateKey: {algorithm: Ec384, rotationPolicy: Sometimes}\n",
+                 "x.yaml:12:56: rotationPolicy must be one of Always|Never, got 'Sometimes'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        san: {ip: [127.0.0.1, 256.1.1.1]}\n",
+                 "x.yaml:12:31: ip[1] must be an IPv4 or IPv6 address, got '256.1.1.1'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        san: {ip: [localhost]}\n",
+                 "x.yaml:12:20: ip[0] must be an IPv4 or IPv6 address, got 'localhost'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        san: {ip: [\"fe80::1%eth0\"]}\n",
+                 "x.yaml:12:20: ip[0] must be an IPv4 or IPv6 address, got 'fe80::1%eth0'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        san: {dns: [ok.example, bad_name.example]}\n",
+                 "x.yaml:12:33: dns[1] must be a DNS name (letters, digits, '-' and '.', "
+                 "optionally starting with '*.'), got 'bad_name.example'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        san: {dns: [-a.example]}\n",
+                 "x.yaml:12:21: dns[0] must be a DNS name (letters, digits, '-' and '.', "
+                 "optionally starting with '*.'), got '-a.example'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        san: {dns: a.example}\n",
+                 "x.yaml:12:20: dns must be a list of DNS names, got a.example");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        san: {uri: [x]}\n",
+                 "x.yaml:12:15: unknown key 'uri' in BrokerListener "
+                 "spec.ports[0].tls.certManagerCertificateSpec.san");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        secretName: My_Cert\n",
+                 "x.yaml:12:21: secretName 'My_Cert' is not a valid Secret name: use at most 253 "
+                 "lowercase letters, digits, '-' and '.'");
+    EXPECT_ERROR(AUTO_SPEC ISSUER "        secretNamespace: x\n",
+                 "x.yaml:12:9: unknown key 'secretNamespace' in BrokerListener "
+                 "spec.ports[0].tls.certManagerCertificateSpec");
+    EXPECT_ERROR(TLS_PORT "      automatic: {issuerRef: {kind: Issuer, name: i}, bogus: 1}\n",
+                 "x.yaml:9:55: unknown key 'bogus' in BrokerListener spec.ports[0].tls.automatic");
+}
+
+/* ---- bad BrokerAuthentication ---------------------------------------------------------------- */
+
+#define METHODS AUTHN("authn") "spec:\n  authenticationMethods:\n"
+
+static void test_bad_authn(void)
+{
+    EXPECT_ERROR(AUTHN("authn") "spec:\n  authenticationMethods: []\n",
+                 "x.yaml:6:26: authenticationMethods must not be empty");
+    EXPECT_ERROR(AUTHN("authn") "spec:\n  authenticationMethods: {method: X509}\n",
+                 "x.yaml:6:26: authenticationMethods must be a list of methods, got a mapping");
+    EXPECT_ERROR(METHODS "  - x509Settings: {}\n",
+                 "x.yaml:7:5: missing required key 'method' in BrokerAuthentication "
+                 "spec.authenticationMethods[0]");
+    EXPECT_ERROR(METHODS "  - method: Sat\n    serviceAccountTokenSettings: {audiences: [a]}\n",
+                 "x.yaml:7:13: method must be one of Custom|ServiceAccountToken|X509, got 'Sat'");
+    EXPECT_ERROR(METHODS "  - method: X509\n",
+                 "x.yaml:7:5: missing required key 'x509Settings' in BrokerAuthentication "
+                 "spec.authenticationMethods[0] (method X509)");
+    EXPECT_ERROR(METHODS "  - method: X509\n    serviceAccountTokenSettings: {audiences: [a]}\n",
+                 "x.yaml:8:5: serviceAccountTokenSettings does not go with method X509 (use "
+                 "x509Settings)");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings: {}\n    x509Credentials: {}\n",
+                 "x.yaml:9:5: a method has exactly one settings object (x509Settings is at 8:5)");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings: {}\n    extra: {}\n",
+                 "x.yaml:9:5: unknown key 'extra' in BrokerAuthentication "
+                 "spec.authenticationMethods[0]");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings: {trustedClientCA: a}\n",
+                 "x.yaml:8:20: unknown key 'trustedClientCA' in BrokerAuthentication "
+                 "spec.authenticationMethods[0].x509Settings");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings: {trustedClientCaCert: missing-ca}\n",
+                 "x.yaml:8:41: configmap 'missing-ca' not found: no ConfigMap document named "
+                 "missing-ca (a configuration read from memory has no directory for "
+                 "configmaps/missing-ca/)");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings: {}\n",
+                 "x.yaml:8:19: configmap 'client-ca' not found: no ConfigMap document named "
+                 "client-ca (a configuration read from memory has no directory for "
+                 "configmaps/client-ca/) (trustedClientCaCert defaults to client-ca)");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings: {}\n---\n"
+                         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: client-ca}\n"
+                         "data: {ca.pem: nothing}\n",
+                 "x.yaml:8:19: configmap 'client-ca' (defined at x.yaml:12:18) holds no PEM "
+                 "certificate (no value contains -----BEGIN CERTIFICATE-----) "
+                 "(trustedClientCaCert defaults to client-ca)");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings:\n      authorizationAttributes:\n"
+                         "        fan: {subject: CN = fan}\n",
+                 "x.yaml:10:14: missing required key 'attributes' in BrokerAuthentication "
+                 "spec.authenticationMethods[0].x509Settings.authorizationAttributes.fan");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings:\n      authorizationAttributes:\n"
+                         "        fan: {attributes: {}}\n",
+                 "x.yaml:10:14: missing required key 'subject' in BrokerAuthentication "
+                 "spec.authenticationMethods[0].x509Settings.authorizationAttributes.fan");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings:\n      authorizationAttributes:\n"
+                         "        fan: {subject: CN = fan, attributes: {building: 17}}\n",
+                 "x.yaml:10:57: attributes['building'] must be a string, got 17 (quote it: "
+                 "\"17\")");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings:\n      authorizationAttributes:\n"
+                         "        fan: {subject: CN = fan, attributes: {on: yes}}\n",
+                 "x.yaml:10:51: attributes['on'] must be a string, got yes (quote it: \"yes\")");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings:\n      authorizationAttributes:\n"
+                         "        fan: {subject: CN = fan, attributes: {a: }}\n",
+                 "x.yaml:10:50: attributes['a'] must be a string, got nothing (null)");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings:\n      authorizationAttributes:\n"
+                         "        fan: {subject: 1.5e3, attributes: {}}\n",
+                 "x.yaml:10:24: subject must be a string, got 1.5e3 (quote it: \"1.5e3\")");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings:\n      authorizationAttributes:\n"
+                         "        fan: [CN = fan]\n",
+                 "x.yaml:10:14: fan must be a mapping, got a list");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings:\n"
+                         "      authorizationAttributes: [fan]\n",
+                 "x.yaml:9:32: authorizationAttributes must be a mapping of names to {subject, "
+                 "attributes}, got a list");
+    EXPECT_ERROR(METHODS "  - method: ServiceAccountToken\n    serviceAccountTokenSettings: {}\n",
+                 "x.yaml:8:34: missing required key 'audiences' in BrokerAuthentication "
+                 "spec.authenticationMethods[0].serviceAccountTokenSettings");
+    EXPECT_ERROR(METHODS "  - method: ServiceAccountToken\n"
+                         "    serviceAccountTokenSettings: {audiences: []}\n",
+                 "x.yaml:8:46: audiences must not be empty");
+    EXPECT_ERROR(METHODS "  - method: ServiceAccountToken\n"
+                         "    serviceAccountTokenSettings: {audiences: [a, \"\"]}\n",
+                 "x.yaml:8:50: audiences[1] must not be empty");
+    EXPECT_ERROR(METHODS "  - method: ServiceAccountToken\n"
+                         "    serviceAccountTokenSettings: {audiences: aio-internal}\n",
+                 "x.yaml:8:46: audiences must be a list of strings, got aio-internal");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings: {caCertConfigMap: x}\n",
+                 "x.yaml:8:21: missing required key 'endpoint' in BrokerAuthentication "
+                 "spec.authenticationMethods[0].customSettings");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings: {endpoint: http://auth}\n",
+                 "x.yaml:8:32: endpoint must be an https:// URL without spaces, got 'http://auth' "
+                 "(the custom authentication server is only reached over TLS)");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings: {endpoint: \"https://\"}\n",
+                 "x.yaml:8:32: endpoint must be an https:// URL without spaces, got 'https://' "
+                 "(the custom authentication server is only reached over TLS)");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings: {endpoint: \"https://a b\"}\n",
+                 "x.yaml:8:32: endpoint must be an https:// URL without spaces, got 'https://a b' "
+                 "(the custom authentication server is only reached over TLS)");
+    EXPECT_ERROR(METHODS "  - method: Custom\n"
+                         "    customSettings: {endpoint: https://a, caCertConfigMap: ca}\n",
+                 "x.yaml:8:60: configmap 'ca' not found: no ConfigMap document named ca (a "
+                 "configuration read from memory has no directory for configmaps/ca/)");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings: {endpoint: https://a, auth: {}}\n",
+                 "x.yaml:8:49: missing required key 'x509' in BrokerAuthentication "
+                 "spec.authenticationMethods[0].customSettings.auth");
+    EXPECT_ERROR(METHODS "  - method: Custom\n"
+                         "    customSettings: {endpoint: https://a, auth: {x509: {}}}\n",
+                 "x.yaml:8:56: missing required key 'secretRef' in BrokerAuthentication "
+                 "spec.authenticationMethods[0].customSettings.auth.x509");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings:\n      endpoint: https://a\n"
+                         "      auth: {x509: {secretRef: {namespace: ns}}}\n",
+                 "x.yaml:10:32: missing required key 'name' in BrokerAuthentication "
+                 "spec.authenticationMethods[0].customSettings.auth.x509.secretRef");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings:\n      endpoint: https://a\n"
+                         "      auth: {x509: {secretRef: {name: Bad}}}\n",
+                 "x.yaml:10:39: secretRef.name 'Bad' is not a valid Secret name: use at most 253 "
+                 "lowercase letters, digits, '-' and '.'");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings:\n      endpoint: https://a\n"
+                         "      auth: {x509: {secretRef: c, secretName: c}}\n",
+                 "x.yaml:10:47: give secretRef or secretName (its v1beta1 name), not both (one is "
+                 "at 10:32)");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings:\n      endpoint: https://a\n"
+                         "      auth: {x509: {secretRef: c}}\n---\n"
+                         "apiVersion: v1\nkind: Secret\nmetadata: {name: c}\n"
+                         "stringData: {tls.key: k}\n",
+                 "x.yaml:10:32: secret 'c' (defined at x.yaml:14:18) has no key tls.crt (a TLS "
+                 "secret needs tls.crt and tls.key)");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings:\n      endpoint: https://a\n"
+                         "      headers: {\"bad header\": x}\n",
+                 "x.yaml:10:17: header name 'bad header' must be letters, digits and "
+                 "!#$%&'*+-.^_`|~");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings:\n      endpoint: https://a\n"
+                         "      headers: {X-Count: 5}\n",
+                 "x.yaml:10:26: headers['X-Count'] must be a string, got 5 (quote it: \"5\")");
+    EXPECT_ERROR(METHODS "  - method: Custom\n    customSettings:\n      endpoint: https://a\n"
+                         "      headers: {X-A: \"a\\r\\nX-B: b\"}\n",
+                 "x.yaml:10:22: headers['X-A'] must not contain line breaks");
+    EXPECT_ERROR(METHODS "  - method: X509\n    x509Settings: {}\n---\n" CA_CONFIGMAP("client-ca")
+                 "---\n" METHODS "  - method: X509\n    x509Settings: {}\n",
+                 "x.yaml:19:9: BrokerAuthentication 'authn' is defined twice (first at x.yaml:4:9)");
+}
+
+/* ---- ports and their BrokerAuthentication ---------------------------------------------------- */
+
+static void test_port_authn(void)
+{
+    /* ServiceAccountToken and Custom parse, but a port may not use them yet. */
+    EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 1883\n    authenticationRef: sat\n"
+                 "---\n" AUTHN("sat") "spec:\n  authenticationMethods:\n"
+                 "  - method: ServiceAccountToken\n"
+                 "    serviceAccountTokenSettings: {audiences: [aio-internal]}\n",
+                 "x.yaml:16:13: authentication method ServiceAccountToken is not supported yet "
+                 "(BrokerAuthentication 'sat' is used by port 1883 at x.yaml:8:24)");
+    EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 8883\n    authenticationRef: chain\n"
+                 "    tls: {mode: Automatic}\n"
+                 "---\n" AUTHN("chain") "spec:\n  authenticationMethods:\n"
+                 "  - method: X509\n    x509Settings: {}\n"
+                 "  - method: Custom\n    customSettings: {endpoint: \"https://auth:8443\"}\n"
+                 "---\n" CA_CONFIGMAP("client-ca"),
+                 "x.yaml:19:13: authentication method Custom is not supported yet "
+                 "(BrokerAuthentication 'chain' is used by port 8883 at x.yaml:8:24)");
+    /* X509 needs TLS on the port. */
+    EXPECT_ERROR(AUTHN("x509") "spec:\n  authenticationMethods:\n"
+                 "  - {method: X509, x509Settings: {}}\n"
+                 "---\n" CA_CONFIGMAP("client-ca") "---\n" LISTENER("lst")
+                 "spec:\n  ports:\n  - port: 8883\n    tls: {mode: Automatic}\n"
+                 "    authenticationRef: x509\n  - port: 1883\n    authenticationRef: x509\n",
+                 "x.yaml:25:24: X509 authentication requires tls on port 1883 "
+                 "(BrokerAuthentication 'x509' has method X509 at x.yaml:7:14)");
+    EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 1883\n    authenticationRef: nope\n"
+                 "---\n" AUTHN("other") "spec:\n  authenticationMethods:\n"
+                 "  - {method: X509, x509Settings: {}}\n---\n" CA_CONFIGMAP("client-ca"),
+                 "x.yaml:8:24: authenticationRef 'nope' does not name a BrokerAuthentication "
+                 "document");
+    /* An unused chain with any methods is fine; the listener may come first or last. */
+    char err[512] = "";
+    struct rq_config *c = load(
+        AUTHN("sat") "spec:\n  authenticationMethods:\n"
+        "  - {method: ServiceAccountToken, serviceAccountTokenSettings: {audiences: [a]}}\n"
+        "---\n" LISTENER("lst") "spec:\n  ports:\n  - port: 8883\n    authenticationRef: x509\n"
+        "    protocol: WebSockets\n    tls: {mode: Manual, manual: {secretRef: srv}}\n"
+        "---\n" AUTHN("x509") "spec:\n  authenticationMethods:\n"
+        "  - {method: X509, x509Settings: {trustedClientCaCert: ca}}\n"
+        "---\n" CA_CONFIGMAP("ca") "---\n" TLS_SECRET("srv"),
+        err, sizeof err);
+    CHECK(c != NULL);
+    CHECK_STR(err, "");
+    if (c && c->n_ports == 1) {
+        CHECK(c->ports[0].authn == rq_config_find_authn(c, "x509"));
+        CHECK(c->ports[0].authn && c->ports[0].authn->n_methods == 1);
+        CHECK_EQ(c->ports[0].protocol, RQ_PROTO_WEBSOCKETS);
+    }
+    rq_config_free(c);
+}
+
+/* Values that YAML reads as numbers, booleans or null are not strings in string maps. */
+static void test_text_values(void)
+{
+    static const char *const not_text[] = {"17", "-1", "+0", "0x1F", "0o17", "0b101", "1_000",
+                                           "1.5", ".5", "1e3", "1.5E-3", ".inf", "-.Inf", ".NaN",
+                                           "true", "False", "yes", "NO", "on", "Off", "y", "~"};
+    static const char *const text[] = {"seattle", "1.2.3", "17a", "0x", "_1", "1e", "e3",
+                                       "-", ".", "True1", "CN = x", "0xZZ", "10.0.0.1"};
+    char yaml[512], err[512];
+    for (size_t i = 0; i < sizeof not_text / sizeof not_text[0]; i++) {
+        snprintf(yaml, sizeof yaml,
+                 METHODS "  - method: X509\n    x509Settings:\n      authorizationAttributes:\n"
+                         "        fan: {subject: CN = fan, attributes: {a: %s}}\n---\n"
+                         CA_CONFIGMAP("client-ca"),
+                 not_text[i]);
+        struct rq_config *c = load(yaml, err, sizeof err);
+        CHECK(c == NULL);
+        if (c)
+            fprintf(stderr, "  '%s' was read as text\n", not_text[i]);
+        rq_config_free(c);
+    }
+    for (size_t i = 0; i < sizeof text / sizeof text[0]; i++) {
+        snprintf(yaml, sizeof yaml,
+                 METHODS "  - method: X509\n    x509Settings:\n      authorizationAttributes:\n"
+                         "        fan: {subject: CN = fan, attributes: {a: %s}}\n---\n"
+                         CA_CONFIGMAP("client-ca"),
+                 text[i]);
+        struct rq_config *c = load(yaml, err, sizeof err);
+        CHECK(c != NULL);
+        if (!c)
+            fprintf(stderr, "  '%s': %s\n", text[i], err);
+        if (c && c->authns[0].methods[0].x509.rules[0].n_attrs == 1)
+            CHECK_STR(c->authns[0].methods[0].x509.rules[0].attrs[0].value, text[i]);
+        rq_config_free(c);
+    }
+}
+
 int main(void)
 {
     char here[4096];
@@ -623,5 +1489,16 @@ int main(void)
     test_bad_listeners();
     test_bad_yaml();
     test_configmaps_and_secrets();
+    test_tls_v1();
+    test_durations();
+    test_tls_v1beta1();
+    test_authn_v1();
+    test_authn_v1beta1();
+    test_mounted();
+    test_mounted_errors();
+    test_bad_tls();
+    test_bad_authn();
+    test_port_authn();
+    test_text_values();
     return check_exit("test_config");
 }
