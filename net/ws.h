@@ -2,8 +2,9 @@
  * the HTTP/1.1 opening handshake, a streaming frame decoder that turns client frames into the
  * MQTT byte stream, and the encoders for server frames.
  *
- * Pure: bytes in, bytes out (into caller-owned struct rq_buf), no I/O, no globals, no logging.
- * The connection layer owns the socket (plain or TLS), the buffers and the decision to close.
+ * Pure: bytes in, bytes out (into caller-owned struct rq_buf), no I/O, no globals, no logging;
+ * any thread may call it, one struct rq_ws_rx per connection. The connection layer owns the
+ * socket (plain or TLS: this module sits above either), the buffers and the decision to close.
  *
  * Typical driving from a receive buffer:
  *   1. before the upgrade: rq_ws_handshake() on the bytes received so far; on RQ_WS_INCOMPLETE
