@@ -197,7 +197,7 @@ int rq_dn_add(struct rq_dn *dn, const char *type, const uint8_t *value, size_t l
     return push_attr(dn, canon, value, len, rdn);
 }
 
-void rq_x509_attr_rule_free(struct rq_x509_attr_rule *r)
+void rq_x509_rule_free(struct rq_x509_rule *r)
 {
     if (!r)
         return;
@@ -603,7 +603,7 @@ int rq_dn_common_name(const struct rq_dn *dn, const uint8_t **cn, size_t *len)
     return -ENOENT;
 }
 
-int rq_x509_map_attributes(const struct rq_x509_attr_rule *rules, size_t n_rules,
+int rq_x509_map_attributes(const struct rq_x509_rule *rules, size_t n_rules,
                            const struct rq_dn *chain, size_t chain_len, size_t *matched_rule)
 {
     for (size_t c = 0; c < chain_len; c++) {

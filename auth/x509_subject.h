@@ -86,7 +86,7 @@ int rq_dn_common_name(const struct rq_dn *dn, const uint8_t **cn, size_t *len);
 size_t rq_dn_format(const struct rq_dn *dn, char *buf, size_t size);
 
 /* One entry of x509Settings.authorizationAttributes. Built by the configuration; all owned. */
-struct rq_x509_attr_rule {
+struct rq_x509_rule {
     char *name;           /* the entry's key, for log lines */
     struct rq_dn subject; /* parsed `subject` */
     char **keys;          /* `attributes`: keys[i] = values[i], n pairs */
@@ -95,7 +95,7 @@ struct rq_x509_attr_rule {
 };
 
 /* Frees what r owns (not r itself) and leaves it zeroed. */
-void rq_x509_attr_rule_free(struct rq_x509_attr_rule *r);
+void rq_x509_rule_free(struct rq_x509_rule *r);
 
 /* Picks the attribute set of a client (AIO authorizationAttributes): walks the chain from the
  * leaf (chain[0]) towards the root; for each certificate, the first rule in configuration order
@@ -103,7 +103,7 @@ void rq_x509_attr_rule_free(struct rq_x509_attr_rule *r);
  * certificate that has a match. So a leaf with its own entry gets only its own attributes, a leaf
  * without one gets its issuer's. An empty subject (on either side) never matches.
  * Returns 1 with *matched_rule set (index into rules), or 0 when nothing matches. Any thread. */
-int rq_x509_map_attributes(const struct rq_x509_attr_rule *rules, size_t n_rules,
+int rq_x509_map_attributes(const struct rq_x509_rule *rules, size_t n_rules,
                            const struct rq_dn *chain, size_t chain_len, size_t *matched_rule);
 
 #endif

@@ -235,7 +235,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the first half are rules, the second half (leaf first) the chain */
     size_t nr = (n + 1) / 2;
-    struct rq_x509_attr_rule rules[MAX_LINES];
+    struct rq_x509_rule rules[MAX_LINES];
     memset(rules, 0, sizeof rules);
     for (size_t r = 0; r < nr; r++)
         rules[r].subject = dn[r];

@@ -475,10 +475,10 @@ static void test_round_trip(void)
  * authorizationAttributes
  * ------------------------------------------------------------------------------------------- */
 
-static struct rq_x509_attr_rule rule(const char *name, const char *subject, const char *key,
+static struct rq_x509_rule rule(const char *name, const char *subject, const char *key,
                                      const char *value)
 {
-    struct rq_x509_attr_rule r = {0};
+    struct rq_x509_rule r = {0};
     r.name = strdup(name);
     r.subject = parse(subject);
     r.keys = malloc(sizeof *r.keys);
@@ -505,7 +505,7 @@ static void free_chain(struct rq_dn *chain, size_t n)
 static void test_mapping(void)
 {
     /* the AIO X.509 tutorial */
-    struct rq_x509_attr_rule rules[] = {
+    struct rq_x509_rule rules[] = {
         rule("root", "CN = Fabrikam Root CA, O = Fabrikam, C = US", "organization", "fabrikam"),
         rule("intermediate", "CN = Fabrikam Intermediate CA 1", "city", "seattle"),
         rule("thermostat", "CN = thermostat", "building", "17"),
@@ -553,11 +553,11 @@ static void test_mapping(void)
     CHECK_EQ(rq_x509_map_attributes(rules, 0, chain, 3, &m), 0);
     free_chain(chain, 3);
     for (size_t i = 0; i < nr; i++)
-        rq_x509_attr_rule_free(&rules[i]);
+        rq_x509_rule_free(&rules[i]);
 
     /* first rule wins among entries naming the same subject (spelled differently), and the
      * chain decides before rule order: a root rule listed first does not beat the leaf's */
-    struct rq_x509_attr_rule dup[] = {
+    struct rq_x509_rule dup[] = {
         rule("root", "CN = Contoso Root CA Cert, OU = Engineering, C = US", "organization",
              "contoso"),
         rule("fan-1", "CN = smart-fan", "building", "17"),
@@ -581,12 +581,12 @@ static void test_mapping(void)
     CHECK_EQ(rq_x509_map_attributes(dup, nd, chain, 2, &m), 0); /* root rule is empty now */
     free_chain(chain, 2);
     for (size_t i = 0; i < nd; i++) {
-        rq_x509_attr_rule_free(&dup[i]);
+        rq_x509_rule_free(&dup[i]);
         CHECK(dup[i].name == NULL && dup[i].keys == NULL && dup[i].n == 0);
     }
-    rq_x509_attr_rule_free(NULL);
-    struct rq_x509_attr_rule zero = {0};
-    rq_x509_attr_rule_free(&zero);
+    rq_x509_rule_free(NULL);
+    struct rq_x509_rule zero = {0};
+    rq_x509_rule_free(&zero);
 }
 
 int main(void)
