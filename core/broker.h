@@ -48,8 +48,23 @@ struct rq_batch {
     struct rq_sub_entry e[];
 };
 
+/* The answer of a port's authentication to a CONNECT (filled by net, which runs the chain). */
+struct rq_auth_answer {
+    bool enabled;        /* the port has an authentication chain */
+    bool allowed;
+    uint8_t reason;      /* deny: v5 CONNACK reason code */
+    const char *method;  /* the method that decided */
+    char why[240];       /* for the log, never secrets */
+    char *username;      /* principal username (heap; core takes it), NULL if none */
+    int64_t expiry_unix; /* credentials expire then (0 = never) */
+};
+
 /* What net provides to core. Called on the worker's own thread. */
 struct rq_worker_ops {
+    /* Authenticates a CONNECT on this connection (its port's chain, its TLS certificates).
+     * Synchronous for now; asynchronous methods arrive with the SAT/Custom issue. */
+    void (*authenticate)(struct rq_worker *w, void *conn, const struct rq_connect *k,
+                         struct rq_auth_answer *a);
     /* Queue a post to another shard's inbox (and wake it when needed). Returns false when the
      * target inbox is full. */
     bool (*post)(struct rq_worker *from, int shard, const struct rq_post *p);
@@ -106,6 +121,9 @@ struct rq_client {
     uint16_t keepalive;
     uint64_t last_rx;
     struct rq_timer ka_timer; /* keepalive, or connect timeout before CONNECT */
+    struct rq_timer cred_timer; /* credential expiry */
+    char *principal;            /* authenticated username, NULL if none / no authentication */
+    const char *auth_method;    /* method that authenticated the client, NULL if none */
     /* flow control */
     uint16_t recv_max_out;  /* client's Receive Maximum: our QoS>0 sends in flight */
     uint32_t max_packet_out; /* client's Maximum Packet Size */

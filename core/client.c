@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config/config.h"
 #include "core/retain.h"
@@ -15,6 +16,7 @@
 #define PRE_CONNECT_MAX (1u << 20) /* largest packet accepted before CONNECT completes */
 
 static void on_keepalive(struct rq_timer *t, void *arg);
+static void on_cred_expiry(struct rq_timer *t, void *arg);
 
 static const struct rq_config *cfg_of(const struct rq_client *c)
 {
@@ -377,6 +379,56 @@ static void send_connack(struct rq_client *c, const struct rq_connect *k, bool p
         flush(c);
 }
 
+/* Credentials expired: the network connection is closed without DISCONNECT (as AIO does), so
+ * the will is published. */
+static void on_cred_expiry(struct rq_timer *t, void *arg)
+{
+    struct rq_client *c = arg;
+    if (c->closing)
+        return;
+    rq_log(RQ_LOG_INFO, &c->log, "credentials expired (%s): closing the connection",
+           c->auth_method ? c->auth_method : "authentication");
+    rq_client_close(c, 0, "credentials expired");
+}
+
+/* Runs the port's authentication. Returns 0 (go on) or -1 (refused, connection closing). */
+static int authenticate(struct rq_client *c, const struct rq_connect *k)
+{
+    struct rq_worker *w = c->w;
+    struct rq_auth_answer a = {0};
+    if (w->ops->authenticate)
+        w->ops->authenticate(w, c->conn, k, &a);
+    if (!a.enabled) {
+        if (c->version == 5 && RQ_PROP_HAS(&k->props, RQ_PROP_AUTH_METHOD)) {
+            connack_fail(c, 5, RQ_RC_BAD_AUTH_METHOD,
+                         "enhanced authentication is not configured on this listener");
+            return -1;
+        }
+        return 0;
+    }
+    if (!a.allowed) {
+        char why[300];
+        snprintf(why, sizeof why, "authentication failed (%s): %s",
+                 a.method ? a.method : "no method", a.why);
+        free(a.username);
+        connack_fail(c, c->version, a.reason >= 0x80 ? a.reason : RQ_RC_NOT_AUTHORIZED, why);
+        return -1;
+    }
+    c->principal = a.username;
+    c->auth_method = a.method;
+    rq_log(RQ_LOG_INFO, &c->log, "authenticated by %s as \"%s\": %s", a.method ? a.method : "?",
+           a.username ? a.username : "", a.why);
+    if (a.expiry_unix) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t left_ms = (a.expiry_unix - ts.tv_sec) * 1000 - ts.tv_nsec / 1000000;
+        if (left_ms < 0)
+            left_ms = 0;
+        rq_timer_add(&w->wheel, &c->cred_timer, w->now + (uint64_t)left_ms, on_cred_expiry, c);
+    }
+    return 0;
+}
+
 static int on_connect(struct rq_client *c, const struct rq_connect *k)
 {
     const struct rq_config *cfg = cfg_of(c);
@@ -399,11 +451,8 @@ static int on_connect(struct rq_client *c, const struct rq_connect *k)
         cid_len = strlen(assigned);
     }
     client_id_printable(c, cid, cid_len);
-    if (c->version == 5 && RQ_PROP_HAS(&k->props, RQ_PROP_AUTH_METHOD)) {
-        connack_fail(c, 5, RQ_RC_BAD_AUTH_METHOD,
-                     "enhanced authentication is not configured on this listener");
+    if (!c->principal && authenticate(c, k) != 0)
         return -1;
-    }
     if (!c->over_limit) {
         unsigned now_conns = atomic_fetch_add(&b->connections, 1) + 1;
         c->over_limit = true; /* counted: released in rq_client_free */
@@ -822,6 +871,7 @@ void rq_client_on_drained(struct rq_client *c)
 void rq_client_on_closed(struct rq_client *c, const char *why)
 {
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
+    rq_timer_cancel(&c->w->wheel, &c->cred_timer);
     if (c->s) {
         struct rq_session *s = c->s;
         c->s = NULL;
@@ -837,6 +887,8 @@ void rq_client_free(struct rq_client *c)
     if (c->s)
         rq_client_on_closed(c, "freed");
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
+    rq_timer_cancel(&c->w->wheel, &c->cred_timer);
+    free(c->principal);
     if (c->over_limit)
         atomic_fetch_sub(&c->w->b->connections, 1);
     if (c->alias_in)

@@ -12,7 +12,10 @@
 #include "config/config.h"
 #include "core/broker.h"
 #include "core/log.h"
+#include "net/ports.h"
 #include "net/shard.h"
+#include "net/tls_lib.h"
+#include "net/xport.h"
 
 static void usage(FILE *f)
 {
@@ -162,6 +165,11 @@ int main(int argc, char **argv)
         return 1;
     }
     raise_nofile();
+    if (rq_tls_lib_init() != 0) {
+        rq_log(RQ_LOG_ERROR, NULL, "wolfSSL failed to initialise");
+        rq_config_free(cfg);
+        return 1;
+    }
 
     int n = o.threads ? o.threads : cfg->threads;
     if (n <= 0) {
@@ -182,13 +190,19 @@ int main(int argc, char **argv)
 
     struct rq_broker *b = rq_broker_new(cfg, n);
     struct rq_shard **shards = calloc((size_t)n, sizeof *shards);
-    if (!b || !shards) {
+    struct rq_port_rt *ports = calloc(cfg->n_ports, sizeof *ports);
+    if (!b || !shards || !ports) {
         rq_log(RQ_LOG_ERROR, NULL, "out of memory");
         return 1;
     }
     int started = 0;
+    if (rq_ports_setup(cfg, ports, err, sizeof err) != 0) {
+        rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+        rc = 1;
+        goto out;
+    }
     for (int i = 0; i < n; i++) {
-        shards[i] = rq_shard_new(i, b, cfg, err, sizeof err);
+        shards[i] = rq_shard_new(i, b, cfg, ports, err, sizeof err);
         if (!shards[i]) {
             rq_log(RQ_LOG_ERROR, NULL, "%s", err);
             rc = 1;
@@ -204,13 +218,11 @@ int main(int argc, char **argv)
     }
     rq_log(RQ_LOG_INFO, NULL, "ringmq %s: %d shard%s, configuration %s", RINGMQ_VERSION, n,
            n == 1 ? "" : "s", cfg->source);
+    rq_log(RQ_LOG_INFO, NULL, "TLS library: wolfSSL %s, AES-NI %s", rq_tls_lib_version(),
+           rq_tls_lib_aesni() ? "in use" : "not in use (this CPU or this build lacks it)");
     for (size_t i = 0; i < cfg->n_ignored; i++)
         rq_log(RQ_LOG_INFO, NULL, "%s: ignored: %s (not applicable to ringmq)",
                cfg->ignored[i].where, cfg->ignored[i].key);
-    for (size_t i = 0; i < cfg->n_ports; i++)
-        rq_log(RQ_LOG_INFO, NULL, "listening on %s:%u (MQTT over TCP, listener %s): "
-               "authentication disabled on this port", cfg->ports[i].bind_address,
-               cfg->ports[i].port, cfg->ports[i].listener);
 
     for (;;) {
         int sig = 0;
@@ -232,6 +244,8 @@ out:
     for (int i = 0; i < n; i++)
         rq_shard_free(shards[i]);
     free(shards);
+    rq_ports_teardown(ports, cfg->n_ports);
+    free(ports);
     rq_broker_free(b);
     rq_config_free(cfg);
     if (rc == 0)

@@ -26,6 +26,8 @@
 #include "core/broker.h"
 #include "core/inbox.h"
 #include "core/log.h"
+#include "net/authn_glue.h"
+#include "net/xport.h"
 
 #define RING_ENTRIES 1024
 #define BUF_COUNT 256 /* provided buffers per shard */
@@ -62,6 +64,7 @@ struct conn {
     uint32_t slot, gen;
     int fd;
     uint16_t port;
+    uint32_t port_index;
     uint8_t state;
     bool recv_armed;
     bool send_busy;
@@ -70,7 +73,10 @@ struct conn {
     bool closed_notified;
     uint32_t ops;         /* operations in flight (teardown waits for 0) */
     uint64_t close_deadline;
-    struct rq_buf in;     /* partial packet carried between recvs */
+    struct rq_buf in;     /* MQTT bytes not yet consumed (a partial packet) */
+    struct rq_xport *xp;  /* TLS / WebSocket layers; NULL for plain TCP */
+    struct rq_buf wire;   /* transport output waiting for the next send */
+    struct rq_buf raw;    /* wire bytes received while handing over a transport connection */
     struct rq_buf sending;
     size_t send_off;
     struct conn *next_dirty, *next_close;
@@ -82,8 +88,11 @@ struct handover {
     int fd;
     uint16_t port;
     uint8_t hops;
+    uint32_t port_index;
+    struct rq_xport *xp; /* moves with the connection (TLS state) */
     char peer[64];
-    size_t len;
+    size_t len;     /* MQTT bytes (starting with the CONNECT) */
+    size_t raw_len; /* then wire bytes received since, not yet through the transport */
     uint8_t data[];
 };
 
@@ -109,6 +118,7 @@ struct rq_shard {
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
 
+    struct rq_port_rt *ports; /* per configured port, shared by all shards */
     int *lfd; /* listening sockets, one per configured port */
     uint16_t *lport;
     size_t n_listen;
@@ -242,8 +252,8 @@ static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
     return fd;
 }
 
-struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_config *cfg, char *err,
-                              size_t errlen)
+struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_config *cfg,
+                              struct rq_port_rt *ports, char *err, size_t errlen)
 {
     struct rq_shard *s = calloc(1, sizeof *s);
     if (!s) {
@@ -253,6 +263,7 @@ struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_confi
     s->id = id;
     s->b = b;
     s->cfg = cfg;
+    s->ports = ports;
     s->ring_fd = -1;
     sem_init(&s->ready, 0, 0);
     s->n_listen = cfg->n_ports;
@@ -424,7 +435,15 @@ static void retry_backlog(struct rq_shard *s)
     }
 }
 
+static void op_authenticate(struct rq_worker *w, void *conn, const struct rq_connect *k,
+                            struct rq_auth_answer *a)
+{
+    struct conn *c = conn;
+    rq_authn_glue_run(c->sh->ports[c->port_index].authn, rq_xport_tls(c->xp), k, a);
+}
+
 static const struct rq_worker_ops worker_ops = {
+    .authenticate = op_authenticate,
     .post = op_post,
     .want_flush = op_want_flush,
     .want_close = op_want_close,
@@ -432,8 +451,9 @@ static const struct rq_worker_ops worker_ops = {
 
 /* ---- connections ---- */
 
-static struct conn *conn_new(struct rq_shard *s, int fd, uint16_t port, const char *peer)
+static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index, const char *peer)
 {
+    uint16_t port = s->lport[port_index];
     if (!s->n_free) {
         rq_log(RQ_LOG_WARN, NULL, "shard %d: connection table full (%u): refusing %s", s->id,
                s->n_slots, peer);
@@ -454,6 +474,7 @@ static struct conn *conn_new(struct rq_shard *s, int fd, uint16_t port, const ch
     c->gen = ++gen_counter & 0xFFFFFF;
     c->fd = fd;
     c->port = port;
+    c->port_index = port_index;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     s->slots[slot] = c;
     s->n_conns++;
@@ -471,6 +492,9 @@ static void conn_free(struct rq_shard *s, struct conn *c, bool close_fd)
     s->free_slots[s->n_free++] = c->slot;
     s->n_conns--;
     rq_client_free(&c->cl);
+    rq_xport_free(c->xp);
+    rq_buf_free(&c->wire);
+    rq_buf_free(&c->raw);
     rq_buf_free(&c->in);
     rq_buf_free(&c->sending);
     free(c);
@@ -497,43 +521,60 @@ static void peer_name(int fd, char *out, size_t len)
 }
 
 static void start_migration(struct rq_shard *s, struct conn *c);
+static void mark_dirty(struct rq_shard *s, struct conn *c);
 
-/* Feeds bytes to core; keeps an incomplete tail in c->in. */
-static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len)
+/* Feeds MQTT bytes to core; keeps an incomplete tail in c->in. p == NULL: just c->in. */
+static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len)
 {
-    if (c->state == C_MIGRATING) {
-        rq_buf_append(&c->in, p, len); /* travels with the connection */
-        return;
-    }
-    if (c->state != C_OPEN)
-        return;
     const uint8_t *data = p;
     size_t n = len;
-    if (c->in.len) {
-        if (rq_buf_append(&c->in, p, len) != 0) {
+    if (c->in.len || !p) {
+        if (p && rq_buf_append(&c->in, p, len) != 0) {
             rq_client_close(&c->cl, -RQ_RC_IMPL_SPECIFIC, "out of memory");
             return;
         }
         data = c->in.data;
         n = c->in.len;
     }
+    if (n == 0)
+        return;
     long used = rq_client_on_bytes(&c->cl, data, n);
     if (used < 0)
         return; /* closing */
-    if (c->cl.migrate_to >= 0) {
-        if (data == c->in.data) {
-            rq_buf_consume(&c->in, (size_t)used);
-        } else {
-            rq_buf_reset(&c->in);
-            rq_buf_append(&c->in, data + used, n - (size_t)used);
-        }
-        start_migration(s, c);
-        return;
-    }
     if (data == c->in.data)
         rq_buf_consume(&c->in, (size_t)used);
     else if ((size_t)used < n)
         rq_buf_append(&c->in, data + used, n - (size_t)used);
+    if (c->cl.migrate_to >= 0)
+        start_migration(s, c);
+}
+
+static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len)
+{
+    if (c->state == C_MIGRATING) {
+        /* travels with the connection: MQTT bytes for plain TCP, wire bytes otherwise */
+        rq_buf_append(c->xp ? &c->raw : &c->in, p, len);
+        return;
+    }
+    if (c->state != C_OPEN)
+        return;
+    if (!c->xp) {
+        feed(s, c, p, len);
+        return;
+    }
+    const char *why = "transport error";
+    size_t before = c->wire.len;
+    int rc = rq_xport_rx(c->xp, p, len, &c->in, &c->wire, &why);
+    if (c->wire.len != before)
+        mark_dirty(s, c);
+    if (rc == -1)
+        rq_log(RQ_LOG_INFO, &c->cl.log, "%s: closing connection: %s", rq_xport_name(c->xp),
+               why);
+    if (!c->cl.version && rq_xport_ready(c->xp))
+        c->cl.log.phase = "connect";
+    feed(s, c, NULL, 0); /* what arrived before a close still counts (e.g. a DISCONNECT) */
+    if (rc < 0 && !c->cl.closing)
+        rq_client_close(&c->cl, 0, why);
 }
 
 /* The session of this connection lives on another shard: stop reading here, wait for the recv
@@ -555,13 +596,19 @@ static void start_migration(struct rq_shard *s, struct conn *c)
 
 static void finish_migration(struct rq_shard *s, struct conn *c)
 {
-    struct handover *h = malloc(sizeof *h + c->in.len);
+    struct handover *h = malloc(sizeof *h + c->in.len + c->raw.len);
     if (!h) {
         conn_free(s, c, true);
         return;
     }
     h->fd = c->fd;
     h->port = c->port;
+    h->port_index = c->port_index;
+    h->xp = c->xp;
+    c->xp = NULL;
+    h->raw_len = c->raw.len;
+    if (c->raw.len)
+        memcpy(h->data + c->in.len, c->raw.data, c->raw.len);
     h->hops = (uint8_t)(c->cl.hops + 1);
     snprintf(h->peer, sizeof h->peer, "%s", c->peer);
     h->len = c->in.len;
@@ -577,15 +624,21 @@ static void finish_migration(struct rq_shard *s, struct conn *c)
 
 static void adopt(struct rq_shard *s, struct handover *h)
 {
-    struct conn *c = s->stopping ? NULL : conn_new(s, h->fd, h->port, h->peer);
+    struct conn *c = s->stopping ? NULL : conn_new(s, h->fd, h->port_index, h->peer);
     if (!c) {
+        rq_xport_free(h->xp);
         close(h->fd);
         free(h);
         return;
     }
     c->cl.hops = h->hops;
+    c->xp = h->xp;
     arm_recv(s, c);
-    conn_input(s, c, h->data, h->len);
+    rq_buf_append(&c->in, h->data, h->len);
+    if (c->xp && h->raw_len)
+        conn_input(s, c, h->data + h->len, h->raw_len); /* decrypts, then feeds all of c->in */
+    else
+        feed(s, c, NULL, 0);
     free(h);
 }
 
@@ -611,11 +664,17 @@ static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     char peer[64];
     peer_name(fd, peer, sizeof peer);
-    struct conn *c = conn_new(s, fd, s->lport[li], peer);
+    bool failed;
+    struct rq_xport *xp = rq_xport_new(&s->ports[li], &failed);
+    struct conn *c = failed ? NULL : conn_new(s, fd, li, peer);
     if (!c) {
+        rq_xport_free(xp);
         close(fd);
         return;
     }
+    c->xp = xp;
+    if (xp)
+        c->cl.log.phase = "transport handshake"; /* a stalled one ends at the connect timeout */
     rq_log(RQ_LOG_TRACE, &c->cl.log, "accepted");
     arm_recv(s, c);
 }
@@ -726,11 +785,22 @@ static void flush_all(struct rq_shard *s)
             continue;
         if (c->state == C_OPEN && !c->recv_armed)
             arm_recv(s, c);
-        if (!c->send_busy && c->cl.out.len) {
-            /* swap: core keeps appending to an empty buffer while this one is sent */
+        struct rq_buf *src = &c->cl.out;
+        if (c->xp) {
+            /* MQTT bytes through WebSocket framing and/or TLS records into c->wire */
+            const char *why = "transport error";
+            if (c->cl.out.len && rq_xport_ready(c->xp)) {
+                if (rq_xport_tx(c->xp, c->cl.out.data, c->cl.out.len, &c->wire, &why) != 0)
+                    rq_client_close(&c->cl, 0, why);
+                rq_buf_reset(&c->cl.out);
+            }
+            src = &c->wire;
+        }
+        if (!c->send_busy && src->len) {
+            /* swap: the producer keeps appending to an empty buffer while this one is sent */
             struct rq_buf tmp = c->sending;
-            c->sending = c->cl.out;
-            c->cl.out = tmp;
+            c->sending = *src;
+            *src = tmp;
             c->send_off = 0;
             start_send(s, c);
         }
@@ -747,7 +817,7 @@ static void reap(struct rq_shard *s)
             rq_client_on_closed(&c->cl, c->state == C_SHUTDOWN ? "connection lost" : "closed");
         }
         if (c->state == C_CLOSING) {
-            bool flushed = !c->send_busy && c->cl.out.len == 0;
+            bool flushed = !c->send_busy && c->cl.out.len == 0 && c->wire.len == 0;
             if (flushed || s->w->now >= c->close_deadline) {
                 shutdown(c->fd, SHUT_RDWR); /* ends the multishot recv */
                 c->state = C_SHUTDOWN;
@@ -794,6 +864,18 @@ static void begin_stop(struct rq_shard *s)
     }
 }
 
+static void handle_cqes(struct rq_shard *s)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&s->ring, head, cqe)
+    {
+        handle_cqe(s, cqe);
+        n++;
+    }
+    io_uring_cq_advance(&s->ring, n);
+}
+
 static void drain_inbox(struct rq_shard *s)
 {
     struct rq_post p;
@@ -802,6 +884,11 @@ static void drain_inbox(struct rq_shard *s)
             if (!s->stopping)
                 begin_stop(s);
         } else if (p.kind == RQ_POST_ADOPT_CONN) {
+            /* What the client sent on its old connection before it reconnected (acks, a
+             * DISCONNECT) may still be pending task work here: run it first, so the session
+             * sees those packets before the takeover. */
+            io_uring_get_events(&s->ring);
+            handle_cqes(s);
             adopt(s, p.ptr);
         } else {
             rq_worker_on_post(s->w, &p);
@@ -869,19 +956,13 @@ static void pin(struct rq_shard *s)
 static void loop(struct rq_shard *s)
 {
     struct rq_worker *w = s->w;
+    struct io_uring_cqe *cqe;
     for (;;) {
         w->now = rq_now_ms();
         if (s->stop_requested && !s->stopping)
             begin_stop(s);
         drain_inbox(s);
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0;
-        io_uring_for_each_cqe(&s->ring, head, cqe)
-        {
-            handle_cqe(s, cqe);
-            n++;
-        }
-        io_uring_cq_advance(&s->ring, n);
+        handle_cqes(s);
         rq_wheel_run(&w->wheel, w->now);
         retry_backlog(s);
         flush_all(s);
@@ -1004,6 +1085,7 @@ static void discard_post(const struct rq_post *p)
         free(bt);
     } else if (p->kind == RQ_POST_ADOPT_CONN) {
         struct handover *h = p->ptr;
+        rq_xport_free(h->xp);
         close(h->fd);
         free(h);
     }

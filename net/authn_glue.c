@@ -1,0 +1,173 @@
+/* Glue between a port's configuration, its TLS layer and the authentication chain: builds the
+ * chain of a BrokerAuthentication from the config snapshot (control thread), and runs it for a
+ * CONNECT on behalf of core (shard thread), turning the outcome into core's answer. */
+#include "net/authn_glue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth/authn.h"
+#include "auth/x509_subject.h"
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/codec.h"
+#include "net/tls.h"
+
+/* Every PEM block under every key of the ConfigMap, concatenated. */
+static int collect_pem(const struct rq_config_object *o, struct rq_buf *out)
+{
+    for (size_t i = 0; i < o->n_entries; i++) {
+        const struct rq_config_entry *e = &o->entries[i];
+        if (!memmem(e->value, e->len, "-----BEGIN", 10))
+            continue;
+        if (rq_buf_append(out, e->value, e->len) != 0 || rq_buf_append(out, "\n", 1) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void free_rules(struct rq_x509_rule *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rq_x509_rule_free(&r[i]);
+    free(r);
+}
+
+static struct rq_x509_rule *build_rules(const struct rq_authn_x509 *x, char *err, size_t errlen)
+{
+    struct rq_x509_rule *rules = calloc(x->n_rules ? x->n_rules : 1, sizeof *rules);
+    if (!rules)
+        return NULL;
+    for (size_t i = 0; i < x->n_rules; i++) {
+        const struct rq_x509_attr_rule *cr = &x->rules[i];
+        struct rq_x509_rule *r = &rules[i];
+        const char *why = NULL;
+        if (rq_dn_parse(cr->subject, strlen(cr->subject), &r->subject, &why) != 0) {
+            snprintf(err, errlen, "authorizationAttributes '%s': subject \"%s\": %s", cr->name,
+                     cr->subject, why);
+            free_rules(rules, i + 1);
+            return NULL;
+        }
+        r->name = strdup(cr->name);
+        r->keys = calloc(cr->n_attrs ? cr->n_attrs : 1, sizeof *r->keys);
+        r->values = calloc(cr->n_attrs ? cr->n_attrs : 1, sizeof *r->values);
+        if (!r->name || !r->keys || !r->values) {
+            free_rules(rules, i + 1);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        for (size_t j = 0; j < cr->n_attrs; j++, r->n++) {
+            r->keys[j] = strdup(cr->attrs[j].key);
+            r->values[j] = strdup(cr->attrs[j].value);
+        }
+    }
+    return rules;
+}
+
+static int add_x509(struct rq_authn_chain *ch, const struct rq_authn_x509 *x, char *err,
+                    size_t errlen)
+{
+    struct rq_buf pem = {0};
+    if (!x->trusted_ca_obj || collect_pem(x->trusted_ca_obj, &pem) != 0) {
+        snprintf(err, errlen, "ConfigMap %s: no trusted client CA certificates", x->trusted_ca);
+        rq_buf_free(&pem);
+        return -1;
+    }
+    char why[200] = "";
+    struct rq_x509_rule *rules = build_rules(x, why, sizeof why);
+    if (!rules) {
+        snprintf(err, errlen, "X509: %s", why[0] ? why : "out of memory");
+        rq_buf_free(&pem);
+        return -1;
+    }
+    void *m = rq_x509_method_new((const char *)pem.data, pem.len, rules, x->n_rules, why,
+                                 sizeof why);
+    rq_buf_free(&pem);
+    if (!m) {
+        snprintf(err, errlen, "X509 (ConfigMap %s): %s", x->trusted_ca, why);
+        return -1;
+    }
+    return rq_authn_chain_add(ch, &rq_x509_method_ops, m);
+}
+
+struct rq_authn_chain *rq_authn_glue_build(const struct rq_authn_cfg *cfg, char *err,
+                                           size_t errlen)
+{
+    struct rq_authn_chain *ch = rq_authn_chain_new(cfg->name);
+    if (!ch) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->n_methods; i++) {
+        const struct rq_authn_method *m = &cfg->methods[i];
+        char why[400] = "";
+        int rc = -1;
+        if (m->kind == RQ_AUTHN_X509)
+            rc = add_x509(ch, &m->x509, why, sizeof why);
+        else
+            snprintf(why, sizeof why, "method %s is not built yet",
+                     m->kind == RQ_AUTHN_SAT ? "ServiceAccountToken" : "Custom");
+        if (rc != 0) {
+            snprintf(err, errlen, "BrokerAuthentication %s, method %zu: %s", cfg->name, i + 1,
+                     why);
+            rq_authn_chain_free(ch);
+            return NULL;
+        }
+    }
+    return ch;
+}
+
+void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls,
+                       const struct rq_connect *k, struct rq_auth_answer *a)
+{
+    memset(a, 0, sizeof *a);
+    if (!ch)
+        return;
+    a->enabled = true;
+    enum { MAXC = 12 };
+    const uint8_t *certs[MAXC];
+    size_t lens[MAXC];
+    size_t n = 0;
+    for (size_t i = 0; tls && i < rq_tls_peer_count(tls) && n < MAXC; i++)
+        if (rq_tls_peer_der(tls, i, &certs[n], &lens[n]))
+            n++;
+    struct rq_authn_creds c = {
+        .version = k->version == 5 ? 5 : 4,
+        .has_username = k->has_username,
+        .username = k->username.p,
+        .username_len = k->username.len,
+        .has_password = k->has_password,
+        .password = k->password.p,
+        .password_len = k->password.len,
+        .has_auth_method = RQ_PROP_HAS(&k->props, RQ_PROP_AUTH_METHOD),
+        .auth_method = k->props.auth_method.p,
+        .auth_method_len = k->props.auth_method.len,
+        .auth_data = k->props.auth_data.p,
+        .auth_data_len = k->props.auth_data.len,
+        .certs = certs,
+        .cert_lens = lens,
+        .n_certs = n,
+        .now = (int64_t)time(NULL),
+    };
+    struct rq_authn_outcome o;
+    rq_authn_outcome_init(&o);
+    size_t pending_at = 0;
+    int v = rq_authn_chain_run(ch, 0, &c, &o, &pending_at);
+    a->method = o.method;
+    snprintf(a->why, sizeof a->why, "%s", o.why);
+    if (v == RQ_AUTHN_ALLOW) {
+        a->allowed = true;
+        a->username = o.principal.username;
+        o.principal.username = NULL;
+        a->expiry_unix = o.principal.expiry;
+    } else if (v == RQ_AUTHN_PENDING) {
+        /* No method answers asynchronously yet (ServiceAccountToken and Custom are next). */
+        a->reason = 0x88;
+        snprintf(a->why, sizeof a->why, "asynchronous authentication is not built yet");
+    } else {
+        a->reason = o.reason;
+    }
+    rq_authn_outcome_free(&o);
+}

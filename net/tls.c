@@ -1,0 +1,266 @@
+/* TLS on wolfSSL, driven from the connection's buffers (see tls.h). The I/O callbacks read the
+ * ciphertext chunk the shard just received and append outgoing records to the shard's output
+ * buffer; wolfSSL keeps partial records itself, so a chunk may end anywhere. This module does
+ * not decide who is authenticated: it exposes the verified peer chain. */
+#include "net/tls.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfio.h>
+
+struct rq_tls_ctx {
+    WOLFSSL_CTX *ctx;
+    atomic_int refs;
+};
+
+struct rq_tls {
+    WOLFSSL *ssl;
+    struct rq_tls_ctx *ctx;
+    const uint8_t *rx;   /* ciphertext not yet given to wolfSSL */
+    size_t rx_len;
+    struct rq_buf *wire; /* where records go during this call */
+    bool established;
+    bool wire_failed;
+    char why[120];
+};
+
+static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+    struct rq_tls *t = arg;
+    if (t->rx_len == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = (size_t)sz < t->rx_len ? (size_t)sz : t->rx_len;
+    memcpy(buf, t->rx, n);
+    t->rx += n;
+    t->rx_len -= n;
+    return (int)n;
+}
+
+static int io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+    struct rq_tls *t = arg;
+    if (!t->wire || rq_buf_append(t->wire, buf, (size_t)sz) != 0) {
+        t->wire_failed = true;
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+    return sz;
+}
+
+static void lib_error(char *err, size_t errlen, const char *what, int code)
+{
+    char reason[80];
+    wolfSSL_ERR_error_string_n((unsigned long)code, reason, sizeof reason);
+    snprintf(err, errlen, "%s: %s (%d)", what, reason, code);
+}
+
+struct rq_tls_ctx *rq_tls_ctx_new(const struct rq_tls_ctx_opts *o, char *err, size_t errlen)
+{
+    static atomic_int inited;
+    if (atomic_exchange(&inited, 1) == 0)
+        wolfSSL_Init();
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    if (!ctx) {
+        snprintf(err, errlen, "cannot create a TLS context (out of memory?)");
+        return NULL;
+    }
+    int rc = wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2);
+    if (rc != WOLFSSL_SUCCESS) {
+        lib_error(err, errlen, "TLS 1.2 minimum", rc);
+        goto fail;
+    }
+    rc = wolfSSL_CTX_use_certificate_chain_buffer(ctx, o->cert_pem, (long)o->cert_len);
+    if (rc != WOLFSSL_SUCCESS) {
+        lib_error(err, errlen, "server certificate chain (tls.crt)", rc);
+        goto fail;
+    }
+    rc = wolfSSL_CTX_use_PrivateKey_buffer(ctx, o->key_pem, (long)o->key_len,
+                                           WOLFSSL_FILETYPE_PEM);
+    if (rc != WOLFSSL_SUCCESS) {
+        lib_error(err, errlen, "server private key (tls.key)", rc);
+        goto fail;
+    }
+    rc = wolfSSL_CTX_check_private_key(ctx);
+    if (rc != WOLFSSL_SUCCESS) {
+        snprintf(err, errlen, "server private key (tls.key) does not match the certificate");
+        goto fail;
+    }
+    if (o->ca_pem) {
+        rc = wolfSSL_CTX_load_verify_buffer(ctx, o->ca_pem, (long)o->ca_len,
+                                            WOLFSSL_FILETYPE_PEM);
+        if (rc != WOLFSSL_SUCCESS) {
+            lib_error(err, errlen, "trusted client CA certificates", rc);
+            goto fail;
+        }
+        /* With other methods on the port a client without a certificate still completes the
+         * handshake and goes on to them. */
+        int mode = WOLFSSL_VERIFY_PEER;
+        if (o->require_client_cert)
+            mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        wolfSSL_CTX_set_verify(ctx, mode, NULL);
+    } else {
+        wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+    }
+    wolfSSL_CTX_SetIORecv(ctx, io_recv);
+    wolfSSL_CTX_SetIOSend(ctx, io_send);
+    struct rq_tls_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    c->ctx = ctx;
+    atomic_init(&c->refs, 1);
+    return c;
+fail:
+    wolfSSL_CTX_free(ctx);
+    return NULL;
+}
+
+void rq_tls_ctx_ref(struct rq_tls_ctx *c)
+{
+    atomic_fetch_add(&c->refs, 1);
+}
+
+void rq_tls_ctx_unref(struct rq_tls_ctx *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
+        wolfSSL_CTX_free(c->ctx);
+        free(c);
+    }
+}
+
+struct rq_tls *rq_tls_new(struct rq_tls_ctx *c)
+{
+    struct rq_tls *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->ssl = wolfSSL_new(c->ctx);
+    if (!t->ssl) {
+        free(t);
+        return NULL;
+    }
+    wolfSSL_SetIOReadCtx(t->ssl, t);
+    wolfSSL_SetIOWriteCtx(t->ssl, t);
+    rq_tls_ctx_ref(c);
+    t->ctx = c;
+    return t;
+}
+
+void rq_tls_free(struct rq_tls *t)
+{
+    if (!t)
+        return;
+    wolfSSL_free(t->ssl);
+    rq_tls_ctx_unref(t->ctx);
+    free(t);
+}
+
+static int fail(struct rq_tls *t, int ret, const char *what, const char **why)
+{
+    int e = wolfSSL_get_error(t->ssl, ret);
+    char reason[80];
+    wolfSSL_ERR_error_string_n((unsigned long)e, reason, sizeof reason);
+    snprintf(t->why, sizeof t->why, "%s: %s (%d)", what, t->wire_failed ? "out of memory" : reason,
+             e);
+    *why = t->why;
+    return -1;
+}
+
+int rq_tls_rx(struct rq_tls *t, const uint8_t *p, size_t len, struct rq_buf *app,
+              struct rq_buf *wire, const char **why)
+{
+    t->rx = p;
+    t->rx_len = len;
+    t->wire = wire;
+    int result = 0;
+    if (!t->established) {
+        int ret = wolfSSL_accept(t->ssl);
+        if (ret != WOLFSSL_SUCCESS) {
+            if (wolfSSL_get_error(t->ssl, ret) != WOLFSSL_ERROR_WANT_READ)
+                result = fail(t, ret, "TLS handshake failed", why);
+            goto out;
+        }
+        t->established = true;
+    }
+    for (;;) {
+        if (rq_buf_reserve(app, 16384) != 0) {
+            *why = "out of memory";
+            result = -1;
+            break;
+        }
+        int n = wolfSSL_read(t->ssl, app->data + app->len, 16384);
+        if (n > 0) {
+            app->len += (size_t)n;
+            continue;
+        }
+        int e = wolfSSL_get_error(t->ssl, n);
+        if (e == WOLFSSL_ERROR_WANT_READ)
+            break;
+        if (e == WOLFSSL_ERROR_ZERO_RETURN) {
+            *why = "TLS close_notify from the client";
+            result = RQ_TLS_CLOSED;
+            break;
+        }
+        result = fail(t, n, "TLS read failed", why);
+        break;
+    }
+out:
+    t->wire = NULL;
+    t->rx = NULL;
+    t->rx_len = 0;
+    return result;
+}
+
+int rq_tls_tx(struct rq_tls *t, const uint8_t *p, size_t len, struct rq_buf *wire,
+              const char **why)
+{
+    if (!t->established || len == 0)
+        return 0;
+    t->wire = wire;
+    int result = 0;
+    while (len) {
+        int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
+        int n = wolfSSL_write(t->ssl, p, chunk);
+        if (n <= 0) {
+            result = fail(t, n, "TLS write failed", why);
+            break;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    t->wire = NULL;
+    return result;
+}
+
+bool rq_tls_established(const struct rq_tls *t)
+{
+    return t->established;
+}
+
+const char *rq_tls_describe(const struct rq_tls *t, char *buf, size_t len)
+{
+    const char *v = wolfSSL_get_version(t->ssl);
+    const char *c = wolfSSL_get_cipher_name(t->ssl);
+    snprintf(buf, len, "%s %s", v ? v : "?", c ? c : "?");
+    return buf;
+}
+
+size_t rq_tls_peer_count(struct rq_tls *t)
+{
+    WOLFSSL_X509_CHAIN *ch = wolfSSL_get_peer_chain(t->ssl);
+    return ch ? (size_t)wolfSSL_get_chain_count(ch) : 0;
+}
+
+bool rq_tls_peer_der(struct rq_tls *t, size_t i, const uint8_t **der, size_t *len)
+{
+    WOLFSSL_X509_CHAIN *ch = wolfSSL_get_peer_chain(t->ssl);
+    if (!ch || (int)i >= wolfSSL_get_chain_count(ch))
+        return false;
+    *der = wolfSSL_get_chain_cert(ch, (int)i);
+    *len = (size_t)wolfSSL_get_chain_length(ch, (int)i);
+    return *der != NULL;
+}

@@ -1,0 +1,51 @@
+/* Transport layers between the socket and the MQTT byte stream: none (plain TCP), TLS,
+ * WebSocket, or WebSocket over TLS. The shard feeds received bytes in and gets MQTT bytes out;
+ * it hands MQTT output in and gets wire bytes out. The MQTT layer never knows which it has.
+ * One rq_xport per connection, used by its shard only. */
+#ifndef RQ_XPORT_H
+#define RQ_XPORT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+struct rq_tls_ctx;
+struct rq_port_cfg;
+struct rq_authn_chain;
+
+/* Runtime state of one configured port, shared by all shards (read-only, except the TLS
+ * context pointer, which a certificate reload swaps atomically). */
+struct rq_port_rt {
+    const struct rq_port_cfg *cfg;
+    _Atomic(struct rq_tls_ctx *) tls; /* NULL: plain TCP */
+    bool websocket;
+    uint32_t max_frame; /* WebSocket: largest frame/message accepted */
+    struct rq_authn_chain *authn; /* NULL: authentication disabled on this port */
+};
+
+struct rq_xport;
+
+/* NULL when the port is plain TCP (the shard's zero-copy path), else a new transport. *err set
+ * on failure (out of memory). */
+struct rq_xport *rq_xport_new(struct rq_port_rt *port, bool *failed);
+void rq_xport_free(struct rq_xport *x);
+
+/* Wire bytes in: MQTT bytes appended to app, replies (handshake records, HTTP upgrade response,
+ * pongs) appended to wire. Returns 0, -2 when the peer closed in order (TLS close_notify,
+ * WebSocket close), or -1 when the connection must close (*why). After -1,
+ * wire may still hold a last reply worth sending (HTTP error, TLS alert, WebSocket close). */
+int rq_xport_rx(struct rq_xport *x, const uint8_t *p, size_t len, struct rq_buf *app,
+                struct rq_buf *wire, const char **why);
+/* MQTT bytes out: wire bytes appended to wire. 0 or -1. */
+int rq_xport_tx(struct rq_xport *x, const uint8_t *p, size_t len, struct rq_buf *wire,
+                const char **why);
+/* The TLS layer (for the authentication chain), or NULL. */
+struct rq_tls *rq_xport_tls(struct rq_xport *x);
+/* Ready for MQTT output (handshakes done). */
+bool rq_xport_ready(const struct rq_xport *x);
+const char *rq_xport_name(const struct rq_xport *x); /* "TLS", "WebSocket", "WebSocket+TLS" */
+
+#endif
