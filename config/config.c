@@ -129,8 +129,7 @@ void rq_config_free(struct rq_config *c)
     free(c);
 }
 
-const struct rq_config_object *rq_config_find(const struct rq_config *c, int kind,
-                                              const char *name)
+const struct rq_config_object *rq_config_find(const struct rq_config *c, int kind, const char *name)
 {
     for (size_t i = 0; c && name && i < c->n_objects; i++)
         if (c->objects[i].kind == kind && strcmp(c->objects[i].name, name) == 0)

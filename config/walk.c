@@ -185,8 +185,7 @@ yaml_node_t *rq_walk_find(const struct rq_ld *ld, const yaml_node_t *map, const 
 
 yaml_node_t *rq_walk_key_of(const struct rq_ld *ld, const yaml_node_t *map, const yaml_node_t *v)
 {
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++)
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
         if (rq_walk_node(ld, p->value) == v)
             return rq_walk_node(ld, p->key);
     return NULL;
@@ -224,10 +223,10 @@ static bool looks_numeric(const char *s)
 bool rq_walk_is_text(const yaml_node_t *n)
 {
     static const char *const words[] = {
-        "y",     "Y",     "yes",   "Yes",   "YES",    "n",      "N",      "no",     "No",
-        "NO",    "true",  "True",  "TRUE",  "false",  "False",  "FALSE",  "on",     "On",
-        "ON",    "off",   "Off",   "OFF",   ".inf",   ".Inf",   ".INF",   "+.inf",  "+.Inf",
-        "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",   ".NaN",   ".NAN"};
+        "y",     "Y",     "yes",   "Yes",   "YES",   "n",     "N",     "no",    "No",
+        "NO",    "true",  "True",  "TRUE",  "false", "False", "FALSE", "on",    "On",
+        "ON",    "off",   "Off",   "OFF",   ".inf",  ".Inf",  ".INF",  "+.inf", "+.Inf",
+        "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",  ".NaN",  ".NAN"};
     if (n->type != YAML_SCALAR_NODE || strlen(sval(n)) != slen(n))
         return false;
     if (!is_plain(n))
