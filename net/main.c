@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -124,6 +125,22 @@ static void raise_nofile(void)
     }
 }
 
+/* Re-reads the configuration and swaps in changed certificates. Other settings are not
+ * applied while running (they need a restart); a bad file leaves everything as it was. */
+static void reload_certs(const char *path, const struct rq_config *cur, struct rq_port_rt *ports)
+{
+    char err[1024] = "";
+    struct rq_config *next = rq_config_load(path, err, sizeof err);
+    if (!next) {
+        rq_log(RQ_LOG_ERROR, NULL, "reload failed, the running configuration stays: %s", err);
+        return;
+    }
+    int n = rq_ports_reload_certs(ports, cur->n_ports, next);
+    rq_log(RQ_LOG_INFO, NULL, "reload: %d certificate%s replaced; other settings apply at the "
+           "next restart", n, n == 1 ? "" : "s");
+    rq_config_free(next);
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = {0};
@@ -224,13 +241,24 @@ int main(int argc, char **argv)
         rq_log(RQ_LOG_INFO, NULL, "%s: ignored: %s (not applicable to ringmq)",
                cfg->ignored[i].where, cfg->ignored[i].key);
 
+    uint64_t files = o.config ? rq_ports_files_print(cfg) : 0;
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0)
+        /* Wake every 2 s to notice changed configuration files or mounted secrets. */
+        struct timespec tick = {2, 0};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig < 0) {
+            uint64_t now_files = o.config ? rq_ports_files_print(cfg) : 0;
+            if (now_files == files)
+                continue;
+            files = now_files;
+            reload_certs(o.config, cfg, ports);
             continue;
+        }
         if (sig == SIGHUP) {
-            rq_log(RQ_LOG_WARN, NULL, "SIGHUP: configuration reload is not implemented yet; "
-                   "the running configuration is unchanged");
+            if (o.config)
+                reload_certs(o.config, cfg, ports);
+            else
+                rq_log(RQ_LOG_INFO, NULL, "SIGHUP: nothing to reload (embedded default)");
             continue;
         }
         rq_log(RQ_LOG_INFO, NULL, "%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -1,8 +1,10 @@
 /* Port setup (see ports.h): which transport, which certificate, which authentication. */
 #include "net/ports.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "auth/authn.h"
 #include "config/config.h"
@@ -32,27 +34,34 @@ static int client_cas(const struct rq_authn_x509 *x, struct rq_buf *out)
     return 0;
 }
 
-static int setup_tls(const struct rq_port_cfg *pc, struct rq_port_rt *rt, char *err,
-                     size_t errlen)
+static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
-    if (pc->tls.mode == RQ_TLS_AUTOMATIC) {
-        snprintf(err, errlen, "port %u: tls mode Automatic is not built yet; use mode Manual "
-                 "with a kubernetes.io/tls Secret", pc->port);
-        return -1;
-    }
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Builds the TLS context of a port from a snapshot; *print = fingerprint of its inputs. */
+static struct rq_tls_ctx *build_tls(const struct rq_port_cfg *pc, uint64_t *print, char *err,
+                                    size_t errlen)
+{
     const struct rq_config_entry *crt = rq_config_object_get(pc->tls.secret, "tls.crt");
     const struct rq_config_entry *key = rq_config_object_get(pc->tls.secret, "tls.key");
     if (!crt || !key) {
         snprintf(err, errlen, "port %u: Secret %s needs tls.crt and tls.key", pc->port,
                  pc->tls.secret_name);
-        return -1;
+        return NULL;
     }
     const struct rq_authn_x509 *x = x509_settings(pc->authn);
     struct rq_buf cas = {0};
     if (x && client_cas(x, &cas) != 0) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return NULL;
     }
+    uint64_t h = 1469598103934665603ULL;
+    h = mix(mix(mix(h, crt->value, crt->len), key->value, key->len), cas.data, cas.len);
+    *print = h;
     struct rq_tls_ctx_opts o = {
         .cert_pem = (const uint8_t *)crt->value,
         .cert_len = crt->len,
@@ -65,10 +74,22 @@ static int setup_tls(const struct rq_port_cfg *pc, struct rq_port_rt *rt, char *
     char why[300];
     struct rq_tls_ctx *ctx = rq_tls_ctx_new(&o, why, sizeof why);
     rq_buf_free(&cas);
-    if (!ctx) {
+    if (!ctx)
         snprintf(err, errlen, "port %u: Secret %s: %s", pc->port, pc->tls.secret_name, why);
+    return ctx;
+}
+
+static int setup_tls(const struct rq_port_cfg *pc, struct rq_port_rt *rt, char *err,
+                     size_t errlen)
+{
+    if (pc->tls.mode == RQ_TLS_AUTOMATIC) {
+        snprintf(err, errlen, "port %u: tls mode Automatic is not built yet; use mode Manual "
+                 "with a kubernetes.io/tls Secret", pc->port);
         return -1;
     }
+    struct rq_tls_ctx *ctx = build_tls(pc, &rt->tls_print, err, errlen);
+    if (!ctx)
+        return -1;
     atomic_store(&rt->tls, ctx);
     return 0;
 }
@@ -107,4 +128,80 @@ void rq_ports_teardown(struct rq_port_rt *ports, size_t n)
         rq_tls_ctx_unref(atomic_load(&ports[i].tls));
         rq_authn_chain_free(ports[i].authn);
     }
+}
+
+int rq_ports_reload_certs(struct rq_port_rt *ports, size_t n, const struct rq_config *next)
+{
+    int swapped = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct rq_port_rt *rt = &ports[i];
+        if (rt->cfg->tls.mode != RQ_TLS_MANUAL)
+            continue;
+        const struct rq_port_cfg *pc = NULL;
+        for (size_t j = 0; j < next->n_ports && !pc; j++)
+            if (next->ports[j].port == rt->cfg->port)
+                pc = &next->ports[j];
+        if (!pc || pc->tls.mode != RQ_TLS_MANUAL) {
+            rq_log(RQ_LOG_WARN, NULL, "reload: port %u is no longer a Manual TLS port in the "
+                   "configuration; that change needs a restart", rt->cfg->port);
+            continue;
+        }
+        char err[400];
+        uint64_t print = 0;
+        struct rq_tls_ctx *ctx = build_tls(pc, &print, err, sizeof err);
+        if (!ctx) {
+            rq_log(RQ_LOG_ERROR, NULL, "reload: new certificate refused, keeping the old one: %s",
+                   err);
+            continue;
+        }
+        if (print == rt->tls_print) {
+            rq_tls_ctx_unref(ctx);
+            continue;
+        }
+        rt->tls_print = print;
+        rq_tls_ctx_unref(atomic_exchange(&rt->tls, ctx)); /* live connections keep their ref */
+        rq_log(RQ_LOG_INFO, NULL, "reload: port %u now serves the certificate from Secret %s",
+               pc->port, pc->tls.secret_name);
+        swapped++;
+    }
+    return swapped;
+}
+
+static uint64_t print_path(uint64_t h, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return mix(h, "-", 1);
+    h = mix(h, path, strlen(path));
+    h = mix(h, &st.st_size, sizeof st.st_size);
+    h = mix(h, &st.st_mtim, sizeof st.st_mtim);
+    return mix(h, &st.st_ino, sizeof st.st_ino);
+}
+
+static uint64_t print_dir(uint64_t h, const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return print_path(h, dir);
+    struct dirent *e;
+    char p[1024];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' && (e->d_name[1] == 0 || e->d_name[1] == '.'))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        h = print_path(h, p); /* follows symlinks: a Kubernetes ..data swap shows up */
+    }
+    closedir(d);
+    return h;
+}
+
+uint64_t rq_ports_files_print(const struct rq_config *cfg)
+{
+    if (cfg->source[0] == '(')
+        return 0; /* "(embedded default)": no files */
+    uint64_t h = print_dir(1469598103934665603ULL, cfg->source);
+    for (size_t i = 0; i < cfg->n_objects; i++)
+        if (cfg->objects[i].mounted && cfg->objects[i].origin)
+            h = print_dir(h, cfg->objects[i].origin);
+    return h;
 }

@@ -5,6 +5,7 @@
 #define RQ_PORTS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct rq_config;
 struct rq_port_rt;
@@ -14,5 +15,16 @@ struct rq_port_rt;
 int rq_ports_setup(const struct rq_config *cfg, struct rq_port_rt *ports, char *err,
                    size_t errlen);
 void rq_ports_teardown(struct rq_port_rt *ports, size_t n);
+
+/* Certificate reload. ports were set up from `cur`; `next` is a freshly loaded snapshot. For each
+ * TLS port (matched by port number) whose certificate, key or client CAs changed, a new context
+ * is built and swapped in: connected clients keep the context they started with. A broken new
+ * certificate is refused with a log line and the old context stays. Returns how many ports got
+ * a new certificate. Control thread. */
+int rq_ports_reload_certs(struct rq_port_rt *ports, size_t n, const struct rq_config *next);
+
+/* A cheap fingerprint of the files a snapshot came from (YAML files, mounted secrets and
+ * configmaps: names, sizes, mtimes), to notice changes by polling. 0 for the embedded default. */
+uint64_t rq_ports_files_print(const struct rq_config *cfg);
 
 #endif

@@ -24,6 +24,7 @@ struct rq_port_rt {
     bool websocket;
     uint32_t max_frame; /* WebSocket: largest frame/message accepted */
     struct rq_authn_chain *authn; /* NULL: authentication disabled on this port */
+    uint64_t tls_print; /* fingerprint of the certificate material the context was built from */
 };
 
 struct rq_xport;
