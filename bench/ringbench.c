@@ -43,6 +43,7 @@ struct trial {
     double pub_rate, deliv_rate;
     uint64_t p50, p99, p999, max, nlat; /* ns */
     uint64_t max_lag_ns;
+    double settle_s; /* waited before the trial for the broker to be idle */
     bool drained, ok;
     char why[128];
     /* resources over the trial */
@@ -404,6 +405,30 @@ static const char *first_error(struct rb_bench *b)
     return "";
 }
 
+/* Waits (at most 10 s) until nothing more arrives and the broker is idle (under 10 % of a core
+ * over 300 ms), so that a trial does not inherit the backlog of an overloaded one before it.
+ * Returns the seconds waited. */
+static double settle(struct rb_bench *b)
+{
+    uint64_t t0 = rb_now_ns(), deadline = t0 + 10000000000ull;
+    uint64_t late = SUM(b, late), cpu = 0, cpu1 = 0;
+    if (b->o->broker_pid)
+        rb_proc_cpu_us(b->o->broker_pid, &cpu);
+    while (!g_stop && rb_now_ns() < deadline) {
+        sleep_ms(300);
+        uint64_t late1 = SUM(b, late);
+        bool quiet = late1 == late;
+        if (b->o->broker_pid && rb_proc_cpu_us(b->o->broker_pid, &cpu1) == 0) {
+            quiet = quiet && cpu1 - cpu <= 30000;
+            cpu = cpu1;
+        }
+        late = late1;
+        if (quiet)
+            break;
+    }
+    return (double)(rb_now_ns() - t0) * 1e-9;
+}
+
 /* One trial: publish for dur seconds (open loop at `rate` publishes/s, or closed loop when
  * rate == 0), stop, wait for deliveries (at most --drain s), measure. */
 static void run_trial(struct rb_bench *b, double rate, double dur, struct trial *t)
@@ -412,6 +437,7 @@ static void run_trial(struct rb_bench *b, double rate, double dur, struct trial 
     uint64_t thr0[64], thr1[64];
     struct usage u0 = {.thread_cpu_ns = thr0}, u1 = {.thread_cpu_ns = thr1};
     memset(t, 0, sizeof *t);
+    t->settle_s = settle(b);
     t->target = rate;
     t->dur = dur;
     uint32_t failed0 = SUM32(b, failed);
@@ -470,10 +496,11 @@ static void print_trial(const struct rb_opts *o, const char *name, const struct 
     fmt_count(d, sizeof d, t->deliv_rate);
     fprintf(stderr,
             "  %-9s %9.0f pub/s -> delivered %8s msg/s, lost %llu, p50 %.2f p99 %.2f ms, "
-            "broker %.2f cores %.2f us/msg, ringbench %.0f%% cpu%s%s\n",
+            "broker %.2f cores %.2f us/msg, ringbench %.0f%% cpu%s%s%s\n",
             name, t->target > 0 ? t->target : t->pub_rate, d, (unsigned long long)t->lost,
             (double)t->p50 / 1e6, (double)t->p99 / 1e6, t->broker_cores,
             t->recv ? t->broker_cpu_us / (double)t->recv : 0, t->gen_cpu_pct,
+            t->settle_s >= 1 ? " (waited for an idle broker first)" : "",
             t->target > 0 ? (t->ok ? "  ok" : "  -- ") : "", t->target > 0 && !t->ok ? t->why : "");
 }
 
@@ -518,7 +545,6 @@ static int search_max(struct rb_bench *b, struct trial *trials, uint32_t *ntr, i
             r = sqrt(lo * hi);
         if (t->failed)
             break; /* connections are gone: later trials would measure nothing */
-        sleep_ms(200);
     }
     return 0;
 }
@@ -612,7 +638,7 @@ static void json_trial(FILE *f, const struct trial *t)
             "\"delivered\":%llu,\"lost\":%llu,\"late\":%llu,\"reordered\":%llu,\"gaps\":%llu,"
             "\"bad\":%llu,\"acked\":%llu,\"ack_errors\":%llu,\"blocked_ticks\":%llu,"
             "\"conn_failed\":%u,\"drained\":%s,\"sustainable\":%s,\"why\":\"%s\","
-            "\"pub_rate\":%.1f,\"delivered_rate\":%.1f,\"max_lag_ms\":%.3f,"
+            "\"pub_rate\":%.1f,\"delivered_rate\":%.1f,\"max_lag_ms\":%.3f,\"settle_s\":%.2f,"
             "\"latency_us\":{\"samples\":%llu,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
             "\"max\":%.1f},\"broker\":{\"cpu_us\":%.0f,\"cores\":%.3f,\"cpu_us_per_msg\":%.4f,"
             "\"rss_before_kb\":%llu,\"rss_after_kb\":%llu},"
@@ -625,7 +651,7 @@ static void json_trial(FILE *f, const struct trial *t)
             (unsigned long long)t->acked, (unsigned long long)t->ack_errors,
             (unsigned long long)t->blocked, t->failed, t->drained ? "true" : "false",
             t->ok ? "true" : "false", t->why, t->pub_rate, t->deliv_rate,
-            (double)t->max_lag_ns / 1e6, (unsigned long long)t->nlat, (double)t->p50 / 1e3,
+            (double)t->max_lag_ns / 1e6, t->settle_s, (unsigned long long)t->nlat, (double)t->p50 / 1e3,
             (double)t->p99 / 1e3, (double)t->p999 / 1e3, (double)t->max / 1e3,
             t->broker_cpu_us, t->broker_cores,
             t->recv ? t->broker_cpu_us / (double)t->recv : 0,
