@@ -243,7 +243,10 @@ struct rq_worker *rq_worker_new(struct rq_broker *b, int id, const struct rq_wor
     w->now = rq_now_ms();
     rq_wheel_init(&w->wheel, w->now);
     w->sessions = calloc(1, sizeof *w->sessions);
-    if (!w->sessions) {
+    w->outbox = calloc((size_t)b->n_shards, sizeof *w->outbox);
+    if (!w->sessions || !w->outbox) {
+        free(w->sessions);
+        free(w->outbox);
         free(w);
         return NULL;
     }
@@ -263,9 +266,14 @@ void rq_worker_free(struct rq_worker *w)
             i = (size_t)-1; /* the map was modified: restart the scan */
         }
     }
+    rq_worker_flush(w); /* wills published while ending sessions */
     free(w->sessions->slots);
     free(w->sessions);
     free(w->scratch);
+    for (int i = 0; i < w->b->n_shards; i++)
+        if (w->outbox[i])
+            rq_batch_discard(w->outbox[i]);
+    free(w->outbox);
     free(w);
 }
 
@@ -347,6 +355,59 @@ static void deliver_local(struct rq_worker *w, struct rq_msg *m, const struct rq
     }
 }
 
+#define REC_SIZE(n) ((sizeof(struct rq_batch_rec) + (n) * sizeof(struct rq_sub_entry) + 7) & ~7ul)
+
+/* Appends (m, e[0..n) of one shard) to the outbox of that shard. */
+static void outbox_add(struct rq_worker *w, int shard, struct rq_msg *m,
+                       const struct rq_sub_entry *e, size_t n, size_t cnt)
+{
+    struct rq_batch *bt = w->outbox[shard];
+    size_t need = REC_SIZE(cnt);
+    if (!bt || bt->cap - bt->len < need) {
+        size_t cap = bt ? bt->cap * 2 : 4096;
+        while (cap < (bt ? bt->len : 0) + need)
+            cap *= 2;
+        struct rq_batch *nb = realloc(bt, sizeof *nb + cap);
+        if (!nb)
+            return; /* ENOMEM: those subscribers miss this message */
+        if (!bt)
+            nb->len = nb->count = 0;
+        nb->cap = cap;
+        w->outbox[shard] = bt = nb;
+    }
+    struct rq_batch_rec *r = (struct rq_batch_rec *)(bt->data + bt->len);
+    r->msg = rq_msg_ref(m);
+    r->n = 0;
+    for (size_t i = 0; i < n; i++)
+        if (RQ_SESSION_SHARD(e[i].session_id) == shard)
+            r->e[r->n++] = e[i];
+    bt->len += need;
+    bt->count++;
+}
+
+void rq_worker_flush(struct rq_worker *w)
+{
+    for (int shard = 0; shard < w->b->n_shards; shard++) {
+        struct rq_batch *bt = w->outbox[shard];
+        if (!bt || !bt->count)
+            continue;
+        w->outbox[shard] = NULL;
+        struct rq_post p = {.kind = RQ_POST_DELIVER, .ptr = bt};
+        if (!w->ops->post(w, shard, &p))
+            rq_batch_discard(bt);
+    }
+}
+
+void rq_batch_discard(struct rq_batch *bt)
+{
+    for (size_t off = 0; off < bt->len;) {
+        struct rq_batch_rec *r = (struct rq_batch_rec *)(bt->data + off);
+        rq_msg_unref(r->msg);
+        off += REC_SIZE(r->n);
+    }
+    free(bt);
+}
+
 void rq_route(struct rq_worker *w, struct rq_msg *m)
 {
     struct rq_broker *b = w->b;
@@ -360,36 +421,35 @@ void rq_route(struct rq_worker *w, struct rq_msg *m)
     struct rq_sub_entry *e = w->scratch;
     if (n > 1)
         qsort(e, n, sizeof *e, by_session);
-    /* Entries of one shard are contiguous only per session; group by shard in one pass each.
-     * Few shards (= cores), so a pass per shard that has entries is cheap. */
+    /* Few shards (= cores): one pass per shard that has entries. Entries of this shard are
+     * delivered now; the others go into that shard's outbox for the end of the iteration. */
+    bool local_only = true;
+    for (size_t i = 0; i < n && local_only; i++)
+        local_only = RQ_SESSION_SHARD(e[i].session_id) == w->id;
+    if (local_only) {
+        deliver_local(w, m, e, n);
+        return;
+    }
     for (int shard = 0; shard < b->n_shards; shard++) {
         size_t cnt = 0;
         for (size_t i = 0; i < n; i++)
             cnt += RQ_SESSION_SHARD(e[i].session_id) == shard;
         if (!cnt)
             continue;
-        if (shard == w->id && cnt == n) {
-            deliver_local(w, m, e, n);
+        if (shard != w->id) {
+            outbox_add(w, shard, m, e, n, cnt);
             continue;
         }
-        struct rq_batch *bt = malloc(sizeof *bt + cnt * sizeof bt->e[0]);
-        if (!bt)
+        /* compact this shard's entries in place (order kept) and deliver them */
+        size_t k = 0;
+        struct rq_sub_entry *mine = malloc(cnt * sizeof *mine);
+        if (!mine)
             continue;
-        bt->n = 0;
         for (size_t i = 0; i < n; i++)
             if (RQ_SESSION_SHARD(e[i].session_id) == shard)
-                bt->e[bt->n++] = e[i];
-        if (shard == w->id) {
-            deliver_local(w, m, bt->e, bt->n);
-            free(bt);
-            continue;
-        }
-        bt->msg = rq_msg_ref(m);
-        struct rq_post p = {.kind = RQ_POST_DELIVER, .ptr = bt};
-        if (!w->ops->post(w, shard, &p)) {
-            rq_msg_unref(bt->msg);
-            free(bt);
-        }
+                mine[k++] = e[i];
+        deliver_local(w, m, mine, k);
+        free(mine);
     }
 }
 
@@ -414,8 +474,12 @@ void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p)
     switch (p->kind) {
     case RQ_POST_DELIVER: {
         struct rq_batch *bt = p->ptr;
-        deliver_local(w, bt->msg, bt->e, bt->n);
-        rq_msg_unref(bt->msg);
+        for (size_t off = 0; off < bt->len;) {
+            struct rq_batch_rec *r = (struct rq_batch_rec *)(bt->data + off);
+            deliver_local(w, r->msg, r->e, r->n);
+            rq_msg_unref(r->msg);
+            off += REC_SIZE(r->n);
+        }
         free(bt);
         break;
     }

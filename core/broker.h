@@ -28,7 +28,7 @@ struct rq_session;
 
 /* Cross-shard messages (copied by value through the target shard's inbox). */
 enum rq_post_kind {
-    RQ_POST_DELIVER = 1, /* ptr = struct rq_batch *: deliver msg to listed sessions */
+    RQ_POST_DELIVER = 1, /* ptr = struct rq_batch *: messages for sessions of the target */
     RQ_POST_END_SESSION, /* a = session id: a clean-start connect elsewhere took its client id */
     RQ_POST_ADOPT_CONN,  /* ptr = net-specific connection hand-over record */
     RQ_POST_STOP,        /* shutdown */
@@ -41,12 +41,25 @@ struct rq_post {
     uint64_t a;
 };
 
-/* A message and the subscriptions on one shard it goes to; entries sorted by session id. */
-struct rq_batch {
-    struct rq_msg *msg; /* one reference held by the batch */
+/* Everything one loop iteration of a shard routed to the sessions of another shard: records
+ * of (message, its subscription entries on that shard sorted by session id), in publish order.
+ * One inbox entry per destination shard per iteration, not one per message. */
+struct rq_batch_rec {
+    struct rq_msg *msg; /* one reference held by the record */
     uint32_t n;
+    uint32_t pad;
     struct rq_sub_entry e[];
 };
+
+struct rq_batch {
+    size_t len;     /* bytes of records in data */
+    size_t cap;
+    uint32_t count; /* records */
+    uint8_t data[];
+};
+
+/* Releases a batch that will not be delivered (its messages' references). */
+void rq_batch_discard(struct rq_batch *bt);
 
 /* The answer of a port's authentication to a CONNECT (filled by net, which runs the chain). */
 struct rq_auth_answer {
@@ -106,6 +119,7 @@ struct rq_worker {
     /* scratch for routing */
     struct rq_sub_entry *scratch;
     size_t scratch_n, scratch_cap;
+    struct rq_batch **outbox; /* per destination shard, flushed by rq_worker_flush */
 };
 
 /* Per-connection protocol state. net embeds it in its connection. */
@@ -151,6 +165,9 @@ void rq_broker_free(struct rq_broker *b);
 struct rq_worker *rq_worker_new(struct rq_broker *b, int id, const struct rq_worker_ops *ops,
                                 void *net);
 void rq_worker_free(struct rq_worker *w);
+/* Sends what this iteration routed to other shards: one post per destination. Call at the end
+ * of every loop iteration (and before the worker stops). */
+void rq_worker_flush(struct rq_worker *w);
 /* Handles one post popped from this worker's inbox. */
 void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p);
 /* Shutdown: v5 clients get DISCONNECT 0x8B (net closes them), sessions end, wills go out. */

@@ -964,9 +964,10 @@ static void loop(struct rq_shard *s)
         drain_inbox(s);
         handle_cqes(s);
         rq_wheel_run(&w->wheel, w->now);
-        retry_backlog(s);
         flush_all(s);
         reap(s);
+        rq_worker_flush(w); /* one inbox post per destination shard for this iteration */
+        retry_backlog(s);
         if (s->stopping && (s->n_conns == 0 || w->now >= s->stop_deadline))
             break;
         for (size_t i = 0; !s->stopping && i < s->n_listen; i++)
@@ -1080,9 +1081,7 @@ void rq_shard_join(struct rq_shard *s)
 static void discard_post(const struct rq_post *p)
 {
     if (p->kind == RQ_POST_DELIVER) {
-        struct rq_batch *bt = p->ptr;
-        rq_msg_unref(bt->msg);
-        free(bt);
+        rq_batch_discard(p->ptr);
     } else if (p->kind == RQ_POST_ADOPT_CONN) {
         struct handover *h = p->ptr;
         rq_xport_free(h->xp);
