@@ -201,11 +201,11 @@ struct rq_broker *rq_broker_new(const struct rq_config *cfg, int n_shards)
         b->reg->cap = 1024;
         b->reg->b = calloc(b->reg->cap, sizeof *b->reg->b);
     }
-    if (!b->workers || !b->tree || !b->retained || !b->reg || !b->reg->b) {
+    if (!b->workers || !b->tree || !b->retained || !b->reg || !b->reg->b ||
+        rq_brlock_init(&b->tree_lock, n_shards) != 0) {
         rq_broker_free(b);
         return NULL;
     }
-    pthread_rwlock_init(&b->tree_lock, NULL);
     pthread_mutex_init(&b->retain_lock, NULL);
     pthread_mutex_init(&b->reg_lock, NULL);
     atomic_init(&b->next_session, 1);
@@ -226,6 +226,7 @@ void rq_broker_free(struct rq_broker *b)
         else
             free(b->reg);
     }
+    rq_brlock_destroy(&b->tree_lock);
     free(b->workers);
     free(b);
 }
@@ -412,9 +413,9 @@ void rq_route(struct rq_worker *w, struct rq_msg *m)
 {
     struct rq_broker *b = w->b;
     w->scratch_n = 0;
-    pthread_rwlock_rdlock(&b->tree_lock);
+    rq_brlock_read_lock(&b->tree_lock, w->id);
     rq_subtree_match(b->tree, m->topic, m->topic_len, collect, w);
-    pthread_rwlock_unlock(&b->tree_lock);
+    rq_brlock_read_unlock(&b->tree_lock, w->id);
     size_t n = w->scratch_n;
     if (!n)
         return;

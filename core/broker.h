@@ -6,7 +6,7 @@
  * life (its id encodes that shard); a client that resumes a session on another shard has its
  * connection moved to the owner shard (see net/). Only the owner shard touches a session.
  * Shared by all shards: the client-id registry (mutex, connect path only), the subscription tree
- * (rwlock: publishes read, (un)subscribes write) and the retained store (mutex). */
+ * (big-reader lock: publishes read, (un)subscribes write) and the retained store (mutex). */
 #ifndef RQ_BROKER_H
 #define RQ_BROKER_H
 
@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/brlock.h"
 #include "core/buf.h"
 #include "core/codec.h"
 #include "core/log.h"
@@ -92,7 +93,7 @@ struct rq_broker {
     int n_shards;
     struct rq_worker **workers;
 
-    pthread_rwlock_t tree_lock;
+    struct rq_brlock tree_lock; /* read: the routing shard's slot; write: all */
     struct rq_subtree *tree;
 
     pthread_mutex_t retain_lock;

@@ -74,10 +74,10 @@ void rq_session_end(struct rq_session *s, const char *why)
     rq_timer_cancel(&w->wheel, &s->expiry_timer);
     rq_session_publish_will(s); /* [MQTT-3.1.3-9]: session end comes before the will delay */
 
-    pthread_rwlock_wrlock(&b->tree_lock);
+    rq_brlock_write_lock(&b->tree_lock);
     for (uint32_t i = 0; i < s->n_subs; i++)
         rq_subtree_remove(b->tree, s->subs[i].filter, s->subs[i].len, s->id);
-    pthread_rwlock_unlock(&b->tree_lock);
+    rq_brlock_write_unlock(&b->tree_lock);
     for (uint32_t i = 0; i < s->n_subs; i++)
         free(s->subs[i].filter);
     free(s->subs);
@@ -163,9 +163,9 @@ int rq_session_subscribe(struct rq_session *s, const uint8_t *f, size_t len, uin
         memcpy(copy, f, len);
         s->subs[i] = (struct rq_sub){.filter = copy, .len = (uint16_t)len};
     }
-    pthread_rwlock_wrlock(&b->tree_lock);
+    rq_brlock_write_lock(&b->tree_lock);
     int rc = rq_subtree_add(b->tree, f, len, &e, existed);
-    pthread_rwlock_unlock(&b->tree_lock);
+    rq_brlock_write_unlock(&b->tree_lock);
     if (rc != 0) {
         if (i == s->n_subs)
             free(s->subs[i].filter);
@@ -184,9 +184,9 @@ int rq_session_unsubscribe(struct rq_session *s, const uint8_t *f, size_t len)
     for (uint32_t i = 0; i < s->n_subs; i++) {
         if (s->subs[i].len != len || memcmp(s->subs[i].filter, f, len) != 0)
             continue;
-        pthread_rwlock_wrlock(&b->tree_lock);
+        rq_brlock_write_lock(&b->tree_lock);
         rq_subtree_remove(b->tree, f, len, s->id);
-        pthread_rwlock_unlock(&b->tree_lock);
+        rq_brlock_write_unlock(&b->tree_lock);
         free(s->subs[i].filter);
         s->subs[i] = s->subs[--s->n_subs];
         return 0;
