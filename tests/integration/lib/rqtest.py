@@ -17,13 +17,16 @@ code and the log (stderr) of the broker.
 """
 
 import atexit
+import base64
 import ctypes
+import hashlib
 import os
 import queue
 import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -391,13 +394,19 @@ class Broker:
         return out
 
 
-def start_broker(yaml_text=None, threads=2, extra_args=(), start_timeout=10.0):
+def start_broker(yaml_text=None, threads=2, extra_args=(), start_timeout=10.0, files=None):
     """Start the broker under test on the given YAML (default: broker_yaml()); threads=None
-    leaves --threads out. With RQ_TARGET=mosquitto, start mosquitto on a translated config
-    instead."""
+    leaves --threads out. files: {relative path: str or bytes} written into the broker's
+    directory (its config dir) before start, e.g. mounted "secrets/<name>/<key>". With
+    RQ_TARGET=mosquitto, start mosquitto on a translated config instead."""
     if yaml_text is None:
         yaml_text = broker_yaml()
     workdir = tempfile.mkdtemp(prefix="rqtest-")
+    for rel, content in (files or {}).items():
+        fpath = os.path.join(workdir, rel)
+        os.makedirs(os.path.dirname(fpath), exist_ok=True)
+        with open(fpath, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
     if MOSQUITTO:
         conf, port = mosquitto_conf(yaml_text)
         path = os.path.join(workdir, "mosquitto.conf")
@@ -751,9 +760,19 @@ class RawClient:
     """A socket MQTT client speaking exact bytes. Packets that arrive while waiting for another
     type are kept in a backlog and returned by later recv_packet calls, in order."""
 
-    def __init__(self, port, host=HOST, timeout=5.0, version=5):
+    def __init__(self, port, host=HOST, timeout=5.0, version=5, tls=None, server_hostname=None):
+        """tls: an ssl.SSLContext to speak MQTT over TLS (the handshake happens here; ssl errors
+        propagate). A TLS alert or error while reading later counts as the connection closing;
+        it is kept in .tls_error."""
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tls_error = None
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=server_hostname or host)
+            except BaseException:
+                self.sock.close()
+                raise
         self.timeout = timeout
         self.version = version
         self.buf = bytearray()
@@ -789,6 +808,9 @@ class RawClient:
         except socket.timeout:
             return False
         except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        except ssl.SSLError as e:  # only TLS sockets raise this: an alert, a bad record
+            self.tls_error = e
             data = b""
         if not data:
             self.eof = True
@@ -1006,6 +1028,208 @@ def check_serves(port, what="after bad input"):
 
 
 # ---------------------------------------------------------------------------------------------
+# TLS and WebSocket clients.
+
+def tls_context(cafile=None, cert=None, key=None, version=None, check_hostname=True):
+    """A client ssl.SSLContext trusting cafile, presenting cert (+ chain in the same file) and
+    key when given. version: None (1.2 or 1.3), "1.2" or "1.3" (both bounds set to it)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile:
+        ctx.load_verify_locations(cafile)
+    ctx.check_hostname = bool(cafile) and check_hostname
+    ctx.verify_mode = ssl.CERT_REQUIRED if cafile else ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    if version is not None:
+        v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+        ctx.minimum_version = ctx.maximum_version = v
+    return ctx
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_CONT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def ws_frame(opcode, payload=b"", fin=True, mask=True, rsv=0, length=None):
+    """One client-to-server WebSocket frame (RFC 6455 5.2); mask=False makes an illegal
+    unmasked frame, length overrides the announced payload length."""
+    payload = bytes(payload)
+    n = len(payload) if length is None else length
+    head = bytearray([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head.append(mbit | n)
+    elif n < 65536:
+        head.append(mbit | 126)
+        head += struct.pack(">H", n)
+    else:
+        head.append(mbit | 127)
+        head += struct.pack(">Q", n)
+    if mask:
+        key = os.urandom(4)
+        head += key
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes(head) + payload
+
+
+def ws_request(path="/mqtt", host="127.0.0.1", key=None, version="13", protocol="mqtt",
+               method="GET", extra=(), omit=()):
+    """An opening handshake request. omit: header names (lower case) to leave out."""
+    if key is None:
+        key = base64.b64encode(os.urandom(16)).decode()
+    headers = [("Host", host), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+               ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", version)]
+    if protocol is not None:
+        headers.append(("Sec-WebSocket-Protocol", protocol))
+    headers += list(extra)
+    lines = ["%s %s HTTP/1.1" % (method, path)]
+    lines += ["%s: %s" % (k, v) for k, v in headers if k.lower() not in omit]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode(), key
+
+
+class HttpResponse:
+    def __init__(self, head, body):
+        lines = head.decode("latin-1").split("\r\n")
+        self.status_line = lines[0]
+        parts = lines[0].split(" ", 2)
+        self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        self.headers = {}
+        for l in lines[1:]:
+            if ":" in l:
+                k, v = l.split(":", 1)
+                self.headers.setdefault(k.strip().lower(), v.strip())
+        self.body = body
+
+    def __repr__(self):
+        return "<HTTP %s %r body=%r>" % (self.status, self.headers, self.body[:200])
+
+
+def read_http_response(sock, timeout=5.0):
+    """Reads a response head (and, if Content-Length says so, its body) from sock. Returns
+    (HttpResponse, bytes read past it)."""
+    deadline = time.monotonic() + timeout
+    data = bytearray()
+    while b"\r\n\r\n" not in data:
+        remaining = deadline - time.monotonic()
+        check(remaining > 0, "no complete HTTP response head within %.0fs: %r" % (timeout, data))
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            chunk = b""
+        check(chunk, "connection closed before a complete HTTP response head: %r" % bytes(data))
+        data += chunk
+    head, rest = bytes(data).split(b"\r\n\r\n", 1)
+    resp = HttpResponse(head, b"")
+    n = int(resp.headers.get("content-length", "0") or 0)
+    if resp.status != 101:
+        while len(rest) < n and time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except (socket.timeout, OSError):
+                break
+            if not chunk:
+                break
+            rest += chunk
+        resp.body, rest = rest[:n], rest[n:]
+    return resp, rest
+
+
+class WsRawClient(RawClient):
+    """RawClient over a WebSocket: the constructor does the opening handshake (the 101 response
+    is in .upgrade and must accept it); send_raw() sends the bytes as one masked binary frame;
+    received binary frames feed the MQTT parser. Control frames the broker sends are kept in
+    .control as (opcode, payload); .close_code is the code of its close frame (None if none).
+    send_frame() / send_bytes() send any frame or bytes."""
+
+    def __init__(self, port, host=HOST, timeout=5.0, version=5, tls=None, path="/mqtt",
+                 protocol="mqtt"):
+        super().__init__(port, host, timeout, version, tls=tls)
+        self.wsbuf = bytearray()
+        self.control = []
+        self.close_code = None
+        self.close_reason = None
+        req, key = ws_request(path, host, protocol=protocol)
+        self.sock.sendall(req)
+        self.upgrade, rest = read_http_response(self.sock, timeout)
+        check(self.upgrade.status == 101, "WebSocket upgrade refused: %r" % self.upgrade)
+        want = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        check_eq(self.upgrade.headers.get("sec-websocket-accept"), want, "Sec-WebSocket-Accept")
+        self.wsbuf += rest
+
+    def send_bytes(self, data):
+        self.sock.sendall(bytes(data))
+
+    def send_frame(self, opcode, payload=b"", **kw):
+        self.sock.sendall(ws_frame(opcode, payload, **kw))
+
+    def send_raw(self, data):
+        try:
+            self.sock.sendall(ws_frame(WS_BINARY, data))
+        except OSError as e:
+            raise AssertionError("broker closed the connection while we were sending (%s)" % e)
+
+    def _frames(self):
+        """Moves complete frames out of wsbuf; returns True if MQTT bytes were added."""
+        got = False
+        while len(self.wsbuf) >= 2:
+            b0, b1 = self.wsbuf[0], self.wsbuf[1]
+            check(not b1 & 0x80, "the broker sent a masked frame")
+            n, i = b1 & 0x7F, 2
+            if n == 126:
+                if len(self.wsbuf) < 4:
+                    break
+                n, i = struct.unpack(">H", self.wsbuf[2:4])[0], 4
+            elif n == 127:
+                if len(self.wsbuf) < 10:
+                    break
+                n, i = struct.unpack(">Q", self.wsbuf[2:10])[0], 10
+            if len(self.wsbuf) < i + n:
+                break
+            op, payload = b0 & 0x0F, bytes(self.wsbuf[i:i + n])
+            del self.wsbuf[:i + n]
+            if op in (WS_BINARY, WS_CONT):
+                self.buf += payload
+                got = True
+            else:
+                self.control.append((op, payload))
+                if op == WS_CLOSE and self.close_code is None:
+                    self.close_code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 \
+                        else 1005
+                    self.close_reason = payload[2:].decode("utf-8", "replace")
+        return got
+
+    def _fill(self, deadline):
+        while True:
+            if self._frames():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                return False
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            except ssl.SSLError as e:
+                self.tls_error = e
+                data = b""
+            if not data:
+                self._frames()
+                self.eof = True
+                raise Closed()
+            self.wsbuf += data
+
+    def expect_ws_close(self, timeout=5.0):
+        """Reads until the broker closes the TCP connection; returns (closed, close_code)."""
+        res = self.expect_closed(timeout)
+        return bool(res), self.close_code
+
+
+# ---------------------------------------------------------------------------------------------
 # mosquitto_pub / mosquitto_sub.
 
 def _mosq_version(version):
@@ -1104,7 +1328,9 @@ class Paho:
     messages go to .messages (a queue of paho MQTTMessage)."""
 
     def __init__(self, port, client_id=None, version=5, clean=True, session_expiry=None,
-                 keepalive=60, will=None, timeout=5.0):
+                 keepalive=60, will=None, timeout=5.0, transport="tcp", tls=None, ws_path=None):
+        """transport="websockets" for MQTT over WebSockets (ws_path: the request path, paho's
+        default /mqtt); tls: an ssl.SSLContext for TLS (tls_set_context)."""
         mqtt = paho()
         from paho.mqtt.properties import Properties
         from paho.mqtt.packettypes import PacketTypes
@@ -1114,10 +1340,14 @@ class Paho:
         proto = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
         if version == 5:
             self.c = mqtt.Client(client_id=self.client_id, protocol=proto,
-                                 reconnect_on_failure=False)
+                                 reconnect_on_failure=False, transport=transport)
         else:
             self.c = mqtt.Client(client_id=self.client_id, clean_session=clean, protocol=proto,
-                                 reconnect_on_failure=False)
+                                 reconnect_on_failure=False, transport=transport)
+        if ws_path is not None:
+            self.c.ws_set_options(path=ws_path)
+        if tls is not None:
+            self.c.tls_set_context(tls)
         self.messages = queue.Queue()
         self.events = queue.Queue()
         self.connack = None
