@@ -214,9 +214,10 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         o->window = 1000 / into_one < 8 ? 8 : 1000 / into_one;
     }
     if (o->timeout == 0) {
-        double t = o->mode == RB_MODE_RATE    ? o->duration + o->drain
-                   : o->mode == RB_MODE_MAX ? o->probe + o->drain +
-                                                  o->trials * (o->duration + o->drain + 1)
+        /* every trial may first wait up to 10 s for an idle broker (settle) */
+        double t = o->mode == RB_MODE_RATE    ? o->duration + o->drain + 10
+                   : o->mode == RB_MODE_MAX ? o->probe + o->drain + 10 +
+                                                  o->trials * (o->duration + o->drain + 11)
                                             : o->duration + o->hold;
         o->timeout = t + 60;
     }
