@@ -1038,11 +1038,12 @@ static int ca_bundle(struct run *r, char *path, size_t pathlen)
     }
     snprintf(path, pathlen, "%s/ca.crt", r->dir);
     int rc = all.oom ? fail(r->err, r->errlen, -ENOMEM, "out of memory") : 0;
-    if (rc == 0 && (read_file(path, &buf, &len) != 0 || len != all.len ||
-                    memcmp(buf, all.p, len) != 0))
-        rc = write_atomic(r->dir, path, all.p, all.len, 0644, r->err, r->errlen);
-    else if (rc == 0)
+    bool same = rc == 0 && read_file(path, &buf, &len) == 0 && len == all.len &&
+                memcmp(buf, all.p, len) == 0;
+    if (rc == 0)
         free(buf);
+    if (rc == 0 && !same)
+        rc = write_atomic(r->dir, path, all.p, all.len, 0644, r->err, r->errlen);
     free(all.p);
     return rc;
 }
