@@ -529,10 +529,12 @@ static void emit(struct rb_worker *w, struct rb_conn *c, uint32_t n, const struc
     mark_dirty(w, c);
 }
 
-/* One pacing tick of every publisher of this worker. */
-static void publish_tick(struct rb_worker *w, const struct rb_ctl *ctl, uint64_t now)
+/* One pacing tick of every publisher of this worker. Returns when the next publish is due
+ * (absolute ns): the loop sleeps until then instead of waking every tick at low rates. */
+static uint64_t publish_tick(struct rb_worker *w, const struct rb_ctl *ctl, uint64_t now)
 {
     bool closed = ctl->rate_per_pub <= 0;
+    uint64_t next = closed ? now : UINT64_MAX;
     for (uint32_t i = 0; i < w->nconns; i++) {
         struct rb_conn *c = &w->conns[i];
         if (c->role != RB_ROLE_PUB || c->state != CS_READY)
@@ -543,8 +545,12 @@ static void publish_tick(struct rb_worker *w, const struct rb_ctl *ctl, uint64_t
                 continue;
             double el = (double)(now - ctl->t_start_ns) * 1e-9;
             uint64_t due = (uint64_t)(el * ctl->rate_per_pub) + 1; /* the first one at t=0 */
-            if (due <= c->sent_trial)
+            if (due <= c->sent_trial) {
+                uint64_t at = ctl->t_start_ns +
+                              (uint64_t)((double)c->sent_trial / ctl->rate_per_pub * 1e9);
+                next = at < next ? at : next;
                 continue;
+            }
             want = due - c->sent_trial;
             uint64_t sched =
                 ctl->t_start_ns + (uint64_t)((double)c->sent_trial / ctl->rate_per_pub * 1e9);
@@ -564,11 +570,19 @@ static void publish_tick(struct rb_worker *w, const struct rb_ctl *ctl, uint64_t
         size_t pending = c->out.len - c->out_off;
         uint64_t room = pending >= RB_OUT_MAX ? 0 : (RB_OUT_MAX - pending) / c->tmpl.len + 1;
         lim = lim < room ? lim : room;
-        if (lim < want && !closed)
+        if (lim < want && !closed) {
             rb_inc(&w->st.blocked, 1);
+            next = now; /* held back: look again after one tick */
+        }
         if (lim > 0)
             emit(w, c, (uint32_t)lim, ctl, now);
+        if (!closed && lim == want) { /* on schedule: the next one is due at */
+            uint64_t at = ctl->t_start_ns +
+                          (uint64_t)((double)c->sent_trial / ctl->rate_per_pub * 1e9);
+            next = at < next ? at : next;
+        }
     }
+    return next;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -647,14 +661,19 @@ static void *worker_main(void *arg)
         if (ph == RB_PH_STOP)
             break;
         uint64_t now = rb_now_ns();
+        long wait_ns = 50000000L; /* idle phases: the eventfd wakes us on a phase change */
         if (ph == RB_PH_RUN) {
-            if (connect_mode)
+            if (connect_mode) {
                 open_more(w);
-            else
-                publish_tick(w, &ctl, now);
+            } else {
+                uint64_t next = publish_tick(w, &ctl, now);
+                wait_ns = next <= now + (uint64_t)tick_ns ? tick_ns
+                          : next - now > (uint64_t)wait_ns ? wait_ns
+                                                            : (long)(next - now);
+            }
         }
         flush_dirty(w);
-        struct timespec ts = {0, ph == RB_PH_RUN && !connect_mode ? tick_ns : 50000000L};
+        struct timespec ts = {0, wait_ns};
         int n = epoll_pwait2(w->ep, evs, 256, &ts, NULL);
         if (n < 0 && errno != EINTR) {
             snprintf(w->err, sizeof w->err, "epoll_wait: %s", strerror(errno));
