@@ -54,6 +54,8 @@
 #define SIG_MAX 1100                         /* RSA 8192 signature: 1024 bytes */
 #define PUB_MAX 2200                         /* RSA 8192 SubjectPublicKeyInfo: ~1.1 KiB */
 #define KEYID_LEN 20                         /* SHA-1, RFC 5280 4.2.1.2 method (1) */
+#define MAX_DIR 400                          /* data_dir bytes */
+#define PATH_LEN 640                         /* data_dir / id (<= 128) . suffix */
 
 /* wolfSSL decodes IP address SANs only with one of these; without, only DNS names are compared
  * when deciding to reuse a certificate. */
@@ -758,7 +760,7 @@ static int cert_from_pem(const char *pem, size_t len, struct cert *c, const char
 {
     memset(c, 0, sizeof *c);
     *why = "no PEM certificate wolfSSL can parse";
-    c->der = malloc(len);
+    c->der = malloc(len + 1);
     c->dc = calloc(1, sizeof *c->dc);
     if (!c->der || !c->dc) {
         cert_free(c);
@@ -849,7 +851,7 @@ static int fsync_dir(const char *dir)
 static int write_atomic(const char *dir, const char *path, const void *data, size_t len,
                         mode_t mode, char *err, size_t errlen)
 {
-    char tmp[4200];
+    char tmp[PATH_LEN];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     unlink(tmp); /* left over from a crash; we hold the directory lock */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode), rc = 0;
@@ -882,7 +884,7 @@ static int write_atomic(const char *dir, const char *path, const void *data, siz
 /* mkdir -p: missing components are created 0700; existing ones are left as they are. */
 static int make_dirs(const char *dir, char *err, size_t errlen)
 {
-    char p[4096];
+    char p[PATH_LEN];
     size_t n = strlen(dir);
     if (n == 0 || n >= sizeof p)
         return fail(err, errlen, -EINVAL, "data directory '%.200s': empty or too long", dir);
@@ -971,7 +973,7 @@ static int ca_issue(struct run *r, struct ca *ca, const char *crt_path)
 /* Loads the CA of family fam, creating it when neither of its files exists. */
 static int ca_load(struct run *r, int fam, struct ca *ca)
 {
-    char crt_path[4200], key_path[4200], *crt = NULL, *keypem = NULL;
+    char crt_path[PATH_LEN], key_path[PATH_LEN], *crt = NULL, *keypem = NULL;
     size_t crt_len, key_len;
     const char *why;
     snprintf(crt_path, sizeof crt_path, "%s/ca-%s.crt", r->dir, fam_file[fam]);
@@ -1027,7 +1029,7 @@ static int ca_load(struct run *r, int fam, struct ca *ca)
 static int ca_bundle(struct run *r, char *path, size_t pathlen)
 {
     struct der all = {0};
-    char p[4200], *buf;
+    char p[PATH_LEN], *buf;
     size_t len;
     for (int f = 0; f < N_FAM; f++) {
         snprintf(p, sizeof p, "%s/ca-%s.crt", r->dir, fam_file[f]);
@@ -1144,6 +1146,9 @@ static int check_args(const char *data_dir, const char *id, const struct rq_tls_
 {
     if (!data_dir || !id || !spec)
         return fail(err, errlen, -EINVAL, "autocert: missing argument");
+    if (strlen(data_dir) > MAX_DIR) /* so every path fits PATH_LEN and rq_autocert.ca_path */
+        return fail(err, errlen, -ENAMETOOLONG, "data directory '%.64s...': longer than %d bytes",
+                    data_dir, MAX_DIR);
     if (!id_ok(id))
         return fail(err, errlen, -EINVAL,
                     "certificate name '%.128s': use 1-128 of A-Z a-z 0-9 . _ -, not starting with "
@@ -1194,7 +1199,7 @@ static int fill_out(struct run *r, const struct ca *ca, struct key *key, const s
 static int ensure_locked(struct run *r, const char *id, struct rq_autocert *out)
 {
     const struct alg *alg = &leaf_algs[r->spec->key_algorithm];
-    char crt_path[4200], key_path[4200], *crt = NULL, *keypem = NULL, *pem = NULL;
+    char crt_path[PATH_LEN], key_path[PATH_LEN], *crt = NULL, *keypem = NULL, *pem = NULL;
     size_t crt_len = 0, key_len = 0, pem_len = 0;
     struct ca ca = {0};
     struct sans sans;
@@ -1265,7 +1270,7 @@ int rq_autocert_ensure(const char *data_dir, const char *id, const struct rq_tls
         rc = make_dirs(data_dir, err, errlen);
     if (rc != 0)
         return rc;
-    char lock_path[4200];
+    char lock_path[PATH_LEN];
     snprintf(lock_path, sizeof lock_path, "%s/.lock", data_dir);
     int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock < 0)

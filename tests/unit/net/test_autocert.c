@@ -730,6 +730,12 @@ static void test_bad_arguments(void)
     CHECK(strstr(err, "bad name"));
     CHECK_EQ(mode_of(pathf(p, sizeof p, "%s/x.crt", dir)), -1);
 
+    char longdir[500];
+    memset(longdir, 'd', sizeof longdir - 1);
+    longdir[0] = '/';
+    longdir[sizeof longdir - 1] = '\0';
+    CHECK_EQ(rq_autocert_ensure(longdir, "x", &s, t0, &a, err, sizeof err), -ENAMETOOLONG);
+
     /* The data directory is a file. */
     pathf(p, sizeof p, "%s/plainfile", root);
     spill(p, "x");
