@@ -332,6 +332,25 @@ def text_frame_fails_with_1003(b):
 
 
 @case(ringmq_only=ONLY)
+def protocol_errors_fail_with_1002(b):
+    # RFC 6455 5.2, 5.4, 5.5, 7.4: each is a protocol error that fails the connection.
+    cases = [
+        ("ping payload of 126 bytes", [rq.ws_frame(rq.WS_PING, b"p" * 126)]),
+        ("fragmented ping", [rq.ws_frame(rq.WS_PING, b"p", fin=False)]),
+        ("continuation without a first fragment", [rq.ws_frame(rq.WS_CONT, b"\xc0\x00")]),
+        ("new message inside a fragmented one",
+         [rq.ws_frame(rq.WS_BINARY, b"\xc0", fin=False), rq.ws_frame(rq.WS_BINARY, b"\x00")]),
+        ("RSV1 set without an extension", [rq.ws_frame(rq.WS_BINARY, b"\xc0\x00", rsv=4)]),
+        ("reserved opcode 0x3", [rq.ws_frame(0x3, b"")]),
+        ("close code 999", [rq.ws_frame(rq.WS_CLOSE, struct.pack(">H", 999))]),
+    ]
+    for what, frames in cases:
+        c = ws_connected(b)
+        c.send_bytes(b"".join(frames))
+        expect_close_code(c, 1002, what)
+
+
+@case(ringmq_only=ONLY)
 def frame_over_max_packet_size_fails_with_1009(b):
     # Control: a PUBLISH near the limit in one frame goes through.
     c = ws_connected(b)
@@ -360,4 +379,7 @@ def frame_over_max_packet_size_fails_with_1009(b):
 
 
 if __name__ == "__main__":
+    if not certs.openssl_available():
+        print("SKIP all: the openssl command line tool is missing (certificates are made with it)")
+        sys.exit(rq.SKIP_RC)
     rq.run(fixture, timeout=180)
