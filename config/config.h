@@ -197,6 +197,8 @@ struct rq_config {
     uint16_t max_topic_alias;    /* Topic Alias Maximum we accept from clients; default 64 */
     uint32_t connect_timeout_ms; /* default 10000 */
     bool log_json;               /* default false */
+    char data_dir[255];          /* dataDir: broker-issued certificates (tls mode Automatic);
+                                    "" = the default chosen by the CLI (see README) */
 
     struct rq_port_cfg *ports;
     size_t n_ports;

@@ -101,6 +101,7 @@ static const struct rq_field ringmq_fields[] = {
     UINT("maxTopicAliases", max_topic_alias, 0, 65535),
     CUSTOM("connectTimeoutSeconds", set_connect_timeout),
     {.key = "logFormat", .type = RQ_F_ENUM, .choices = "text|json", CFG(log_json)},
+    {.key = "dataDir", .type = RQ_F_STR, CFG(data_dir)},
     END,
 };
 
