@@ -20,6 +20,9 @@ fi
 if [ "$mode" != "--fast" ]; then
   echo "== ASan+UBSan build and tests"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  run_suite build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGMQ_SANITIZE=address,undefined
+  reuse=()
+  # the sanitizer tree reuses the Release tree's wolfSSL (same pinned version and flags)
+  [ -f build/_deps/wolfssl/lib/libwolfssl.a ] && reuse=(-DRINGMQ_WOLFSSL_DIR="$PWD/build/_deps/wolfssl")
+  run_suite build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGMQ_SANITIZE=address,undefined "${reuse[@]}"
 fi
 echo "== all tests passed"
