@@ -18,7 +18,9 @@
 # runs on the same DIR are serialized with flock. Needs a deb-src entry for Debian's archive
 # (bash tools/deps.sh adds one), network access on the first build only, no root.
 set -euo pipefail
-
+# bash reads a script while running it: the braces make it parse the whole file first, so a
+# checkout or edit during a (long) build cannot change what the running build does.
+{
 RECIPE=1 # bump when the steps below change in a way the flags do not show
 # The speed flags, then ringmq's features. Keep in step with docs/wolfssl.md.
 FLAGS=(
@@ -72,6 +74,7 @@ key_of() { # Debian version -> stamp key
 # database changed since the last build, the Debian version recorded then still holds.
 if [ -f "$stamp" ] && [ -f "$prefix/lib/libwolfssl.a" ] && [ -f "$work/debian-version" ] &&
   [ "$stamp" -nt /var/lib/apt/lists ] && [ "$stamp" -nt /var/lib/dpkg/status ] &&
+  [ "$(upstream_of "$(cat "$work/debian-version")")" = "$version" ] &&
   [ "$(cat "$stamp")" = "$(key_of "$(cat "$work/debian-version")")" ]; then
   echo "wolfssl: $version (Debian $(cat "$work/debian-version"), AES-NI/asm) up to date in $prefix"
   exit 0
@@ -150,3 +153,5 @@ rm -rf "$work/src" # only the installed prefix is reused
 echo "$candidate" >"$work/debian-version"
 printf '%s\n' "$key" >"$stamp"
 echo "wolfssl: built $version (Debian $src_ver) in $((SECONDS - started)) s"
+exit 0
+}
