@@ -47,15 +47,15 @@
 
 #include "net/tls_lib.h"
 
-#define BACKDATE_S 300                       /* notBefore = now - 5 min: tolerate clock skew */
-#define CA_LIFETIME_S (3653LL * 86400)       /* 10 years */
-#define MAX_TIME 253402300799LL              /* 9999-12-31T23:59:59Z, the last X.509 time */
-#define MAX_FILE (1 << 20)                   /* certificates and keys are a few KiB */
-#define SIG_MAX 1100                         /* RSA 8192 signature: 1024 bytes */
-#define PUB_MAX 2200                         /* RSA 8192 SubjectPublicKeyInfo: ~1.1 KiB */
-#define KEYID_LEN 20                         /* SHA-1, RFC 5280 4.2.1.2 method (1) */
-#define MAX_DIR 400                          /* data_dir bytes */
-#define PATH_LEN 640                         /* data_dir / id (<= 128) . suffix */
+#define BACKDATE_S 300                 /* notBefore = now - 5 min: tolerate clock skew */
+#define CA_LIFETIME_S (3653LL * 86400) /* 10 years */
+#define MAX_TIME 253402300799LL        /* 9999-12-31T23:59:59Z, the last X.509 time */
+#define MAX_FILE (1 << 20)             /* certificates and keys are a few KiB */
+#define SIG_MAX 1100                   /* RSA 8192 signature: 1024 bytes */
+#define PUB_MAX 2200                   /* RSA 8192 SubjectPublicKeyInfo: ~1.1 KiB */
+#define KEYID_LEN 20                   /* SHA-1, RFC 5280 4.2.1.2 method (1) */
+#define MAX_DIR 400                    /* data_dir bytes */
+#define PATH_LEN 640                   /* data_dir / id (<= 128) . suffix */
 
 /* wolfSSL decodes IP address SANs only with one of these; without, only DNS names are compared
  * when deciding to reuse a certificate. */
@@ -95,14 +95,13 @@ static const char *const fam_file[N_FAM] = {"ec", "rsa", "ed25519"};
 /* Private keys on disk: "EC PRIVATE KEY" (SEC 1), "RSA PRIVATE KEY" (PKCS#1), "PRIVATE KEY"
  * (Ed25519: PKCS#8 with the public key, RFC 8410). Reading the Ed25519 one as PRIVATEKEY_TYPE
  * would strip the PKCS#8 wrapper and with it the public key, so each family has its types. */
-static const int key_pem_out[N_FAM] = {ECC_PRIVATEKEY_TYPE, PRIVATEKEY_TYPE,
-                                       PKCS8_PRIVATEKEY_TYPE};
+static const int key_pem_out[N_FAM] = {ECC_PRIVATEKEY_TYPE, PRIVATEKEY_TYPE, PKCS8_PRIVATEKEY_TYPE};
 static const int key_pem_in[N_FAM] = {PRIVATEKEY_TYPE, PRIVATEKEY_TYPE, PKCS8_PRIVATEKEY_TYPE};
 
 /* AlgorithmIdentifier of the CA's signature: ecdsa-with-SHA256, sha256WithRSAEncryption (NULL
  * parameters), Ed25519 (RFC 8410). And the OID sums wolfSSL reports for them. */
-static const uint8_t sigalg_ec[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48,
-                                    0xce, 0x3d, 0x04, 0x03, 0x02};
+static const uint8_t sigalg_ec[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                    0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
 static const uint8_t sigalg_rsa[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
                                      0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00};
 static const uint8_t sigalg_ed[] = {0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70};
@@ -456,8 +455,8 @@ static int key_generate(const struct alg *a, WC_RNG *rng, struct key **out, cons
         *why = "out of memory";
         return -ENOMEM;
     }
-    int rc = a->fam == FAM_EC ? wc_ecc_make_key_ex(rng, wc_ecc_get_curve_size_from_id(a->param),
-                                                   &k->u.ec, a->param)
+    int rc = a->fam == FAM_EC    ? wc_ecc_make_key_ex(rng, wc_ecc_get_curve_size_from_id(a->param),
+                                                      &k->u.ec, a->param)
              : a->fam == FAM_RSA ? wc_MakeRsaKey(&k->u.rsa, a->param, WC_RSA_EXPONENT, rng)
                                  : wc_ed25519_make_key(rng, ED25519_KEY_SIZE, &k->u.ed);
     if (rc != 0) {
@@ -528,8 +527,7 @@ static bool key_verify(struct key *k, const uint8_t *msg, size_t len, const uint
     uint8_t hash[WC_SHA256_DIGEST_SIZE], enc[MAX_ENCODED_SIG_SZ], dec[SIG_MAX];
     int res = 0;
     if (k->fam == FAM_ED25519)
-        return wc_ed25519_verify_msg(sig, (word32)siglen, msg, (word32)len, &res, &k->u.ed) ==
-                   0 &&
+        return wc_ed25519_verify_msg(sig, (word32)siglen, msg, (word32)len, &res, &k->u.ed) == 0 &&
                res == 1;
     if (wc_Sha256Hash(msg, (word32)len, hash) != 0)
         return false;
@@ -581,17 +579,19 @@ static int key_from_pem(const char *pem, size_t len, int fam, WC_RNG *rng, struc
     word32 idx = 0;
     *out = NULL;
     *why = "not a PEM private key";
-    int rc = wc_PemToDer((const unsigned char *)pem, (long)len, key_pem_in[fam], &der, NULL,
-                         NULL, NULL);
+    int rc =
+        wc_PemToDer((const unsigned char *)pem, (long)len, key_pem_in[fam], &der, NULL, NULL, NULL);
     if (rc == 0 && !(k = key_new(fam))) {
         rc = MEMORY_E;
         *why = "out of memory";
     } else if (rc == 0) {
-        *why = fam == FAM_EC ? "not an EC private key" : fam == FAM_RSA ? "not an RSA private key"
-                                                                       : "not an Ed25519 private key";
-        rc = fam == FAM_EC    ? wc_EccPrivateKeyDecode(der->buffer, &idx, &k->u.ec, der->length)
-             : fam == FAM_RSA ? wc_RsaPrivateKeyDecode(der->buffer, &idx, &k->u.rsa, der->length)
-                              : wc_Ed25519PrivateKeyDecode(der->buffer, &idx, &k->u.ed, der->length);
+        *why = fam == FAM_EC    ? "not an EC private key"
+               : fam == FAM_RSA ? "not an RSA private key"
+                                : "not an Ed25519 private key";
+        rc = fam == FAM_EC ? wc_EccPrivateKeyDecode(der->buffer, &idx, &k->u.ec, der->length)
+             : fam == FAM_RSA
+                 ? wc_RsaPrivateKeyDecode(der->buffer, &idx, &k->u.rsa, der->length)
+                 : wc_Ed25519PrivateKeyDecode(der->buffer, &idx, &k->u.ed, der->length);
     }
     wc_FreeDer(&der);
     if (rc == 0) {
@@ -626,15 +626,16 @@ struct tbs {
 };
 
 /* TBSCertificate (RFC 5280 4.1), v3, signed by a key of family fam. */
-static void der_tbs(struct der *d, const struct tbs *t, int fam, const uint8_t *spki, size_t spki_len)
+static void der_tbs(struct der *d, const struct tbs *t, int fam, const uint8_t *spki,
+                    size_t spki_len)
 {
     static const uint8_t v3[] = {0xa0, 0x03, 0x02, 0x01, 0x02};
     static const uint8_t oid_bc[3] = {0x55, 0x1d, 0x13}, oid_eku[3] = {0x55, 0x1d, 0x25},
                          oid_skid[3] = {0x55, 0x1d, 0x0e}, oid_akid[3] = {0x55, 0x1d, 0x23};
     static const uint8_t bc_ca[] = {0x30, 0x06, 0x01, 0x01, 0xff, 0x02, 0x01, 0x00}; /* pathlen 0 */
-    static const uint8_t bc_leaf[] = {0x30, 0x00};                                  /* cA FALSE */
-    static const uint8_t eku_server[] = {0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01,
-                                         0x05, 0x05, 0x07, 0x03, 0x01}; /* id-kp-serverAuth */
+    static const uint8_t bc_leaf[] = {0x30, 0x00};                                   /* cA FALSE */
+    static const uint8_t eku_server[] = {0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06,
+                                         0x01, 0x05, 0x05, 0x07, 0x03, 0x01}; /* id-kp-serverAuth */
     size_t tbs = der_open(d, 0x30);
     der_put(d, v3, sizeof v3);
     der_tlv(d, 0x02, t->serial, sizeof t->serial);
@@ -675,8 +676,8 @@ static void der_tbs(struct der *d, const struct tbs *t, int fam, const uint8_t *
 /* Encodes and signs a certificate for subject_key with signer (the CA key; itself for the
  * CA), then checks the signature with the signer's public half. Returns 0 with a malloc'd DER,
  * or a negative wolfCrypt error. */
-static int cert_make(const struct tbs *t, struct key *subject_key, struct key *signer,
-                     WC_RNG *rng, uint8_t **der_out, size_t *der_len)
+static int cert_make(const struct tbs *t, struct key *subject_key, struct key *signer, WC_RNG *rng,
+                     uint8_t **der_out, size_t *der_len)
 {
     uint8_t spki[PUB_MAX], sig[SIG_MAX];
     struct der tbs = {0}, cert = {0};
@@ -895,8 +896,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
         char c = p[i];
         p[i] = '\0';
         if (mkdir(p, 0700) != 0 && errno != EEXIST)
-            return fail(err, errlen, -errno, "%s: cannot create directory: %s", p,
-                        strerror(errno));
+            return fail(err, errlen, -errno, "%s: cannot create directory: %s", p, strerror(errno));
         p[i] = c;
     }
     struct stat st;
@@ -1017,9 +1017,11 @@ static int ca_load(struct run *r, int fam, struct ca *ca)
     if (!dc->isCA || memcmp(dc->extSubjKeyId, ca->skid, KEYID_LEN) != 0 ||
         !cert_signed_by(&ca->cert, ca->key))
         return ca_error(r, crt_path, "not the CA certificate of the key next to it");
-    if (r->now < ca->cert.not_before || ca->cert.not_after - r->now <= (int64_t)r->spec->renew_before_s)
-        return ca_error(r, crt_path, "not valid now, or expiring before a server certificate "
-                                     "could be renewed");
+    if (r->now < ca->cert.not_before ||
+        ca->cert.not_after - r->now <= (int64_t)r->spec->renew_before_s)
+        return ca_error(r, crt_path,
+                        "not valid now, or expiring before a server certificate "
+                        "could be renewed");
     if (!(ca->pem = der_to_pem(ca->cert.der, ca->cert.der_len, &ca->pem_len)))
         return fail(r->err, r->errlen, -ENOMEM, "%s: cannot encode the CA certificate", crt_path);
     return 0;
@@ -1099,8 +1101,8 @@ static int leaf_issue(struct run *r, const struct ca *ca, struct key *key, const
     };
     /* Never past the CA's notAfter; ca_load made sure that leaves room for renewBefore. */
     uint64_t ca_left = (uint64_t)(ca->cert.not_after - r->now);
-    t.not_after = r->spec->duration_s >= ca_left ? ca->cert.not_after
-                                                  : r->now + (int64_t)r->spec->duration_s;
+    t.not_after =
+        r->spec->duration_s >= ca_left ? ca->cert.not_after : r->now + (int64_t)r->spec->duration_s;
     int rc = key_id(key, skid);
     if (rc == 0)
         rc = wc_RNG_GenerateBlock(&r->rng, t.serial, sizeof t.serial);
@@ -1118,8 +1120,9 @@ static int leaf_issue(struct run *r, const struct ca *ca, struct key *key, const
     const char *why;
     rc = cert_from_pem(pem, pem_len, c, &why);
     free(pem);
-    return rc == 0 ? 0 : fail(r->err, r->errlen, -EIO, "%s: cannot read back the new certificate",
-                              crt_path);
+    return rc == 0 ? 0
+                   : fail(r->err, r->errlen, -EIO, "%s: cannot read back the new certificate",
+                          crt_path);
 }
 
 static bool id_ok(const char *id)
@@ -1167,8 +1170,7 @@ static int check_args(const char *data_dir, const char *id, const struct rq_tls_
     if (spec->duration_s == 0 || spec->renew_before_s >= spec->duration_s)
         return fail(err, errlen, -EINVAL,
                     "duration (%llus) must be longer than renewBefore (%llus)",
-                    (unsigned long long)spec->duration_s,
-                    (unsigned long long)spec->renew_before_s);
+                    (unsigned long long)spec->duration_s, (unsigned long long)spec->renew_before_s);
     return 0;
 }
 
@@ -1224,8 +1226,7 @@ static int ensure_locked(struct run *r, const char *id, struct rq_autocert *out)
     out->issued = rc == 0 && out->why_issued != NULL;
     if (out->issued) {
         cert_free(&c);
-        bool keep = key && key->param == alg->param &&
-                    r->spec->rotation_policy == RQ_ROTATE_NEVER;
+        bool keep = key && key->param == alg->param && r->spec->rotation_policy == RQ_ROTATE_NEVER;
         if (!keep) { /* rotationPolicy Always, or no usable key: a new one */
             key_free(key);
             rc = key_generate(alg, &r->rng, &key, &why);
@@ -1248,8 +1249,7 @@ static int ensure_locked(struct run *r, const char *id, struct rq_autocert *out)
                (crt_len != out->cert_len || memcmp(crt, out->cert_pem, crt_len) != 0)) {
         /* Same leaf, but the CA after it in the file is not the current CA's PEM (the CA
          * certificate was re-issued for the same key): keep the file what we serve. */
-        rc = write_atomic(r->dir, crt_path, out->cert_pem, out->cert_len, 0644, r->err,
-                          r->errlen);
+        rc = write_atomic(r->dir, crt_path, out->cert_pem, out->cert_len, 0644, r->err, r->errlen);
     }
     free(crt);
     cert_free(&c);

@@ -21,15 +21,15 @@
 #include "config/config.h"
 
 struct rq_autocert {
-    char *cert_pem;   /* server certificate, then the CA certificate that signed it (PEM) */
-    size_t cert_len;  /* bytes, without the terminating NUL */
-    char *key_pem;    /* the server's private key (PEM); zeroed by rq_autocert_free */
+    char *cert_pem;  /* server certificate, then the CA certificate that signed it (PEM) */
+    size_t cert_len; /* bytes, without the terminating NUL */
+    char *key_pem;   /* the server's private key (PEM); zeroed by rq_autocert_free */
     size_t key_len;
-    int64_t not_after; /* Unix seconds */
-    int64_t renew_at;  /* not_after - renew_before_s: call rq_autocert_ensure again then */
-    char ca_path[512]; /* <data_dir>/ca.crt */
-    char serial[33];   /* the server certificate's serial number, hex, for log lines */
-    bool issued;       /* true when this call wrote a new server certificate */
+    int64_t not_after;      /* Unix seconds */
+    int64_t renew_at;       /* not_after - renew_before_s: call rq_autocert_ensure again then */
+    char ca_path[512];      /* <data_dir>/ca.crt */
+    char serial[33];        /* the server certificate's serial number, hex, for log lines */
+    bool issued;            /* true when this call wrote a new server certificate */
     const char *why_issued; /* then why, e.g. "renewal is due" (static string); else NULL */
 };
 

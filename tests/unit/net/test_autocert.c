@@ -30,10 +30,10 @@
 #define DURATION (90 * DAY)
 #define RENEW (15 * DAY)
 
-static char root[64];   /* mkdtemp */
-static char dir[128];   /* root/data/sub: created by the module */
+static char root[64]; /* mkdtemp */
+static char dir[128]; /* root/data/sub: created by the module */
 static bool have_openssl;
-static int64_t t0;      /* "now" of the first call */
+static int64_t t0; /* "now" of the first call */
 
 static const char *pathf(char *buf, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -375,7 +375,8 @@ static void test_first_issue(void)
         free(text);
         text = x509_text(ac.ca_path);
         CHECK(text && strstr(text, "Basic Constraints: critical\n                CA:TRUE"));
-        CHECK(text && strstr(text, "Key Usage: critical\n                Certificate Sign, CRL Sign"));
+        CHECK(text &&
+              strstr(text, "Key Usage: critical\n                Certificate Sign, CRL Sign"));
         CHECK(text && strstr(text, "Subject Key Identifier"));
         free(text);
         /* Validity ~ duration: valid for DURATION - 1 h more, not for DURATION + 1 h. The
@@ -425,8 +426,9 @@ static void test_algorithms(void)
         double ms = ms_since(&t);
         if (cases[i].alg == RQ_KEY_RSA8192 && RSA_MAX_SIZE < 8192) {
             /* This wolfSSL cannot make (or serve) such a key: a clear error, nothing written. */
-            fprintf(stderr, "test_autocert: RSA 8192 unsupported by this wolfSSL (RSA_MAX_SIZE "
-                            "%d): expecting the error\n",
+            fprintf(stderr,
+                    "test_autocert: RSA 8192 unsupported by this wolfSSL (RSA_MAX_SIZE "
+                    "%d): expecting the error\n",
                     (int)RSA_MAX_SIZE);
             CHECK_EQ(rc, -EINVAL);
             CHECK(strstr(err, "RSA 8192") && strstr(err, "up to 4096 bits"));
@@ -442,8 +444,8 @@ static void test_algorithms(void)
         CHECK_STR(rq_x509_key_alg_name(&leaf), cases[i].x509_name);
         rq_x509_info_free(&leaf);
         check_openssl_verify(dir, cases[i].id);
-        char *text = have_openssl ? x509_text(pathf(p, sizeof p, "%s/%s.crt", dir, cases[i].id))
-                                  : NULL;
+        char *text =
+            have_openssl ? x509_text(pathf(p, sizeof p, "%s/%s.crt", dir, cases[i].id)) : NULL;
         if (have_openssl) {
             CHECK(text && strstr(text, cases[i].openssl_key));
             CHECK(text && strstr(text, cases[i].openssl_sig));
@@ -699,13 +701,40 @@ static void test_ca_lifetime(void)
     rq_x509_info_free(&ca);
 }
 
+/* Times from 2050 on are GeneralizedTime (RFC 5280 4.1.2.5): a CA made in 2045 ends in 2055. */
+static void test_far_future(void)
+{
+    char d[160], err[600], p[256];
+    struct rq_autocert a;
+    struct rq_tls_auto s = std_spec(RQ_KEY_EC256);
+    const int64_t y2045 = 2366841600LL; /* 2045-01-01T00:00:00Z */
+    pathf(d, sizeof d, "%s/future", root);
+    CHECK_EQ(ensure(d, "x", &s, y2045, &a, err, sizeof err), 0);
+    size_t len;
+    char *pem = slurp(pathf(p, sizeof p, "%s/ca-ec.crt", d), &len);
+    struct rq_x509_info ca;
+    CHECK(pem && first_cert(pem, len, &ca));
+    CHECK_EQ(ca.not_after, y2045 + 3653LL * DAY);
+    rq_x509_info_free(&ca);
+    free(pem);
+    check_openssl_verify_at(d, "x", y2045);
+    check_tls_at(&a, "localhost", y2045, "2045");
+    char *text = have_openssl ? x509_text(p) : NULL;
+    CHECK(!have_openssl || (text && strstr(text, "Not After : Jan  2 00:00:00 2055 GMT")));
+    free(text);
+    rq_autocert_free(&a);
+    CHECK_EQ(ensure(d, "x", &s, y2045 + DAY, &a, err, sizeof err), 0);
+    CHECK(!a.issued); /* the 2055 GeneralizedTime read back */
+    rq_autocert_free(&a);
+}
+
 static void test_bad_arguments(void)
 {
     char err[600], p[256];
     struct rq_autocert a;
     struct rq_tls_auto s = std_spec(RQ_KEY_EC256);
-    static const char *const bad_ids[] = {"", ".hidden", "../x", "a/b", "ca", "ca-ec", "ca-rsa",
-                                          "ca-ed25519", "sp ace"};
+    static const char *const bad_ids[] = {"",      ".hidden", "../x",       "a/b",   "ca",
+                                          "ca-ec", "ca-rsa",  "ca-ed25519", "sp ace"};
     for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
         CHECK_EQ(rq_autocert_ensure(dir, bad_ids[i], &s, t0, &a, err, sizeof err), -EINVAL);
         CHECK(strstr(err, "certificate name"));
@@ -782,6 +811,7 @@ int main(void)
     test_spec_changes();
     test_damage();
     test_ca_lifetime();
+    test_far_future();
     test_bad_arguments();
 
     if (check_failures == 0)
