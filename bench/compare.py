@@ -153,7 +153,9 @@ spec:
 """
 
 # The same limits as the ringmq YAML: 100 QoS 1/2 messages in flight per client, 1000 queued
-# per client (newest dropped beyond), no persistence, warnings and errors logged only.
+# per client (newest dropped beyond), no persistence, warnings and errors logged only, and
+# TCP_NODELAY on client sockets as ringmq does (mosquitto's default, Nagle on, delays small
+# packets such as PUBACKs by up to a delayed-ACK timeout on loopback).
 MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
 allow_anonymous true
@@ -161,6 +163,7 @@ persistence false
 max_inflight_messages 100
 max_queued_messages 1000
 max_connections -1
+set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning
@@ -429,19 +432,29 @@ def main():
     workdir = tempfile.mkdtemp(prefix="ringbench-")
     brokers = []
     started = time.time()
+    extra = [parse_extra(s) for s in a.broker]
+    use_mosq = not a.no_mosquitto and os.access(a.mosquitto, os.X_OK)
+    if not a.no_mosquitto and not use_mosq:
+        say("compare: %s not found: ringmq alone" % a.mosquitto)
+
+    def start_all():
+        """Fresh brokers for every scenario: an overloaded scenario must not leave a backlog or
+        a grown heap to the next one."""
+        bs = [start_ringmq(a.ringmq, a.threads, workdir)]
+        if use_mosq:
+            bs.append(start_mosquitto(a.mosquitto, workdir))
+        for b in bs:
+            say("  started %s on 127.0.0.1:%d, pid %d (%s)" % (b.name, b.port, b.pid, b.version))
+        return bs + extra
+
+    results = {}
+    seen = {}
     try:
-        brokers.append(start_ringmq(a.ringmq, a.threads, workdir))
-        if not a.no_mosquitto and os.access(a.mosquitto, os.X_OK):
-            brokers.append(start_mosquitto(a.mosquitto, workdir))
-        elif not a.no_mosquitto:
-            say("compare: %s not found: ringmq alone" % a.mosquitto)
-        brokers += [parse_extra(s) for s in a.broker]
-        names = [b.name for b in brokers]
-        for b in brokers:
-            say("broker %-10s 127.0.0.1:%d pid %s %s" % (b.name, b.port, b.pid, b.version))
-        results = {}
         for rep in range(a.repeat):
             for i, (name, desc, args) in enumerate(scen):
+                brokers = start_all()
+                for b in brokers:
+                    seen.setdefault(b.name, b)
                 order = brokers if (i + rep) % 2 == 0 else list(reversed(brokers))
                 say("[%d/%d] %s: %s" % (i + 1, len(scen), name, desc))
                 for b in order:
@@ -449,8 +462,14 @@ def main():
                         raise RuntimeError("%s is not running any more (log: %s)" % (b.name, b.log))
                     budget = 60 if a.smoke else 900
                     res = run_bench(a.ringbench, b, name, args, workdir, a.gen_threads, budget)
+                    if res is not None:
+                        res["broker_version"] = b.version
                     results.setdefault(name, {}).setdefault(b.name, []).append(res)
                     time.sleep(0.2 if a.smoke else 1.0)
+                for b in brokers:
+                    b.stop()
+        brokers = list(seen.values())
+        names = [b.name for b in brokers]
         table = build_table(rows, results, names)
     except Exception as e:
         for b in brokers:

@@ -101,7 +101,7 @@ static void conn_fail(struct rb_worker *w, struct rb_conn *c, const char *what, 
 {
     if (c->state == CS_CLOSED)
         return;
-    if (c->role == RB_ROLE_IDLE && c->state != CS_READY && w->inprog > 0)
+    if (c->role == RB_ROLE_IDLE && c->state != CS_READY)
         w->inprog--;
     set_err(w, c, what, err);
     conn_close(w, c);
@@ -192,6 +192,8 @@ static void conn_open(struct rb_worker *w, struct rb_conn *c)
 {
     c->t0 = rb_now_ns();
     c->state = CS_CONNECTING;
+    if (c->role == RB_ROLE_IDLE)
+        w->inprog++; /* until CONNACK or failure */
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         conn_fail(w, c, "socket", errno);
@@ -211,8 +213,6 @@ static void conn_open(struct rb_worker *w, struct rb_conn *c)
         return;
     }
     c->pollout = true;
-    if (c->role == RB_ROLE_IDLE)
-        w->inprog++;
 }
 
 static void on_connected(struct rb_worker *w, struct rb_conn *c)

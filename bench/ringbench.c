@@ -107,7 +107,7 @@ static void set_defaults(struct rb_opts *o)
     *o = (struct rb_opts){
         .host = "127.0.0.1", .port = 1883, .version = 4, .size = 64, .pubs = 8, .subs = 1,
         .pattern = RB_FANIN, .mode = RB_MODE_RATE, .rate = 10000, .duration = -1, .warmup = 0.5,
-        .drain = 3, .threads = 1, .inflight = 100, .trials = 6, .probe = 2, .slo_p99_ms = 50,
+        .drain = 3, .threads = 1, .inflight = 100, .trials = 7, .probe = 2, .slo_p99_ms = 50,
         .concurrency = 64, .hold = 2, .tick_us = 0, .keepalive = 600,
     };
 }
@@ -214,10 +214,10 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         o->window = 1000 / into_one < 8 ? 8 : 1000 / into_one;
     }
     if (o->timeout == 0) {
-        /* every trial may first wait up to 10 s for an idle broker (settle) */
-        double t = o->mode == RB_MODE_RATE    ? o->duration + o->drain + 10
-                   : o->mode == RB_MODE_MAX ? o->probe + o->drain + 10 +
-                                                  o->trials * (o->duration + o->drain + 11)
+        /* every trial may first wait up to 20 s for an idle broker (settle) */
+        double t = o->mode == RB_MODE_RATE    ? o->duration + o->drain + 20
+                   : o->mode == RB_MODE_MAX ? o->probe + o->drain + 20 +
+                                                  o->trials * (o->duration + o->drain + 21)
                                             : o->duration + o->hold;
         o->timeout = t + 60;
     }
@@ -406,12 +406,12 @@ static const char *first_error(struct rb_bench *b)
     return "";
 }
 
-/* Waits (at most 10 s) until nothing more arrives and the broker is idle (under 10 % of a core
+/* Waits (at most 20 s) until nothing more arrives and the broker is idle (under 10 % of a core
  * over 300 ms), so that a trial does not inherit the backlog of an overloaded one before it.
  * Returns the seconds waited. */
 static double settle(struct rb_bench *b)
 {
-    uint64_t t0 = rb_now_ns(), deadline = t0 + 10000000000ull;
+    uint64_t t0 = rb_now_ns(), deadline = t0 + 20000000000ull;
     uint64_t late = SUM(b, late), cpu = 0, cpu1 = 0;
     if (b->o->broker_pid)
         rb_proc_cpu_us(b->o->broker_pid, &cpu);
@@ -508,8 +508,10 @@ static void print_trial(const struct rb_opts *o, const char *name, const struct 
 /* ---------------------------------------------------------------------------------------- */
 /* modes */
 
-/* Closed-loop probe, then open-loop trials: up by 25 % while sustainable, down towards what
- * was delivered when not, then bisection until the bracket is within 6 %. */
+/* Closed-loop probe, then open-loop trials from half the probe's rate: up by 30 % while
+ * sustainable, down towards what was delivered when not, then bisection until the bracket is
+ * within 6 %. Starting low matters: a broker pushed past its capacity may need a long time to
+ * recover (or collapse), which would spoil every later trial. */
 static int search_max(struct rb_bench *b, struct trial *trials, uint32_t *ntr, int *best)
 {
     const struct rb_opts *o = b->o;
@@ -518,7 +520,7 @@ static int search_max(struct rb_bench *b, struct trial *trials, uint32_t *ntr, i
     print_trial(o, "probe", probe);
     *ntr = 1;
     *best = -1;
-    double r = 0.9 * probe->deliv_rate / b->per_msg, lo = 0, hi = 0;
+    double r = 0.5 * probe->deliv_rate / b->per_msg, lo = 0, hi = 0;
     if (r < 10)
         r = 10;
     for (uint32_t i = 0; i < o->trials && !g_stop; i++) {
@@ -536,7 +538,7 @@ static int search_max(struct rb_bench *b, struct trial *trials, uint32_t *ntr, i
             hi = r;
         }
         if (hi == 0)
-            r *= 1.25;
+            r *= 1.3;
         else if (lo == 0) {
             double d = 0.95 * t->deliv_rate / b->per_msg;
             r = fmax(r * 0.5, fmin(r * 0.8, d));
@@ -619,6 +621,19 @@ static void run_connect(struct rb_bench *b, struct storm *s)
 /* ---------------------------------------------------------------------------------------- */
 /* output */
 
+/* Error texts may quote the broker or the codec: keep the JSON valid. */
+static const char *json_safe(const char *in)
+{
+    static char out[256];
+    size_t j = 0;
+    for (size_t i = 0; in[i] && j + 1 < sizeof out; i++) {
+        char ch = in[i];
+        out[j++] = ch == '"' || ch == '\\' ? '\'' : (unsigned char)ch < 0x20 ? ' ' : ch;
+    }
+    out[j] = 0;
+    return out;
+}
+
 static void json_params(FILE *f, const struct rb_opts *o)
 {
     fprintf(f,
@@ -651,7 +666,7 @@ static void json_trial(FILE *f, const struct trial *t)
             (unsigned long long)t->gaps, (unsigned long long)t->bad,
             (unsigned long long)t->acked, (unsigned long long)t->ack_errors,
             (unsigned long long)t->blocked, t->failed, t->drained ? "true" : "false",
-            t->ok ? "true" : "false", t->why, t->pub_rate, t->deliv_rate,
+            t->ok ? "true" : "false", json_safe(t->why), t->pub_rate, t->deliv_rate,
             (double)t->max_lag_ns / 1e6, t->settle_s, (unsigned long long)t->nlat, (double)t->p50 / 1e3,
             (double)t->p99 / 1e3, (double)t->p999 / 1e3, (double)t->max / 1e3,
             t->broker_cpu_us, t->broker_cores,
@@ -684,7 +699,7 @@ static void json_close(FILE *f)
 static void json_head(FILE *f, const struct rb_opts *o, const char *mode)
 {
     fprintf(f, "{\"tool\":\"ringbench\",\"version\":1,\"label\":\"%s\",\"mode\":\"%s\",",
-            o->label ? o->label : "", mode);
+            json_safe(o->label ? o->label : ""), mode);
     json_params(f, o);
 }
 
@@ -695,7 +710,7 @@ static void write_json_trials(struct rb_bench *b, const struct trial *tr, uint32
     if (!f)
         return;
     json_head(f, b->o, b->o->mode == RB_MODE_MAX ? "max" : "rate");
-    fprintf(f, ",\"error\":\"%s\",\"result\":", err);
+    fprintf(f, ",\"error\":\"%s\",\"result\":", json_safe(err));
     if (best >= 0)
         json_trial(f, &tr[best]);
     else
@@ -722,7 +737,7 @@ static void write_json_storm(struct rb_bench *b, const struct storm *s, const ch
             "\"p99\":%.1f,\"max\":%.1f},\"broker\":{\"cpu_us\":%llu,\"rss_before_kb\":%llu,"
             "\"rss_held_kb\":%llu,\"rss_per_conn_bytes\":%.1f},\"generator\":{\"cpu_pct\":%.1f},"
             "\"machine_busy_pct\":%.1f}}\n",
-            err, s->want, s->ready, s->failed, s->secs, s->rate, (double)s->p50 / 1e3,
+            json_safe(err), s->want, s->ready, s->failed, s->secs, s->rate, (double)s->p50 / 1e3,
             (double)s->p99 / 1e3, (double)s->max / 1e3, (unsigned long long)s->cpu_us,
             (unsigned long long)s->rss0, (unsigned long long)s->rss1, s->rss_per_conn,
             s->gen_cpu_pct, s->machine_busy_pct);
