@@ -26,6 +26,7 @@ static void usage(FILE *f)
             "  -p, --port PORT     add a plain MQTT listener on 0.0.0.0:PORT (with no -c: instead\n"
             "                      of the embedded default 127.0.0.1:1883)\n"
             "  -t, --threads N     shard threads (default: config, else online CPUs)\n"
+            "  -d, --data-dir DIR  where broker-issued certificates live (tls mode Automatic)\n"
             "  -v, --verbose       debug logging (twice: trace)\n"
             "      --check-config  validate the configuration and exit (0 = valid)\n"
             "      --version       print the version and exit\n"
@@ -36,6 +37,7 @@ static void usage(FILE *f)
 
 struct opts {
     const char *config;
+    const char *data_dir;
     int port;
     int threads;
     int verbose;
@@ -47,14 +49,18 @@ static int parse_args(int argc, char **argv, struct opts *o)
     static const struct option lo[] = {
         {"config", required_argument, 0, 'c'}, {"port", required_argument, 0, 'p'},
         {"threads", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'},
+        {"data-dir", required_argument, 0, 'd'},
         {"check-config", no_argument, 0, 'C'}, {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:p:t:vh", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:p:t:d:vh", lo, NULL)) != -1) {
         char *end;
         switch (ch) {
         case 'c':
             o->config = optarg;
+            break;
+        case 'd':
+            o->data_dir = optarg;
             break;
         case 'p':
             o->port = (int)strtol(optarg, &end, 10);
@@ -123,6 +129,24 @@ static void raise_nofile(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+/* --data-dir, else spec.ringmq.dataDir, else /var/lib/ringmq as root, else the XDG state dir. */
+static const char *data_dir_of(const struct opts *o, const struct rq_config *cfg, char *buf,
+                               size_t len)
+{
+    if (o->data_dir)
+        return o->data_dir;
+    if (cfg->data_dir[0])
+        return cfg->data_dir;
+    if (geteuid() == 0)
+        return "/var/lib/ringmq";
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (xdg && xdg[0])
+        snprintf(buf, len, "%s/ringmq", xdg);
+    else
+        snprintf(buf, len, "%s/.local/state/ringmq", home && home[0] ? home : ".");
+    return buf;
 }
 
 /* Re-reads the configuration and swaps in changed certificates. Other settings are not
@@ -213,7 +237,9 @@ int main(int argc, char **argv)
         return 1;
     }
     int started = 0;
-    if (rq_ports_setup(cfg, ports, err, sizeof err) != 0) {
+    char dd_buf[512];
+    const char *data_dir = data_dir_of(&o, cfg, dd_buf, sizeof dd_buf);
+    if (rq_ports_setup(cfg, data_dir, ports, err, sizeof err) != 0) {
         rq_log(RQ_LOG_ERROR, NULL, "%s", err);
         rc = 1;
         goto out;
@@ -247,6 +273,7 @@ int main(int argc, char **argv)
         struct timespec tick = {2, 0};
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig < 0) {
+            rq_ports_renew(ports, cfg->n_ports, data_dir, (int64_t)time(NULL));
             uint64_t now_files = o.config ? rq_ports_files_print(cfg) : 0;
             if (now_files == files)
                 continue;

@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "auth/authn.h"
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "net/authn_glue.h"
+#include "net/autocert.h"
 #include "net/tls.h"
 #include "net/xport.h"
 
@@ -42,7 +44,39 @@ static uint64_t mix(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* Builds the TLS context of a port from a snapshot; *print = fingerprint of its inputs. */
+/* A TLS context for a port from its certificate chain and key (PEM); the client CAs and verify
+ * mode come from the port's X509 method. *print = fingerprint of all inputs. */
+static struct rq_tls_ctx *make_ctx(const struct rq_port_cfg *pc, const char *what,
+                                   const char *crt, size_t crt_len, const char *key,
+                                   size_t key_len, uint64_t *print, char *err, size_t errlen)
+{
+    const struct rq_authn_x509 *x = x509_settings(pc->authn);
+    struct rq_buf cas = {0};
+    if (x && client_cas(x, &cas) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    uint64_t h = 1469598103934665603ULL;
+    h = mix(mix(mix(h, crt, crt_len), key, key_len), cas.data, cas.len);
+    *print = h;
+    struct rq_tls_ctx_opts o = {
+        .cert_pem = (const uint8_t *)crt,
+        .cert_len = crt_len,
+        .key_pem = (const uint8_t *)key,
+        .key_len = key_len,
+        .ca_pem = x ? cas.data : NULL,
+        .ca_len = cas.len,
+        .require_client_cert = x && pc->authn->n_methods == 1,
+    };
+    char why[300];
+    struct rq_tls_ctx *ctx = rq_tls_ctx_new(&o, why, sizeof why);
+    rq_buf_free(&cas);
+    if (!ctx)
+        snprintf(err, errlen, "port %u: %s: %s", pc->port, what, why);
+    return ctx;
+}
+
+/* mode Manual: the kubernetes.io/tls Secret. */
 static struct rq_tls_ctx *build_tls(const struct rq_port_cfg *pc, uint64_t *print, char *err,
                                     size_t errlen)
 {
@@ -53,49 +87,58 @@ static struct rq_tls_ctx *build_tls(const struct rq_port_cfg *pc, uint64_t *prin
                  pc->tls.secret_name);
         return NULL;
     }
-    const struct rq_authn_x509 *x = x509_settings(pc->authn);
-    struct rq_buf cas = {0};
-    if (x && client_cas(x, &cas) != 0) {
-        snprintf(err, errlen, "out of memory");
+    char what[300];
+    snprintf(what, sizeof what, "Secret %s", pc->tls.secret_name);
+    return make_ctx(pc, what, crt->value, crt->len, key->value, key->len, print, err, errlen);
+}
+
+/* mode Automatic: a certificate the broker issues itself from its own CA (net/autocert.c). */
+static struct rq_tls_ctx *build_auto(const struct rq_port_cfg *pc, const char *data_dir,
+                                     struct rq_port_rt *rt, char *err, size_t errlen)
+{
+    const struct rq_tls_auto *a = &pc->tls.automatic;
+    char id[300];
+    if (a->secret_name[0])
+        snprintf(id, sizeof id, "%s", a->secret_name);
+    else
+        snprintf(id, sizeof id, "%s-%u", pc->listener, pc->port);
+    struct rq_autocert ac;
+    char why[400];
+    if (rq_autocert_ensure(data_dir, id, a, (int64_t)time(NULL), &ac, why, sizeof why) != 0) {
+        snprintf(err, errlen, "port %u: automatic certificate: %s", pc->port, why);
         return NULL;
     }
-    uint64_t h = 1469598103934665603ULL;
-    h = mix(mix(mix(h, crt->value, crt->len), key->value, key->len), cas.data, cas.len);
-    *print = h;
-    struct rq_tls_ctx_opts o = {
-        .cert_pem = (const uint8_t *)crt->value,
-        .cert_len = crt->len,
-        .key_pem = (const uint8_t *)key->value,
-        .key_len = key->len,
-        .ca_pem = x ? cas.data : NULL,
-        .ca_len = cas.len,
-        .require_client_cert = x && pc->authn->n_methods == 1,
-    };
-    char why[300];
-    struct rq_tls_ctx *ctx = rq_tls_ctx_new(&o, why, sizeof why);
-    rq_buf_free(&cas);
-    if (!ctx)
-        snprintf(err, errlen, "port %u: Secret %s: %s", pc->port, pc->tls.secret_name, why);
+    struct rq_tls_ctx *ctx = make_ctx(pc, "automatic certificate", ac.cert_pem, ac.cert_len,
+                                      ac.key_pem, ac.key_len, &rt->tls_print, err, errlen);
+    if (ctx) {
+        rt->renew_at = ac.renew_at;
+        char when[32];
+        time_t t = (time_t)ac.renew_at;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        rq_log(RQ_LOG_INFO, NULL, "port %u: %s certificate %s (%s); clients trust %s; renewal "
+               "at %s", pc->port, ac.issued ? "issued" : "reusing", ac.serial,
+               ac.issued && ac.why_issued ? ac.why_issued : "still valid", ac.ca_path, when);
+    }
+    rq_autocert_free(&ac);
     return ctx;
 }
 
-static int setup_tls(const struct rq_port_cfg *pc, struct rq_port_rt *rt, char *err,
-                     size_t errlen)
+static int setup_tls(const struct rq_port_cfg *pc, const char *data_dir, struct rq_port_rt *rt,
+                     char *err, size_t errlen)
 {
-    if (pc->tls.mode == RQ_TLS_AUTOMATIC) {
-        snprintf(err, errlen, "port %u: tls mode Automatic is not built yet; use mode Manual "
-                 "with a kubernetes.io/tls Secret", pc->port);
-        return -1;
-    }
-    struct rq_tls_ctx *ctx = build_tls(pc, &rt->tls_print, err, errlen);
+    struct rq_tls_ctx *ctx = pc->tls.mode == RQ_TLS_AUTOMATIC
+                                 ? build_auto(pc, data_dir, rt, err, errlen)
+                                 : build_tls(pc, &rt->tls_print, err, errlen);
     if (!ctx)
         return -1;
     atomic_store(&rt->tls, ctx);
     return 0;
 }
 
-int rq_ports_setup(const struct rq_config *cfg, struct rq_port_rt *ports, char *err,
-                   size_t errlen)
+int rq_ports_setup(const struct rq_config *cfg, const char *data_dir, struct rq_port_rt *ports,
+                   char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->n_ports; i++) {
         const struct rq_port_cfg *pc = &cfg->ports[i];
@@ -103,7 +146,7 @@ int rq_ports_setup(const struct rq_config *cfg, struct rq_port_rt *ports, char *
         rt->cfg = pc;
         rt->websocket = pc->protocol == RQ_PROTO_WEBSOCKETS;
         rt->max_frame = cfg->max_packet_size;
-        if (pc->tls.mode != RQ_TLS_NONE && setup_tls(pc, rt, err, errlen) != 0)
+        if (pc->tls.mode != RQ_TLS_NONE && setup_tls(pc, data_dir, rt, err, errlen) != 0)
             return -1;
         if (pc->authn) {
             char why[500];
@@ -204,4 +247,25 @@ uint64_t rq_ports_files_print(const struct rq_config *cfg)
         if (cfg->objects[i].mounted && cfg->objects[i].origin)
             h = print_dir(h, cfg->objects[i].origin);
     return h;
+}
+
+int rq_ports_renew(struct rq_port_rt *ports, size_t n, const char *data_dir, int64_t now)
+{
+    int renewed = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct rq_port_rt *rt = &ports[i];
+        if (rt->cfg->tls.mode != RQ_TLS_AUTOMATIC || now < rt->renew_at)
+            continue;
+        char err[500];
+        struct rq_tls_ctx *ctx = build_auto(rt->cfg, data_dir, rt, err, sizeof err);
+        if (!ctx) {
+            rq_log(RQ_LOG_ERROR, NULL, "renewal failed, keeping the current certificate (retry "
+                   "in a minute): %s", err);
+            rt->renew_at = now + 60;
+            continue;
+        }
+        rq_tls_ctx_unref(atomic_exchange(&rt->tls, ctx));
+        renewed++;
+    }
+    return renewed;
 }

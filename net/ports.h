@@ -12,8 +12,11 @@ struct rq_port_rt;
 
 /* ports: cfg->n_ports zeroed entries. Returns 0, or -1 with err naming the port and the
  * problem (certificate, key, CA bundle, unbuilt feature). Logs what each port serves. */
-int rq_ports_setup(const struct rq_config *cfg, struct rq_port_rt *ports, char *err,
-                   size_t errlen);
+int rq_ports_setup(const struct rq_config *cfg, const char *data_dir, struct rq_port_rt *ports,
+                   char *err, size_t errlen);
+/* tls mode Automatic: re-issues certificates whose renewal time has come and swaps them in.
+ * Control thread; call periodically. Returns how many were renewed. */
+int rq_ports_renew(struct rq_port_rt *ports, size_t n, const char *data_dir, int64_t now);
 void rq_ports_teardown(struct rq_port_rt *ports, size_t n);
 
 /* Certificate reload. ports were set up from `cur`; `next` is a freshly loaded snapshot. For each

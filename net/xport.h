@@ -25,6 +25,7 @@ struct rq_port_rt {
     uint32_t max_frame; /* WebSocket: largest frame/message accepted */
     struct rq_authn_chain *authn; /* NULL: authentication disabled on this port */
     uint64_t tls_print; /* fingerprint of the certificate material the context was built from */
+    int64_t renew_at;   /* tls mode Automatic: when to issue the next certificate (Unix s) */
 };
 
 struct rq_xport;
