@@ -701,6 +701,45 @@ static void test_ca_lifetime(void)
     rq_x509_info_free(&ca);
 }
 
+/* Two processes issuing into one fresh directory at once: the lock file serialises them, so
+ * there is one CA and the second process keeps the first one's certificate. */
+static void test_concurrent(void)
+{
+    char d[160], p[256];
+    pathf(d, sizeof d, "%s/race", root);
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            struct rq_tls_auto s = std_spec(RQ_KEY_EC256);
+            struct rq_autocert a;
+            char err[600], out[256];
+            int rc = rq_autocert_ensure(d, "same", &s, t0, &a, err, sizeof err);
+            FILE *f = rc == 0 ? fopen(pathf(out, sizeof out, "%s/serial-%d", root, i), "w") : NULL;
+            if (f) {
+                fputs(a.serial, f);
+                fclose(f);
+            }
+            rq_autocert_free(&a);
+            _exit(f ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        int st = -1;
+        CHECK(pids[i] > 0 && waitpid(pids[i], &st, 0) == pids[i]);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    char *s0 = slurp(pathf(p, sizeof p, "%s/serial-0", root), NULL);
+    char *s1 = slurp(pathf(p, sizeof p, "%s/serial-1", root), NULL);
+    CHECK(s0 && s1 && strlen(s0) == 32 && strcmp(s0, s1) == 0);
+    free(s0);
+    free(s1);
+    char *bundle = slurp(pathf(p, sizeof p, "%s/ca.crt", d), NULL);
+    CHECK(bundle && count_certs(bundle) == 1);
+    free(bundle);
+    check_openssl_verify(d, "same");
+}
+
 /* Times from 2050 on are GeneralizedTime (RFC 5280 4.1.2.5): a CA made in 2045 ends in 2055. */
 static void test_far_future(void)
 {
@@ -812,6 +851,7 @@ int main(void)
     test_damage();
     test_ca_lifetime();
     test_far_future();
+    test_concurrent();
     test_bad_arguments();
 
     if (check_failures == 0)
