@@ -6,9 +6,7 @@ valid); trust anchors that are roots or intermediates; the mixed key algorithm r
 0x87 / return code 5); username and authorizationAttributes as the log reports them;
 disconnect at the earliest notAfter of the chain (no DISCONNECT, will published); Secrets and
 ConfigMaps as documents and as mounted directories. Certificates are made at test time
-(lib/certs.py). ringmq only (the mosquitto translation has no TLS).
-
-Cases marked KNOWN BROKER BUG fail until the broker is fixed; the docstring has the evidence."""
+(lib/certs.py). ringmq only (the mosquitto translation has no TLS)."""
 
 import os
 import socket
@@ -464,31 +462,21 @@ def x509_client_can_publish_and_subscribe(b):
 
 
 @case(ringmq_only=ONLY)
-def x509_rsa_chain_tls13(b):
+def x509_rsa_chain(b):
+    """An all-RSA client chain under an EC server certificate, TLS 1.2 and 1.3. Over TLS 1.2
+    this needs the CertificateRequest to offer rsa_sign as well as ecdsa_sign: stock wolfSSL
+    5.5.4 offers only the server key's type, the client then sends no certificate and the log
+    says "TLS handshake failed: peer did not return a certificate (-345)"."""
     p = pki()
-    mark = b.log_mark()
-    c = tls_connected(b.ports["x509"], p.rsa_leaf, "1.3")
-    expect_log(b, mark, auth_line("rsa-device", None), "RSA chain over TLS 1.3")
-    c.disconnect()
-
-
-@case(ringmq_only=ONLY)
-def x509_rsa_chain_tls12_known_bug(b):
-    """KNOWN BROKER BUG: with an EC server certificate, the TLS 1.2 CertificateRequest offers
-    only certificate type ecdsa_sign and ECDSA signature algorithms (openssl s_client -trace:
-    "certificate_types (len=1) ecdsa_sign (64)"), so a TLS 1.2 client with an RSA certificate
-    sends none and the broker logs "TLS handshake failed: peer did not return a certificate
-    (-345)". An all-RSA chain (same key algorithm throughout, so valid) cannot log in over
-    TLS 1.2; it works over TLS 1.3."""
-    p = pki()
-    mark = b.log_mark()
-    try:
-        c = tls_connected(b.ports["x509"], p.rsa_leaf, "1.2")
-    except (ssl.SSLError, OSError, AssertionError) as e:
-        raise AssertionError("KNOWN BROKER BUG: RSA client certificate refused over TLS 1.2 "
-                             "(%s); log: %s" % (e, b.log_since(mark).strip()[-400:]))
-    expect_log(b, mark, auth_line("rsa-device", None), "RSA chain over TLS 1.2")
-    c.disconnect()
+    for v in ("1.3", "1.2"):
+        mark = b.log_mark()
+        try:
+            c = tls_connected(b.ports["x509"], p.rsa_leaf, v)
+        except (ssl.SSLError, OSError, AssertionError) as e:
+            raise AssertionError("RSA client certificate refused over TLS %s (%s); log: %s"
+                                 % (v, e, b.log_since(mark).strip()[-400:]))
+        expect_log(b, mark, auth_line("rsa-device", None), "RSA chain over TLS %s" % v)
+        c.disconnect()
 
 
 @case(ringmq_only=ONLY)
@@ -548,21 +536,19 @@ def x509_intermediate_as_trust_anchor(b):
 
 
 @case(ringmq_only=ONLY)
-def x509_intermediate_anchor_full_chain_known_bug(b):
-    """KNOWN BROKER BUG: when the trusted ConfigMap holds an intermediate (not its root), a
-    client that sends its usual chain, leaf + that intermediate, is refused in the handshake:
-    wolfSSL goes on to verify the intermediate against its issuer, which is not trusted:
-    "TLS handshake failed: ASN no signer error to confirm failure (-188)". The same leaf sent
-    alone is accepted (case above). Trust anchors may be intermediates (issue 3, AIO docs), and
-    clients normally send leaf + intermediates (mosquitto --cert with a chain file, tls.crt
-    layout); wolfSSL needs WOLFSSL_ALT_CERT_CHAINS (or a verify callback) for this."""
+def x509_intermediate_anchor_full_chain(b):
+    """The trusted ConfigMap holds an intermediate (not its root) and the client sends its
+    usual chain, leaf + that intermediate (mosquitto --cert with a chain file, the tls.crt
+    layout). wolfSSL would go on to verify the intermediate against its untrusted issuer and
+    fail ("TLS handshake failed: ASN no signer error to confirm failure (-188)") unless it is
+    built with WOLFSSL_ALT_CERT_CHAINS (--enable-altcertchains)."""
     p = pki()
     mark = b.log_mark()
     try:
         c = rq.RawClient(b.ports["int"], tls=ctx_for(p.thermo))
         ack = c.connect(client_id=rq.uniq("int"))
     except (ssl.SSLError, OSError, AssertionError) as e:
-        raise AssertionError("KNOWN BROKER BUG: leaf + trusted intermediate refused (%s); log: %s"
+        raise AssertionError("leaf + trusted intermediate refused (%s); log: %s"
                              % (e, b.log_since(mark).strip()[-300:]))
     check_eq(ack.rc, 0, "CONNACK for leaf + trusted intermediate")
     expect_log(b, mark, auth_line("thermostat", "intermediate"), "anchor = intermediate, chain")
@@ -652,9 +638,10 @@ def x509_mixed_ec_leaf_under_rsa(b):
 
 @case(ringmq_only=ONLY)
 def x509_mixed_rsa_leaf_under_ec(b):
-    # TLS 1.3 only: over TLS 1.2 the RSA leaf is not sent at all (see the known bug above).
+    # Over TLS 1.2 this needs rsa_sign in the CertificateRequest (see x509_rsa_chain).
     p = pki()
-    expect_mixed_denied(b, p.mixed_rsa, "1.3", "RSA", "EC")
+    for v in ("1.3", "1.2"):
+        expect_mixed_denied(b, p.mixed_rsa, v, "RSA", "EC")
 
 
 # ---------------------------------------------------------------------------------------------
