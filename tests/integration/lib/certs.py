@@ -1,7 +1,7 @@
 """certs: X.509 certificates for the TLS / X.509 integration tests, made at test time with the
 openssl command line tool in a temporary directory.
 
-    f = CertFactory()                                   # skips the test (rqtest.Skip) without openssl
+    f = CertFactory()                             # rqtest.Skip when openssl is missing
     root = f.ca("/C=US/OU=Engineering/CN=Contoso Root CA Cert", alg="ec")
     inter = f.ca("/CN=Contoso Intermediate CA", issuer=root)
     leaf = f.client("/CN=smart-fan", issuer=inter, alg="rsa", not_after=time.time() + 5)
