@@ -365,17 +365,34 @@ def frame_over_max_packet_size_fails_with_1009(b):
     c = ws_connected(b)
     c.send_frame(rq.WS_BINARY, rq.enc_publish(5, t, b"y" * (2 * MAX_PACKET)))
     expect_close_code(c, 1009, "frame of %d bytes" % (2 * MAX_PACKET))
-    # A fragmented message whose fragments are small but whose sum is over the limit.
+    # A fragmented message whose fragments are small but whose sum is over the limit. Each
+    # fragment holds whole small PUBLISHes, so only the WebSocket layer sees a size problem.
     c = ws_connected(b)
-    big = rq.enc_publish(5, t, b"z" * (2 * MAX_PACKET))
-    step = len(big) // 4 + 1  # each fragment well under the limit
-    parts = [big[i:i + step] for i in range(0, len(big), step)]
+    pubs = b"".join(rq.enc_publish(5, t + "/nobody", b"f" * 900) for _ in range(3))
+    n = (MAX_PACKET + 8) // len(pubs) + 2  # fragments: their sum passes the limit
     try:
-        for i, part in enumerate(parts):
-            c.send_frame(rq.WS_BINARY if i == 0 else rq.WS_CONT, part, fin=i == len(parts) - 1)
+        for i in range(n):
+            c.send_frame(rq.WS_BINARY if i == 0 else rq.WS_CONT, pubs, fin=i == n - 1)
     except OSError:
         pass  # closed while sending the last fragments: fine, the close frame is read below
-    expect_close_code(c, 1009, "fragmented message of %d bytes" % len(big))
+    expect_close_code(c, 1009, "fragmented message of %d bytes in fragments of %d"
+                      % (n * len(pubs), len(pubs)))
+
+
+@case(ringmq_only=ONLY)
+def packet_over_max_packet_size_across_frames(b):
+    # The frames are small, the MQTT packet they carry is not: MQTT's own limit applies
+    # (DISCONNECT 0x95 Packet too large, then the connection closes).
+    c = ws_connected(b)
+    big = rq.enc_publish(5, rq.uniq("big"), b"z" * (2 * MAX_PACKET))
+    try:
+        for i in range(0, len(big), 1000):
+            c.send_frame(rq.WS_BINARY, big[i:i + 1000])
+    except OSError:
+        pass
+    res = c.expect_closed(3.0)
+    check(res, "connection still open after a %d-byte PUBLISH: %r" % (len(big), res))
+    check_eq(res.rc, 0x95, "DISCONNECT reason for a packet over maxPacketSizeBytes (%r)" % res)
 
 
 if __name__ == "__main__":
