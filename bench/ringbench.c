@@ -248,6 +248,17 @@ static void sleep_ms(double ms)
     nanosleep(&ts, NULL);
 }
 
+/* Waits (at most 10 s) until every running worker has applied control generation g. */
+static void wait_acks(struct rb_bench *b, uint32_t g)
+{
+    uint64_t deadline = rb_now_ns() + 10000000000ull;
+    for (uint32_t k = 0; k < b->nw; k++)
+        while (atomic_load_explicit(&b->w[k].ack_gen, memory_order_acquire) != g &&
+               atomic_load_explicit(&b->w[k].running, memory_order_acquire) &&
+               rb_now_ns() < deadline)
+            sleep_ms(0.2);
+}
+
 /* Publishes a new phase and waits until every worker has applied it. */
 static void set_phase(struct rb_bench *b, enum rb_phase ph, double rate_per_pub, double warm_s)
 {
@@ -260,12 +271,7 @@ static void set_phase(struct rb_bench *b, enum rb_phase ph, double rate_per_pub,
     }
     uint32_t g = atomic_fetch_add_explicit(&b->ctl.gen, 1, memory_order_release) + 1;
     rb_workers_wake(b);
-    uint64_t deadline = rb_now_ns() + 10000000000ull;
-    for (uint32_t k = 0; k < b->nw; k++)
-        while (atomic_load_explicit(&b->w[k].ack_gen, memory_order_acquire) != g &&
-               atomic_load_explicit(&b->w[k].running, memory_order_acquire) &&
-               rb_now_ns() < deadline)
-            sleep_ms(0.2);
+    wait_acks(b, g);
 }
 
 static uint64_t sum_ctr(struct rb_bench *b, size_t off)
@@ -922,11 +928,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringbench: warning: no process %d: broker CPU and RSS not measured\n",
                 o.broker_pid);
     describe(&o);
+    atomic_store(&b.ctl.gen, 1); /* SETUP; workers start from "no generation seen" */
     int rc = rb_workers_start(&b);
     if (rc) {
         fprintf(stderr, "ringbench: cannot start: %s\n", strerror(-rc));
         return 2;
     }
+    wait_acks(&b, 1); /* every worker has read the SETUP phase before main writes another */
     if (o.mode == RB_MODE_CONNECT)
         return run_storm(&b);
     rc = run_pubsub(&b);
