@@ -29,7 +29,7 @@ FLAGS=(
   --enable-aesni --enable-intelasm --enable-sp --enable-sp-asm
   --enable-tls13 --enable-sessioncerts --enable-certext --enable-sni --enable-alpn
   --enable-session-ticket --enable-crl --enable-ocsp
-  --enable-certgen --enable-certreq --enable-keygen --enable-ip-alt-name
+  --enable-certgen --enable-certreq --enable-keygen --enable-ip-alt-name --enable-altcertchains
   --enable-ecc --enable-curve25519 --enable-ed25519 --enable-rsa
   --enable-aesgcm --enable-chacha --enable-poly1305
 )
@@ -66,8 +66,11 @@ flock 9
 
 unset CFLAGS CPPFLAGS LDFLAGS LIBS # the key below must describe the build completely
 stamp="$prefix/.ringmq-stamp"
+# ringmq's patches to Debian's source (tools/wolfssl/patches/*.patch, applied in name order).
+patches_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/patches"
+patches_sum="$(cat "$patches_dir"/*.patch 2>/dev/null | sha256sum | cut -c1-16)"
 key_of() { # Debian version -> stamp key
-  echo "wolfssl=$1 recipe=$RECIPE cc=$("$cc" --version 2>/dev/null | head -n1) flags=${FLAGS[*]} defines=$DEFINES"
+  echo "wolfssl=$1 recipe=$RECIPE cc=$("$cc" --version 2>/dev/null | head -n1) flags=${FLAGS[*]} defines=$DEFINES patches=$patches_sum"
 }
 
 # Fast path: apt-cache takes a second or two, so when neither apt's package lists nor dpkg's
@@ -138,6 +141,9 @@ run() { # step name, command...
   fi
 }
 cd "$srcdir"
+for p in "$patches_dir"/*.patch; do
+  [ -f "$p" ] && run "patch $(basename "$p")" patch -p1 -N -i "$p"
+done
 run autoreconf autoreconf -fi
 run configure ./configure --prefix="$prefix" CC="$cc" CPPFLAGS="$DEFINES" "${FLAGS[@]}"
 run make make -j"$jobs"
