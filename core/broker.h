@@ -56,7 +56,8 @@ struct rq_batch {
     size_t len;     /* bytes of records in data */
     size_t cap;
     uint32_t count; /* records */
-    uint8_t data[];
+    uint32_t pad;
+    _Alignas(8) uint8_t data[]; /* records are 8-byte aligned (they hold pointers) */
 };
 
 /* Releases a batch that will not be delivered (its messages' references). */

@@ -359,7 +359,9 @@ static void send_connack(struct rq_client *c, const struct rq_connect *k, bool p
         p->present |= RQ_PROP_BIT(RQ_PROP_RECEIVE_MAX) | RQ_PROP_BIT(RQ_PROP_MAX_PACKET_SIZE) |
                       RQ_PROP_BIT(RQ_PROP_TOPIC_ALIAS_MAX);
         p->receive_max = cfg->max_inflight;
-        p->max_packet_size = cfg->max_packet_size;
+        /* MQTT's largest packet is 268435455 bytes of remaining length; some clients (paho)
+         * refuse a larger advertised value, so the announced size stops there. */
+        p->max_packet_size = cfg->max_packet_size < 268435455u ? cfg->max_packet_size : 268435455u;
         p->topic_alias_max = cfg->max_topic_alias;
         if (assigned) {
             p->present |= RQ_PROP_BIT(RQ_PROP_ASSIGNED_CLIENT_ID);
