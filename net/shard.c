@@ -137,6 +137,7 @@ struct rq_shard {
     bool stopping;
     uint64_t stop_deadline;
     uint64_t stale_cqes;
+    uint32_t gen_counter;
 };
 
 static struct rq_shard **g_shards; /* for cross-shard wake-ups: ring fds and inboxes */
@@ -468,10 +469,9 @@ static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index, co
         free(c);
         return NULL;
     }
-    static uint32_t gen_counter;
     c->sh = s;
     c->slot = slot;
-    c->gen = ++gen_counter & 0xFFFFFF;
+    c->gen = ++s->gen_counter & 0xFFFFFF; /* tells a stale CQE of the slot's last user apart */
     c->fd = fd;
     c->port = port;
     c->port_index = port_index;
