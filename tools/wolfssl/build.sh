@@ -30,12 +30,13 @@ FLAGS=(
   --enable-tls13 --enable-sessioncerts --enable-certext --enable-sni --enable-alpn
   --enable-session-ticket --enable-crl --enable-ocsp
   --enable-certgen --enable-certreq --enable-keygen --enable-ip-alt-name --enable-altcertchains
+  --enable-asn=template
   --enable-ecc --enable-curve25519 --enable-ed25519 --enable-rsa
   --enable-aesgcm --enable-chacha --enable-poly1305
 )
 # Options configure has no switch for: keep the peer's certificate after the handshake (X.509
 # auth reads it), and subject alternative names in generated certificates ("Automatic" TLS).
-DEFINES="-DKEEP_PEER_CERT -DWOLFSSL_ALT_NAMES"
+DEFINES="-DKEEP_PEER_CERT -DWOLFSSL_ALT_NAMES -DSP_INT_BITS=8192"
 
 prefix="" version="" cc="${CC:-cc}" jobs="$(nproc)"
 while (($#)); do
