@@ -17,6 +17,7 @@ machine, or target anything but 127.0.0.0/8. Only the Python standard library is
 import argparse
 import datetime
 import json
+import math
 import os
 import resource
 import shutil
@@ -365,7 +366,7 @@ set output "{out}"
 set title "ringmq vs mosquitto, same machine, same run: how many times better ringmq is\\n(log scale; right of 1 = ringmq better, left = worse; triangles = the issue's targets)"
 set style fill solid 0.75 border -1
 set logscale x 10
-set xrange [0.05:*]
+set xrange [0.05:{xmax}]
 set yrange [{n}-0.3:-0.7]
 set ytics ({tics})
 set grid xtics
@@ -382,6 +383,8 @@ set terminal pngcairo size 1000,{h} font "sans,10" background "white"
 set output "{png}"
 replot
 """.format(h=height, out=path_svg, png=path_svg[:-4] + ".png", n=len(rows), dat=dat,
+           xmax=10 ** math.ceil(math.log10(3 * max(max(r["advantage"], r["target"] or 0)
+                                                  for r in rows))),
            tics=", ".join('"%s" %d' % (r["metric"].replace('"', "'"), i)
                           for i, r in enumerate(rows))))
     p = subprocess.run([gp, script], capture_output=True, text=True)
@@ -409,7 +412,14 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="rounds; the median is reported")
     ap.add_argument("--scenarios", default="", help="comma-separated subset of scenario names")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--chart-only", metavar="JSON", help="redraw the chart of a results JSON")
     a = ap.parse_args()
+    if a.chart_only:
+        with open(a.chart_only) as f:
+            doc = json.load(f)
+        svg = chart(doc["table"], a.chart_only[:-5] + ".svg", tempfile.mkdtemp(prefix="ringbench-"))
+        say("wrote %s (.png)" % svg if svg else "no chart")
+        return 0 if svg else 1
 
     if a.ringbench is None:
         build = os.environ.get("RINGMQ_BUILD") or os.path.join(ROOT, "build-bench")
@@ -494,12 +504,14 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     prefix = os.path.join(a.out, ("smoke-" if a.smoke else "compare-") + stamp)
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
     doc = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([os.path.relpath(sys.argv[0], os.getcwd())] + sys.argv[1:]),
-        "commit": commit,
+        "repo_head": head,  # of this checkout; the binaries may have been built elsewhere
+        "binaries": {n: {"path": os.path.abspath(p), "mtime": time.ctime(os.path.getmtime(p))}
+                     for n, p in (("ringmq", a.ringmq), ("ringbench", a.ringbench))},
         "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
                     "loadavg_at_end": os.getloadavg()},
         "brokers": [{"name": b.name, "port": b.port, "pid": b.pid, "version": b.version}
