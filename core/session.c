@@ -282,18 +282,28 @@ static struct rq_delivery *q_at(struct rq_session *s, uint32_t i)
 static void q_remove(struct rq_session *s, uint32_t i)
 {
     rq_delivery_release(q_at(s, i));
+    if (i == 0) { /* the oldest: O(1) */
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_len--;
+        return;
+    }
     for (; i + 1 < s->q_len; i++)
         *q_at(s, i) = *q_at(s, i + 1);
     s->q_len--;
 }
 
-/* Makes room for one more under subscriberQueueLimit: QoS 0 goes first, then (DropOldest) the
- * oldest message. Returns false when the new message must be dropped instead. */
+/* Makes room for one more under subscriberQueueLimit. QoS 0 goes first: a new QoS 0 message is
+ * dropped (strategy None) or the oldest queued QoS 0 one is (DropOldest); a new QoS 1/2 message
+ * displaces the oldest queued QoS 0 one, else (DropOldest) the oldest message. Returns false
+ * when the new message must be dropped instead. */
 static bool q_make_room(struct rq_session *s, const struct rq_delivery *d)
 {
     const struct rq_config *cfg = s->w->b->cfg;
     if (s->q_len < cfg->queue_limit)
         return true;
+    bool drop_oldest = cfg->queue_strategy == RQ_QUEUE_DROP_OLDEST;
+    if (d->qos == 0 && !drop_oldest)
+        return false;
     for (uint32_t i = 0; i < s->q_len; i++) {
         if (q_at(s, i)->qos == 0) {
             q_remove(s, i);
@@ -301,7 +311,7 @@ static bool q_make_room(struct rq_session *s, const struct rq_delivery *d)
             return true;
         }
     }
-    if (d->qos > 0 && cfg->queue_strategy == RQ_QUEUE_DROP_OLDEST) {
+    if (d->qos > 0 && drop_oldest) {
         q_remove(s, 0);
         atomic_fetch_add(&s->w->b->msgs_dropped, 1);
         return true;
