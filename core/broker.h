@@ -193,6 +193,6 @@ void rq_client_close(struct rq_client *c, int rc, const char *why);
 void rq_client_on_drained(struct rq_client *c);
 
 /* The output high-water mark: above it, deliveries stay queued in the session. */
-#define RQ_OUT_HIGH_WATER (256u * 1024u)
+#define RQ_OUT_HIGH_WATER (1024u * 1024u)
 
 #endif

@@ -35,6 +35,7 @@
 #define BUF_GROUP 0
 #define INBOX_CAP 65536
 #define CLOSE_LINGER_MS 2000
+#define CQE_BATCH 64       /* completions handled per loop iteration */
 #define BATCH_BUSY 4       /* completions in one iteration that count as busy */
 #define BATCH_MAX 32       /* at most this many completions awaited together */
 #define BATCH_WAIT_US 100  /* and for at most this long */
@@ -867,6 +868,8 @@ static void begin_stop(struct rq_shard *s)
     }
 }
 
+/* Handles at most CQE_BATCH completions: what they route to other shards leaves at the end of
+ * the iteration, so a bound here bounds the bursts other shards receive. */
 static unsigned handle_cqes(struct rq_shard *s)
 {
     struct io_uring_cqe *cqe;
@@ -874,7 +877,8 @@ static unsigned handle_cqes(struct rq_shard *s)
     io_uring_for_each_cqe(&s->ring, head, cqe)
     {
         handle_cqe(s, cqe);
-        n++;
+        if (++n == CQE_BATCH)
+            break;
     }
     io_uring_cq_advance(&s->ring, n);
     return n;
