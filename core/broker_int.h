@@ -53,7 +53,7 @@ struct rq_session {
     uint16_t next_pid;
     /* QoS 2 PUBLISHes received from the client, PUBREL not yet: their packet ids. Part of the
      * session so that exactly-once holds across a reconnect [MQTT-4.3.3-..]. */
-    uint16_t *qos2_in; /* capacity = our Receive Maximum */
+    uint16_t *qos2_in; /* capacity = our Receive Maximum; NULL until the first QoS 2 */
     uint16_t qos2_in_count;
     /* will */
     struct rq_msg *will;

@@ -589,6 +589,13 @@ static int on_publish(struct rq_client *c, struct rq_publish *p, const char **wh
             *why = "more QoS 2 messages in flight than our Receive Maximum [MQTT-3.3.4-9]";
             return -RQ_RC_RECEIVE_MAX_EXCEEDED;
         }
+        if (!c->s->qos2_in) { /* first QoS 2 message of this session */
+            c->s->qos2_in = calloc(cfg->max_inflight, sizeof *c->s->qos2_in);
+            if (!c->s->qos2_in) {
+                *why = "out of memory";
+                return -RQ_RC_IMPL_SPECIFIC;
+            }
+        }
     }
     struct rq_msg *m = rq_msg_new(p->topic, p->payload, c->version == 5 ? &p->props : NULL,
                                   p->qos, p->retain, c->s->id, c->w->now,

@@ -28,10 +28,8 @@ struct rq_session *rq_session_new(struct rq_worker *w, const uint8_t *cid, size_
     s->w = w;
     uint64_t seq = atomic_fetch_add(&w->b->next_session, 1);
     s->id = (seq << RQ_SHARD_BITS) | (uint64_t)w->id;
-    s->next_pid = 1;
-    s->qos2_in = calloc(w->b->cfg->max_inflight, sizeof *s->qos2_in);
-    if (!s->qos2_in || rq_smap_put(w->sessions, s) != 0) {
-        free(s->qos2_in);
+    s->next_pid = 1; /* qos2_in is allocated at the first QoS 2 PUBLISH (client.c) */
+    if (rq_smap_put(w->sessions, s) != 0) {
         free(s->cid);
         free(s);
         return NULL;

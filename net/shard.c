@@ -750,6 +750,12 @@ static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
     c->send_off = 0;
     if (c->state == C_OPEN)
         rq_client_on_drained(&c->cl);
+    if (c->cl.out.len == 0 && c->wire.len == 0) {
+        /* Nothing more to send: an idle connection keeps no output buffers. A busy one has
+         * more queued by now and keeps reusing them. */
+        rq_buf_free(&c->sending);
+        rq_buf_free(&c->cl.out);
+    }
     mark_dirty(s, c);
 }
 
