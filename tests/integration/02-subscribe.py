@@ -250,7 +250,10 @@ def shared_member_leaves(b):
     m1, m2 = rq.connected(b.port), rq.connected(b.port)
     m1.subscribe(g, qos=1)
     m2.subscribe(g, qos=1)
-    m2.disconnect()
+    # Wait until the broker has closed m2's connection: it ends the session (and removes the
+    # group membership) before it closes, so no publish below can still pick m2.
+    m2.send_raw(rq.enc_disconnect(5))
+    check(m2.expect_closed(5), "broker did not close after DISCONNECT")
     p = rq.connected(b.port)
     for i in range(6):
         p.publish(t, b"%d" % i, qos=1)
