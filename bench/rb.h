@@ -53,6 +53,8 @@ struct rb_opts {
     double tick_us;      /* publisher pacing tick */
     double timeout;      /* hard limit for the whole run (seconds) */
     uint16_t keepalive;
+    const char *username, *password;  /* CONNECT credentials (every connection) */
+    const char *auth_method, *auth_data; /* MQTT 5 enhanced authentication in CONNECT */
     const char *json_path;
     const char *label;
     bool quiet;

@@ -175,12 +175,35 @@ static int send_connect(struct rb_worker *w, struct rb_conn *c)
         .keepalive = B->o->keepalive,
         .client_id = {(const uint8_t *)id, (uint32_t)strlen(id)},
     };
-    if (B->o->version == 5) {
+    const struct rb_opts *o = B->o;
+    if (o->username) {
+        cc.has_username = true;
+        cc.username = (struct rq_str){(const uint8_t *)o->username, (uint32_t)strlen(o->username)};
+    }
+    if (o->password) {
+        cc.has_password = true;
+        cc.password = (struct rq_str){(const uint8_t *)o->password, (uint32_t)strlen(o->password)};
+    }
+    if (o->version == 5) {
         /* let the broker's own limit decide how many QoS 1/2 messages it sends unacknowledged */
         cc.props.present = RQ_PROP_BIT(RQ_PROP_RECEIVE_MAX);
         cc.props.receive_max = 65535;
+        if (o->auth_method) {
+            cc.props.present |= RQ_PROP_BIT(RQ_PROP_AUTH_METHOD);
+            cc.props.auth_method = (struct rq_str){(const uint8_t *)o->auth_method,
+                                                   (uint32_t)strlen(o->auth_method)};
+        }
+        if (o->auth_data) {
+            cc.props.present |= RQ_PROP_BIT(RQ_PROP_AUTH_DATA);
+            cc.props.auth_data = (struct rq_str){(const uint8_t *)o->auth_data,
+                                                 (uint32_t)strlen(o->auth_data)};
+        }
     }
-    if (out_reserve(c, 128) || rq_codec_encode_connect(&c->out, &cc)) {
+    size_t need = 128 + (o->username ? strlen(o->username) : 0) +
+                  (o->password ? strlen(o->password) : 0) +
+                  (o->auth_method ? strlen(o->auth_method) : 0) +
+                  (o->auth_data ? strlen(o->auth_data) : 0);
+    if (out_reserve(c, need) || rq_codec_encode_connect(&c->out, &cc)) {
         conn_fail(w, c, "encode CONNECT", ENOMEM);
         return -1;
     }

@@ -62,6 +62,7 @@ static void usage(FILE *f)
         "target:   --host 127.0.0.1 --port 1883 --pid BROKER_PID (for its CPU time and RSS)\n"
         "protocol: --mqtt 4|5 (3.1.1 or 5.0; 3 = 3.1)  --qos 0|1|2  --size PAYLOAD_BYTES (>= 24)\n"
         "          --inflight N (QoS 1/2 window per publisher, 100)  --tls (not built yet)\n"
+        "          --username U --password P  --auth-method M --auth-data D (MQTT 5)\n"
         "pattern:  --pattern fanin|fanout|pairwise|shared  --pubs N --subs N\n"
         "mode:     --rate MSGS_PER_S      open loop: total publishes per second for --duration\n"
         "          --max                  closed-loop probe, then open-loop trials that search\n"
@@ -129,7 +130,7 @@ static void parse(int argc, char **argv, struct rb_opts *o)
     enum { O_HOST = 256, O_PORT, O_PID, O_MQTT, O_QOS, O_SIZE, O_PUBS, O_SUBS, O_PATTERN,
            O_RATE, O_MAX, O_CONNECT, O_DUR, O_WARM, O_DRAIN, O_THREADS, O_INFL, O_WIN,
            O_TRIALS, O_PROBE, O_SLO, O_CONC, O_HOLD, O_TICK, O_TIMEOUT, O_KA, O_JSON, O_LABEL,
-           O_QUIET, O_CHECK, O_TLS, O_HELP };
+           O_QUIET, O_CHECK, O_TLS, O_USER, O_PASS, O_AMETH, O_ADATA, O_HELP };
     static const struct option lo[] = {
         {"host", 1, 0, O_HOST}, {"port", 1, 0, O_PORT}, {"pid", 1, 0, O_PID},
         {"mqtt", 1, 0, O_MQTT}, {"qos", 1, 0, O_QOS}, {"size", 1, 0, O_SIZE},
@@ -141,7 +142,9 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         {"concurrency", 1, 0, O_CONC}, {"hold", 1, 0, O_HOLD}, {"tick-us", 1, 0, O_TICK},
         {"timeout", 1, 0, O_TIMEOUT}, {"keepalive", 1, 0, O_KA}, {"json", 1, 0, O_JSON},
         {"label", 1, 0, O_LABEL}, {"quiet", 0, 0, O_QUIET}, {"check", 0, 0, O_CHECK},
-        {"tls", 0, 0, O_TLS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+        {"tls", 0, 0, O_TLS}, {"username", 1, 0, O_USER}, {"password", 1, 0, O_PASS},
+        {"auth-method", 1, 0, O_AMETH}, {"auth-data", 1, 0, O_ADATA}, {"help", 0, 0, O_HELP},
+        {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -185,6 +188,10 @@ static void parse(int argc, char **argv, struct rb_opts *o)
             fprintf(stderr, "ringbench: --tls: TLS scenarios are not built yet (they wait for the "
                             "broker's TLS issue)\n");
             exit(2);
+        case O_USER: o->username = optarg; break;
+        case O_PASS: o->password = optarg; break;
+        case O_AMETH: o->auth_method = optarg; break;
+        case O_ADATA: o->auth_data = optarg; break;
         case 'h': case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -194,6 +201,14 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         exit(2);
     }
     check_loopback(o);
+    if ((o->auth_method || o->auth_data) && o->version != 5) {
+        fprintf(stderr, "ringbench: --auth-method/--auth-data need --mqtt 5\n");
+        exit(2);
+    }
+    if (o->password && !o->username && o->version != 5) {
+        fprintf(stderr, "ringbench: MQTT 3.1.1 sends a password only with a username\n");
+        exit(2);
+    }
     if (o->pattern == RB_PAIRWISE && o->pubs != o->subs) {
         fprintf(stderr, "ringbench: pairwise needs as many publishers as subscribers\n");
         exit(2);
