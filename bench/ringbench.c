@@ -4,7 +4,7 @@
  * (rb_worker.c), drives the phases of a run (connect and subscribe, open-loop trial at a fixed
  * rate, closed-loop probe plus open-loop search for the maximum sustainable rate, or a connect
  * storm that also measures the broker's memory per idle connection), reads the broker's and its
- * own CPU time, prints progress and a summary, writes JSON.
+ * own CPU time, prints progress; the summary and the JSON are formatted by rb_report.c.
  *
  * Does not: start brokers (bench/compare.py does), or speak TLS (not built yet).
  *
@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 
 #include "rb.h"
+#include "rb_report.h"
 
 static volatile sig_atomic_t g_stop;
 static bool g_tty;
@@ -34,23 +35,6 @@ struct usage {
     uint64_t wall_ns;
 };
 
-/* One trial (or one connect storm): what the report and the JSON are made of. */
-struct trial {
-    double target; /* publishes/s; 0 = closed loop */
-    double dur;
-    uint64_t sent, expected, recv, lost, late, reordered, gaps, bad, acked, ack_errors, blocked;
-    uint32_t failed;
-    double pub_rate, deliv_rate;
-    uint64_t p50, p99, p999, max, nlat; /* ns */
-    uint64_t max_lag_ns;
-    double settle_s; /* waited before the trial for the broker to be idle */
-    bool drained, ok;
-    char why[128];
-    /* resources over the trial */
-    double broker_cpu_us, broker_cores;
-    uint64_t rss_before_kb, rss_after_kb;
-    double gen_cpu_pct, gen_thread_max_pct, machine_busy_pct;
-};
 
 /* ---------------------------------------------------------------------------------------- */
 /* options */
@@ -86,11 +70,6 @@ static enum rb_pattern parse_pattern(const char *s)
     exit(2);
 }
 
-static const char *pattern_name(enum rb_pattern p)
-{
-    static const char *const names[] = {"fanin", "fanout", "pairwise", "shared"};
-    return names[p];
-}
 
 static double num(const char *opt, const char *v, double lo, double hi)
 {
@@ -328,7 +307,7 @@ static void usage_read(struct rb_bench *b, struct usage *u)
 }
 
 static void usage_diff(struct rb_bench *b, const struct usage *u0, const struct usage *u1,
-                       struct trial *t)
+                       struct rb_trial *t)
 {
     double wall = (double)(u1->wall_ns - u0->wall_ns);
     t->broker_cpu_us = (double)(u1->broker_cpu_us - u0->broker_cpu_us);
@@ -347,21 +326,12 @@ static void usage_diff(struct rb_bench *b, const struct usage *u0, const struct 
     t->machine_busy_pct = dt ? 100.0 * (double)(u1->mach_busy - u0->mach_busy) / (double)dt : 0;
 }
 
-static void fmt_count(char *buf, size_t cap, double v)
-{
-    if (v >= 1e6)
-        snprintf(buf, cap, "%.2fM", v / 1e6);
-    else if (v >= 1e4)
-        snprintf(buf, cap, "%.1fk", v / 1e3);
-    else
-        snprintf(buf, cap, "%.0f", v);
-}
 
 static void progress(struct rb_bench *b, double el, double total, const char *what)
 {
     char s[32], r[32];
-    fmt_count(s, sizeof s, (double)SUM(b, sent));
-    fmt_count(r, sizeof r, (double)SUM(b, recv));
+    rb_fmt_count(s, sizeof s, (double)SUM(b, sent));
+    rb_fmt_count(r, sizeof r, (double)SUM(b, recv));
     fprintf(stderr, "%s    [%5.1f/%.1f s] %s: sent %s, delivered %s%s", g_tty ? "\r" : "", el,
             total, what, s, r, g_tty ? "   " : "\n");
 }
@@ -386,7 +356,7 @@ static bool wait_running(struct rb_bench *b, double dur, const char *what)
     return !g_stop;
 }
 
-static void fill_latency(struct rb_bench *b, struct trial *t)
+static void fill_latency(struct rb_bench *b, struct rb_trial *t)
 {
     static struct rb_hist h; /* 30 KB: not on the stack */
     memset(&h, 0, sizeof h);
@@ -399,7 +369,7 @@ static void fill_latency(struct rb_bench *b, struct trial *t)
     t->max = h.max;
 }
 
-static void fill_counts(struct rb_bench *b, struct trial *t, uint32_t failed0)
+static void fill_counts(struct rb_bench *b, struct rb_trial *t, uint32_t failed0)
 {
     t->sent = SUM(b, sent);
     t->expected = t->sent * b->per_msg;
@@ -453,7 +423,7 @@ static double settle(struct rb_bench *b)
 
 /* One trial: publish for dur seconds (open loop at `rate` publishes/s, or closed loop when
  * rate == 0), stop, wait for deliveries (at most --drain s), measure. */
-static void run_trial(struct rb_bench *b, double rate, double dur, struct trial *t)
+static void run_trial(struct rb_bench *b, double rate, double dur, struct rb_trial *t)
 {
     const struct rb_opts *o = b->o;
     uint64_t thr0[64], thr1[64];
@@ -494,7 +464,7 @@ static void run_trial(struct rb_bench *b, double rate, double dur, struct trial 
 
 /* Sustainable: everything delivered, no connection lost, the offered rate was sent, and the
  * p99 latency stayed under the SLO. */
-static void judge(const struct rb_opts *o, struct trial *t)
+static void judge(const struct rb_opts *o, struct rb_trial *t)
 {
     t->ok = false;
     if (t->failed)
@@ -510,21 +480,6 @@ static void judge(const struct rb_opts *o, struct trial *t)
         t->ok = true;
 }
 
-static void print_trial(const struct rb_opts *o, const char *name, const struct trial *t)
-{
-    if (o->quiet)
-        return;
-    char d[32];
-    fmt_count(d, sizeof d, t->deliv_rate);
-    fprintf(stderr,
-            "  %-9s %9.0f pub/s -> delivered %8s msg/s, lost %llu, p50 %.2f p99 %.2f ms, "
-            "broker %.2f cores %.2f us/msg, ringbench %.0f%% cpu%s%s%s\n",
-            name, t->target > 0 ? t->target : t->pub_rate, d, (unsigned long long)t->lost,
-            (double)t->p50 / 1e6, (double)t->p99 / 1e6, t->broker_cores,
-            t->recv ? t->broker_cpu_us / (double)t->recv : 0, t->gen_cpu_pct,
-            t->settle_s >= 1 ? " (waited for an idle broker first)" : "",
-            t->target > 0 ? (t->ok ? "  ok" : "  -- ") : "", t->target > 0 && !t->ok ? t->why : "");
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* modes */
@@ -533,24 +488,24 @@ static void print_trial(const struct rb_opts *o, const char *name, const struct 
  * sustainable, down towards what was delivered when not, then bisection until the bracket is
  * within 6 %. Starting low matters: a broker pushed past its capacity may need a long time to
  * recover (or collapse), which would spoil every later trial. */
-static int search_max(struct rb_bench *b, struct trial *trials, uint32_t *ntr, int *best)
+static int search_max(struct rb_bench *b, struct rb_trial *trials, uint32_t *ntr, int *best)
 {
     const struct rb_opts *o = b->o;
-    struct trial *probe = &trials[0];
+    struct rb_trial *probe = &trials[0];
     run_trial(b, 0, o->probe, probe);
-    print_trial(o, "probe", probe);
+    rb_print_trial(o, "probe", probe);
     *ntr = 1;
     *best = -1;
     double r = 0.5 * probe->deliv_rate / b->per_msg, lo = 0, hi = 0;
     if (r < 10)
         r = 10;
     for (uint32_t i = 0; i < o->trials && !g_stop; i++) {
-        struct trial *t = &trials[*ntr];
+        struct rb_trial *t = &trials[*ntr];
         run_trial(b, r, o->duration, t);
         judge(o, t);
         char name[24];
         snprintf(name, sizeof name, "trial %u", i + 1);
-        print_trial(o, name, t);
+        rb_print_trial(o, name, t);
         (*ntr)++;
         if (t->ok) {
             lo = r;
@@ -585,21 +540,13 @@ static int wait_connected(struct rb_bench *b, uint32_t want, double secs)
     return -1;
 }
 
-struct storm {
-    uint32_t want, ready, failed;
-    double secs, rate;
-    uint64_t p50, p99, max;
-    uint64_t rss0, rss1, cpu_us;
-    double rss_per_conn;
-    double gen_cpu_pct, machine_busy_pct;
-};
 
-static void run_connect(struct rb_bench *b, struct storm *s)
+static void run_connect(struct rb_bench *b, struct rb_storm *s)
 {
     const struct rb_opts *o = b->o;
     uint64_t thr0[64], thr1[64];
     struct usage u0 = {.thread_cpu_ns = thr0}, u1 = {.thread_cpu_ns = thr1};
-    struct trial t = {0};
+    struct rb_trial t = {0};
     sleep_ms(300); /* let the broker settle before the baseline */
     usage_read(b, &u0);
     set_phase(b, RB_PH_RUN, 0, 0);
@@ -640,175 +587,6 @@ static void run_connect(struct rb_bench *b, struct storm *s)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* output */
-
-/* Error texts may quote the broker or the codec: keep the JSON valid. */
-static const char *json_safe(const char *in)
-{
-    static char out[256];
-    size_t j = 0;
-    for (size_t i = 0; in[i] && j + 1 < sizeof out; i++) {
-        char ch = in[i];
-        out[j++] = ch == '"' || ch == '\\' ? '\'' : (unsigned char)ch < 0x20 ? ' ' : ch;
-    }
-    out[j] = 0;
-    return out;
-}
-
-static void json_params(FILE *f, const struct rb_opts *o)
-{
-    fprintf(f,
-            "\"params\":{\"host\":\"%s\",\"port\":%u,\"pid\":%d,\"mqtt\":%d,\"qos\":%d,"
-            "\"size\":%u,\"pattern\":\"%s\",\"pubs\":%u,\"subs\":%u,\"rate\":%.1f,"
-            "\"duration\":%.2f,\"threads\":%u,\"inflight\":%u,\"window\":%u,\"conns\":%u,"
-            "\"concurrency\":%u,\"slo_p99_ms\":%.2f}",
-            o->host, o->port, o->broker_pid, o->version, o->qos, o->size,
-            pattern_name(o->pattern), o->pubs, o->subs, o->mode == RB_MODE_RATE ? o->rate : 0,
-            o->duration, o->threads, o->inflight, o->window, o->conns, o->concurrency,
-            o->slo_p99_ms);
-}
-
-static void json_trial(FILE *f, const struct trial *t)
-{
-    fprintf(f,
-            "{\"target_rate\":%.1f,\"duration_s\":%.3f,\"published\":%llu,\"expected\":%llu,"
-            "\"delivered\":%llu,\"lost\":%llu,\"late\":%llu,\"reordered\":%llu,\"gaps\":%llu,"
-            "\"bad\":%llu,\"acked\":%llu,\"ack_errors\":%llu,\"blocked_ticks\":%llu,"
-            "\"conn_failed\":%u,\"drained\":%s,\"sustainable\":%s,\"why\":\"%s\","
-            "\"pub_rate\":%.1f,\"delivered_rate\":%.1f,\"max_lag_ms\":%.3f,\"settle_s\":%.2f,"
-            "\"latency_us\":{\"samples\":%llu,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
-            "\"max\":%.1f},\"broker\":{\"cpu_us\":%.0f,\"cores\":%.3f,\"cpu_us_per_msg\":%.4f,"
-            "\"rss_before_kb\":%llu,\"rss_after_kb\":%llu},"
-            "\"generator\":{\"cpu_pct\":%.1f,\"thread_max_pct\":%.1f,\"headroom_pct\":%.1f},"
-            "\"machine_busy_pct\":%.1f}",
-            t->target, t->dur, (unsigned long long)t->sent, (unsigned long long)t->expected,
-            (unsigned long long)t->recv, (unsigned long long)t->lost,
-            (unsigned long long)t->late, (unsigned long long)t->reordered,
-            (unsigned long long)t->gaps, (unsigned long long)t->bad,
-            (unsigned long long)t->acked, (unsigned long long)t->ack_errors,
-            (unsigned long long)t->blocked, t->failed, t->drained ? "true" : "false",
-            t->ok ? "true" : "false", json_safe(t->why), t->pub_rate, t->deliv_rate,
-            (double)t->max_lag_ns / 1e6, t->settle_s, (unsigned long long)t->nlat, (double)t->p50 / 1e3,
-            (double)t->p99 / 1e3, (double)t->p999 / 1e3, (double)t->max / 1e3,
-            t->broker_cpu_us, t->broker_cores,
-            t->recv ? t->broker_cpu_us / (double)t->recv : 0,
-            (unsigned long long)t->rss_before_kb, (unsigned long long)t->rss_after_kb,
-            t->gen_cpu_pct, t->gen_thread_max_pct, 100.0 - t->gen_thread_max_pct,
-            t->machine_busy_pct);
-}
-
-static FILE *json_open(const struct rb_opts *o)
-{
-    if (!o->json_path)
-        return NULL;
-    if (strcmp(o->json_path, "-") == 0)
-        return stdout;
-    FILE *f = fopen(o->json_path, "w");
-    if (!f)
-        fprintf(stderr, "ringbench: %s: %s\n", o->json_path, strerror(errno));
-    return f;
-}
-
-static void json_close(FILE *f)
-{
-    if (f && f != stdout)
-        fclose(f);
-    else if (f)
-        fflush(f);
-}
-
-static void json_head(FILE *f, const struct rb_opts *o, const char *mode)
-{
-    fprintf(f, "{\"tool\":\"ringbench\",\"version\":1,\"label\":\"%s\",\"mode\":\"%s\",",
-            json_safe(o->label ? o->label : ""), mode);
-    json_params(f, o);
-}
-
-static void write_json_trials(struct rb_bench *b, const struct trial *tr, uint32_t n, int best,
-                              const char *err)
-{
-    FILE *f = json_open(b->o);
-    if (!f)
-        return;
-    json_head(f, b->o, b->o->mode == RB_MODE_MAX ? "max" : "rate");
-    fprintf(f, ",\"error\":\"%s\",\"result\":", json_safe(err));
-    if (best >= 0)
-        json_trial(f, &tr[best]);
-    else
-        fputs("null", f);
-    fputs(",\"trials\":[", f);
-    for (uint32_t i = 0; i < n; i++) {
-        if (i)
-            fputc(',', f);
-        json_trial(f, &tr[i]);
-    }
-    fputs("]}\n", f);
-    json_close(f);
-}
-
-static void write_json_storm(struct rb_bench *b, const struct storm *s, const char *err)
-{
-    FILE *f = json_open(b->o);
-    if (!f)
-        return;
-    json_head(f, b->o, "connect");
-    fprintf(f,
-            ",\"error\":\"%s\",\"result\":{\"connections\":%u,\"connected\":%u,\"failed\":%u,"
-            "\"seconds\":%.3f,\"conn_per_s\":%.1f,\"connect_latency_us\":{\"p50\":%.1f,"
-            "\"p99\":%.1f,\"max\":%.1f},\"broker\":{\"cpu_us\":%llu,\"rss_before_kb\":%llu,"
-            "\"rss_held_kb\":%llu,\"rss_per_conn_bytes\":%.1f},\"generator\":{\"cpu_pct\":%.1f},"
-            "\"machine_busy_pct\":%.1f}}\n",
-            json_safe(err), s->want, s->ready, s->failed, s->secs, s->rate, (double)s->p50 / 1e3,
-            (double)s->p99 / 1e3, (double)s->max / 1e3, (unsigned long long)s->cpu_us,
-            (unsigned long long)s->rss0, (unsigned long long)s->rss1, s->rss_per_conn,
-            s->gen_cpu_pct, s->machine_busy_pct);
-    json_close(f);
-}
-
-static void describe(const struct rb_opts *o)
-{
-    if (o->quiet)
-        return;
-    if (o->mode == RB_MODE_CONNECT) {
-        fprintf(stderr, "ringbench %s: connect storm, %u connections (%u at once), MQTT %s, "
-                        "127.0.0.1:%u\n", o->label ? o->label : "", o->conns, o->concurrency,
-                o->version == 5 ? "5" : "3.1.1", o->port);
-        return;
-    }
-    char rate[48] = "max sustainable rate";
-    if (o->mode == RB_MODE_RATE)
-        snprintf(rate, sizeof rate, "%.0f msg/s", o->rate);
-    fprintf(stderr, "ringbench %s: %s %u->%u, QoS %d, %u B, MQTT %s, %s, 127.0.0.1:%u\n",
-            o->label ? o->label : "", pattern_name(o->pattern), o->pubs, o->subs, o->qos,
-            o->size, o->version == 5 ? "5" : o->version == 3 ? "3.1" : "3.1.1", rate, o->port);
-}
-
-static void summary(const struct rb_bench *b, const struct trial *t, bool max_mode)
-{
-    const struct rb_opts *o = b->o;
-    printf("%s%s%s %s %u->%u qos%d %uB: %s %.0f msg/s delivered (%.0f published/s), lost %llu, "
-           "reordered %llu; latency p50 %.3f p99 %.3f p99.9 %.3f max %.3f ms; ",
-           o->label ? "[" : "", o->label ? o->label : "", o->label ? "]" : "",
-           pattern_name(o->pattern), o->pubs, o->subs, o->qos, o->size,
-           max_mode ? (t->ok ? "max sustainable" : "NOT sustainable at any tried rate,")
-                    : "rate",
-           t->deliv_rate, t->pub_rate, (unsigned long long)t->lost,
-           (unsigned long long)t->reordered, (double)t->p50 / 1e6, (double)t->p99 / 1e6,
-           (double)t->p999 / 1e6, (double)t->max / 1e6);
-    if (o->broker_pid)
-        printf("broker %.2f cores, %.3f us/msg, RSS %llu->%llu kB; ", t->broker_cores,
-               t->recv ? t->broker_cpu_us / (double)t->recv : 0,
-               (unsigned long long)t->rss_before_kb, (unsigned long long)t->rss_after_kb);
-    printf("ringbench %.0f%% of a core (busiest thread %.0f%%, headroom %.0f%%), machine %.0f%% "
-           "busy\n",
-           t->gen_cpu_pct, t->gen_thread_max_pct, 100 - t->gen_thread_max_pct,
-           t->machine_busy_pct);
-    if (t->gen_thread_max_pct > 85)
-        printf("warning: a ringbench thread was %.0f%% busy: the generator may have limited this "
-               "result (try --threads)\n", t->gen_thread_max_pct);
-}
-
-/* ---------------------------------------------------------------------------------------- */
 
 static int run_pubsub(struct rb_bench *b)
 {
@@ -819,14 +597,14 @@ static int run_pubsub(struct rb_bench *b)
         const char *e = first_error(b);
         fprintf(stderr, "ringbench: setup failed: %u/%u connected%s%s\n", SUM32(b, ready), want,
                 e[0] ? "; " : "", e);
-        write_json_trials(b, NULL, 0, -1, "setup failed");
+        rb_write_json_trials(b->o, NULL, 0, -1, "setup failed");
         return 1;
     }
     if (!o->quiet)
         fprintf(stderr, "    %u connections ready in %.0f ms\n", want,
                 (double)(rb_now_ns() - t0) / 1e6);
     set_phase(b, RB_PH_IDLE, 0, 0);
-    static struct trial trials[52];
+    static struct rb_trial trials[52];
     uint32_t n = 0;
     int best = -1;
     if (o->mode == RB_MODE_RATE) {
@@ -837,12 +615,12 @@ static int run_pubsub(struct rb_bench *b)
     } else {
         search_max(b, trials, &n, &best);
     }
-    const struct trial *res = best >= 0 ? &trials[best] : &trials[n - 1];
-    summary(b, res, o->mode == RB_MODE_MAX);
+    const struct rb_trial *res = best >= 0 ? &trials[best] : &trials[n - 1];
+    rb_summary(b->o, res, o->mode == RB_MODE_MAX);
     const char *e = first_error(b);
     if (e[0])
         printf("first error: %s\n", e);
-    write_json_trials(b, trials, n, best >= 0 ? best : (int)n - 1, e);
+    rb_write_json_trials(b->o, trials, n, best >= 0 ? best : (int)n - 1, e);
     if (o->check && (res->recv == 0 || res->lost || res->reordered || res->failed || res->bad)) {
         printf("check failed: delivered %llu, lost %llu, reordered %llu, bad %llu, "
                "connections lost %u\n", (unsigned long long)res->recv,
@@ -856,7 +634,7 @@ static int run_pubsub(struct rb_bench *b)
 static int run_storm(struct rb_bench *b)
 {
     const struct rb_opts *o = b->o;
-    struct storm s = {0};
+    struct rb_storm s = {0};
     run_connect(b, &s);
     set_phase(b, RB_PH_STOP, 0, 0);
     rb_workers_join(b);
@@ -879,7 +657,7 @@ static int run_storm(struct rb_bench *b)
            s.machine_busy_pct);
     if (e[0])
         printf("first error: %s\n", e);
-    write_json_storm(b, &s, e);
+    rb_write_json_storm(b->o, &s, e);
     return o->check && (s.ready < s.want || s.failed) ? 1 : 0;
 }
 
@@ -916,7 +694,7 @@ int main(int argc, char **argv)
     b.per_msg = o.pattern == RB_PAIRWISE || o.pattern == RB_SHARED ? 1 : o.subs;
     snprintf(b.run_id, sizeof b.run_id, "%x%04x", (unsigned)getpid(),
              (unsigned)(rb_now_ns() / 1000 & 0xffff));
-    snprintf(b.topic, sizeof b.topic, "rb/%s/%s", b.run_id, pattern_name(o.pattern));
+    snprintf(b.topic, sizeof b.topic, "rb/%s/%s", b.run_id, rb_pattern_name(o.pattern));
     if (o.pattern == RB_SHARED)
         snprintf(b.filter, sizeof b.filter, "$share/rb%s/%s", b.run_id, b.topic);
     else
@@ -942,7 +720,7 @@ int main(int argc, char **argv)
     if (o.broker_pid && !rb_proc_alive(o.broker_pid))
         fprintf(stderr, "ringbench: warning: no process %d: broker CPU and RSS not measured\n",
                 o.broker_pid);
-    describe(&o);
+    rb_describe(&o);
     atomic_store(&b.ctl.gen, 1); /* SETUP; workers start from "no generation seen" */
     int rc = rb_workers_start(&b);
     if (rc) {
