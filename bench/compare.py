@@ -6,7 +6,7 @@ settings, runs the same ringbench scenarios against each broker (alternating: sc
 scenario, and the order flips on each repeat), prints a table with ratios, and writes JSON and
 an SVG chart (gnuplot) into --out.
 
-    python3 bench/compare.py                 # the full comparison (about 10 minutes)
+    python3 bench/compare.py                 # the full comparison (about 7 minutes)
     python3 bench/compare.py --smoke         # a few seconds: the test suite runs this
     python3 bench/compare.py --broker emqx=127.0.0.1:1885:4242   # add a broker you started
 
@@ -398,6 +398,8 @@ replot
 
 
 def main():
+    # a SIGTERM (e.g. from `timeout`) must still stop the brokers this script started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="a few seconds, asserts that it works")
     ap.add_argument("--ringmq", default=os.environ.get("RINGMQ_BIN") or
