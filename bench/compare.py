@@ -419,7 +419,8 @@ def main():
     if a.chart_only:
         with open(a.chart_only) as f:
             doc = json.load(f)
-        svg = chart(doc["table"], a.chart_only[:-5] + ".svg", tempfile.mkdtemp(prefix="ringbench-"))
+        with tempfile.TemporaryDirectory(prefix="ringbench-") as tmp:
+            svg = chart(doc["table"], a.chart_only[:-5] + ".svg", tmp)
         say("wrote %s (.png)" % svg if svg else "no chart")
         return 0 if svg else 1
 
