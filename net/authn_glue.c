@@ -15,10 +15,9 @@
 #include "core/codec.h"
 #include "net/tls.h"
 
-/* Every PEM block under every key of the ConfigMap, concatenated. */
-static int collect_pem(const struct rq_config_object *o, struct rq_buf *out)
+int rq_authn_glue_collect_pem(const struct rq_config_object *o, struct rq_buf *out)
 {
-    for (size_t i = 0; i < o->n_entries; i++) {
+    for (size_t i = 0; o && i < o->n_entries; i++) {
         const struct rq_config_entry *e = &o->entries[i];
         if (!memmem(e->value, e->len, "-----BEGIN", 10))
             continue;
@@ -70,7 +69,7 @@ static int add_x509(struct rq_authn_chain *ch, const struct rq_authn_x509 *x, ch
                     size_t errlen)
 {
     struct rq_buf pem = {0};
-    if (!x->trusted_ca_obj || collect_pem(x->trusted_ca_obj, &pem) != 0) {
+    if (!x->trusted_ca_obj || rq_authn_glue_collect_pem(x->trusted_ca_obj, &pem) != 0) {
         snprintf(err, errlen, "ConfigMap %s: no trusted client CA certificates", x->trusted_ca);
         rq_buf_free(&pem);
         return -1;

@@ -24,18 +24,6 @@ static const struct rq_authn_x509 *x509_settings(const struct rq_authn_cfg *a)
     return NULL;
 }
 
-/* Trusted client CAs: every PEM under every key of the X509 method's ConfigMap. */
-static int client_cas(const struct rq_authn_x509 *x, struct rq_buf *out)
-{
-    const struct rq_config_object *o = x->trusted_ca_obj;
-    for (size_t i = 0; o && i < o->n_entries; i++)
-        if (memmem(o->entries[i].value, o->entries[i].len, "-----BEGIN", 10) &&
-            (rq_buf_append(out, o->entries[i].value, o->entries[i].len) != 0 ||
-             rq_buf_append(out, "\n", 1) != 0))
-            return -1;
-    return 0;
-}
-
 static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -52,7 +40,7 @@ static struct rq_tls_ctx *make_ctx(const struct rq_port_cfg *pc, const char *wha
 {
     const struct rq_authn_x509 *x = x509_settings(pc->authn);
     struct rq_buf cas = {0};
-    if (x && client_cas(x, &cas) != 0) {
+    if (x && rq_authn_glue_collect_pem(x->trusted_ca_obj, &cas) != 0) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
