@@ -126,37 +126,35 @@ struct rq_worker {
 
 /* Per-connection protocol state. net embeds it in its connection. */
 struct rq_client {
+    /* Every connection holds one of these: keep it small (fields ordered to leave no holes). */
     struct rq_worker *w;
     void *conn; /* net's connection, passed back through ops */
     struct rq_session *s;
+    uint64_t last_rx;
+    uint64_t cred_expires;    /* w->now-based ms when the credentials expire; 0 = never */
+    struct rq_timer ka_timer; /* connect timeout, then keepalive and credential expiry */
+    char *principal;          /* authenticated username, NULL if none / no authentication */
+    const char *auth_method;  /* method that authenticated the client, NULL if none */
+    struct rq_str *alias_in;  /* [alias_in_max + 1], heap copies */
+    struct rq_alias_out *alias_out;
+    struct rq_buf out;
+    struct rq_log_ctx log;
+    char *client_id_print; /* the client id sanitised for logs (heap), NULL before CONNECT */
+    uint32_t max_packet_out; /* client's Maximum Packet Size */
+    /* Connection hand-over: CONNECT resumed a session owned by another shard. net moves the
+     * connection there with its unconsumed input (starting at that CONNECT). -1 = none. */
+    int migrate_to;
+    uint16_t keepalive;
+    uint16_t recv_max_out; /* client's Receive Maximum: our QoS>0 sends in flight */
+    uint16_t alias_in_max;
+    uint16_t alias_out_max;
+    uint16_t alias_out_used;
     uint8_t version; /* 0 until CONNECT */
+    uint8_t hops;    /* how many times this connection was handed over */
     bool connected;
     bool closing;
     bool graceful;   /* DISCONNECT 0x00 received: no will */
     bool over_limit; /* counted in broker connections */
-    uint16_t keepalive;
-    uint64_t last_rx;
-    struct rq_timer ka_timer; /* keepalive, or connect timeout before CONNECT */
-    struct rq_timer cred_timer; /* credential expiry */
-    char *principal;            /* authenticated username, NULL if none / no authentication */
-    const char *auth_method;    /* method that authenticated the client, NULL if none */
-    /* flow control */
-    uint16_t recv_max_out;  /* client's Receive Maximum: our QoS>0 sends in flight */
-    uint32_t max_packet_out; /* client's Maximum Packet Size */
-    /* topic aliases */
-    uint16_t alias_in_max;
-    struct rq_str *alias_in; /* [alias_in_max + 1], heap copies */
-    uint16_t alias_out_max;
-    uint16_t alias_out_used;
-    struct rq_alias_out *alias_out;
-    struct rq_buf out;
-    /* Connection hand-over: CONNECT resumed a session owned by another shard. net moves the
-     * connection there with its unconsumed input (starting at that CONNECT). -1 = none. */
-    int migrate_to;
-    uint8_t hops; /* how many times this connection was handed over */
-    struct rq_log_ctx log;
-    char client_id_print[80];
-    /* auth placeholders: username for logs/authz later */
 };
 
 /* Creates the broker for a config snapshot (not owned) and n shards. */
@@ -177,7 +175,7 @@ void rq_worker_shutdown(struct rq_worker *w);
 
 /* Client lifecycle, called by net on the worker thread. */
 void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int port,
-                    const char *peer);
+                    const struct rq_peer *peer);
 /* Processes as many complete packets from p[0..len) as there are. Returns bytes consumed
  * (the rest is an incomplete packet to keep, or, when c->migrate_to >= 0, the input that goes
  * with the connection to that shard), or -1 when the client is now closing. */

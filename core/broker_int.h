@@ -35,13 +35,13 @@ struct rq_sub {
 };
 
 struct rq_session {
+    /* Every client has one: keep it small. */
     uint64_t id;
     struct rq_worker *w;
-    char *cid; /* NUL-terminated copy of the client id */
-    uint16_t cid_len;
     struct rq_client *client; /* NULL when offline */
-    uint32_t expiry;          /* Session Expiry Interval, seconds; RQ_EXPIRY_NEVER */
-    struct rq_timer expiry_timer;
+    /* Offline: one timer for both the will delay and the session's end, whichever is next. */
+    struct rq_timer timer;
+    uint64_t expires_at; /* offline: w->now-based ms when the session ends; 0 = never */
     struct rq_sub *subs;
     uint32_t n_subs, cap_subs;
     /* messages not yet sent (ring) */
@@ -50,15 +50,16 @@ struct rq_session {
     /* QoS > 0 messages sent and not yet fully acknowledged, indexed by pid & (inf_cap - 1) */
     struct rq_inflight *inf;
     uint32_t inf_cap, inf_count;
-    uint16_t next_pid;
     /* QoS 2 PUBLISHes received from the client, PUBREL not yet: their packet ids. Part of the
      * session so that exactly-once holds across a reconnect [MQTT-4.3.3-..]. */
     uint16_t *qos2_in; /* capacity = our Receive Maximum; NULL until the first QoS 2 */
-    uint16_t qos2_in_count;
-    /* will */
     struct rq_msg *will;
     uint32_t will_delay;
-    struct rq_timer will_timer;
+    uint32_t expiry; /* Session Expiry Interval, seconds; RQ_EXPIRY_NEVER */
+    uint16_t qos2_in_count;
+    uint16_t next_pid;
+    uint16_t cid_len;
+    char cid[]; /* NUL-terminated copy of the client id */
 };
 
 /* broker.c */

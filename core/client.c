@@ -16,7 +16,6 @@
 #define PRE_CONNECT_MAX (1u << 20) /* largest packet accepted before CONNECT completes */
 
 static void on_keepalive(struct rq_timer *t, void *arg);
-static void on_cred_expiry(struct rq_timer *t, void *arg);
 
 static const struct rq_config *cfg_of(const struct rq_client *c)
 {
@@ -46,7 +45,7 @@ static const char *rc_name(int rc)
 }
 
 void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int port,
-                    const char *peer)
+                    const struct rq_peer *peer)
 {
     memset(c, 0, sizeof *c);
     c->w = w;
@@ -224,7 +223,21 @@ bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, u
     return true;
 }
 
-/* ---- keepalive and connect timeout ---- */
+/* ---- connect timeout, keepalive, credential expiry: one timer per connection ---- */
+
+/* Connected: arms the timer for whichever comes first, the keepalive deadline (from the last
+ * packet received) or the credentials' expiry. */
+static void arm_session_timer(struct rq_client *c)
+{
+    uint64_t at = UINT64_MAX;
+    if (c->keepalive)
+        at = c->last_rx + (uint64_t)c->keepalive * 1500; /* 1.5 x keepalive [MQTT-3.1.2-24] */
+    if (c->cred_expires && c->cred_expires < at)
+        at = c->cred_expires;
+    rq_timer_cancel(&c->w->wheel, &c->ka_timer);
+    if (at != UINT64_MAX)
+        rq_timer_add(&c->w->wheel, &c->ka_timer, at, on_keepalive, c);
+}
 
 static void on_keepalive(struct rq_timer *t, void *arg)
 {
@@ -235,29 +248,41 @@ static void on_keepalive(struct rq_timer *t, void *arg)
         rq_client_close(c, 0, "no CONNECT within the connect timeout");
         return;
     }
-    uint64_t limit = (uint64_t)c->keepalive * 1500; /* 1.5 x keepalive [MQTT-3.1.2-24] */
-    if (c->w->now - c->last_rx >= limit) {
+    if (c->cred_expires && c->w->now >= c->cred_expires) {
+        /* The network connection is closed without DISCONNECT (as AIO does), so the will is
+         * published. */
+        rq_log(RQ_LOG_INFO, &c->log, "credentials expired (%s): closing the connection",
+               c->auth_method ? c->auth_method : "authentication");
+        rq_client_close(c, 0, "credentials expired");
+        return;
+    }
+    if (c->keepalive && c->w->now - c->last_rx >= (uint64_t)c->keepalive * 1500) {
         rq_client_close(c, -RQ_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
         return;
     }
-    rq_timer_add(&c->w->wheel, &c->ka_timer, c->last_rx + limit, on_keepalive, c);
+    arm_session_timer(c);
 }
 
 /* ---- CONNECT ---- */
 
+/* Keeps a printable copy of the client id for log lines: control characters, quotes and
+ * backslashes as \\xNN, at most 79 characters. Kept on the heap at its exact length (most
+ * connections only ever need a few bytes of it). */
 static void client_id_printable(struct rq_client *c, const uint8_t *p, size_t len)
 {
+    char tmp[80];
     size_t o = 0;
-    for (size_t i = 0; i < len && o + 5 < sizeof c->client_id_print; i++) {
+    for (size_t i = 0; i < len && o + 5 < sizeof tmp; i++) {
         uint8_t ch = p[i];
         if (ch < 0x20 || ch == '"' || ch == '\\' || ch == 0x7f)
-            o += (size_t)snprintf(c->client_id_print + o, sizeof c->client_id_print - o, "\\x%02x",
-                                  ch);
+            o += (size_t)snprintf(tmp + o, sizeof tmp - o, "\\x%02x", ch);
         else
-            c->client_id_print[o++] = (char)ch;
+            tmp[o++] = (char)ch;
     }
-    c->client_id_print[o] = 0;
-    c->log.client_id = c->client_id_print;
+    tmp[o] = 0;
+    free(c->client_id_print);
+    c->client_id_print = strdup(tmp);
+    c->log.client_id = c->client_id_print; /* NULL (no client id in logs) if out of memory */
 }
 
 static struct rq_msg *make_will(struct rq_client *c, const struct rq_connect *k)
@@ -300,8 +325,7 @@ static struct rq_session *attach_session(struct rq_client *c, const struct rq_co
             if (!old)
                 goto fresh_unlocked;
         }
-        rq_timer_cancel(&w->wheel, &old->expiry_timer);
-        rq_timer_cancel(&w->wheel, &old->will_timer); /* [MQTT-3.1.3-9] reconnected in time */
+        rq_timer_cancel(&w->wheel, &old->timer); /* [MQTT-3.1.3-9] reconnected in time */
         rq_msg_unref(old->will);
         old->will = NULL;
         *present = true;
@@ -381,18 +405,6 @@ static void send_connack(struct rq_client *c, const struct rq_connect *k, bool p
         flush(c);
 }
 
-/* Credentials expired: the network connection is closed without DISCONNECT (as AIO does), so
- * the will is published. */
-static void on_cred_expiry(struct rq_timer *t, void *arg)
-{
-    struct rq_client *c = arg;
-    if (c->closing)
-        return;
-    rq_log(RQ_LOG_INFO, &c->log, "credentials expired (%s): closing the connection",
-           c->auth_method ? c->auth_method : "authentication");
-    rq_client_close(c, 0, "credentials expired");
-}
-
 /* Runs the port's authentication. Returns 0 (go on) or -1 (refused, connection closing). */
 static int authenticate(struct rq_client *c, const struct rq_connect *k)
 {
@@ -426,7 +438,9 @@ static int authenticate(struct rq_client *c, const struct rq_connect *k)
         int64_t left_ms = (a.expiry_unix - ts.tv_sec) * 1000 - ts.tv_nsec / 1000000;
         if (left_ms < 0)
             left_ms = 0;
-        rq_timer_add(&w->wheel, &c->cred_timer, w->now + (uint64_t)left_ms, on_cred_expiry, c);
+        c->cred_expires = w->now + (uint64_t)left_ms;
+        if (!c->cred_expires)
+            c->cred_expires = 1; /* 0 means "never" */
     }
     return 0;
 }
@@ -512,10 +526,8 @@ static int on_connect(struct rq_client *c, const struct rq_connect *k)
     c->s = s;
     c->connected = true;
     c->log.phase = "session";
-    rq_timer_cancel(&c->w->wheel, &c->ka_timer);
-    if (c->keepalive)
-        rq_timer_add(&c->w->wheel, &c->ka_timer, c->w->now + (uint64_t)c->keepalive * 1500,
-                     on_keepalive, c);
+    c->last_rx = c->w->now;
+    arm_session_timer(c);
     send_connack(c, k, present, assign && c->version == 5 ? cid : NULL, cid_len, ka_changed,
                  expiry);
     rq_log(RQ_LOG_DEBUG, &c->log, "connected: MQTT %s, keepalive %u, clean start %d, session %s",
@@ -880,7 +892,6 @@ void rq_client_on_drained(struct rq_client *c)
 void rq_client_on_closed(struct rq_client *c, const char *why)
 {
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
-    rq_timer_cancel(&c->w->wheel, &c->cred_timer);
     if (c->s) {
         struct rq_session *s = c->s;
         c->s = NULL;
@@ -896,8 +907,8 @@ void rq_client_free(struct rq_client *c)
     if (c->s)
         rq_client_on_closed(c, "freed");
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
-    rq_timer_cancel(&c->w->wheel, &c->cred_timer);
     free(c->principal);
+    free(c->client_id_print);
     if (c->over_limit)
         atomic_fetch_sub(&c->w->b->connections, 1);
     if (c->alias_in)

@@ -3,6 +3,7 @@
  * pass passwords, tokens or authentication data. */
 #include "core/log.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -29,6 +30,18 @@ int rq_log_parse_level(const char *s)
     if (strcasecmp(s, "warning") == 0)
         return RQ_LOG_WARN;
     return -1;
+}
+
+const char *rq_peer_format(const struct rq_peer *p, char *out, size_t len)
+{
+    char host[64];
+    int af = p && p->family == 4 ? AF_INET : p && p->family == 6 ? AF_INET6 : 0;
+    if (!af || !inet_ntop(af, p->addr, host, sizeof host)) {
+        snprintf(out, len, "?");
+        return out;
+    }
+    snprintf(out, len, af == AF_INET6 ? "[%s]:%u" : "%s:%u", host, p->port);
+    return out;
 }
 
 /* Appends s to buf as a JSON string body (without quotes). */
@@ -77,7 +90,9 @@ void rq_log_write(int level, const struct rq_log_ctx *ctx, const char *fmt, ...)
             if (ctx->port > 0)
                 off += (size_t)snprintf(line + off, sizeof line - off, ",\"port\":%d", ctx->port);
             const char *keys[] = {"peer", "client", "phase"};
-            const char *vals[] = {ctx->peer, ctx->client_id, ctx->phase};
+            char peer[RQ_PEER_STRLEN];
+            const char *vals[] = {ctx->peer ? rq_peer_format(ctx->peer, peer, sizeof peer) : NULL,
+                                  ctx->client_id, ctx->phase};
             for (int i = 0; i < 3; i++) {
                 if (!vals[i])
                     continue;
@@ -94,8 +109,11 @@ void rq_log_write(int level, const struct rq_log_ctx *ctx, const char *fmt, ...)
         if (ctx) {
             if (ctx->shard >= 0)
                 off += (size_t)snprintf(line + off, sizeof line - off, "[shard %d] ", ctx->shard);
-            if (ctx->peer)
-                off += (size_t)snprintf(line + off, sizeof line - off, "%s ", ctx->peer);
+            if (ctx->peer) {
+                char peer[RQ_PEER_STRLEN];
+                off += (size_t)snprintf(line + off, sizeof line - off, "%s ",
+                                        rq_peer_format(ctx->peer, peer, sizeof peer));
+            }
             if (ctx->port > 0)
                 off += (size_t)snprintf(line + off, sizeof line - off, "port=%d ", ctx->port);
             if (ctx->client_id)

@@ -4,6 +4,21 @@
 #define RQ_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A peer's address, kept compact (every connection holds one) and turned into text only when a
+ * line is written. family 0 = unknown. */
+struct rq_peer {
+    uint8_t family; /* 0, 4 or 6 */
+    uint16_t port;
+    uint8_t addr[16];
+};
+
+#define RQ_PEER_STRLEN 56 /* "[ipv6]:port" and its NUL fit */
+
+/* "1.2.3.4:5678", "[::1]:5678" or "?" into out; returns out. */
+const char *rq_peer_format(const struct rq_peer *p, char *out, size_t len);
 
 enum rq_log_level {
     RQ_LOG_ERROR = 0,
@@ -17,7 +32,7 @@ enum rq_log_level {
 struct rq_log_ctx {
     int shard;
     int port;
-    const char *peer;      /* "1.2.3.4:5678" */
+    const struct rq_peer *peer;
     const char *client_id; /* NUL-terminated, already sanitised for printing */
     const char *phase;     /* what the connection was doing: "connect", "publish", ... */
 };

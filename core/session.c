@@ -9,19 +9,12 @@
 
 #include "config/config.h"
 
-static void on_expiry(struct rq_timer *t, void *arg);
-static void on_will_timer(struct rq_timer *t, void *arg);
 
 struct rq_session *rq_session_new(struct rq_worker *w, const uint8_t *cid, size_t len)
 {
-    struct rq_session *s = calloc(1, sizeof *s);
+    struct rq_session *s = calloc(1, sizeof *s + len + 1);
     if (!s)
         return NULL;
-    s->cid = malloc(len + 1);
-    if (!s->cid) {
-        free(s);
-        return NULL;
-    }
     memcpy(s->cid, cid, len);
     s->cid[len] = 0;
     s->cid_len = (uint16_t)len;
@@ -30,7 +23,6 @@ struct rq_session *rq_session_new(struct rq_worker *w, const uint8_t *cid, size_
     s->id = (seq << RQ_SHARD_BITS) | (uint64_t)w->id;
     s->next_pid = 1; /* qos2_in is allocated at the first QoS 2 PUBLISH (client.c) */
     if (rq_smap_put(w->sessions, s) != 0) {
-        free(s->cid);
         free(s);
         return NULL;
     }
@@ -47,7 +39,6 @@ void rq_delivery_release(struct rq_delivery *d)
 
 void rq_session_publish_will(struct rq_session *s)
 {
-    rq_timer_cancel(&s->w->wheel, &s->will_timer);
     struct rq_msg *m = s->will;
     if (!m)
         return;
@@ -69,7 +60,7 @@ void rq_session_end(struct rq_session *s, const char *why)
         s->client->s = NULL;
         s->client = NULL;
     }
-    rq_timer_cancel(&w->wheel, &s->expiry_timer);
+    rq_timer_cancel(&w->wheel, &s->timer);
     rq_session_publish_will(s); /* [MQTT-3.1.3-9]: session end comes before the will delay */
 
     rq_brlock_write_lock(&b->tree_lock);
@@ -93,20 +84,23 @@ void rq_session_end(struct rq_session *s, const char *why)
     free(s->inf);
     rq_smap_del(w->sessions, s->id);
     free(s->qos2_in);
-    free(s->cid);
     free(s);
 }
 
-static void on_expiry(struct rq_timer *t, void *arg)
+/* Offline timer: the session's end (which publishes a pending will first), or the will delay
+ * running out before it. */
+static void on_offline_timer(struct rq_timer *t, void *arg)
 {
     struct rq_session *s = arg;
-    if (!s->client)
+    if (s->client)
+        return;
+    if (s->expires_at && s->w->now >= s->expires_at) {
         rq_session_end(s, "session expired");
-}
-
-static void on_will_timer(struct rq_timer *t, void *arg)
-{
-    rq_session_publish_will(arg);
+        return;
+    }
+    rq_session_publish_will(s);
+    if (s->expires_at)
+        rq_timer_add(&s->w->wheel, &s->timer, s->expires_at, on_offline_timer, s);
 }
 
 /* The client went away. The will goes out now, after its delay, or at session end, whichever
@@ -123,16 +117,17 @@ void rq_session_detach(struct rq_session *s, bool publish_will)
         rq_session_end(s, w->stopping ? "broker stopping" : "session expiry interval 0");
         return;
     }
+    s->expires_at = s->expiry == RQ_EXPIRY_NEVER ? 0 : w->now + (uint64_t)s->expiry * 1000;
+    uint64_t at = s->expires_at;
     if (s->will) {
         if (s->will_delay == 0)
             rq_session_publish_will(s);
         else if (s->expiry == RQ_EXPIRY_NEVER || s->will_delay < s->expiry)
-            rq_timer_add(&w->wheel, &s->will_timer, w->now + (uint64_t)s->will_delay * 1000,
-                         on_will_timer, s);
+            at = w->now + (uint64_t)s->will_delay * 1000;
     }
-    if (s->expiry != RQ_EXPIRY_NEVER)
-        rq_timer_add(&w->wheel, &s->expiry_timer, w->now + (uint64_t)s->expiry * 1000, on_expiry,
-                     s);
+    rq_timer_cancel(&w->wheel, &s->timer);
+    if (at)
+        rq_timer_add(&w->wheel, &s->timer, at, on_offline_timer, s);
 }
 
 /* ---- subscriptions ---- */

@@ -76,16 +76,20 @@ struct conn {
     bool closing_listed; /* on the close list */
     bool closed_notified;
     uint32_t ops;         /* operations in flight (teardown waits for 0) */
+    struct rq_peer peer;  /* 20 bytes; formatted only when a line is logged */
     uint64_t close_deadline;
-    struct rq_buf in;     /* MQTT bytes not yet consumed (a partial packet) */
-    struct rq_xport *xp;  /* TLS / WebSocket layers; NULL for plain TCP */
-    struct rq_buf wire;   /* transport output waiting for the next send */
-    struct rq_buf raw;    /* wire bytes received while handing over a transport connection */
+    struct rq_buf in;    /* MQTT bytes not yet consumed (a partial packet) */
+    struct rq_xport *xp; /* TLS / WebSocket layers (and their buffers); NULL for plain TCP */
     struct rq_buf sending;
     size_t send_off;
     struct conn *next_dirty, *next_close;
-    char peer[64];
 };
+
+/* Transport output waiting for the next send (TLS / WebSocket connections only). */
+static size_t wire_len(struct conn *c)
+{
+    return c->xp ? rq_xport_wire(c->xp)->len : 0;
+}
 
 /* A connection on its way to the shard that owns its session. */
 struct handover {
@@ -94,7 +98,7 @@ struct handover {
     uint8_t hops;
     uint32_t port_index;
     struct rq_xport *xp; /* moves with the connection (TLS state) */
-    char peer[64];
+    struct rq_peer peer;
     size_t len;     /* MQTT bytes (starting with the CONNECT) */
     size_t raw_len; /* then wire bytes received since, not yet through the transport */
     uint8_t data[];
@@ -456,12 +460,14 @@ static const struct rq_worker_ops worker_ops = {
 
 /* ---- connections ---- */
 
-static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index, const char *peer)
+static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index,
+                             const struct rq_peer *peer)
 {
     uint16_t port = s->lport[port_index];
     if (!s->n_free) {
+        char name[RQ_PEER_STRLEN];
         rq_log(RQ_LOG_WARN, NULL, "shard %d: connection table full (%u): refusing %s", s->id,
-               s->n_slots, peer);
+               s->n_slots, rq_peer_format(peer, name, sizeof name));
         return NULL;
     }
     struct conn *c = calloc(1, sizeof *c);
@@ -479,10 +485,10 @@ static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index, co
     c->fd = fd;
     c->port = port;
     c->port_index = port_index;
-    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->peer = *peer;
     s->slots[slot] = c;
     s->n_conns++;
-    rq_client_init(&c->cl, s->w, c, port, c->peer);
+    rq_client_init(&c->cl, s->w, c, port, &c->peer);
     return c;
 }
 
@@ -497,31 +503,29 @@ static void conn_free(struct rq_shard *s, struct conn *c, bool close_fd)
     s->n_conns--;
     rq_client_free(&c->cl);
     rq_xport_free(c->xp);
-    rq_buf_free(&c->wire);
-    rq_buf_free(&c->raw);
     rq_buf_free(&c->in);
     rq_buf_free(&c->sending);
     free(c);
 }
 
-static void peer_name(int fd, char *out, size_t len)
+static void peer_name(int fd, struct rq_peer *out)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-            port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-            port = ntohs(a->sin6_port);
-        }
+    memset(out, 0, sizeof *out);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        out->family = 4;
+        memcpy(out->addr, &a->sin_addr, 4);
+        out->port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        out->family = 6;
+        memcpy(out->addr, &a->sin6_addr, 16);
+        out->port = ntohs(a->sin6_port);
     }
-    snprintf(out, len, "%s:%d", host, port);
 }
 
 static void start_migration(struct rq_shard *s, struct conn *c);
@@ -557,7 +561,7 @@ static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, siz
 {
     if (c->state == C_MIGRATING) {
         /* travels with the connection: MQTT bytes for plain TCP, wire bytes otherwise */
-        rq_buf_append(c->xp ? &c->raw : &c->in, p, len);
+        rq_buf_append(c->xp ? rq_xport_raw(c->xp) : &c->in, p, len);
         return;
     }
     if (c->state != C_OPEN)
@@ -567,9 +571,10 @@ static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, siz
         return;
     }
     const char *why = "transport error";
-    size_t before = c->wire.len;
-    int rc = rq_xport_rx(c->xp, p, len, &c->in, &c->wire, &why);
-    if (c->wire.len != before)
+    struct rq_buf *wire = rq_xport_wire(c->xp);
+    size_t before = wire->len;
+    int rc = rq_xport_rx(c->xp, p, len, &c->in, wire, &why);
+    if (wire->len != before)
         mark_dirty(s, c);
     if (rc == -1)
         rq_log(RQ_LOG_INFO, &c->cl.log, "%s: closing connection: %s", rq_xport_name(c->xp),
@@ -600,7 +605,9 @@ static void start_migration(struct rq_shard *s, struct conn *c)
 
 static void finish_migration(struct rq_shard *s, struct conn *c)
 {
-    struct handover *h = malloc(sizeof *h + c->in.len + c->raw.len);
+    struct rq_buf *raw = c->xp ? rq_xport_raw(c->xp) : NULL;
+    size_t raw_len = raw ? raw->len : 0;
+    struct handover *h = malloc(sizeof *h + c->in.len + raw_len);
     if (!h) {
         conn_free(s, c, true);
         return;
@@ -610,11 +617,13 @@ static void finish_migration(struct rq_shard *s, struct conn *c)
     h->port_index = c->port_index;
     h->xp = c->xp;
     c->xp = NULL;
-    h->raw_len = c->raw.len;
-    if (c->raw.len)
-        memcpy(h->data + c->in.len, c->raw.data, c->raw.len);
+    h->raw_len = raw_len;
+    if (raw_len) {
+        memcpy(h->data + c->in.len, raw->data, raw_len);
+        rq_buf_free(raw);
+    }
     h->hops = (uint8_t)(c->cl.hops + 1);
-    snprintf(h->peer, sizeof h->peer, "%s", c->peer);
+    h->peer = c->peer;
     h->len = c->in.len;
     if (c->in.len)
         memcpy(h->data, c->in.data, c->in.len);
@@ -628,7 +637,7 @@ static void finish_migration(struct rq_shard *s, struct conn *c)
 
 static void adopt(struct rq_shard *s, struct handover *h)
 {
-    struct conn *c = s->stopping ? NULL : conn_new(s, h->fd, h->port_index, h->peer);
+    struct conn *c = s->stopping ? NULL : conn_new(s, h->fd, h->port_index, &h->peer);
     if (!c) {
         rq_xport_free(h->xp);
         close(h->fd);
@@ -638,6 +647,8 @@ static void adopt(struct rq_shard *s, struct handover *h)
     c->cl.hops = h->hops;
     c->xp = h->xp;
     arm_recv(s, c);
+    if (wire_len(c))
+        mark_dirty(s, c);
     rq_buf_append(&c->in, h->data, h->len);
     if (c->xp && h->raw_len)
         conn_input(s, c, h->data + h->len, h->raw_len); /* decrypts, then feeds all of c->in */
@@ -666,11 +677,11 @@ static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    char peer[64];
-    peer_name(fd, peer, sizeof peer);
+    struct rq_peer peer;
+    peer_name(fd, &peer);
     bool failed;
     struct rq_xport *xp = rq_xport_new(&s->ports[li], &failed);
-    struct conn *c = failed ? NULL : conn_new(s, fd, li, peer);
+    struct conn *c = failed ? NULL : conn_new(s, fd, li, &peer);
     if (!c) {
         rq_xport_free(xp);
         close(fd);
@@ -750,7 +761,7 @@ static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
     c->send_off = 0;
     if (c->state == C_OPEN)
         rq_client_on_drained(&c->cl);
-    if (c->cl.out.len == 0 && c->wire.len == 0) {
+    if (c->cl.out.len == 0 && wire_len(c) == 0) {
         /* Nothing more to send: an idle connection keeps no output buffers. A busy one has
          * more queued by now and keeps reusing them. */
         rq_buf_free(&c->sending);
@@ -797,14 +808,14 @@ static void flush_all(struct rq_shard *s)
             arm_recv(s, c);
         struct rq_buf *src = &c->cl.out;
         if (c->xp) {
-            /* MQTT bytes through WebSocket framing and/or TLS records into c->wire */
+            /* MQTT bytes through WebSocket framing and/or TLS records into the wire buffer */
             const char *why = "transport error";
+            src = rq_xport_wire(c->xp);
             if (c->cl.out.len && rq_xport_ready(c->xp)) {
-                if (rq_xport_tx(c->xp, c->cl.out.data, c->cl.out.len, &c->wire, &why) != 0)
+                if (rq_xport_tx(c->xp, c->cl.out.data, c->cl.out.len, src, &why) != 0)
                     rq_client_close(&c->cl, 0, why);
                 rq_buf_reset(&c->cl.out);
             }
-            src = &c->wire;
         }
         if (!c->send_busy && src->len) {
             /* swap: the producer keeps appending to an empty buffer while this one is sent */
@@ -827,7 +838,7 @@ static void reap(struct rq_shard *s)
             rq_client_on_closed(&c->cl, c->state == C_SHUTDOWN ? "connection lost" : "closed");
         }
         if (c->state == C_CLOSING) {
-            bool flushed = !c->send_busy && c->cl.out.len == 0 && c->wire.len == 0;
+            bool flushed = !c->send_busy && c->cl.out.len == 0 && wire_len(c) == 0;
             if (flushed || s->w->now >= c->close_deadline) {
                 shutdown(c->fd, SHUT_RDWR); /* ends the multishot recv */
                 c->state = C_SHUTDOWN;
@@ -922,9 +933,14 @@ static int setup_buffers(struct rq_shard *s)
     int rc = io_uring_register_buf_ring(&s->ring, &reg, 0);
     if (rc)
         return rc;
-    s->bufs = malloc((size_t)BUF_COUNT * BUF_SIZE);
-    if (!s->bufs)
-        return -ENOMEM;
+    /* The receive buffers are a fixed per-shard cost: map them resident now (MAP_POPULATE), so
+     * that the data path never takes a page fault on them and the process's RSS does not creep up
+     * by 4 KiB per buffer as connections start using them. */
+    void *bufs = mmap(NULL, (size_t)BUF_COUNT * BUF_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE, -1, 0);
+    if (bufs == MAP_FAILED)
+        return -errno;
+    s->bufs = bufs;
     io_uring_buf_ring_init(s->br);
     for (int i = 0; i < BUF_COUNT; i++)
         io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, (uint16_t)i,
@@ -1125,7 +1141,8 @@ void rq_shard_free(struct rq_shard *s)
         io_uring_queue_exit(&s->ring);
     if (s->br)
         munmap(s->br, BUF_COUNT * sizeof(struct io_uring_buf));
-    free(s->bufs);
+    if (s->bufs)
+        munmap(s->bufs, (size_t)BUF_COUNT * BUF_SIZE);
     free(s->slots);
     free(s->free_slots);
     for (int t = 0; s->backlog && t < s->b->n_shards; t++) {

@@ -17,7 +17,19 @@ struct rq_xport {
     struct rq_buf plain;  /* WebSocket over TLS: decrypted bytes before unframing */
     struct rq_buf ctl;    /* WebSocket replies (101, pongs, close) before TLS */
     struct rq_buf framed; /* WebSocket over TLS: framed output before TLS */
+    struct rq_buf wire;   /* see rq_xport_wire */
+    struct rq_buf raw;    /* see rq_xport_raw */
 };
+
+struct rq_buf *rq_xport_wire(struct rq_xport *x)
+{
+    return &x->wire;
+}
+
+struct rq_buf *rq_xport_raw(struct rq_xport *x)
+{
+    return &x->raw;
+}
 
 struct rq_xport *rq_xport_new(struct rq_port_rt *port, bool *failed)
 {
@@ -51,6 +63,8 @@ void rq_xport_free(struct rq_xport *x)
     rq_buf_free(&x->plain);
     rq_buf_free(&x->ctl);
     rq_buf_free(&x->framed);
+    rq_buf_free(&x->wire);
+    rq_buf_free(&x->raw);
     free(x);
 }
 

@@ -44,6 +44,11 @@ int rq_xport_rx(struct rq_xport *x, const uint8_t *p, size_t len, struct rq_buf 
 /* MQTT bytes out: wire bytes appended to wire. 0 or -1. */
 int rq_xport_tx(struct rq_xport *x, const uint8_t *p, size_t len, struct rq_buf *wire,
                 const char **why);
+/* Buffers the connection keeps in its transport, so that a plain TCP connection has none:
+ * wire = transport output waiting for the next send; raw = wire bytes received while the
+ * connection is being handed to another shard. Freed with the transport. */
+struct rq_buf *rq_xport_wire(struct rq_xport *x);
+struct rq_buf *rq_xport_raw(struct rq_xport *x);
 /* The TLS layer (for the authentication chain), or NULL. */
 struct rq_tls *rq_xport_tls(struct rq_xport *x);
 /* Ready for MQTT output (handshakes done). */
