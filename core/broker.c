@@ -82,15 +82,12 @@ void rq_smap_del(struct rq_smap *m, uint64_t id)
 
 /* ---- client-id registry: chained hash, guarded by broker->reg_lock ---- */
 
-struct reg_ent {
-    struct reg_ent *next;
-    uint64_t sid;
-    uint16_t len;
-    uint8_t cid[];
-};
-
+/* The registry chains the sessions themselves (rq_session.reg_next): no allocation per client.
+ * A session is in it from rq_reg_set until rq_reg_del or until a newer session with the same
+ * client id replaces it; it is freed only after leaving it (rq_session_end), so the entries read
+ * here under reg_lock (id, cid: immutable once created) always belong to live sessions. */
 struct rq_reg {
-    struct reg_ent **b;
+    struct rq_session **b;
     size_t cap, n;
 };
 
@@ -102,80 +99,68 @@ static size_t str_hash(const uint8_t *p, size_t len)
     return (size_t)h;
 }
 
-static struct reg_ent **reg_find(struct rq_reg *r, const uint8_t *cid, size_t len)
+static struct rq_session **reg_find(struct rq_reg *r, const uint8_t *cid, size_t len)
 {
-    struct reg_ent **pp = &r->b[str_hash(cid, len) & (r->cap - 1)];
-    for (; *pp; pp = &(*pp)->next)
-        if ((*pp)->len == len && memcmp((*pp)->cid, cid, len) == 0)
+    struct rq_session **pp = &r->b[str_hash(cid, len) & (r->cap - 1)];
+    for (; *pp; pp = &(*pp)->reg_next)
+        if ((*pp)->cid_len == len && memcmp((*pp)->cid, cid, len) == 0)
             break;
     return pp;
 }
 
 uint64_t rq_reg_get(struct rq_reg *r, const uint8_t *cid, size_t len)
 {
-    struct reg_ent *e = *reg_find(r, cid, len);
-    return e ? e->sid : 0;
+    struct rq_session *e = *reg_find(r, cid, len);
+    return e ? e->id : 0;
 }
 
-static int reg_grow(struct rq_reg *r)
+static void reg_grow(struct rq_reg *r)
 {
     size_t ncap = r->cap * 2;
-    struct reg_ent **nb = calloc(ncap, sizeof *nb);
+    struct rq_session **nb = calloc(ncap, sizeof *nb);
     if (!nb)
-        return -ENOMEM;
+        return; /* best effort: chains just get longer */
     for (size_t i = 0; i < r->cap; i++) {
-        for (struct reg_ent *e = r->b[i], *next; e; e = next) {
-            next = e->next;
-            size_t h = str_hash(e->cid, e->len) & (ncap - 1);
-            e->next = nb[h];
+        for (struct rq_session *e = r->b[i], *next; e; e = next) {
+            next = e->reg_next;
+            size_t h = str_hash((const uint8_t *)e->cid, e->cid_len) & (ncap - 1);
+            e->reg_next = nb[h];
             nb[h] = e;
         }
     }
     free(r->b);
     r->b = nb;
     r->cap = ncap;
-    return 0;
 }
 
-int rq_reg_set(struct rq_reg *r, const uint8_t *cid, size_t len, uint64_t sid)
+void rq_reg_set(struct rq_reg *r, struct rq_session *s)
 {
-    struct reg_ent **pp = reg_find(r, cid, len);
-    if (*pp) {
-        (*pp)->sid = sid;
-        return 0;
+    struct rq_session **pp = reg_find(r, (const uint8_t *)s->cid, s->cid_len);
+    if (*pp) { /* a session with this client id is registered: s replaces it */
+        s->reg_next = (*pp)->reg_next;
+        (*pp)->reg_next = NULL;
+        *pp = s;
+        return;
     }
-    struct reg_ent *e = malloc(sizeof *e + len);
-    if (!e)
-        return -ENOMEM;
-    e->next = NULL;
-    e->sid = sid;
-    e->len = (uint16_t)len;
-    memcpy(e->cid, cid, len);
-    *pp = e;
+    s->reg_next = NULL;
+    *pp = s;
     if (++r->n > r->cap)
-        (void)reg_grow(r); /* best effort: chains just get longer on ENOMEM */
-    return 0;
+        reg_grow(r);
 }
 
-void rq_reg_del_if(struct rq_reg *r, const uint8_t *cid, size_t len, uint64_t sid)
+void rq_reg_del(struct rq_reg *r, struct rq_session *s)
 {
-    struct reg_ent **pp = reg_find(r, cid, len);
-    if (*pp && (*pp)->sid == sid) {
-        struct reg_ent *e = *pp;
-        *pp = e->next;
-        free(e);
+    struct rq_session **pp = reg_find(r, (const uint8_t *)s->cid, s->cid_len);
+    if (*pp == s) {
+        *pp = s->reg_next;
+        s->reg_next = NULL;
         r->n--;
     }
 }
 
 static void reg_free(struct rq_reg *r)
 {
-    for (size_t i = 0; i < r->cap; i++)
-        for (struct reg_ent *e = r->b[i], *next; e; e = next) {
-            next = e->next;
-            free(e);
-        }
-    free(r->b);
+    free(r->b); /* the sessions in it are freed by their workers */
     free(r);
 }
 

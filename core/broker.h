@@ -184,6 +184,8 @@ long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len);
  * when due, detaches the session. Idempotent. */
 void rq_client_on_closed(struct rq_client *c, const char *why);
 void rq_client_free(struct rq_client *c);
+/* The client leaves its session (c->s = NULL); log lines keep naming the client id. */
+void rq_client_unbind(struct rq_client *c);
 /* Closes the client: rc is 0 or -RQ_RC_*; v5 clients past CONNECT get DISCONNECT with that
  * reason (and `why` as Reason String), then net closes after flushing. Logs why. */
 void rq_client_close(struct rq_client *c, int rc, const char *why);

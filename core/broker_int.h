@@ -38,7 +38,8 @@ struct rq_session {
     /* Every client has one: keep it small. */
     uint64_t id;
     struct rq_worker *w;
-    struct rq_client *client; /* NULL when offline */
+    struct rq_client *client;    /* NULL when offline */
+    struct rq_session *reg_next; /* client-id registry chain (broker.c), under reg_lock */
     /* Offline: one timer for both the will delay and the session's end, whichever is next. */
     struct rq_timer timer;
     uint64_t expires_at; /* offline: w->now-based ms when the session ends; 0 = never */
@@ -66,11 +67,12 @@ struct rq_session {
 struct rq_session *rq_smap_get(struct rq_smap *m, uint64_t id);
 int rq_smap_put(struct rq_smap *m, struct rq_session *s);
 void rq_smap_del(struct rq_smap *m, uint64_t id);
-/* registry: returns the session id registered for cid, 0 if none. Caller holds reg_lock. */
+/* Client-id registry, all shards' sessions; caller holds reg_lock. get: the session id
+ * registered for cid, 0 if none. set: s becomes the session of its client id (replacing any
+ * other). del: s leaves it, if it is still the one registered. */
 uint64_t rq_reg_get(struct rq_reg *r, const uint8_t *cid, size_t len);
-int rq_reg_set(struct rq_reg *r, const uint8_t *cid, size_t len, uint64_t sid);
-/* Removes cid only if it still maps to sid. */
-void rq_reg_del_if(struct rq_reg *r, const uint8_t *cid, size_t len, uint64_t sid);
+void rq_reg_set(struct rq_reg *r, struct rq_session *s);
+void rq_reg_del(struct rq_reg *r, struct rq_session *s);
 /* Routes a message to every matching subscription (all shards). Consumes no reference. */
 void rq_route(struct rq_worker *w, struct rq_msg *m);
 /* Stores/clears a retained message (m->retain set). */

@@ -16,6 +16,7 @@
 #define PRE_CONNECT_MAX (1u << 20) /* largest packet accepted before CONNECT completes */
 
 static void on_keepalive(struct rq_timer *t, void *arg);
+static void borrow_session_id(struct rq_client *c);
 
 static const struct rq_config *cfg_of(const struct rq_client *c)
 {
@@ -265,9 +266,10 @@ static void on_keepalive(struct rq_timer *t, void *arg)
 
 /* ---- CONNECT ---- */
 
-/* Keeps a printable copy of the client id for log lines: control characters, quotes and
- * backslashes as \\xNN, at most 79 characters. Kept on the heap at its exact length (most
- * connections only ever need a few bytes of it). */
+/* The client id as log lines show it: control characters, quotes and backslashes as \\xNN, at
+ * most 79 characters, in a heap copy at its exact length. Once the client is bound to its
+ * session, an id that needed no escaping (almost all) is not kept twice: log lines borrow the
+ * session's copy (borrow_session_id) until the client leaves the session (rq_client_unbind). */
 static void client_id_printable(struct rq_client *c, const uint8_t *p, size_t len)
 {
     char tmp[80];
@@ -319,8 +321,8 @@ static struct rq_session *attach_session(struct rq_client *c, const struct rq_co
         if (old->client) {
             struct rq_client *oc = old->client;
             rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
+            rq_client_unbind(oc);
             rq_session_detach(old, true); /* will of the old connection per its delay */
-            oc->s = NULL;
             old = rq_smap_get(w->sessions, sid); /* detach may end it (expiry 0) */
             if (!old)
                 goto fresh_unlocked;
@@ -336,7 +338,7 @@ static struct rq_session *attach_session(struct rq_client *c, const struct rq_co
         if (old->client) {
             struct rq_client *oc = old->client;
             rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
-            oc->s = NULL;
+            rq_client_unbind(oc);
             old->client = NULL;
         }
         rq_session_end(old, "clean start by a new connection");
@@ -351,13 +353,8 @@ fresh_unlocked:;
         return NULL;
     }
     pthread_mutex_lock(&b->reg_lock);
-    int err = rq_reg_set(b->reg, cid, len, s->id);
+    rq_reg_set(b->reg, s);
     pthread_mutex_unlock(&b->reg_lock);
-    if (err) {
-        rq_session_end(s, "out of memory");
-        *rc = RQ_RC_SERVER_UNAVAILABLE;
-        return NULL;
-    }
     return s;
 }
 
@@ -524,6 +521,7 @@ static int on_connect(struct rq_client *c, const struct rq_connect *k)
     }
     s->client = c;
     c->s = s;
+    borrow_session_id(c);
     c->connected = true;
     c->log.phase = "session";
     c->last_rx = c->w->now;
@@ -894,12 +892,29 @@ void rq_client_on_closed(struct rq_client *c, const char *why)
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
     if (c->s) {
         struct rq_session *s = c->s;
-        c->s = NULL;
+        rq_client_unbind(c);
         rq_log(RQ_LOG_DEBUG, &c->log, "connection closed: %s", why);
         rq_session_detach(s, !c->graceful);
     }
     c->connected = false;
     c->closing = true;
+}
+
+static void borrow_session_id(struct rq_client *c)
+{
+    if (c->client_id_print && strcmp(c->client_id_print, c->s->cid) == 0) {
+        free(c->client_id_print);
+        c->client_id_print = NULL;
+        c->log.client_id = c->s->cid;
+    }
+}
+
+void rq_client_unbind(struct rq_client *c)
+{
+    struct rq_session *s = c->s;
+    if (s && c->log.client_id == s->cid) /* the log name was borrowed from the session */
+        c->log.client_id = c->client_id_print = strdup(s->cid);
+    c->s = NULL;
 }
 
 void rq_client_free(struct rq_client *c)

@@ -57,7 +57,7 @@ void rq_session_end(struct rq_session *s, const char *why)
     struct rq_broker *b = w->b;
     rq_log(RQ_LOG_DEBUG, NULL, "session \"%s\" ended: %s", s->cid, why);
     if (s->client) {
-        s->client->s = NULL;
+        rq_client_unbind(s->client);
         s->client = NULL;
     }
     rq_timer_cancel(&w->wheel, &s->timer);
@@ -72,7 +72,7 @@ void rq_session_end(struct rq_session *s, const char *why)
     free(s->subs);
 
     pthread_mutex_lock(&b->reg_lock);
-    rq_reg_del_if(b->reg, (const uint8_t *)s->cid, s->cid_len, s->id);
+    rq_reg_del(b->reg, s);
     pthread_mutex_unlock(&b->reg_lock);
 
     for (uint32_t i = 0; i < s->q_len; i++)
