@@ -379,9 +379,43 @@ void rq_worker_flush(struct rq_worker *w)
             continue;
         w->outbox[shard] = NULL;
         struct rq_post p = {.kind = RQ_POST_DELIVER, .ptr = bt};
-        if (!w->ops->post(w, shard, &p))
+        _Atomic uint64_t *pending = &w->b->workers[shard]->pending_in;
+        atomic_fetch_add_explicit(pending, bt->count, memory_order_relaxed);
+        if (!w->ops->post(w, shard, &p)) {
+            atomic_fetch_sub_explicit(pending, bt->count, memory_order_relaxed);
             rq_batch_discard(bt);
+        }
     }
+}
+
+bool rq_worker_backpressure(struct rq_worker *w)
+{
+    uint64_t worst = 0;
+    int worst_shard = -1;
+    for (int t = 0; t < w->b->n_shards; t++) {
+        if (t == w->id || !w->b->workers[t])
+            continue;
+        uint64_t v = atomic_load_explicit(&w->b->workers[t]->pending_in, memory_order_relaxed);
+        if (v > worst) {
+            worst = v;
+            worst_shard = t;
+        }
+    }
+    if (!w->throttled && worst > RQ_PENDING_HIGH) {
+        w->throttled = true;
+        w->throttle_count++;
+        if (w->now - w->throttle_logged >= 10000 || !w->throttle_logged) {
+            w->throttle_logged = w->now;
+            rq_log(RQ_LOG_INFO, NULL,
+                   "shard %d: shard %d is %llu messages behind: pausing reads from this shard's "
+                   "clients until it catches up (%llu times so far; logged at most every 10 s)",
+                   w->id, worst_shard, (unsigned long long)worst,
+                   (unsigned long long)w->throttle_count);
+        }
+    } else if (w->throttled && worst < RQ_PENDING_LOW) {
+        w->throttled = false;
+    }
+    return w->throttled;
 }
 
 void rq_batch_discard(struct rq_batch *bt)
@@ -466,6 +500,7 @@ void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p)
             rq_msg_unref(r->msg);
             off += REC_SIZE(r->n);
         }
+        atomic_fetch_sub_explicit(&w->pending_in, bt->count, memory_order_relaxed);
         free(bt);
         break;
     }

@@ -122,7 +122,24 @@ struct rq_worker {
     struct rq_sub_entry *scratch;
     size_t scratch_n, scratch_cap;
     struct rq_batch **outbox; /* per destination shard, flushed by rq_worker_flush */
+    /* Backpressure (rq_worker_backpressure): this worker's clients are not being read while
+     * another shard is too far behind with the messages posted to it. */
+    bool throttled;
+    uint64_t throttle_count; /* times throttling started */
+    uint64_t throttle_logged; /* w->now of the last log line about it */
+    /* Messages other shards have posted to this one and it has not delivered yet. Written by
+     * every producer: on a cache line of its own. */
+    char pad0[64];
+    _Atomic uint64_t pending_in;
+    char pad1[64 - sizeof(uint64_t)];
 };
+
+/* Backpressure thresholds, in messages waiting at a destination shard: above HIGH, the shards
+ * posting to it stop reading their clients (TCP flow control then slows the publishers down);
+ * they read again once it is below LOW. At ~1.5 M messages/s per shard, HIGH is ~20 ms of
+ * work. */
+#define RQ_PENDING_HIGH 32768
+#define RQ_PENDING_LOW 8192
 
 /* Per-connection protocol state. net embeds it in its connection. */
 struct rq_client {
@@ -168,6 +185,10 @@ void rq_worker_free(struct rq_worker *w);
 /* Sends what this iteration routed to other shards: one post per destination. Call at the end
  * of every loop iteration (and before the worker stops). */
 void rq_worker_flush(struct rq_worker *w);
+/* Call after rq_worker_flush: whether this worker should stop reading its clients because a
+ * shard it posts to is more than RQ_PENDING_HIGH messages behind (stays true until that is
+ * below RQ_PENDING_LOW). Updates w->throttled. */
+bool rq_worker_backpressure(struct rq_worker *w);
 /* Handles one post popped from this worker's inbox. */
 void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p);
 /* Shutdown: v5 clients get DISCONNECT 0x8B (net closes them), sessions end, wills go out. */

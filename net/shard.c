@@ -75,6 +75,7 @@ struct conn {
     bool dirty;          /* on the flush list */
     bool closing_listed; /* on the close list */
     bool closed_notified;
+    bool paused; /* not read (backpressure): its multishot recv was cancelled */
     uint32_t ops;         /* operations in flight (teardown waits for 0) */
     struct rq_peer peer;  /* 20 bytes; formatted only when a line is logged */
     uint64_t close_deadline;
@@ -139,6 +140,8 @@ struct rq_shard {
     uint32_t n_conns;
 
     struct rq_inbox *inbox;
+    uint64_t *paused; /* (gen << 32 | slot) of connections paused by backpressure */
+    size_t n_paused, cap_paused;
     struct backlog *backlog; /* per target shard, posts that found the inbox full */
     struct conn *dirty, *closing;
     volatile int stop_requested;
@@ -352,6 +355,48 @@ static void start_send(struct rq_shard *s, struct conn *c)
     io_uring_sqe_set_data64(sqe, tag(OP_SEND, c->gen, c->slot));
     c->send_busy = true;
     c->ops++;
+}
+
+/* ---- backpressure ---- */
+
+/* Stops reading c: its multishot recv is cancelled (what it already delivered is processed);
+ * the kernel's socket buffer fills and TCP flow control slows the client down. */
+static void pause_conn(struct rq_shard *s, struct conn *c)
+{
+    if (s->n_paused == s->cap_paused) {
+        size_t ncap = s->cap_paused ? s->cap_paused * 2 : 64;
+        uint64_t *nv = realloc(s->paused, ncap * sizeof *nv);
+        if (!nv)
+            return; /* not paused: memory is short, and this only slows the broker down */
+        s->paused = nv;
+        s->cap_paused = ncap;
+    }
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel64(sqe, tag(OP_RECV, c->gen, c->slot), 0);
+    io_uring_sqe_set_data64(sqe, tag(OP_IGNORE, 0, 0));
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    c->paused = true;
+    c->cl.last_rx = s->w->now; /* a paused client is not idle: keepalive counts from here */
+    s->paused[s->n_paused++] = (uint64_t)c->gen << 32 | c->slot;
+}
+
+static void arm_recv(struct rq_shard *s, struct conn *c);
+
+static void resume_all(struct rq_shard *s)
+{
+    for (size_t i = 0; i < s->n_paused; i++) {
+        uint32_t slot = (uint32_t)s->paused[i], gen = (uint32_t)(s->paused[i] >> 32);
+        struct conn *c = slot < s->n_slots ? s->slots[slot] : NULL;
+        if (!c || c->gen != gen || !c->paused)
+            continue;
+        c->paused = false;
+        c->cl.last_rx = s->w->now;
+        if (c->state == C_OPEN && !c->recv_armed)
+            arm_recv(s, c); /* else the cancel has not completed yet: re-armed when it has */
+    }
+    s->n_paused = 0;
 }
 
 /* ---- worker ops (called from core on this thread) ---- */
@@ -725,6 +770,8 @@ static void on_recv(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
         recycle_buffer(s, bid);
         if (!more && c->state == C_OPEN)
             mark_dirty(s, c); /* re-armed in the flush phase */
+        else if (more && s->w->throttled && c->state == C_OPEN && !c->paused)
+            pause_conn(s, c);
         return;
     }
     if (cqe->res == -ENOBUFS) {
@@ -734,6 +781,10 @@ static void on_recv(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
     }
     if (c->state == C_MIGRATING)
         return;
+    if (cqe->res == -ECANCELED && c->state == C_OPEN) {
+        mark_dirty(s, c); /* paused, or resumed before the cancel completed: flush decides */
+        return;
+    }
     if (cqe->res == 0)
         conn_peer_gone(s, c, "peer closed the connection");
     else if (cqe->res != -ECANCELED)
@@ -804,7 +855,7 @@ static void flush_all(struct rq_shard *s)
         c->dirty = false;
         if (c->state == C_MIGRATING || c->state == C_SHUTDOWN)
             continue;
-        if (c->state == C_OPEN && !c->recv_armed)
+        if (c->state == C_OPEN && !c->recv_armed && !c->paused)
             arm_recv(s, c);
         struct rq_buf *src = &c->cl.out;
         if (c->xp) {
@@ -998,6 +1049,8 @@ static void loop(struct rq_shard *s)
         reap(s);
         rq_worker_flush(w); /* one inbox post per destination shard for this iteration */
         retry_backlog(s);
+        if (!rq_worker_backpressure(w) && s->n_paused)
+            resume_all(s);
         if (s->stopping && (s->n_conns == 0 || w->now >= s->stop_deadline))
             break;
         for (size_t i = 0; !s->stopping && i < s->n_listen; i++)
@@ -1151,6 +1204,7 @@ void rq_shard_free(struct rq_shard *s)
         free(s->backlog[t].v);
     }
     free(s->backlog);
+    free(s->paused);
     if (s->inbox) {
         /* Posts that arrived after this shard stopped (wills routed during shutdown). */
         struct rq_post p;
