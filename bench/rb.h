@@ -59,6 +59,20 @@ struct rb_opts {
     const char *label;
     bool quiet;
     bool check;          /* exit 1 unless delivered > 0, lost == 0, reordered == 0 */
+    /* TLS (rb_tls.c) */
+    bool tls;            /* every connection is TLS */
+    const char *cafile;  /* verify the server against these CAs; NULL: no verification */
+    const char *cert, *key; /* client certificate (chain) and its key, for X.509 auth */
+    const char *sni;     /* server name sent and verified; an IP literal is verified, not sent */
+    int tls_version;     /* 0: 1.2 or 1.3, whichever negotiates; 12 or 13: only that one */
+};
+
+/* What a TLS handshake negotiated (the first one of a worker: every connection uses the same
+ * context, so they all negotiate the same). Empty strings until then. */
+struct rb_tls_info {
+    char version[16];
+    char cipher[64];
+    char group[32];
 };
 
 /* ---- payload: every published message starts with this header (host byte order) ---- */
@@ -148,6 +162,7 @@ struct rb_worker {
     uint32_t opened, inprog;
     _Atomic uint64_t last_connack_ns;
     struct rb_hist conn_lat;
+    struct rb_tls_info tls; /* written before the first connection is counted ready */
     char err[200]; /* first error, for the report */
 };
 

@@ -6,6 +6,24 @@
 
 #include "rb_report.h"
 
+static struct rb_tls_info g_tls; /* set by rb_report_tls; empty: no handshake completed */
+
+void rb_report_tls(const struct rb_tls_info *info)
+{
+    g_tls = *info;
+}
+
+const char *rb_tls_text(const struct rb_opts *o)
+{
+    static char buf[160];
+    if (!o->tls)
+        return "";
+    if (!g_tls.version[0])
+        return "TLS, no handshake completed";
+    snprintf(buf, sizeof buf, "TLS %s %s %s", g_tls.version, g_tls.cipher, g_tls.group);
+    return buf;
+}
+
 const char *rb_pattern_name(enum rb_pattern p)
 {
     static const char *const names[] = {"fanin", "fanout", "pairwise", "shared"};
@@ -113,11 +131,28 @@ static void json_close(FILE *f)
         fflush(f);
 }
 
+/* "tls": null over TCP, else what was asked for and what was negotiated ("" when no handshake
+ * completed). */
+static void json_tls(FILE *f, const struct rb_opts *o)
+{
+    if (!o->tls) {
+        fputs(",\"tls\":null", f);
+        return;
+    }
+    fprintf(f, ",\"tls\":{\"version\":\"%s\",\"cipher\":\"%s\",\"group\":\"%s\",",
+            g_tls.version, g_tls.cipher, g_tls.group);
+    fprintf(f, "\"asked_version\":\"%s\",\"server_verified\":%s,\"client_cert\":%s,",
+            o->tls_version == 12 ? "1.2" : o->tls_version == 13 ? "1.3" : "any",
+            o->cafile ? "true" : "false", o->cert ? "true" : "false");
+    fprintf(f, "\"sni\":\"%s\"}", json_safe(o->sni));
+}
+
 static void json_head(FILE *f, const struct rb_opts *o, const char *mode)
 {
     fprintf(f, "{\"tool\":\"ringbench\",\"version\":1,\"label\":\"%s\",\"mode\":\"%s\",",
             json_safe(o->label ? o->label : ""), mode);
     json_params(f, o);
+    json_tls(f, o);
 }
 
 void rb_write_json_trials(const struct rb_opts *o, const struct rb_trial *tr, uint32_t n, int best,
@@ -152,31 +187,50 @@ void rb_write_json_storm(const struct rb_opts *o, const struct rb_storm *s, cons
             ",\"error\":\"%s\",\"result\":{\"connections\":%u,\"connected\":%u,\"failed\":%u,"
             "\"seconds\":%.3f,\"conn_per_s\":%.1f,\"connect_latency_us\":{\"p50\":%.1f,"
             "\"p99\":%.1f,\"max\":%.1f},\"broker\":{\"cpu_us\":%llu,\"rss_before_kb\":%llu,"
-            "\"rss_held_kb\":%llu,\"rss_per_conn_bytes\":%.1f},\"generator\":{\"cpu_pct\":%.1f},"
-            "\"machine_busy_pct\":%.1f}}\n",
+            "\"rss_held_kb\":%llu,\"rss_per_conn_bytes\":%.1f},\"generator\":{\"cpu_pct\":%.1f,"
+            "\"thread_max_pct\":%.1f,\"headroom_pct\":%.1f},\"machine_busy_pct\":%.1f}}\n",
             json_safe(err), s->want, s->ready, s->failed, s->secs, s->rate, (double)s->p50 / 1e3,
             (double)s->p99 / 1e3, (double)s->max / 1e3, (unsigned long long)s->cpu_us,
             (unsigned long long)s->rss0, (unsigned long long)s->rss1, s->rss_per_conn,
-            s->gen_cpu_pct, s->machine_busy_pct);
+            s->gen_cpu_pct, s->gen_thread_max_pct, 100.0 - s->gen_thread_max_pct,
+            s->machine_busy_pct);
     json_close(f);
+}
+
+/* ", TLS 1.3 (server verified against ca.pem as localhost), client certificate c.pem" */
+static void describe_tls(const struct rb_opts *o, char *buf, size_t cap)
+{
+    buf[0] = 0;
+    if (!o->tls)
+        return;
+    const char *ver = o->tls_version == 12 ? "TLS 1.2" : o->tls_version == 13 ? "TLS 1.3" : "TLS";
+    if (o->cafile)
+        snprintf(buf, cap, ", %s (server verified against %s as %s)%s%s", ver, o->cafile, o->sni,
+                 o->cert ? ", client certificate " : "", o->cert ? o->cert : "");
+    else
+        snprintf(buf, cap, ", %s (server NOT verified: no --cafile; SNI %s)%s%s", ver, o->sni,
+                 o->cert ? ", client certificate " : "", o->cert ? o->cert : "");
 }
 
 void rb_describe(const struct rb_opts *o)
 {
     if (o->quiet)
         return;
+    char tls[640];
+    describe_tls(o, tls, sizeof tls);
     if (o->mode == RB_MODE_CONNECT) {
         fprintf(stderr, "ringbench %s: connect storm, %u connections (%u at once), MQTT %s, "
-                        "127.0.0.1:%u\n", o->label ? o->label : "", o->conns, o->concurrency,
-                o->version == 5 ? "5" : "3.1.1", o->port);
+                        "127.0.0.1:%u%s\n", o->label ? o->label : "", o->conns, o->concurrency,
+                o->version == 5 ? "5" : "3.1.1", o->port, tls);
         return;
     }
     char rate[48] = "max sustainable rate";
     if (o->mode == RB_MODE_RATE)
         snprintf(rate, sizeof rate, "%.0f msg/s", o->rate);
-    fprintf(stderr, "ringbench %s: %s %u->%u, QoS %d, %u B, MQTT %s, %s, 127.0.0.1:%u\n",
+    fprintf(stderr, "ringbench %s: %s %u->%u, QoS %d, %u B, MQTT %s, %s, 127.0.0.1:%u%s\n",
             o->label ? o->label : "", rb_pattern_name(o->pattern), o->pubs, o->subs, o->qos,
-            o->size, o->version == 5 ? "5" : o->version == 3 ? "3.1" : "3.1.1", rate, o->port);
+            o->size, o->version == 5 ? "5" : o->version == 3 ? "3.1" : "3.1.1", rate, o->port,
+            tls);
 }
 
 void rb_summary(const struct rb_opts *o, const struct rb_trial *t, bool max_mode)
@@ -194,6 +248,8 @@ void rb_summary(const struct rb_opts *o, const struct rb_trial *t, bool max_mode
         printf("broker %.2f cores, %.3f us/msg, RSS %llu->%llu kB; ", t->broker_cores,
                t->recv ? t->broker_cpu_us / (double)t->recv : 0,
                (unsigned long long)t->rss_before_kb, (unsigned long long)t->rss_after_kb);
+    if (o->tls)
+        printf("%s; ", rb_tls_text(o));
     printf("ringbench %.0f%% of a core (busiest thread %.0f%%, headroom %.0f%%), machine %.0f%% "
            "busy\n",
            t->gen_cpu_pct, t->gen_thread_max_pct, 100 - t->gen_thread_max_pct,

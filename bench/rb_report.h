@@ -34,7 +34,7 @@ struct rb_storm {
     uint64_t p50, p99, max;
     uint64_t rss0, rss1, cpu_us;
     double rss_per_conn;
-    double gen_cpu_pct, machine_busy_pct;
+    double gen_cpu_pct, gen_thread_max_pct, machine_busy_pct; /* while connecting */
 };
 
 const char *rb_pattern_name(enum rb_pattern p);
@@ -46,5 +46,9 @@ void rb_summary(const struct rb_opts *o, const struct rb_trial *t, bool max_mode
 void rb_write_json_trials(const struct rb_opts *o, const struct rb_trial *tr, uint32_t n, int best,
                           const char *err);
 void rb_write_json_storm(const struct rb_opts *o, const struct rb_storm *s, const char *err);
+/* --tls: what the handshakes negotiated, for the lines and JSON written after this call. */
+void rb_report_tls(const struct rb_tls_info *info);
+/* "TLS TLSv1.3 TLS_AES_256_GCM_SHA384 X25519" (or "TLS, no handshake completed"). */
+const char *rb_tls_text(const struct rb_opts *o);
 
 #endif

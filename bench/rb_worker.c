@@ -7,6 +7,9 @@
  * Packets going out are encoded with core/codec (a PUBLISH is encoded once per publisher as a
  * template, then copied with the packet id and the payload header patched in); packets coming
  * back are framed and decoded with rq_codec_frame / rq_codec_decode.
+ * With --tls, a connection makes its TLS handshake (rb_tls.c) between the TCP connect and
+ * CONNECT, driven by the same loop; then plaintext goes through SSL_write into a ciphertext
+ * buffer sent like `out` is over TCP, and comes from SSL_read in large chunks.
  *
  * Does not: decide phases or rates (main does, through struct rb_ctl), print, or retry a
  * failed connection (a failure is counted and its first error kept for the report). */
@@ -23,9 +26,10 @@
 
 #include "core/codec.h"
 #include "rb.h"
+#include "rb_tls.h"
 
 enum { RB_ROLE_SUB, RB_ROLE_PUB, RB_ROLE_IDLE };
-enum { CS_NONE, CS_CONNECTING, CS_CONNACK, CS_SUBACK, CS_READY, CS_CLOSED };
+enum { CS_NONE, CS_CONNECTING, CS_TLS, CS_CONNACK, CS_SUBACK, CS_READY, CS_CLOSED };
 
 #define RB_BURST 4096               /* publishes per publisher per tick, at most */
 #define RB_OUT_MAX (1u << 20)       /* bytes waiting in a publisher's buffer before it holds back */
@@ -33,6 +37,7 @@ enum { CS_NONE, CS_CONNECTING, CS_CONNACK, CS_SUBACK, CS_READY, CS_CLOSED };
 #define RB_READ_SMALL (16u << 10)   /* publishers read acks only */
 #define RB_READ_IDLE 256u           /* connect mode: CONNACK only */
 #define RB_MAX_PACKET (16u << 20)
+#define RB_TLS_CHUNK (256u << 10)   /* plaintext encrypted at once; bounds the ciphertext queue */
 
 struct rb_conn {
     int fd;
@@ -43,7 +48,10 @@ struct rb_conn {
     uint32_t idx; /* publisher, subscriber or connection number */
     uint64_t t0;  /* connect started */
     struct rq_buf in, out;
-    size_t out_off; /* bytes of `out` already sent */
+    size_t out_off; /* bytes of `out` already sent (TLS: already encrypted into tout) */
+    struct ssl_st *ssl; /* --tls: the session; NULL over plain TCP */
+    struct rq_buf tout; /* --tls: ciphertext to send */
+    size_t tout_off;    /* bytes of `tout` already sent */
     /* publishers */
     uint32_t next_seq;
     uint64_t sent_trial;
@@ -90,9 +98,14 @@ static void conn_close(struct rb_worker *w, struct rb_conn *c)
         close(c->fd);
         c->fd = -1;
     }
+    if (c->ssl) {
+        rb_tls_free(c->ssl);
+        c->ssl = NULL;
+    }
     rq_buf_free(&c->in);
     rq_buf_free(&c->out);
-    c->out_off = 0;
+    rq_buf_free(&c->tout);
+    c->out_off = c->tout_off = 0;
     c->state = CS_CLOSED;
 }
 
@@ -108,14 +121,14 @@ static void conn_fail(struct rb_worker *w, struct rb_conn *c, const char *what, 
     atomic_fetch_add_explicit(&w->failed, 1, memory_order_relaxed);
 }
 
-/* Sends what is buffered. 0, or -1 when the connection failed (and is closed). */
-static int conn_flush(struct rb_worker *w, struct rb_conn *c)
+/* Sends b from *off on. 1 when all of it is sent (b emptied), 0 when the socket is full
+ * (EPOLLOUT armed), -1 when the connection failed (and is closed). */
+static int send_buf(struct rb_worker *w, struct rb_conn *c, struct rq_buf *b, size_t *off)
 {
-    while (c->out_off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (*off < b->len) {
+        ssize_t n = send(c->fd, b->data + *off, b->len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            c->out_off += (size_t)n;
+            *off += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -127,10 +140,58 @@ static int conn_flush(struct rb_worker *w, struct rb_conn *c)
         conn_fail(w, c, "send", n < 0 ? errno : EPIPE);
         return -1;
     }
+    b->len = 0;
+    *off = 0;
+    return 1;
+}
+
+static void tls_fail(struct rb_worker *w, struct rb_conn *c, long rc, const char *err)
+{
+    if (rc == RB_TLS_EOF)
+        conn_fail(w, c, c->state == CS_TLS ? "TLS handshake: closed by the broker"
+                                           : "closed by the broker", 0);
+    else
+        conn_fail(w, c, rc == RB_TLS_FAIL ? err : "TLS: unexpected want-write", 0);
+}
+
+/* TLS: encrypts the plaintext of `out` (RB_TLS_CHUNK at a time, each chunk becoming records in
+ * `tout`) and sends `tout`. A chunk is encrypted only once the previous one is sent, so that
+ * plaintext, not ciphertext, queues up when the broker reads slowly, and the publishers' limit
+ * on pending output (RB_OUT_MAX) applies as over TCP. 1, 0 or -1 as send_buf. */
+static int tls_flush(struct rb_worker *w, struct rb_conn *c)
+{
+    for (;;) {
+        int rc = send_buf(w, c, &c->tout, &c->tout_off);
+        if (rc <= 0)
+            return rc;
+        size_t pending = c->out.len - c->out_off;
+        if (pending == 0)
+            return 1;
+        char err[160];
+        long n = rb_tls_write(c->ssl, c->out.data + c->out_off,
+                              pending < RB_TLS_CHUNK ? pending : RB_TLS_CHUNK, err, sizeof err);
+        if (n == RB_TLS_WANT_READ)
+            return 0; /* a handshake message must be read first: the next EPOLLIN flushes */
+        if (n < 0) {
+            tls_fail(w, c, n, err);
+            return -1;
+        }
+        c->out_off += (size_t)n;
+    }
+}
+
+/* Sends what is buffered. 0, or -1 when the connection failed (and is closed). */
+static int conn_flush(struct rb_worker *w, struct rb_conn *c)
+{
+    int rc = c->ssl ? tls_flush(w, c) : send_buf(w, c, &c->out, &c->out_off);
+    if (rc <= 0)
+        return rc;
     c->out.len = 0;
     c->out_off = 0;
-    if (c->role == RB_ROLE_IDLE)
+    if (c->role == RB_ROLE_IDLE) {
         rq_buf_free(&c->out);
+        rq_buf_free(&c->tout);
+    }
     set_pollout(w, c, false);
     return 0;
 }
@@ -238,6 +299,30 @@ static void conn_open(struct rb_worker *w, struct rb_conn *c)
     c->pollout = true;
 }
 
+/* A TLS connection in its handshake became readable or writable (or was just connected):
+ * sends what the handshake queued, advances it, and once it is complete queues CONNECT (which
+ * conn_flush then sends after the handshake's last flight). */
+static void on_tls_event(struct rb_worker *w, struct rb_conn *c)
+{
+    if (send_buf(w, c, &c->tout, &c->tout_off) <= 0)
+        return; /* EPOLLOUT armed (we come back here), or failed */
+    char err[160];
+    int hs = rb_tls_handshake(c->ssl, err, sizeof err);
+    if (hs == 1) {
+        if (!w->tls.version[0])
+            rb_tls_describe(c->ssl, &w->tls);
+        c->state = CS_CONNACK;
+        send_connect(w, c);
+        return;
+    }
+    if (hs != RB_TLS_WANT_READ) {
+        tls_fail(w, c, hs, err);
+        return;
+    }
+    if (send_buf(w, c, &c->tout, &c->tout_off) > 0)
+        set_pollout(w, c, false); /* the broker's turn */
+}
+
 static void on_connected(struct rb_worker *w, struct rb_conn *c)
 {
     int err = 0;
@@ -246,6 +331,18 @@ static void on_connected(struct rb_worker *w, struct rb_conn *c)
         err = errno;
     if (err) {
         conn_fail(w, c, "connect", err);
+        return;
+    }
+    if (B->o->tls) {
+        char msg[160];
+        c->ssl = rb_tls_new(c->fd, &c->tout, c->role == RB_ROLE_IDLE ? RB_TLS_IDLE : RB_TLS_BULK,
+                            msg, sizeof msg);
+        if (!c->ssl) {
+            conn_fail(w, c, msg, 0);
+            return;
+        }
+        c->state = CS_TLS;
+        on_tls_event(w, c);
         return;
     }
     c->state = CS_CONNACK;
@@ -420,29 +517,10 @@ static void on_packet(struct rb_worker *w, struct rb_conn *c, const struct rq_pa
     }
 }
 
-/* Reads once and handles every complete packet. -1 when the connection is gone. */
-static int conn_read(struct rb_worker *w, struct rb_conn *c, const struct rb_ctl *ctl,
-                     uint64_t now)
+/* Handles every complete packet in c->in. -1 when the connection is gone. */
+static int handle_input(struct rb_worker *w, struct rb_conn *c, const struct rb_ctl *ctl,
+                        uint64_t now)
 {
-    size_t chunk = c->role == RB_ROLE_SUB    ? RB_READ_SUB
-                   : c->role == RB_ROLE_PUB ? RB_READ_SMALL
-                                             : RB_READ_IDLE;
-    if (rq_buf_reserve(&c->in, chunk)) {
-        conn_fail(w, c, "read buffer", ENOMEM);
-        return -1;
-    }
-    ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
-    if (n == 0) {
-        conn_fail(w, c, "closed by the broker", 0);
-        return -1;
-    }
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return 0;
-        conn_fail(w, c, "read", errno);
-        return -1;
-    }
-    c->in.len += (size_t)n;
     size_t off = 0;
     while (c->state != CS_CLOSED) {
         size_t hdr;
@@ -465,6 +543,79 @@ static int conn_read(struct rb_worker *w, struct rb_conn *c, const struct rb_ctl
         return -1;
     if (off)
         rq_buf_consume(&c->in, off);
+    return 0;
+}
+
+/* TLS: decrypts until OpenSSL holds nothing more that was read from the socket (one read() of
+ * up to 128 KB feeds many SSL_read calls), handling packets whenever the buffer fills. */
+static int tls_read(struct rb_worker *w, struct rb_conn *c, const struct rb_ctl *ctl,
+                    uint64_t now, size_t chunk)
+{
+    for (;;) {
+        if (rq_buf_reserve(&c->in, chunk)) {
+            conn_fail(w, c, "read buffer", ENOMEM);
+            return -1;
+        }
+        bool more = false;
+        while (c->in.len < c->in.cap) {
+            char err[160];
+            long n = rb_tls_read(c->ssl, c->in.data + c->in.len, c->in.cap - c->in.len, err,
+                                 sizeof err);
+            if (n == RB_TLS_WANT_READ) {
+                more = false;
+                break;
+            }
+            if (n < 0) {
+                tls_fail(w, c, n, err);
+                return -1;
+            }
+            c->in.len += (size_t)n;
+            more = rb_tls_pending(c->ssl);
+            if (!more)
+                break;
+        }
+        if (handle_input(w, c, ctl, now) < 0)
+            return -1;
+        if (!more)
+            break;
+    }
+    /* reading may have queued TLS output (an alert, a key update) or unblocked a write */
+    if ((c->tout.len > c->tout_off || c->out.len > c->out_off) && !c->pollout)
+        mark_dirty(w, c);
+    return 0;
+}
+
+/* Reads once (TLS: what one read brought) and handles every complete packet. -1 when the
+ * connection is gone. */
+static int conn_read(struct rb_worker *w, struct rb_conn *c, const struct rb_ctl *ctl,
+                     uint64_t now)
+{
+    size_t chunk = c->role == RB_ROLE_SUB    ? RB_READ_SUB
+                   : c->role == RB_ROLE_PUB ? RB_READ_SMALL
+                                             : RB_READ_IDLE;
+    if (c->ssl) {
+        if (tls_read(w, c, ctl, now, chunk) < 0)
+            return -1;
+    } else {
+        if (rq_buf_reserve(&c->in, chunk)) {
+            conn_fail(w, c, "read buffer", ENOMEM);
+            return -1;
+        }
+        ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+        if (n == 0) {
+            conn_fail(w, c, "closed by the broker", 0);
+            return -1;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return 0;
+            conn_fail(w, c, "read", errno);
+            return -1;
+        }
+        c->in.len += (size_t)n;
+        if (handle_input(w, c, ctl, now) < 0)
+            return -1;
+    }
     if (c->role == RB_ROLE_IDLE && c->state == CS_READY && c->in.len == 0)
         rq_buf_free(&c->in); /* idle connections keep no buffers: our memory stays flat */
     return 0;
@@ -657,8 +808,17 @@ static void disconnect_all(struct rb_worker *w)
         if (c->state == CS_READY && c->fd >= 0) {
             c->out.len = c->out_off = 0;
             struct rq_props none = {0};
-            if (rq_codec_encode_reason(&c->out, B->o->version, RQ_DISCONNECT, 0, &none) == 0)
-                (void)!send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (rq_codec_encode_reason(&c->out, B->o->version, RQ_DISCONNECT, 0, &none) == 0) {
+                if (c->ssl) { /* DISCONNECT and close_notify, in one send */
+                    char err[160];
+                    if (rb_tls_write(c->ssl, c->out.data, c->out.len, err, sizeof err) > 0)
+                        rb_tls_shutdown(c->ssl);
+                    (void)!send(c->fd, c->tout.data + c->tout_off, c->tout.len - c->tout_off,
+                                MSG_NOSIGNAL | MSG_DONTWAIT);
+                } else {
+                    (void)!send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                }
+            }
         }
         if (c->state != CS_NONE && c->state != CS_CLOSED)
             conn_close(w, c);
@@ -717,6 +877,10 @@ static void *worker_main(void *arg)
                 continue;
             if (c->state == CS_CONNECTING) {
                 on_connected(w, c);
+                continue;
+            }
+            if (c->state == CS_TLS) {
+                on_tls_event(w, c);
                 continue;
             }
             if ((e & EPOLLIN) && conn_read(w, c, &ctl, now) < 0)

@@ -6,7 +6,9 @@
  * storm that also measures the broker's memory per idle connection), reads the broker's and its
  * own CPU time, prints progress; the summary and the JSON are formatted by rb_report.c.
  *
- * Does not: start brokers (bench/compare.py does), or speak TLS (not built yet).
+ * With --tls every connection is TLS (OpenSSL, rb_tls.c); the handshake is part of connecting.
+ *
+ * Does not: start brokers (bench/compare.py does).
  *
  * Every run is bounded: each phase has a deadline and SIGALRM ends the process after --timeout. */
 #include <errno.h>
@@ -23,6 +25,7 @@
 
 #include "rb.h"
 #include "rb_report.h"
+#include "rb_tls.h"
 
 static volatile sig_atomic_t g_stop;
 static bool g_tty;
@@ -45,8 +48,12 @@ static void usage(FILE *f)
         "usage: ringbench [options]   (MQTT load generator; targets 127.0.0.0/8 only)\n"
         "target:   --host 127.0.0.1 --port 1883 --pid BROKER_PID (for its CPU time and RSS)\n"
         "protocol: --mqtt 4|5 (3.1.1 or 5.0; 3 = 3.1)  --qos 0|1|2  --size PAYLOAD_BYTES (>= 24)\n"
-        "          --inflight N (QoS 1/2 window per publisher, 100)  --tls (not built yet)\n"
+        "          --inflight N (QoS 1/2 window per publisher, 100)\n"
         "          --username U --password P  --auth-method M --auth-data D (MQTT 5)\n"
+        "tls:      --tls (every connection)  --cafile CA.pem (verify the broker; without it, no\n"
+        "          verification)  --cert CERT.pem --key KEY.pem (client certificate)\n"
+        "          --tls-version 1.2|1.3 (default: either, 1.3 when both ends have it)\n"
+        "          --sni NAME (sent and verified; default localhost)\n"
         "pattern:  --pattern fanin|fanout|pairwise|shared  --pubs N --subs N\n"
         "mode:     --rate MSGS_PER_S      open loop: total publishes per second for --duration\n"
         "          --max                  closed-loop probe, then open-loop trials that search\n"
@@ -104,12 +111,45 @@ static void check_loopback(struct rb_opts *o)
     }
 }
 
+/* The TLS options need --tls, and name files that exist (OpenSSL's own errors come later, at
+ * rb_tls_init, which says what is wrong with a file's content). */
+static void check_tls(struct rb_opts *o)
+{
+    const char *given = o->cafile ? "--cafile" : o->cert ? "--cert" : o->key ? "--key"
+                        : o->tls_version ? "--tls-version" : o->sni ? "--sni" : NULL;
+    if (!o->tls) {
+        if (given) {
+            fprintf(stderr, "ringbench: %s needs --tls\n", given);
+            exit(2);
+        }
+        return;
+    }
+    if (!o->cert != !o->key) {
+        fprintf(stderr, "ringbench: --cert and --key go together (a client certificate and its "
+                        "private key)\n");
+        exit(2);
+    }
+    const char *files[] = {o->cafile, o->cert, o->key};
+    for (size_t i = 0; i < 3; i++)
+        if (files[i] && access(files[i], R_OK) != 0) {
+            fprintf(stderr, "ringbench: %s: %s\n", files[i], strerror(errno));
+            exit(2);
+        }
+    if (!o->sni)
+        o->sni = "localhost";
+    if (!o->sni[0]) {
+        fprintf(stderr, "ringbench: --sni needs a name\n");
+        exit(2);
+    }
+}
+
 static void parse(int argc, char **argv, struct rb_opts *o)
 {
     enum { O_HOST = 256, O_PORT, O_PID, O_MQTT, O_QOS, O_SIZE, O_PUBS, O_SUBS, O_PATTERN,
            O_RATE, O_MAX, O_CONNECT, O_DUR, O_WARM, O_DRAIN, O_THREADS, O_INFL, O_WIN,
            O_TRIALS, O_PROBE, O_SLO, O_CONC, O_HOLD, O_TICK, O_TIMEOUT, O_KA, O_JSON, O_LABEL,
-           O_QUIET, O_CHECK, O_TLS, O_USER, O_PASS, O_AMETH, O_ADATA, O_HELP };
+           O_QUIET, O_CHECK, O_TLS, O_USER, O_PASS, O_AMETH, O_ADATA, O_CAFILE, O_CERT, O_KEY,
+           O_TLSVER, O_SNI, O_HELP };
     static const struct option lo[] = {
         {"host", 1, 0, O_HOST}, {"port", 1, 0, O_PORT}, {"pid", 1, 0, O_PID},
         {"mqtt", 1, 0, O_MQTT}, {"qos", 1, 0, O_QOS}, {"size", 1, 0, O_SIZE},
@@ -122,7 +162,9 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         {"timeout", 1, 0, O_TIMEOUT}, {"keepalive", 1, 0, O_KA}, {"json", 1, 0, O_JSON},
         {"label", 1, 0, O_LABEL}, {"quiet", 0, 0, O_QUIET}, {"check", 0, 0, O_CHECK},
         {"tls", 0, 0, O_TLS}, {"username", 1, 0, O_USER}, {"password", 1, 0, O_PASS},
-        {"auth-method", 1, 0, O_AMETH}, {"auth-data", 1, 0, O_ADATA}, {"help", 0, 0, O_HELP},
+        {"auth-method", 1, 0, O_AMETH}, {"auth-data", 1, 0, O_ADATA}, {"cafile", 1, 0, O_CAFILE},
+        {"cert", 1, 0, O_CERT}, {"key", 1, 0, O_KEY}, {"tls-version", 1, 0, O_TLSVER},
+        {"sni", 1, 0, O_SNI}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0},
     };
     int ch;
@@ -163,10 +205,18 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         case O_LABEL: o->label = optarg; break;
         case O_QUIET: o->quiet = true; break;
         case O_CHECK: o->check = true; break;
-        case O_TLS:
-            fprintf(stderr, "ringbench: --tls: TLS scenarios are not built yet (they wait for the "
-                            "broker's TLS issue)\n");
-            exit(2);
+        case O_TLS: o->tls = true; break;
+        case O_CAFILE: o->cafile = optarg; break;
+        case O_CERT: o->cert = optarg; break;
+        case O_KEY: o->key = optarg; break;
+        case O_TLSVER:
+            o->tls_version = strcmp(optarg, "1.2") == 0 ? 12 : strcmp(optarg, "1.3") == 0 ? 13 : -1;
+            if (o->tls_version < 0) {
+                fprintf(stderr, "ringbench: --tls-version %s: expected 1.2 or 1.3\n", optarg);
+                exit(2);
+            }
+            break;
+        case O_SNI: o->sni = optarg; break;
         case O_USER: o->username = optarg; break;
         case O_PASS: o->password = optarg; break;
         case O_AMETH: o->auth_method = optarg; break;
@@ -180,6 +230,7 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         exit(2);
     }
     check_loopback(o);
+    check_tls(o);
     if ((o->auth_method || o->auth_data) && o->version != 5) {
         fprintf(stderr, "ringbench: --auth-method/--auth-data need --mqtt 5\n");
         exit(2);
@@ -399,6 +450,16 @@ static void fill_counts(struct rb_bench *b, struct rb_trial *t, uint32_t failed0
             t->max_lag_ns = rb_get(&b->w[k].st.max_lag_ns);
 }
 
+/* Hands what TLS negotiated (the first worker that completed a handshake) to the reports. */
+static void note_tls(struct rb_bench *b)
+{
+    for (uint32_t k = 0; k < b->nw; k++)
+        if (b->w[k].tls.version[0]) {
+            rb_report_tls(&b->w[k].tls);
+            return;
+        }
+}
+
 static const char *first_error(struct rb_bench *b)
 {
     for (uint32_t k = 0; k < b->nw; k++)
@@ -554,8 +615,9 @@ static int wait_connected(struct rb_bench *b, uint32_t want, double secs)
 static void run_connect(struct rb_bench *b, struct rb_storm *s)
 {
     const struct rb_opts *o = b->o;
-    uint64_t thr0[64], thr1[64];
-    struct usage u0 = {.thread_cpu_ns = thr0}, u1 = {.thread_cpu_ns = thr1};
+    uint64_t thr0[64], thrc[64], thr1[64];
+    struct usage u0 = {.thread_cpu_ns = thr0}, uc = {.thread_cpu_ns = thrc},
+                 u1 = {.thread_cpu_ns = thr1};
     struct rb_trial t = {0};
     sleep_ms(300); /* let the broker settle before the baseline */
     usage_read(b, &u0);
@@ -571,6 +633,7 @@ static void run_connect(struct rb_bench *b, struct rb_storm *s)
             next += g_tty ? 0.5 : 5;
         }
     }
+    usage_read(b, &uc); /* the generator's and the machine's load while connecting */
     if (!o->quiet && g_tty)
         fputs("\r\033[K", stderr);
     uint64_t last = 0;
@@ -586,13 +649,14 @@ static void run_connect(struct rb_bench *b, struct rb_storm *s)
     while (!g_stop && rb_now_ns() < hold_end)
         sleep_ms(20);
     usage_read(b, &u1);
-    usage_diff(b, &u0, &u1, &t);
+    usage_diff(b, &u0, &uc, &t);
     s->failed = SUM32(b, failed);
     s->rss0 = u0.broker_rss_kb;
     s->rss1 = u1.broker_rss_kb;
     s->cpu_us = u1.broker_cpu_us - u0.broker_cpu_us;
     s->rss_per_conn = s->ready ? ((double)s->rss1 - (double)s->rss0) * 1024.0 / s->ready : 0;
     s->gen_cpu_pct = t.gen_cpu_pct;
+    s->gen_thread_max_pct = t.gen_thread_max_pct;
     s->machine_busy_pct = t.machine_busy_pct;
 }
 
@@ -607,7 +671,9 @@ static int run_pubsub(struct rb_bench *b)
         const char *e = first_error(b);
         fprintf(stderr, "ringbench: setup failed: %u/%u connected%s%s\n", SUM32(b, ready), want,
                 e[0] ? "; " : "", e);
-        rb_write_json_trials(b->o, NULL, 0, -1, "setup failed");
+        char msg[sizeof b->w[0].err + 32];
+        snprintf(msg, sizeof msg, "setup failed%s%s", e[0] ? ": " : "", e);
+        rb_write_json_trials(b->o, NULL, 0, -1, msg);
         return 1;
     }
     if (!o->quiet)
@@ -626,6 +692,7 @@ static int run_pubsub(struct rb_bench *b)
         search_max(b, trials, &n, &best);
     }
     const struct rb_trial *res = best >= 0 ? &trials[best] : &trials[n - 1];
+    note_tls(b);
     rb_summary(b->o, res, o->mode == RB_MODE_MAX);
     const char *e = first_error(b);
     if (e[0])
@@ -654,17 +721,24 @@ static int run_storm(struct rb_bench *b)
     s.p50 = rb_hist_pct(&h, 0.5);
     s.p99 = rb_hist_pct(&h, 0.99);
     s.max = h.max;
+    note_tls(b);
     const char *e = first_error(b);
     printf("%s%s%sconnect storm: %u/%u connected in %.3f s = %.0f conn/s (connect p50 %.2f p99 "
            "%.2f max %.2f ms), failed %u",
            o->label ? "[" : "", o->label ? o->label : "", o->label ? "] " : "", s.ready, s.want,
            s.secs, s.rate, (double)s.p50 / 1e6, (double)s.p99 / 1e6, (double)s.max / 1e6,
            s.failed);
+    if (o->tls)
+        printf("; %s", rb_tls_text(o));
     if (o->broker_pid)
         printf("; broker RSS %llu -> %llu kB = %.0f B per idle connection",
                (unsigned long long)s.rss0, (unsigned long long)s.rss1, s.rss_per_conn);
-    printf("; ringbench %.0f%% of a core, machine %.0f%% busy\n", s.gen_cpu_pct,
-           s.machine_busy_pct);
+    printf("; while connecting: ringbench %.0f%% of a core (busiest thread %.0f%%, headroom "
+           "%.0f%%), machine %.0f%% busy\n", s.gen_cpu_pct, s.gen_thread_max_pct,
+           100 - s.gen_thread_max_pct, s.machine_busy_pct);
+    if (s.gen_thread_max_pct > 85)
+        printf("warning: a ringbench thread was %.0f%% busy: the generator may have limited this "
+               "result (try --threads)\n", s.gen_thread_max_pct);
     if (e[0])
         printf("first error: %s\n", e);
     rb_write_json_storm(b->o, &s, e);
@@ -731,6 +805,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringbench: warning: no process %d: broker CPU and RSS not measured\n",
                 o.broker_pid);
     rb_describe(&o);
+    if (o.tls) {
+        char err[256];
+        if (rb_tls_init(&o, err, sizeof err) != 0) {
+            fprintf(stderr, "ringbench: %s\n", err);
+            return 2;
+        }
+    }
     atomic_store(&b.ctl.gen, 1); /* SETUP; workers start from "no generation seen" */
     int rc = rb_workers_start(&b);
     if (rc) {
@@ -738,10 +819,14 @@ int main(int argc, char **argv)
         return 2;
     }
     wait_acks(&b, 1); /* every worker has read the SETUP phase before main writes another */
-    if (o.mode == RB_MODE_CONNECT)
-        return run_storm(&b);
-    rc = run_pubsub(&b);
-    set_phase(&b, RB_PH_STOP, 0, 0);
-    rb_workers_join(&b);
+    if (o.mode == RB_MODE_CONNECT) {
+        rc = run_storm(&b);
+    } else {
+        rc = run_pubsub(&b);
+        set_phase(&b, RB_PH_STOP, 0, 0);
+        rb_workers_join(&b);
+    }
+    if (o.tls)
+        rb_tls_done();
     return rc;
 }

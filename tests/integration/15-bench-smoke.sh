@@ -6,7 +6,7 @@
 # and 5 (fan-in, pairwise, shared subscriptions) that must deliver every message in order, and
 # a short max-rate search. compare.py exits non-zero when ringbench delivered nothing, lost or
 # reordered a message at a low rate, or failed a connection. Also checks that ringbench refuses
-# non-loopback targets and says that TLS is not built yet. Everything stays on 127.0.0.1.
+# non-loopback targets and inconsistent TLS options. Everything stays on 127.0.0.1.
 # Exit: 0 pass, 1 fail, 77 skip.
 set -u
 
@@ -22,8 +22,12 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3) || { echo "SKIP: no python3"; exit 77; }
 
 echo "--- ringbench refuses what it must refuse"
-out=$("$BENCH" --tls 2>&1); rc=$?
-[ "$rc" -eq 2 ] && grep -q "not built yet" <<<"$out" || fail "--tls: rc=$rc: $out"
+out=$("$BENCH" --cafile /etc/hostname 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "needs --tls" <<<"$out" || fail "--cafile without --tls: rc=$rc: $out"
+out=$("$BENCH" --tls --cert /etc/hostname 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "go together" <<<"$out" || fail "--cert without --key: rc=$rc: $out"
+out=$("$BENCH" --tls --tls-version 1.1 2>&1); rc=$?
+[ "$rc" -eq 2 ] || fail "--tls-version 1.1 accepted: $out"
 out=$("$BENCH" --host 10.1.2.3 --rate 10 2>&1); rc=$?
 [ "$rc" -eq 2 ] && grep -q "loopback" <<<"$out" || fail "non-loopback host: rc=$rc: $out"
 out=$("$BENCH" --pattern pairwise --pubs 2 --subs 3 2>&1); rc=$?
