@@ -10,6 +10,10 @@ an SVG chart (gnuplot) into --out.
     python3 bench/compare.py --smoke         # a few seconds: the test suite runs this
     python3 bench/compare.py --broker emqx=127.0.0.1:1885:4242   # add a broker you started
 
+TLS scenarios (fanin-tls, connect-tls, connect-tls-x509) use certificates made at run time with
+the openssl command line tool in the run's temporary directory; both brokers then get two more
+listeners with the same server certificate: TLS, and TLS with X.509 client authentication.
+
 What it does not do: build anything (pass --ringmq / --ringbench or use build-bench/), tune the
 machine, or target anything but 127.0.0.0/8. Only the Python standard library is used.
 """
@@ -19,6 +23,7 @@ import datetime
 import json
 import math
 import os
+import pwd
 import resource
 import shutil
 import signal
@@ -33,7 +38,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 # ---------------------------------------------------------------------------------------------
-# Scenarios: name -> ringbench arguments. "max" scenarios search the maximum sustainable rate.
+# Scenarios: (name, description, ringbench arguments[, listener]). "--max" scenarios search the
+# maximum sustainable rate. The listener is "plain" (default), "tls" (TLS, the server verified
+# against the run's CA) or "x509" (the same plus a client certificate: X.509 authentication).
 
 FULL = [
     # connect first, on fresh brokers, so that RSS is not inflated by earlier runs
@@ -55,6 +62,12 @@ FULL = [
     ("latency-qos1", "fan-in 8->1, QoS 1 at 10,000 msg/s",
      ["--rate", "10000", "--duration", "10", "--pattern", "fanin", "--pubs", "8", "--subs", "1",
       "--qos", "1"]),
+    ("fanin-tls", "fan-in 8->1, QoS 0, 64 B, over TLS",
+     ["--max", "--pattern", "fanin", "--pubs", "8", "--subs", "1", "--qos", "0"], "tls"),
+    ("connect-tls", "connect storm over TLS, 2,000 connections (full handshakes)",
+     ["--connect", "2000", "--concurrency", "64", "--hold", "1", "--duration", "120"], "tls"),
+    ("connect-tls-x509", "connect storm over TLS with client certificates (X.509 auth), 2,000",
+     ["--connect", "2000", "--concurrency", "64", "--hold", "1", "--duration", "120"], "x509"),
 ]
 
 SMOKE = [
@@ -70,6 +83,10 @@ SMOKE = [
     ("fanout-max", "fan-out 1->5 max search (short)",
      ["--max", "--pattern", "fanout", "--pubs", "1", "--subs", "5", "--probe", "0.5",
       "--trials", "2", "--duration", "0.5", "--drain", "1", "--warmup", "0.1"]),
+    ("fanin-tls", "fan-in 2->1 QoS 0 at 500/s over TLS",
+     ["--rate", "500", "--duration", "1", "--pubs", "2", "--subs", "1", "--check"], "tls"),
+    ("connect-tls-x509", "connect 50 over TLS with client certificates (X.509 auth)",
+     ["--connect", "50", "--hold", "0.2", "--duration", "20", "--check"], "x509"),
 ]
 
 # Table rows: (label, scenario, metric, higher_is_better, target advantage or None)
@@ -91,6 +108,10 @@ ROWS = [
     ("latency p99 ms, QoS 1 at 10k msg/s", "latency-qos1", "p99", False, None),
     ("RSS bytes per idle connection (10k)", "connect", "rss_conn", False, 1),
     ("connections per second", "connect", "cps", True, None),
+    ("max delivered msg/s, fan-in 8->1 QoS 0 over TLS", "fanin-tls", "rate", True, 10),
+    ("broker CPU us/msg, fan-in over TLS", "fanin-tls", "cpu", False, None),
+    ("TLS connections per second", "connect-tls", "cps", True, None),
+    ("TLS + X.509 auth connections per second", "connect-tls-x509", "cps", True, None),
 ]
 
 SMOKE_ROWS = [
@@ -98,7 +119,13 @@ SMOKE_ROWS = [
     ("latency p50 ms, fan-in at 1000/s", "fanin-qos0", "p50", False, None),
     ("max delivered msg/s, fan-out 1->5", "fanout-max", "rate", True, None),
     ("connections per second", "connect", "cps", True, None),
+    ("delivered msg/s, fan-in 2->1 over TLS at 500/s", "fanin-tls", "rate", True, None),
+    ("TLS + X.509 auth connections per second", "connect-tls-x509", "cps", True, None),
 ]
+
+
+def scen_listener(entry):
+    return entry[3] if len(entry) > 3 else "plain"
 
 
 def say(msg):
@@ -131,6 +158,115 @@ def wait_port(port, proc, secs=10.0):
     return False
 
 
+# ---------------------------------------------------------------------------------------------
+# Certificates for the TLS scenarios: an EC P-256 CA, a server certificate for localhost and
+# 127.0.0.1, a client certificate. wolfSSL (ringmq) wants the CA to carry basicConstraints CA:TRUE
+# and keyUsage keyCertSign, and leaves to be X.509 v3 with extensions: hence the explicit
+# extension sections instead of whatever the system's openssl.cnf would add.
+
+PKI_CNF = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca_ext]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client_ext]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+SERVER_SECRET = "bench-server"      # ringmq: <config dir>/secrets/bench-server/tls.{crt,key}
+CLIENT_CA_CONFIGMAP = "bench-client-ca"  # ringmq: <config dir>/configmaps/bench-client-ca/
+
+
+def make_pki(workdir):
+    """Writes the CA, server and client certificates under workdir/pki and the ringmq secret and
+    ConfigMap directories under workdir; returns the paths. Raises RuntimeError without openssl."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise RuntimeError("the openssl command line tool is needed for the TLS scenarios "
+                           "(tools/deps.sh installs it)")
+    d = os.path.join(workdir, "pki")
+    os.makedirs(d, exist_ok=True)
+    cnf = os.path.join(d, "pki.cnf")
+    with open(cnf, "w") as f:
+        f.write(PKI_CNF)
+    pki = {k: os.path.join(d, k) for k in ("ca.crt", "ca.key", "server.crt", "server.key",
+                                             "client.crt", "client.key")}
+
+    def run(*args):
+        p = subprocess.run([openssl] + list(args), capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError("openssl %s failed: %s" % (args[0], p.stderr.strip()[-500:]))
+
+    for k in ("ca.key", "server.key", "client.key"):
+        run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", pki[k])
+    run("req", "-new", "-x509", "-config", cnf, "-extensions", "ca_ext", "-key", pki["ca.key"],
+        "-subj", "/CN=ringbench test CA", "-days", "7", "-sha256", "-out", pki["ca.crt"])
+    for i, (leaf, cn, ext) in enumerate((("server", "localhost", "server_ext"),
+                                         ("client", "ringbench-client", "client_ext"))):
+        csr = os.path.join(d, leaf + ".csr")
+        run("req", "-new", "-config", cnf, "-key", pki[leaf + ".key"], "-subj", "/CN=" + cn,
+            "-out", csr)
+        run("x509", "-req", "-in", csr, "-CA", pki["ca.crt"], "-CAkey", pki["ca.key"],
+            "-set_serial", str(0x1000 + i), "-days", "7", "-sha256", "-extfile", cnf,
+            "-extensions", ext, "-out", pki[leaf + ".crt"])
+    # ringmq reads mounted Secrets and ConfigMaps beside its configuration file
+    sec = os.path.join(workdir, "secrets", SERVER_SECRET)
+    cm = os.path.join(workdir, "configmaps", CLIENT_CA_CONFIGMAP)
+    os.makedirs(sec, exist_ok=True)
+    os.makedirs(cm, exist_ok=True)
+    shutil.copy(pki["server.crt"], os.path.join(sec, "tls.crt"))
+    shutil.copy(pki["server.key"], os.path.join(sec, "tls.key"))
+    shutil.copy(pki["ca.crt"], os.path.join(cm, "client_ca.pem"))
+    return pki
+
+
+def mosquitto_tls_files(workdir, pki):
+    """mosquitto started as root drops to its own user before it reads certificates: as root,
+    give it copies it owns (in a directory only it can read; the work directory stays unlisted)."""
+    if os.geteuid() != 0:
+        return pki
+    try:
+        pw = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return pki
+    d = os.path.join(workdir, "mosquitto-tls")
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    os.chmod(workdir, 0o711)
+    files = dict(pki)
+    for k in ("ca.crt", "server.crt", "server.key"):
+        files[k] = os.path.join(d, k)
+        shutil.copy(pki[k], files[k])
+        os.chown(files[k], pw.pw_uid, pw.pw_gid)
+    os.chown(d, pw.pw_uid, pw.pw_gid)
+    return files
+
+
+def tls_args(listener, pki):
+    """ringbench arguments of a listener kind: the server is always verified against the CA."""
+    if listener == "plain":
+        return []
+    args = ["--tls", "--cafile", pki["ca.crt"]]
+    if listener == "x509":
+        args += ["--cert", pki["client.crt"], "--key", pki["client.key"]]
+    return args
+
+
 RINGMQ_YAML = """\
 apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: Broker
@@ -153,6 +289,27 @@ spec:
   - {{port: {port}, bindAddress: 127.0.0.1, protocol: Mqtt}}
 """
 
+# Appended to the listener's ports, and one more document, when TLS scenarios run.
+RINGMQ_TLS_PORTS = """\
+  - port: {tls_port}
+    bindAddress: 127.0.0.1
+    protocol: Mqtt
+    tls: {{mode: Manual, manual: {{secretRef: {secret}}}}}
+  - port: {x509_port}
+    bindAddress: 127.0.0.1
+    protocol: Mqtt
+    authenticationRef: bench-x509
+    tls: {{mode: Manual, manual: {{secretRef: {secret}}}}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {{name: bench-x509}}
+spec:
+  authenticationMethods:
+  - method: X509
+    x509Settings: {{trustedClientCaCert: {configmap}}}
+"""
+
 # The same limits as the ringmq YAML: 100 QoS 1/2 messages in flight per client, 1000 queued
 # per client (newest dropped beyond), no persistence, warnings and errors logged only, and
 # TCP_NODELAY on client sockets as ringmq does (mosquitto's default, Nagle on, delays small
@@ -170,11 +327,34 @@ log_type error
 log_type warning
 """
 
+# The same certificate; the second listener asks for a client certificate signed by the CA and
+# takes its CN as the username, as ringmq's X509 method does.
+MOSQUITTO_TLS = """\
+listener {tls_port} 127.0.0.1
+certfile {server_crt}
+keyfile {server_key}
+cafile {ca}
+listener {x509_port} 127.0.0.1
+certfile {server_crt}
+keyfile {server_key}
+cafile {ca}
+require_certificate true
+use_identity_as_username true
+"""
+
 
 class Broker:
-    def __init__(self, name, port, pid=None, proc=None, log=None, version=""):
+    def __init__(self, name, port, pid=None, proc=None, log=None, version="", ports=None):
         self.name, self.port, self.pid, self.proc, self.log = name, port, pid, proc, log
         self.version = version
+        self.ports = {"plain": port}  # listener kind -> port
+        self.ports.update(ports or {})
+
+    def log_lines(self):
+        if not self.log or not os.path.exists(self.log):
+            return []
+        with open(self.log, errors="replace") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
 
     def alive(self):
         if self.proc is not None:
@@ -192,28 +372,37 @@ class Broker:
             self.proc.wait(5)
 
 
-def start_ringmq(binary, threads, workdir):
+def start_ringmq(binary, threads, workdir, pki=None):
     port = free_port()
-    cfg = os.path.join(workdir, "ringmq.yaml")
+    ports = {"tls": free_port(), "x509": free_port()} if pki else {}
+    cfg = os.path.join(workdir, "ringmq.yaml")  # its directory holds secrets/ and configmaps/
     with open(cfg, "w") as f:
         f.write(RINGMQ_YAML.format(port=port, threads=threads))
+        if pki:
+            f.write(RINGMQ_TLS_PORTS.format(tls_port=ports["tls"], x509_port=ports["x509"],
+                                            secret=SERVER_SECRET, configmap=CLIENT_CA_CONFIGMAP))
     log = open(os.path.join(workdir, "ringmq.log"), "w")
     proc = subprocess.Popen([binary, "-c", cfg], stdout=log, stderr=subprocess.STDOUT)
-    if not wait_port(port, proc):
+    if not all(wait_port(p, proc) for p in [port] + list(ports.values())):
         proc.kill()
         raise RuntimeError("ringmq did not start (see %s)" % log.name)
     ver = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
-    return Broker("ringmq", port, proc.pid, proc, log.name, ver)
+    return Broker("ringmq", port, proc.pid, proc, log.name, ver, ports)
 
 
-def start_mosquitto(binary, workdir):
+def start_mosquitto(binary, workdir, pki=None):
     port = free_port()
+    ports = {"tls": free_port(), "x509": free_port()} if pki else {}
     cfg = os.path.join(workdir, "mosquitto.conf")
     with open(cfg, "w") as f:
         f.write(MOSQUITTO_CONF.format(port=port))
+        if pki:
+            f.write(MOSQUITTO_TLS.format(tls_port=ports["tls"], x509_port=ports["x509"],
+                                         server_crt=pki["server.crt"],
+                                         server_key=pki["server.key"], ca=pki["ca.crt"]))
     log = open(os.path.join(workdir, "mosquitto.log"), "w")
     proc = subprocess.Popen([binary, "-c", cfg], stdout=log, stderr=subprocess.STDOUT)
-    if not wait_port(port, proc):
+    if not all(wait_port(p, proc) for p in [port] + list(ports.values())):
         proc.kill()
         raise RuntimeError("mosquitto did not start (see %s)" % log.name)
     ver = ""
@@ -222,7 +411,7 @@ def start_mosquitto(binary, workdir):
         ver = out.splitlines()[0] if out else ""
     except (OSError, subprocess.TimeoutExpired):
         pass
-    return Broker("mosquitto", port, proc.pid, proc, log.name, ver)
+    return Broker("mosquitto", port, proc.pid, proc, log.name, ver, ports)
 
 
 def parse_extra(spec):
@@ -243,10 +432,12 @@ def parse_extra(spec):
 # Runs
 
 
-def run_bench(ringbench, broker, scen, args, workdir, threads, timeout):
+def run_bench(ringbench, broker, scen, args, workdir, threads, timeout, listener="plain",
+              pki=None):
     out = os.path.join(workdir, "%s-%s.json" % (scen, broker.name))
-    cmd = [ringbench, "--port", str(broker.port), "--json", out, "--label",
+    cmd = [ringbench, "--port", str(broker.ports[listener]), "--json", out, "--label",
            "%s/%s" % (scen, broker.name), "--threads", str(threads)] + args
+    cmd += tls_args(listener, pki)
     if broker.pid:
         cmd += ["--pid", str(broker.pid)]
     t0 = time.time()
@@ -263,6 +454,7 @@ def run_bench(ringbench, broker, scen, args, workdir, threads, timeout):
     with open(out) as f:
         res = json.load(f)
     res["exit"] = p.returncode
+    res["listener"] = listener
     res["wall_s"] = round(time.time() - t0, 2)
     res["command"] = " ".join(cmd)
     return res
@@ -442,6 +634,8 @@ def main():
         keep = set(a.scenarios.split(","))
         scen = [s for s in scen if s[0] in keep]
     rows = SMOKE_ROWS if a.smoke else ROWS
+    if a.scenarios:  # the rows of the scenarios that run, not a table of dashes
+        rows = [r for r in rows if r[1] in keep]
     workdir = tempfile.mkdtemp(prefix="ringbench-")
     brokers = []
     started = time.time()
@@ -449,38 +643,65 @@ def main():
     use_mosq = not a.no_mosquitto and os.access(a.mosquitto, os.X_OK)
     if not a.no_mosquitto and not use_mosq:
         say("compare: %s not found: ringmq alone" % a.mosquitto)
+    pki = None
+    if any(scen_listener(e) != "plain" for e in scen):
+        try:
+            pki = make_pki(workdir)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise SystemExit("compare: %s" % e)
+    mosq_pki = mosquitto_tls_files(workdir, pki) if pki and use_mosq else pki
 
     def start_all():
         """Fresh brokers for every scenario: an overloaded scenario must not leave a backlog or
         a grown heap to the next one."""
-        bs = [start_ringmq(a.ringmq, a.threads, workdir)]
+        bs = [start_ringmq(a.ringmq, a.threads, workdir, pki)]
         if use_mosq:
-            bs.append(start_mosquitto(a.mosquitto, workdir))
+            bs.append(start_mosquitto(a.mosquitto, workdir, mosq_pki))
         for b in bs:
-            say("  started %s on 127.0.0.1:%d, pid %d (%s)" % (b.name, b.port, b.pid, b.version))
+            more = "".join(", %s %d" % (k, p) for k, p in b.ports.items() if k != "plain")
+            say("  started %s on 127.0.0.1:%d%s, pid %d (%s)" % (b.name, b.port, more, b.pid,
+                                                               b.version))
         return bs + extra
+
+    def stop_all(bs):
+        """Stops the brokers this script started and shows what they logged (warnings and
+        errors only, by their configuration)."""
+        for b in bs:
+            b.stop()
+            lines = b.log_lines() if b.proc is not None else []
+            if lines:
+                say("  %s logged %d line(s):%s" % (b.name, len(lines), "".join(
+                    "\n      " + line[:300] for line in lines[:8])))
+            if len(lines) > 8:
+                say("      ...")
 
     results = {}
     seen = {}
     try:
         for rep in range(a.repeat):
-            for i, (name, desc, args) in enumerate(scen):
+            for i, entry in enumerate(scen):
+                name, desc, args = entry[:3]
+                listener = scen_listener(entry)
                 brokers = start_all()
                 for b in brokers:
                     seen.setdefault(b.name, b)
                 order = brokers if (i + rep) % 2 == 0 else list(reversed(brokers))
                 say("[%d/%d] %s: %s" % (i + 1, len(scen), name, desc))
                 for b in order:
+                    if listener not in b.ports:
+                        say("    %s: no %s listener known, skipped" % (b.name, listener))
+                        continue
                     if not b.alive():
                         raise RuntimeError("%s is not running any more (log: %s)" % (b.name, b.log))
                     budget = 60 if a.smoke else 900
-                    res = run_bench(a.ringbench, b, name, args, workdir, a.gen_threads, budget)
+                    res = run_bench(a.ringbench, b, name, args, workdir, a.gen_threads, budget,
+                                    listener, pki)
                     if res is not None:
                         res["broker_version"] = b.version
                     results.setdefault(name, {}).setdefault(b.name, []).append(res)
                     time.sleep(0.2 if a.smoke else 1.0)
-                for b in brokers:
-                    b.stop()
+                stop_all(brokers)
         brokers = list(seen.values())
         names = [b.name for b in brokers]
         table = build_table(rows, results, names)
@@ -530,21 +751,28 @@ def main():
     shutil.rmtree(workdir, ignore_errors=True)
 
     if a.smoke:
-        return smoke_verdict(results, names)
+        return smoke_verdict(results, names, scen)
     return 0
 
 
-def smoke_verdict(results, names):
+def smoke_verdict(results, names, scenarios):
     """The generator worked: messages delivered, nothing lost at a low rate, nothing reordered,
-    every connection made, and the max search found a rate."""
+    every connection made, the max search found a rate, and TLS scenarios negotiated TLS."""
     bad = []
+    for entry in scenarios:  # a scenario that ran nowhere (e.g. a broker failed to start)
+        if entry[0] not in results:
+            bad.append("%s: did not run" % entry[0])
     for scen, per in results.items():
         for name, runs in per.items():
             for r in runs:
                 if r is None or not r.get("result"):
-                    bad.append("%s/%s: no result" % (scen, name))
+                    why = (": " + r["error"]) if r and r.get("error") else ""
+                    bad.append("%s/%s: no result%s" % (scen, name, why))
                     continue
                 res = r["result"]
+                if r.get("listener", "plain") != "plain" and not (r.get("tls") or {}).get(
+                        "version"):
+                    bad.append("%s/%s: no TLS handshake completed" % (scen, name))
                 if r["mode"] == "connect":
                     if res["connected"] != res["connections"] or res["failed"]:
                         bad.append("%s/%s: %d/%d connected" % (scen, name, res["connected"],

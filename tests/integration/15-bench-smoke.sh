@@ -3,10 +3,13 @@
 #
 # Runs bench/compare.py --smoke against the ringmq binary under test (and Debian's mosquitto when
 # it is installed): a 200-connection storm, QoS 0/1/2 runs at low fixed rates over MQTT 3.1.1
-# and 5 (fan-in, pairwise, shared subscriptions) that must deliver every message in order, and
-# a short max-rate search. compare.py exits non-zero when ringbench delivered nothing, lost or
-# reordered a message at a low rate, or failed a connection. Also checks that ringbench refuses
-# non-loopback targets and inconsistent TLS options. Everything stays on 127.0.0.1.
+# and 5 (fan-in, pairwise, shared subscriptions) that must deliver every message in order, a
+# short max-rate search, and TLS: fan-in over TLS (the broker verified against a CA made at run
+# time) and a 50-connection storm with client certificates (X.509 authentication). compare.py
+# exits non-zero when ringbench delivered nothing, lost or reordered a message at a low rate,
+# failed a connection, or completed no TLS handshake in a TLS scenario. Also checks that
+# ringbench refuses non-loopback targets and inconsistent TLS options. Everything stays on
+# 127.0.0.1.
 # Exit: 0 pass, 1 fail, 77 skip.
 set -u
 
