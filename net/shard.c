@@ -1067,6 +1067,9 @@ static void loop(struct rq_shard *s)
             ms = 50; /* closing connections poll their linger deadline */
         if (s->stopping && (ms < 0 || ms > 50))
             ms = 50;
+        if (s->n_paused && (ms < 0 || ms > 1))
+            ms = 1; /* clients paused by backpressure: nothing wakes us when the shard we wait
+                       for catches up, so look again every millisecond */
         if (busy) {
             /* submit and collect completions without sleeping (with DEFER_TASKRUN they are
              * only posted when the kernel is entered with GETEVENTS) */
