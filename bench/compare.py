@@ -665,7 +665,11 @@ def main():
         a grown heap to the next one."""
         bs = [start_ringmq(a.ringmq, a.threads, workdir, pki)]
         if use_mosq:
-            bs.append(start_mosquitto(a.mosquitto, workdir, mosq_pki))
+            try:
+                bs.append(start_mosquitto(a.mosquitto, workdir, mosq_pki))
+            except (RuntimeError, OSError):
+                bs[0].stop()  # not yet in `brokers`: nobody else would stop it
+                raise
         for b in bs:
             more = "".join(", %s %d" % (k, p) for k, p in b.ports.items() if k != "plain")
             say("  started %s on 127.0.0.1:%d%s, pid %d (%s)" % (b.name, b.port, more, b.pid,
