@@ -99,6 +99,7 @@ ROWS = [
     ("max delivered msg/s, fan-in 8->1 QoS 0", "fanin-qos0", "rate", True, 15),
     ("broker CPU us/msg, fan-in 8->1 QoS 0", "fanin-qos0", "cpu", False, 20),
     ("closed-loop peak msg/s, fan-in 8->1 QoS 0", "fanin-qos0", "probe", True, None),
+    ("broker CPU us/msg at that peak, fan-in QoS 0", "fanin-qos0", "probe_cpu", False, None),
     ("max delivered msg/s, fan-out 1->100", "fanout-qos0", "rate", True, 5),
     ("broker CPU us/msg, fan-out 1->100", "fanout-qos0", "cpu", False, None),
     ("closed-loop peak msg/s, fan-out 1->100", "fanout-qos0", "probe", True, None),
@@ -113,6 +114,7 @@ ROWS = [
     ("latency p99 ms, QoS 1 at 10k msg/s", "latency-qos1", "p99", False, None),
     ("RSS bytes per idle connection (10k)", "connect", "rss_conn", False, 1),
     ("connections per second", "connect", "cps", True, None),
+    ("broker RSS before the 10k connections, bytes", "connect", "rss_base", False, None),
     ("max delivered msg/s, fan-in 8->1 QoS 0 over TLS", "fanin-tls", "rate", True, 10),
     ("broker CPU us/msg, fan-in over TLS", "fanin-tls", "cpu", False, None),
     ("TLS connections per second", "connect-tls", "cps", True, None),
@@ -480,6 +482,12 @@ def metric(res, m):
     if m == "cpu":
         v = r["broker"]["cpu_us_per_msg"]
         return v if v > 0 else None
+    if m == "probe_cpu":  # CPU per message at the closed-loop peak (each broker saturated)
+        t = res["trials"][0] if res.get("trials") else None
+        v = t["broker"]["cpu_us_per_msg"] if t and t.get("broker") else 0
+        return v if v > 0 else None
+    if m == "rss_base":
+        return r["broker"]["rss_before_kb"] * 1024.0 if r.get("broker") else None
     if m in ("p50", "p99", "p999"):
         return r["latency_us"][m] / 1000.0
     if m == "rss_conn":
@@ -508,7 +516,7 @@ def fmt(v, m):
         return "-"
     if m in ("rate", "cps", "probe"):
         return "{:,.0f}".format(v)
-    if m == "rss_conn":
+    if m in ("rss_conn", "rss_base"):
         return "{:,.0f}".format(v)
     if m == "cpu":
         return "%.3f" % v
