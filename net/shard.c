@@ -813,10 +813,15 @@ static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
     if (c->state == C_OPEN)
         rq_client_on_drained(&c->cl);
     if (c->cl.out.len == 0 && wire_len(c) == 0) {
-        /* Nothing more to send: an idle connection keeps no output buffers. A busy one has
-         * more queued by now and keeps reusing them. */
+        /* Nothing more to send: an idle connection keeps no output buffers (nor an empty
+         * input one: TLS and WebSocket connections pass every packet through it). A busy one
+         * has more queued by now and keeps reusing them. */
         rq_buf_free(&c->sending);
         rq_buf_free(&c->cl.out);
+        if (c->xp)
+            rq_buf_free(rq_xport_wire(c->xp));
+        if (c->in.len == 0)
+            rq_buf_free(&c->in);
     }
     mark_dirty(s, c);
 }
