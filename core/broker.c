@@ -179,6 +179,10 @@ struct rq_broker *rq_broker_new(const struct rq_config *cfg, int n_shards)
     b->cfg = cfg;
     b->n_shards = n_shards;
     b->workers = calloc((size_t)n_shards, sizeof *b->workers);
+    b->pending = aligned_alloc(64, (size_t)n_shards * sizeof *b->pending);
+    if (b->pending)
+        for (int i = 0; i < n_shards; i++)
+            atomic_init(&b->pending[i].n, 0);
     b->tree = rq_subtree_new();
     b->retained = rq_retain_new();
     b->reg = calloc(1, sizeof *b->reg);
@@ -186,7 +190,7 @@ struct rq_broker *rq_broker_new(const struct rq_config *cfg, int n_shards)
         b->reg->cap = 1024;
         b->reg->b = calloc(b->reg->cap, sizeof *b->reg->b);
     }
-    if (!b->workers || !b->tree || !b->retained || !b->reg || !b->reg->b ||
+    if (!b->workers || !b->pending || !b->tree || !b->retained || !b->reg || !b->reg->b ||
         rq_brlock_init(&b->tree_lock, n_shards) != 0) {
         rq_broker_free(b);
         return NULL;
@@ -213,6 +217,7 @@ void rq_broker_free(struct rq_broker *b)
     }
     rq_brlock_destroy(&b->tree_lock);
     free(b->workers);
+    free(b->pending);
     free(b);
 }
 
@@ -379,7 +384,7 @@ void rq_worker_flush(struct rq_worker *w)
             continue;
         w->outbox[shard] = NULL;
         struct rq_post p = {.kind = RQ_POST_DELIVER, .ptr = bt};
-        _Atomic uint64_t *pending = &w->b->workers[shard]->pending_in;
+        _Atomic uint64_t *pending = &w->b->pending[shard].n;
         atomic_fetch_add_explicit(pending, bt->count, memory_order_relaxed);
         if (!w->ops->post(w, shard, &p)) {
             atomic_fetch_sub_explicit(pending, bt->count, memory_order_relaxed);
@@ -393,9 +398,9 @@ bool rq_worker_backpressure(struct rq_worker *w)
     uint64_t worst = 0;
     int worst_shard = -1;
     for (int t = 0; t < w->b->n_shards; t++) {
-        if (t == w->id || !w->b->workers[t])
+        if (t == w->id)
             continue;
-        uint64_t v = atomic_load_explicit(&w->b->workers[t]->pending_in, memory_order_relaxed);
+        uint64_t v = atomic_load_explicit(&w->b->pending[t].n, memory_order_relaxed);
         if (v > worst) {
             worst = v;
             worst_shard = t;
@@ -500,7 +505,7 @@ void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p)
             rq_msg_unref(r->msg);
             off += REC_SIZE(r->n);
         }
-        atomic_fetch_sub_explicit(&w->pending_in, bt->count, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&w->b->pending[w->id].n, bt->count, memory_order_relaxed);
         free(bt);
         break;
     }

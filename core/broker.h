@@ -93,6 +93,7 @@ struct rq_broker {
     const struct rq_config *cfg;
     int n_shards;
     struct rq_worker **workers;
+    struct rq_pending *pending; /* [n_shards] */
 
     struct rq_brlock tree_lock; /* read: the routing shard's slot; write: all */
     struct rq_subtree *tree;
@@ -127,11 +128,12 @@ struct rq_worker {
     bool throttled;
     uint64_t throttle_count; /* times throttling started */
     uint64_t throttle_logged; /* w->now of the last log line about it */
-    /* Messages other shards have posted to this one and it has not delivered yet. Written by
-     * every producer: on a cache line of its own. */
-    char pad0[64];
-    _Atomic uint64_t pending_in;
-    char pad1[64 - sizeof(uint64_t)];
+};
+
+/* Messages other shards have posted to one shard and it has not delivered yet (backpressure).
+ * Owned by the broker, so that they outlive every worker; one cache line each. */
+struct rq_pending {
+    _Alignas(64) _Atomic uint64_t n;
 };
 
 /* Backpressure thresholds, in messages waiting at a destination shard: above HIGH, the shards

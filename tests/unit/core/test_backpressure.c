@@ -1,5 +1,5 @@
 /* Unit tests for the backpressure accounting in core/broker.c: messages routed to another
- * shard count in its pending_in from rq_worker_flush until that shard has delivered them
+ * shard count in its pending counter (broker->pending) from rq_worker_flush until that shard has delivered them
  * (rq_worker_on_post), and rq_worker_backpressure turns on above RQ_PENDING_HIGH and off only
  * below RQ_PENDING_LOW. Two real workers and a real session; the "net" side is a post capture. */
 #include "config/config.h"
@@ -38,7 +38,7 @@ static struct rq_msg *msg(const char *topic)
 
 static uint64_t pending(struct rq_worker *w)
 {
-    return atomic_load(&w->pending_in);
+    return atomic_load(&w->b->pending[w->id].n);
 }
 
 int main(void)
@@ -91,23 +91,23 @@ int main(void)
     refuse_posts = false;
 
     /* hysteresis: on above HIGH, stays on down to LOW, off below LOW */
-    atomic_store(&w1->pending_in, RQ_PENDING_HIGH);
+    atomic_store(&b->pending[1].n, RQ_PENDING_HIGH);
     CHECK(!rq_worker_backpressure(w0)); /* at HIGH: not above it */
-    atomic_store(&w1->pending_in, RQ_PENDING_HIGH + 1);
+    atomic_store(&b->pending[1].n, RQ_PENDING_HIGH + 1);
     CHECK(rq_worker_backpressure(w0));
     CHECK(w0->throttled);
     CHECK_EQ(w0->throttle_count, 1);
     CHECK(!rq_worker_backpressure(w1)); /* a shard's own backlog does not throttle it */
-    atomic_store(&w1->pending_in, RQ_PENDING_LOW + 1);
+    atomic_store(&b->pending[1].n, RQ_PENDING_LOW + 1);
     CHECK(rq_worker_backpressure(w0));
-    atomic_store(&w1->pending_in, RQ_PENDING_LOW);
+    atomic_store(&b->pending[1].n, RQ_PENDING_LOW);
     CHECK(rq_worker_backpressure(w0)); /* at LOW: not below it */
-    atomic_store(&w1->pending_in, RQ_PENDING_LOW - 1);
+    atomic_store(&b->pending[1].n, RQ_PENDING_LOW - 1);
     CHECK(!rq_worker_backpressure(w0));
-    atomic_store(&w1->pending_in, RQ_PENDING_HIGH + 5);
+    atomic_store(&b->pending[1].n, RQ_PENDING_HIGH + 5);
     CHECK(rq_worker_backpressure(w0));
     CHECK_EQ(w0->throttle_count, 2);
-    atomic_store(&w1->pending_in, 0);
+    atomic_store(&b->pending[1].n, 0);
     CHECK(!rq_worker_backpressure(w0));
 
     rq_worker_free(w0);
