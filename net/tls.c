@@ -13,6 +13,20 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfio.h>
 
+#ifndef WOLFSSL_ALWAYS_VERIFY_CB
+#error "ringmq needs wolfSSL built with WOLFSSL_ALWAYS_VERIFY_CB (X.509 authentication reads the client's chain in the verify callback; see tools/wolfssl/build.sh)"
+#endif
+
+#define MAX_PEER_CERTS 10 /* more than wolfSSL's MAX_CHAIN_DEPTH (9) */
+
+/* The client's certificates as it sent them (DER, leaf first): one allocation, made in the
+ * handshake on ports that verify client certificates. */
+struct peer_chain {
+    uint32_t n;
+    uint32_t off[MAX_PEER_CERTS + 1]; /* certificate i is der[off[i] .. off[i + 1]) */
+    uint8_t der[];
+};
+
 struct rq_tls_ctx {
     WOLFSSL_CTX *ctx;
     atomic_int refs;
@@ -26,8 +40,39 @@ struct rq_tls {
     struct rq_buf *wire; /* where records go during this call */
     bool established;
     bool wire_failed;
+    struct peer_chain *chain; /* NULL: no client certificate (or not asked for one) */
     char why[120];
 };
+
+/* Verify callback: wolfSSL calls it for the client's leaf certificate once the chain has been
+ * verified (WOLFSSL_ALWAYS_VERIFY_CB), and on any verification error. The chain's buffers are
+ * valid only during the call: copy them. The verdict stays wolfSSL's. */
+static int keep_chain(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct rq_tls *t = store ? store->userCtx : NULL;
+    if (!preverify || !t || t->chain || store->error_depth != 0 || !store->certs ||
+        store->totalCerts <= 0)
+        return preverify;
+    size_t n = (size_t)store->totalCerts < MAX_PEER_CERTS ? (size_t)store->totalCerts
+                                                          : MAX_PEER_CERTS;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (size_t)store->certs[i].length;
+    struct peer_chain *c = malloc(sizeof *c + total);
+    if (!c)
+        return preverify; /* no chain: X.509 authentication then refuses the client */
+    c->n = (uint32_t)n;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        c->off[i] = (uint32_t)off;
+        memcpy(c->der + off, store->certs[i].buffer, store->certs[i].length);
+        off += (size_t)store->certs[i].length;
+    }
+    c->off[n] = (uint32_t)off;
+    t->chain = c;
+    return preverify;
+}
+
 
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {
@@ -101,7 +146,7 @@ struct rq_tls_ctx *rq_tls_ctx_new(const struct rq_tls_ctx_opts *o, char *err, si
         int mode = WOLFSSL_VERIFY_PEER;
         if (o->require_client_cert)
             mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-        wolfSSL_CTX_set_verify(ctx, mode, NULL);
+        wolfSSL_CTX_set_verify(ctx, mode, keep_chain);
     } else {
         wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
     }
@@ -145,6 +190,7 @@ struct rq_tls *rq_tls_new(struct rq_tls_ctx *c)
     }
     wolfSSL_SetIOReadCtx(t->ssl, t);
     wolfSSL_SetIOWriteCtx(t->ssl, t);
+    wolfSSL_SetCertCbCtx(t->ssl, t); /* keep_chain's store->userCtx */
     rq_tls_ctx_ref(c);
     t->ctx = c;
     return t;
@@ -156,6 +202,7 @@ void rq_tls_free(struct rq_tls *t)
         return;
     wolfSSL_free(t->ssl);
     rq_tls_ctx_unref(t->ctx);
+    free(t->chain);
     free(t);
 }
 
@@ -251,16 +298,14 @@ const char *rq_tls_describe(const struct rq_tls *t, char *buf, size_t len)
 
 size_t rq_tls_peer_count(struct rq_tls *t)
 {
-    WOLFSSL_X509_CHAIN *ch = wolfSSL_get_peer_chain(t->ssl);
-    return ch ? (size_t)wolfSSL_get_chain_count(ch) : 0;
+    return t->chain ? t->chain->n : 0;
 }
 
 bool rq_tls_peer_der(struct rq_tls *t, size_t i, const uint8_t **der, size_t *len)
 {
-    WOLFSSL_X509_CHAIN *ch = wolfSSL_get_peer_chain(t->ssl);
-    if (!ch || (int)i >= wolfSSL_get_chain_count(ch))
+    if (!t->chain || i >= t->chain->n)
         return false;
-    *der = wolfSSL_get_chain_cert(ch, (int)i);
-    *len = (size_t)wolfSSL_get_chain_length(ch, (int)i);
-    return *der != NULL;
+    *der = t->chain->der + t->chain->off[i];
+    *len = t->chain->off[i + 1] - t->chain->off[i];
+    return true;
 }
