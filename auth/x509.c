@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "auth/authn.h"
+#include "auth/pem.h"
 #include "auth/x509_der.h"
 #include "auth/x509_subject.h"
 

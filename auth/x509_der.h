@@ -1,6 +1,6 @@
 /* X.509 certificates from DER: the few fields the broker needs from each certificate of a chain
  * that the TLS layer has already verified (subject and issuer names, validity, public key
- * algorithm, basicConstraints cA), plus a PEM reader for CA bundles and chain files.
+ * algorithm, basicConstraints cA). PEM bundles and chain files: auth/pem.h.
  *
  * Pure: bytes in, struct out. No I/O, no globals, no signature checks (wolfSSL did those), no
  * policy (which names map to which client, whether a time is in range: the callers decide).
@@ -108,16 +108,5 @@ bool rq_x509_same_key_alg(const struct rq_x509_info *a, const struct rq_x509_inf
 /* First attribute of name with this type, given as dotted OID or short name ("CN", any case),
  * searching RDNs in order; NULL when there is none. */
 const struct rq_x509_atv *rq_x509_name_find(const struct rq_x509_name *name, const char *type);
-
-/* Finds the next "-----BEGIN CERTIFICATE-----" block of pem[0..len) at or after *off and
- * decodes its base64 body (strict: alphabet A-Z a-z 0-9 + /, '=' padding only at the end, zero
- * pad bits, whitespace anywhere; no PEM headers). Anything between blocks, including other
- * PEM blocks such as keys, is skipped.
- * Returns 1 with *der (malloc'd, the caller frees it) and *der_len set; 0 when there is no
- * further certificate; -1 with *why set for a broken block or out of memory. In all cases *off
- * moves past what was consumed (after -1: past the broken block's END line, or to len when
- * there is none), so a caller may skip a bad block and go on. */
-int rq_pem_next_cert(const char *pem, size_t len, size_t *off, uint8_t **der, size_t *der_len,
-                     const char **why);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/pem.h"
 #include "auth/x509_der.h"
 
 #define ENSURE(c)                                                                                  \

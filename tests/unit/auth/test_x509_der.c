@@ -6,6 +6,7 @@
  * then truncates and corrupts each one at every byte. Part 2 builds certificates by hand for
  * what openssl will not produce (UniversalString, odd times, broken DER). Part 3 reads PEM.
  * Exits 77 when openssl is missing. */
+#include "auth/pem.h"
 #include "auth/x509_der.h"
 #include "tests/unit/check.h"
 

@@ -22,6 +22,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/rsa.h>
 
+#include "auth/pem.h"
 #include "auth/x509_der.h"
 #include "net/tls_lib.h"
 #include "tests/unit/check.h"
