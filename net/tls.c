@@ -14,7 +14,8 @@
 #include <wolfssl/wolfio.h>
 
 #ifndef WOLFSSL_ALWAYS_VERIFY_CB
-#error "ringmq needs wolfSSL built with WOLFSSL_ALWAYS_VERIFY_CB (X.509 authentication reads the client's chain in the verify callback; see tools/wolfssl/build.sh)"
+/* X.509 authentication reads the client's chain in the verify callback: tools/wolfssl/build.sh */
+#error "ringmq needs wolfSSL built with WOLFSSL_ALWAYS_VERIFY_CB"
 #endif
 
 #define MAX_PEER_CERTS 10 /* more than wolfSSL's MAX_CHAIN_DEPTH (9) */
@@ -53,8 +54,8 @@ static int keep_chain(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (!preverify || !t || t->chain || store->error_depth != 0 || !store->certs ||
         store->totalCerts <= 0)
         return preverify;
-    size_t n = (size_t)store->totalCerts < MAX_PEER_CERTS ? (size_t)store->totalCerts
-                                                          : MAX_PEER_CERTS;
+    size_t n =
+        (size_t)store->totalCerts < MAX_PEER_CERTS ? (size_t)store->totalCerts : MAX_PEER_CERTS;
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += (size_t)store->certs[i].length;
@@ -72,7 +73,6 @@ static int keep_chain(int preverify, WOLFSSL_X509_STORE_CTX *store)
     t->chain = c;
     return preverify;
 }
-
 
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {

@@ -1,7 +1,8 @@
 /* Unit tests for the backpressure accounting in core/broker.c: messages routed to another
- * shard count in its pending counter (broker->pending) from rq_worker_flush until that shard has delivered them
- * (rq_worker_on_post), and rq_worker_backpressure turns on above RQ_PENDING_HIGH and off only
- * below RQ_PENDING_LOW. Two real workers and a real session; the "net" side is a post capture. */
+ * shard count in its pending counter (broker->pending) from rq_worker_flush until that shard has
+ * delivered them (rq_worker_on_post), and rq_worker_backpressure turns on above RQ_PENDING_HIGH and
+ * off only below RQ_PENDING_LOW. Two real workers and a real session; the "net" side is a post
+ * capture. */
 #include "config/config.h"
 #include "core/broker_int.h"
 #include "tests/unit/check.h"
@@ -26,8 +27,8 @@ static void no_flush(struct rq_worker *w, void *conn)
 {
 }
 
-static const struct rq_worker_ops ops = {.post = cap_post, .want_flush = no_flush,
-                                         .want_close = no_flush};
+static const struct rq_worker_ops ops = {
+    .post = cap_post, .want_flush = no_flush, .want_close = no_flush};
 
 static struct rq_msg *msg(const char *topic)
 {
