@@ -43,6 +43,7 @@ static struct rq_config *config_new(const char *source)
     c->max_inflight = 100;
     c->max_topic_levels = 64;
     c->max_topic_alias = 64;
+    c->shard_backlog = 32768;
     c->connect_timeout_ms = 10000;
     c->log_json = false;
     snprintf(c->source, sizeof c->source, "%s", source);

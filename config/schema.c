@@ -99,6 +99,7 @@ static const struct rq_field ringmq_fields[] = {
     UINT("maxInflight", max_inflight, 1, 65535),
     UINT("maxTopicLevels", max_topic_levels, 1, 1024),
     UINT("maxTopicAliases", max_topic_alias, 0, 65535),
+    UINT("shardBacklogLimit", shard_backlog, 16, 16777216),
     CUSTOM("connectTimeoutSeconds", set_connect_timeout),
     {.key = "logFormat", .type = RQ_F_ENUM, .choices = "text|json", CFG(log_json)},
     {.key = "dataDir", .type = RQ_F_STR, CFG(data_dir)},

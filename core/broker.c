@@ -406,7 +406,8 @@ bool rq_worker_backpressure(struct rq_worker *w)
             worst_shard = t;
         }
     }
-    if (!w->throttled && worst > RQ_PENDING_HIGH) {
+    uint64_t high = w->b->cfg->shard_backlog, low = high / 4;
+    if (!w->throttled && worst > high) {
         w->throttled = true;
         w->throttle_count++;
         if (w->now - w->throttle_logged >= 10000 || !w->throttle_logged) {
@@ -417,7 +418,7 @@ bool rq_worker_backpressure(struct rq_worker *w)
                    w->id, worst_shard, (unsigned long long)worst,
                    (unsigned long long)w->throttle_count);
         }
-    } else if (w->throttled && worst < RQ_PENDING_LOW) {
+    } else if (w->throttled && worst < low) {
         w->throttled = false;
     }
     return w->throttled;

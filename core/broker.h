@@ -136,12 +136,10 @@ struct rq_pending {
     _Alignas(64) _Atomic uint64_t n;
 };
 
-/* Backpressure thresholds, in messages waiting at a destination shard: above HIGH, the shards
- * posting to it stop reading their clients (TCP flow control then slows the publishers down);
- * they read again once it is below LOW. At ~1.5 M messages/s per shard, HIGH is ~20 ms of
- * work. */
-#define RQ_PENDING_HIGH 32768
-#define RQ_PENDING_LOW 8192
+/* Backpressure thresholds, in messages waiting at a destination shard: above the high mark
+ * (spec.ringmq.shardBacklogLimit, default 32768: ~20 ms of work at ~1.5 M messages/s per shard)
+ * the shards posting to it stop reading their clients (TCP flow control then slows the
+ * publishers down); they read again once it is below a quarter of that. */
 
 /* Per-connection protocol state. net embeds it in its connection. */
 struct rq_client {
@@ -188,8 +186,8 @@ void rq_worker_free(struct rq_worker *w);
  * of every loop iteration (and before the worker stops). */
 void rq_worker_flush(struct rq_worker *w);
 /* Call after rq_worker_flush: whether this worker should stop reading its clients because a
- * shard it posts to is more than RQ_PENDING_HIGH messages behind (stays true until that is
- * below RQ_PENDING_LOW). Updates w->throttled. */
+ * shard it posts to is more than cfg->shard_backlog messages behind (stays true until that is
+ * below a quarter of it). Updates w->throttled. */
 bool rq_worker_backpressure(struct rq_worker *w);
 /* Handles one post popped from this worker's inbox. */
 void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p);

@@ -295,7 +295,7 @@ static void test_empty_and_defaults(void)
                     "      maxSessionExpirySeconds: 4294967295\n"
                     "      maxPacketSizeBytes: 268435456\n  ringmq:\n    threads: 1024\n"
                     "    maxTopicAliases: 0\n    maxConnections: 10000000\n"
-                    "    connectTimeoutSeconds: 3600\n",
+                    "    connectTimeoutSeconds: 3600\n    shardBacklogLimit: 16777216\n",
              err, sizeof err);
     CHECK(c != NULL);
     if (c) {
@@ -305,6 +305,7 @@ static void test_empty_and_defaults(void)
         CHECK_EQ(c->max_topic_alias, 0);
         CHECK_EQ(c->max_connections, 10000000);
         CHECK_EQ(c->connect_timeout_ms, 3600000);
+        CHECK_EQ(c->shard_backlog, 16777216);
     }
     rq_config_free(c);
 }
@@ -424,6 +425,8 @@ static void test_bad_ranges(void)
                  "x.yaml:7:22: maxTopicAliases must be 0..65535, got 65536");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    connectTimeoutSeconds: 3601\n",
                  "x.yaml:7:28: connectTimeoutSeconds must be 1..3600, got 3601");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    shardBacklogLimit: 15\n",
+                 "x.yaml:7:24: shardBacklogLimit must be 16..16777216, got 15");
 }
 
 static void test_bad_enums(void)

@@ -1,7 +1,7 @@
 /* Unit tests for the backpressure accounting in core/broker.c: messages routed to another
  * shard count in its pending counter (broker->pending) from rq_worker_flush until that shard has
- * delivered them (rq_worker_on_post), and rq_worker_backpressure turns on above RQ_PENDING_HIGH and
- * off only below RQ_PENDING_LOW. Two real workers and a real session; the "net" side is a post
+ * delivered them (rq_worker_on_post), and rq_worker_backpressure turns on above cfg->shard_backlog
+ * and off only below a quarter of it. Two real workers and a real session; the "net" side is a post
  * capture. */
 #include "config/config.h"
 #include "core/broker_int.h"
@@ -48,6 +48,8 @@ int main(void)
     memset(&cfg, 0, sizeof cfg);
     cfg.max_inflight = 16;
     cfg.queue_limit = 100;
+    cfg.shard_backlog = 1000;
+    const uint64_t HIGH = 1000, LOW = 250; /* LOW = a quarter of HIGH */
     struct rq_broker *b = rq_broker_new(&cfg, 2);
     CHECK(b != NULL);
     if (!b)
@@ -92,20 +94,20 @@ int main(void)
     refuse_posts = false;
 
     /* hysteresis: on above HIGH, stays on down to LOW, off below LOW */
-    atomic_store(&b->pending[1].n, RQ_PENDING_HIGH);
+    atomic_store(&b->pending[1].n, HIGH);
     CHECK(!rq_worker_backpressure(w0)); /* at HIGH: not above it */
-    atomic_store(&b->pending[1].n, RQ_PENDING_HIGH + 1);
+    atomic_store(&b->pending[1].n, HIGH + 1);
     CHECK(rq_worker_backpressure(w0));
     CHECK(w0->throttled);
     CHECK_EQ(w0->throttle_count, 1);
     CHECK(!rq_worker_backpressure(w1)); /* a shard's own backlog does not throttle it */
-    atomic_store(&b->pending[1].n, RQ_PENDING_LOW + 1);
+    atomic_store(&b->pending[1].n, LOW + 1);
     CHECK(rq_worker_backpressure(w0));
-    atomic_store(&b->pending[1].n, RQ_PENDING_LOW);
+    atomic_store(&b->pending[1].n, LOW);
     CHECK(rq_worker_backpressure(w0)); /* at LOW: not below it */
-    atomic_store(&b->pending[1].n, RQ_PENDING_LOW - 1);
+    atomic_store(&b->pending[1].n, LOW - 1);
     CHECK(!rq_worker_backpressure(w0));
-    atomic_store(&b->pending[1].n, RQ_PENDING_HIGH + 5);
+    atomic_store(&b->pending[1].n, HIGH + 5);
     CHECK(rq_worker_backpressure(w0));
     CHECK_EQ(w0->throttle_count, 2);
     atomic_store(&b->pending[1].n, 0);
