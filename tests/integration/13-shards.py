@@ -260,6 +260,45 @@ def qos2_exactly_once_while_moving(b):
 
 
 @case
+def backpressure_across_shards(b):
+    """A tiny spec.ringmq.shardBacklogLimit (16): bursts of 30 publishes, each sent in one
+    write by a publisher on one shard to a subscriber on the other, put more than 16 messages
+    in flight to the subscriber's shard at once. The publisher's shard says it pauses reading;
+    nothing is lost or reordered; afterwards the publisher is read again (a paused connection
+    that was never resumed would lose its last messages and its PINGRESP)."""
+    yaml = rq.std_yaml(ringmq={"shardBacklogLimit": 16})
+    with rq.start_broker(yaml, threads=THREADS) as b2:
+        clients = spread_clients(b2, 2)
+        shards = {c.client_id: shard_of(b2, c.client_id) for c in clients}
+        sub = clients[0]
+        pub = next((c for c in clients[1:] if shards[c.client_id] != shards[sub.client_id]),
+                   clients[1])
+        root = rq.uniq("bp")
+        sub.subscribe([(root, 0)])
+        n, bursts = 30, 3
+        for k in range(bursts):
+            pub.send_raw(b"".join(rq.enc_publish(pub.version, root, b"%d" % (k * n + i))
+                                  for i in range(n)))
+            time.sleep(0.02)
+        got = [int(m.payload) for m in sub.collect(2.0, count=n * bursts)]
+        check_eq(got, list(range(n * bursts)), "QoS 0 burst across shards: all, in order")
+        if not rq.MOSQUITTO:
+            check(re.search(r"shard %d: shard %d is \d+ messages behind: pausing reads"
+                            % (shards[pub.client_id], shards[sub.client_id]), b2.log()),
+                  "the publisher's shard logs that it pauses; log:\n%s" % b2.log()[-1500:])
+        # read again afterwards: a QoS 1 round trip and a ping
+        time.sleep(0.05)
+        ack = pub.publish(root, b"after", qos=1)
+        check_eq(ack.rc, 0, "PUBACK after the bursts")
+        check_eq([m.payload for m in sub.collect(1.0, count=1)], [b"after"],
+                 "a message published after the bursts")
+        pub.send_raw(bytes([0xC0, 0]))
+        pub.wait_for(rq.PINGRESP, 2)
+        for c in clients:
+            c.disconnect()
+
+
+@case
 def paho_many_clients(b):
     root = rq.uniq("pm")
     subs = [rq.Paho(b.port, version=5 if i % 2 else 4) for i in range(4)]
