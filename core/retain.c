@@ -1,8 +1,8 @@
 /* Retained message store: a trie with one node per topic level, the message pointer stored at
  * the topic's node. Children live in an open-addressing hash table (linear probing, seeded hash,
- * tombstones on removal), so setting a topic costs one hash lookup per level and a filter lookup
- * only walks branches that can match: a literal level is one lookup, '+' fans out over the
- * children of one node, '#' takes a whole subtree.
+ * tombstones on removal: core/levels.h, shared with the subscription tree), so setting a topic
+ * costs one hash lookup per level and a filter lookup only walks branches that can match: a literal
+ * level is one lookup, '+' fans out over the children of one node, '#' takes a whole subtree.
  *
  * Walks go through parent pointers instead of recursion, so depth is bounded by memory only.
  * Entries the visitor removes are pruned when the walk leaves their node; removal during a walk
@@ -12,6 +12,8 @@
  * the messages; drop releases them), topic validation (the caller passes valid names and
  * filters), $share prefixes (the caller strips them). */
 #include "core/retain.h"
+
+#include "core/levels.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -40,6 +42,8 @@ struct rq_retain {
 static struct rnode tomb_node;
 #define TOMB (&tomb_node)
 
+RQ_LEVEL_TABLE(struct rnode)
+
 /* Walk state shared by the matching helpers. */
 struct walk {
     struct rq_retain *r;
@@ -47,132 +51,6 @@ struct walk {
     void *ctx;
     void (*drop)(void *msg);
 };
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 31;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 29;
-    return x;
-}
-
-static uint64_t level_hash(uint64_t seed, const uint8_t *s, size_t n)
-{
-    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull), w;
-    for (; n >= 8; s += 8, n -= 8) {
-        memcpy(&w, s, 8);
-        h = mix64(h ^ w) * 0x94d049bb133111ebull;
-    }
-    if (n) {
-        w = 0;
-        memcpy(&w, s, n);
-        h = mix64(h ^ w) * 0x94d049bb133111ebull;
-    }
-    return mix64(h);
-}
-
-static size_t level_end(const uint8_t *s, size_t len, size_t pos)
-{
-    const uint8_t *e = pos < len ? memchr(s + pos, '/', len - pos) : NULL;
-    return e ? (size_t)(e - s) : len;
-}
-
-/* Start of the level whose end is pos - 1 (pos is one past that level's end, pos >= 1). */
-static size_t level_start_before(const uint8_t *s, size_t pos)
-{
-    size_t q = pos - 1;
-    while (q > 0 && s[q - 1] != '/')
-        q--;
-    return q;
-}
-
-static bool is_wild(const uint8_t *lv, size_t n, uint8_t w)
-{
-    return n == 1 && lv[0] == w;
-}
-
-static struct rnode *kid_find(const struct rnode *n, uint64_t h, const uint8_t *s, size_t len)
-{
-    if (!n->kids)
-        return NULL;
-    size_t mask = n->kcap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        struct rnode *k = n->kids[i];
-        if (!k)
-            return NULL;
-        if (k != TOMB && k->hval == h && k->nlen == len && memcmp(k->name, s, len) == 0)
-            return k;
-    }
-}
-
-/* Puts k in the first free slot of its probe chain; returns true when that was a tombstone. */
-static bool kid_place(struct rnode **tab, uint32_t cap, struct rnode *k)
-{
-    size_t mask = cap - 1, i = k->hval & mask;
-    while (tab[i] && tab[i] != TOMB)
-        i = (i + 1) & mask;
-    bool tomb = tab[i] == TOMB;
-    tab[i] = k;
-    k->slot = (uint32_t)i;
-    return tomb;
-}
-
-static int kid_rehash(struct rnode *n, uint32_t cap)
-{
-    struct rnode **tab = calloc(cap, sizeof *tab);
-    if (!tab)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < n->kcap; i++)
-        if (n->kids[i] && n->kids[i] != TOMB)
-            (void)kid_place(tab, cap, n->kids[i]);
-    free(n->kids);
-    n->kids = tab;
-    n->kcap = cap;
-    n->ntomb = 0;
-    return 0;
-}
-
-/* Load (live + tombstones) stays <= 3/4, so every probe chain ends at an empty slot. */
-static int kid_insert(struct rnode *n, struct rnode *k)
-{
-    if ((size_t)(n->nkids + n->ntomb + 1) * 4 > (size_t)n->kcap * 3) {
-        uint32_t cap = 4;
-        while (cap < (n->nkids + 1) * 2)
-            cap *= 2;
-        if (kid_rehash(n, cap))
-            return -ENOMEM;
-    }
-    n->ntomb -= kid_place(n->kids, n->kcap, k);
-    n->nkids++;
-    return 0;
-}
-
-/* Never moves other children unless may_shrink: walks in progress rely on slot order. */
-static void kid_remove(struct rnode *n, struct rnode *k, bool may_shrink)
-{
-    n->kids[k->slot] = TOMB;
-    n->ntomb++;
-    if (--n->nkids == 0) {
-        free(n->kids);
-        n->kids = NULL;
-        n->kcap = n->ntomb = 0;
-    } else if (may_shrink && n->kcap > 16 && n->nkids * 8 < n->kcap) {
-        (void)kid_rehash(n, n->kcap / 4); /* shrinking is optional: keep the table on failure */
-    }
-}
-
-static struct rnode *rnode_new(struct rnode *parent, const uint8_t *name, size_t len, uint64_t h)
-{
-    struct rnode *n = calloc(1, sizeof *n + len);
-    if (!n)
-        return NULL;
-    n->parent = parent;
-    if (len)
-        memcpy(n->name, name, len);
-    n->nlen = (uint32_t)len;
-    n->hval = h;
-    return n;
-}
 
 /* Unlinks and frees n if it holds nothing; returns whether it did. The root stays. */
 static bool unlink_empty(struct rnode *n, bool may_shrink)
@@ -200,21 +78,13 @@ struct rq_retain *rq_retain_new(void)
     struct rq_retain *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    if (!(r->root = rnode_new(NULL, NULL, 0, 0))) {
+    if (!(r->root = level_node_new(NULL, NULL, 0, 0))) {
         free(r);
         return NULL;
     }
     if (getrandom(&r->seed, sizeof r->seed, GRND_NONBLOCK) != sizeof r->seed)
-        r->seed = mix64((uint64_t)(uintptr_t)r); /* weaker, but the store still works */
+        r->seed = rq_level_mix64((uint64_t)(uintptr_t)r); /* weaker, but the store still works */
     return r;
-}
-
-static struct rnode *first_kid(const struct rnode *n, uint32_t from)
-{
-    for (uint32_t i = from; i < n->kcap; i++)
-        if (n->kids[i] && n->kids[i] != TOMB)
-            return n->kids[i];
-    return NULL;
 }
 
 /* Post-order walk through parent pointers: no recursion, whatever the depth. */
@@ -225,7 +95,7 @@ void rq_retain_free(struct rq_retain *r, void (*drop)(void *msg))
     struct rnode *n = r->root;
     uint32_t from = 0;
     for (;;) {
-        struct rnode *c = first_kid(n, from);
+        struct rnode *c = kid_next(n, from);
         if (c) {
             n = c;
             from = 0;
@@ -266,10 +136,10 @@ static struct rnode *node_walk(struct rq_retain *r, const uint8_t *t, size_t len
 {
     struct rnode *n = r->root;
     for (size_t p = 0; p <= len;) {
-        size_t e = level_end(t, len, p);
-        uint64_t h = level_hash(r->seed, t + p, e - p);
+        size_t e = rq_level_end(t, len, p);
+        uint64_t h = rq_level_hash(r->seed, t + p, e - p);
         struct rnode *c = kid_find(n, h, t + p, e - p);
-        if (!c && create && (c = rnode_new(n, t + p, e - p, h)) && kid_insert(n, c)) {
+        if (!c && create && (c = level_node_new(n, t + p, e - p, h)) && kid_insert(n, c)) {
             free(c);
             c = NULL;
         }
@@ -345,7 +215,7 @@ static void visit(struct walk *w, struct rnode *n)
 /* Next child of n from slot `from` on; at the root, skips '$' topics for a wildcard level. */
 static struct rnode *next_kid(const struct rnode *n, uint32_t from, bool skip_dollar)
 {
-    for (struct rnode *k; (k = first_kid(n, from)); from = k->slot + 1)
+    for (struct rnode *k; (k = kid_next(n, from)); from = k->slot + 1)
         if (!(skip_dollar && k->nlen && k->name[0] == '$')) /* [MQTT-4.7.2-1] */
             return k;
     return NULL;
@@ -387,18 +257,18 @@ void rq_retain_match(struct rq_retain *r, const uint8_t *f, size_t flen, rq_reta
     for (;;) {
         switch (st) {
         case ENTER:
-            e = fp <= flen ? level_end(f, flen, fp) : 0;
+            e = fp <= flen ? rq_level_end(f, flen, fp) : 0;
             if (fp > flen) {
                 visit(&w, n);
                 st = LEAVE;
-            } else if (is_wild(f + fp, e - fp, '#')) {
+            } else if (rq_level_is_wild(f + fp, e - fp, '#')) {
                 visit(&w, n); /* "a/#" matches "a" too */
                 walk_subtree(&w, n);
                 st = LEAVE;
-            } else if (is_wild(f + fp, e - fp, '+')) {
+            } else if (rq_level_is_wild(f + fp, e - fp, '+')) {
                 from = 0;
                 st = FANOUT;
-            } else if ((c = kid_find(n, level_hash(r->seed, f + fp, e - fp), f + fp, e - fp))) {
+            } else if ((c = kid_find(n, rq_level_hash(r->seed, f + fp, e - fp), f + fp, e - fp))) {
                 n = c;
                 fp = e + 1;
             } else {
@@ -419,11 +289,11 @@ void rq_retain_match(struct rq_retain *r, const uint8_t *f, size_t flen, rq_reta
                 return;
             c = n;
             n = n->parent;
-            fp = level_start_before(f, fp);
+            fp = rq_level_start_before(f, fp);
             from = c->slot + 1;
             (void)unlink_empty(c, false);
-            e = level_end(f, flen, fp);
-            st = is_wild(f + fp, e - fp, '+') ? FANOUT : LEAVE;
+            e = rq_level_end(f, flen, fp);
+            st = rq_level_is_wild(f + fp, e - fp, '+') ? FANOUT : LEAVE;
             break;
         }
     }

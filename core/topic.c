@@ -3,7 +3,8 @@
  *
  * The tree is a trie with one node per filter level. A node keeps its '+' and '#' children in
  * two dedicated pointers and its literal children in an open-addressing hash table (linear
- * probing, seeded hash, tombstones on removal), so a lookup costs one hash of the topic level
+ * probing, seeded hash, tombstones on removal: core/levels.h, shared with the retained store),
+ * so a lookup costs one hash of the topic level
  * and usually one probe. Matching walks the trie iteratively through parent pointers: no
  * recursion (a 32k-level '+' filter cannot blow the stack), no allocation, and no writes except
  * the relaxed-atomic round-robin counter of shared groups.
@@ -12,6 +13,7 @@
  * duplicate deliveries of overlapping subscriptions (the broker), authorization. */
 #include "core/topic.h"
 
+#include "core/levels.h"
 #include "core/rc.h"
 
 #include <errno.h>
@@ -108,27 +110,6 @@ int rq_topic_filter_check(const uint8_t *f, size_t len, unsigned max_levels, con
     return check_levels(f, len, max_levels, why);
 }
 
-/* End (index of '/' or len) of the level that starts at pos <= len. */
-static size_t level_end(const uint8_t *s, size_t len, size_t pos)
-{
-    const uint8_t *e = pos < len ? memchr(s + pos, '/', len - pos) : NULL;
-    return e ? (size_t)(e - s) : len;
-}
-
-/* Start of the level whose end is pos - 1 (pos is one past that level's end, pos >= 1). */
-static size_t level_start_before(const uint8_t *s, size_t pos)
-{
-    size_t q = pos - 1;
-    while (q > 0 && s[q - 1] != '/')
-        q--;
-    return q;
-}
-
-static bool is_wild(const uint8_t *lv, size_t n, uint8_t w)
-{
-    return n == 1 && lv[0] == w;
-}
-
 bool rq_topic_match(const uint8_t *f, size_t flen, const uint8_t *t, size_t tlen)
 {
     if (tlen && t[0] == '$' && flen && (f[0] == '+' || f[0] == '#')) /* [MQTT-4.7.2-1] */
@@ -137,13 +118,14 @@ bool rq_topic_match(const uint8_t *f, size_t flen, const uint8_t *t, size_t tlen
     for (;;) {
         if (fp > flen) /* filter exhausted: match iff the topic is too */
             return tp > tlen;
-        size_t fe = level_end(f, flen, fp);
-        if (is_wild(f + fp, fe - fp, '#')) /* also matches the parent level [MQTT-4.7.1-2] */
+        size_t fe = rq_level_end(f, flen, fp);
+        if (rq_level_is_wild(f + fp, fe - fp,
+                             '#')) /* also matches the parent level [MQTT-4.7.1-2] */
             return true;
         if (tp > tlen)
             return false;
-        size_t te = level_end(t, tlen, tp);
-        bool plus = is_wild(f + fp, fe - fp, '+');
+        size_t te = rq_level_end(t, tlen, tp);
+        bool plus = rq_level_is_wild(f + fp, fe - fp, '+');
         if (!plus && (fe - fp != te - tp || memcmp(f + fp, t + tp, fe - fp) != 0))
             return false;
         fp = fe + 1;
@@ -187,111 +169,7 @@ struct rq_subtree {
 static struct node tomb_node;
 #define TOMB (&tomb_node)
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 31;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 29;
-    return x;
-}
-
-/* Seeded so that peers cannot aim many levels at one probe chain without knowing the seed. */
-static uint64_t level_hash(uint64_t seed, const uint8_t *s, size_t n)
-{
-    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull), w;
-    for (; n >= 8; s += 8, n -= 8) {
-        memcpy(&w, s, 8);
-        h = mix64(h ^ w) * 0x94d049bb133111ebull;
-    }
-    if (n) {
-        w = 0;
-        memcpy(&w, s, n);
-        h = mix64(h ^ w) * 0x94d049bb133111ebull;
-    }
-    return mix64(h);
-}
-
-static struct node *kid_find(const struct node *n, uint64_t h, const uint8_t *s, size_t len)
-{
-    if (!n->kids)
-        return NULL;
-    size_t mask = n->kcap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        const struct node *k = n->kids[i];
-        if (!k)
-            return NULL;
-        if (k != TOMB && k->hval == h && k->nlen == len && memcmp(k->name, s, len) == 0)
-            return (struct node *)k;
-    }
-}
-
-/* Puts k in the first free slot of its probe chain; returns true when that was a tombstone. */
-static bool kid_place(struct node **tab, uint32_t cap, struct node *k)
-{
-    size_t mask = cap - 1, i = k->hval & mask;
-    while (tab[i] && tab[i] != TOMB)
-        i = (i + 1) & mask;
-    bool tomb = tab[i] == TOMB;
-    tab[i] = k;
-    k->slot = (uint32_t)i;
-    return tomb;
-}
-
-static int kid_rehash(struct node *n, uint32_t cap)
-{
-    struct node **tab = calloc(cap, sizeof *tab);
-    if (!tab)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < n->kcap; i++)
-        if (n->kids[i] && n->kids[i] != TOMB)
-            (void)kid_place(tab, cap, n->kids[i]);
-    free(n->kids);
-    n->kids = tab;
-    n->kcap = cap;
-    n->ntomb = 0;
-    return 0;
-}
-
-/* Load (live + tombstones) stays <= 3/4, so every probe chain ends at an empty slot. */
-static int kid_insert(struct node *n, struct node *k)
-{
-    if ((size_t)(n->nkids + n->ntomb + 1) * 4 > (size_t)n->kcap * 3) {
-        uint32_t cap = 4;
-        while (cap < (n->nkids + 1) * 2)
-            cap *= 2;
-        if (kid_rehash(n, cap))
-            return -ENOMEM;
-    }
-    n->ntomb -= kid_place(n->kids, n->kcap, k);
-    n->nkids++;
-    return 0;
-}
-
-static void kid_remove(struct node *n, struct node *k)
-{
-    n->kids[k->slot] = TOMB;
-    n->ntomb++;
-    if (--n->nkids == 0) {
-        free(n->kids);
-        n->kids = NULL;
-        n->kcap = n->ntomb = 0;
-    } else if (n->kcap > 16 && n->nkids * 8 < n->kcap) {
-        (void)kid_rehash(n, n->kcap / 4); /* shrinking is optional: keep the table on failure */
-    }
-}
-
-static struct node *node_new(struct node *parent, const uint8_t *name, size_t len, uint64_t h)
-{
-    struct node *n = calloc(1, sizeof *n + len);
-    if (!n)
-        return NULL;
-    n->parent = parent;
-    if (len)
-        memcpy(n->name, name, len);
-    n->nlen = (uint32_t)len;
-    n->hval = h;
-    return n;
-}
+RQ_LEVEL_TABLE(struct node)
 
 static bool node_empty(const struct node *n)
 {
@@ -321,7 +199,7 @@ static void prune(struct node *n)
         else if (p->pound == n)
             p->pound = NULL;
         else
-            kid_remove(p, n);
+            kid_remove(p, n, true);
         node_free(n);
         n = p;
     }
@@ -330,17 +208,19 @@ static void prune(struct node *n)
 static struct node *child_get(struct rq_subtree *t, struct node *n, const uint8_t *s, size_t len,
                               bool create)
 {
-    struct node **wild = is_wild(s, len, '+') ? &n->plus : is_wild(s, len, '#') ? &n->pound : NULL;
+    struct node **wild = rq_level_is_wild(s, len, '+')   ? &n->plus
+                         : rq_level_is_wild(s, len, '#') ? &n->pound
+                                                         : NULL;
     if (wild) {
         if (!*wild && create)
-            *wild = node_new(n, s, len, 0);
+            *wild = level_node_new(n, s, len, 0);
         return *wild;
     }
-    uint64_t h = level_hash(t->seed, s, len);
+    uint64_t h = rq_level_hash(t->seed, s, len);
     struct node *k = kid_find(n, h, s, len);
     if (k || !create)
         return k;
-    if (!(k = node_new(n, s, len, h)))
+    if (!(k = level_node_new(n, s, len, h)))
         return NULL;
     if (kid_insert(n, k)) {
         free(k);
@@ -354,7 +234,7 @@ static struct node *node_walk(struct rq_subtree *t, const uint8_t *f, size_t len
 {
     struct node *n = t->root;
     for (size_t p = 0; p <= len;) {
-        size_t e = level_end(f, len, p);
+        size_t e = rq_level_end(f, len, p);
         struct node *c = child_get(t, n, f + p, e - p, create);
         if (!c) {
             if (create)
@@ -500,12 +380,12 @@ struct rq_subtree *rq_subtree_new(void)
     struct rq_subtree *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    if (!(t->root = node_new(NULL, NULL, 0, 0))) {
+    if (!(t->root = level_node_new(NULL, NULL, 0, 0))) {
         free(t);
         return NULL;
     }
     if (getrandom(&t->seed, sizeof t->seed, GRND_NONBLOCK) != sizeof t->seed)
-        t->seed = mix64((uint64_t)(uintptr_t)t); /* weaker, but the tree still works */
+        t->seed = rq_level_mix64((uint64_t)(uintptr_t)t); /* weaker, but the tree still works */
     return t;
 }
 
@@ -516,10 +396,7 @@ static struct node *next_to_free(struct node *n, uint32_t from)
         return n->plus;
     if (n->pound)
         return n->pound;
-    for (uint32_t i = from; i < n->kcap; i++)
-        if (n->kids[i] && n->kids[i] != TOMB)
-            return n->kids[i];
-    return NULL;
+    return kid_next(n, from);
 }
 
 /* Post-order walk through parent pointers: no recursion, whatever the depth. */
@@ -628,14 +505,14 @@ void rq_subtree_match(struct rq_subtree *t, const uint8_t *topic, size_t len,
                 st = LEAVE;
             } else if (n->plus && !(dollar && n == root)) {
                 n = n->plus;
-                p = level_end(topic, len, p) + 1;
+                p = rq_level_end(topic, len, p) + 1;
             } else {
                 st = LITERAL;
             }
             break;
         case LITERAL:
-            e = level_end(topic, len, p);
-            c = kid_find(n, level_hash(t->seed, topic + p, e - p), topic + p, e - p);
+            e = rq_level_end(topic, len, p);
+            c = kid_find(n, rq_level_hash(t->seed, topic + p, e - p), topic + p, e - p);
             if (c) {
                 n = c;
                 p = e + 1;
@@ -650,7 +527,7 @@ void rq_subtree_match(struct rq_subtree *t, const uint8_t *topic, size_t len,
             c = n;
             n = n->parent;
             if (n->plus == c) {
-                p = level_start_before(topic, p);
+                p = rq_level_start_before(topic, p);
                 st = LITERAL;
             } else {
                 p -= 1 + c->nlen; /* a literal child's name is exactly the topic level */
