@@ -147,6 +147,11 @@ struct rq_tls_ctx *rq_tls_ctx_new(const struct rq_tls_ctx_opts *o, char *err, si
         if (o->require_client_cert)
             mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
         wolfSSL_CTX_set_verify(ctx, mode, keep_chain);
+        /* No resumption on these ports: a resumed session presents no certificate, and every
+         * connection's certificate (and its validity period) is to be checked. */
+        wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+        wolfSSL_CTX_NoTicketTLSv12(ctx);
+        wolfSSL_CTX_no_ticket_TLSv13(ctx);
     } else {
         wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
     }

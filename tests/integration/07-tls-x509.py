@@ -611,6 +611,27 @@ def x509_not_yet_valid_leaf(b):
                    "TLS %s, not yet valid leaf (%s)" % (v, how))
 
 
+@case(ringmq_only="ringmq's choice: no TLS resumption on ports that verify client certificates")
+def x509_no_tls_resumption(b):
+    """A port that verifies client certificates makes every connection a full handshake: a
+    client offering its previous TLS session (TLS 1.2 session id or ticket, TLS 1.3 ticket) is
+    not resumed, presents its certificate again and is authenticated again, so a certificate is
+    checked on every connection (a resumed session has none to check)."""
+    p = pki()
+    for v in ("1.2", "1.3"):
+        ctx = ctx_for(p.thermo, v)
+        first = rq.RawClient(b.ports["x509"], tls=ctx)
+        check_eq(first.connect(client_id=rq.uniq("res")).rc, 0, "first connection, TLS " + v)
+        first.ping()  # a TLS 1.3 ticket, if any, has arrived by the time the PINGRESP has
+        session = first.sock.session
+        first.disconnect()
+        again = rq.RawClient(b.ports["x509"], tls=ctx, tls_session=session)
+        check(not again.sock.session_reused, "TLS %s session resumed on an X.509 port" % v)
+        check_eq(again.connect(client_id=rq.uniq("res")).rc, 0,
+                 "second connection offering the old session, TLS " + v)
+        again.disconnect()
+
+
 # ---------------------------------------------------------------------------------------------
 # X.509: mixed key algorithms (handshake passes, CONNECT denied).
 

@@ -760,16 +760,18 @@ class RawClient:
     """A socket MQTT client speaking exact bytes. Packets that arrive while waiting for another
     type are kept in a backlog and returned by later recv_packet calls, in order."""
 
-    def __init__(self, port, host=HOST, timeout=5.0, version=5, tls=None, server_hostname=None):
+    def __init__(self, port, host=HOST, timeout=5.0, version=5, tls=None, server_hostname=None,
+                 tls_session=None):
         """tls: an ssl.SSLContext to speak MQTT over TLS (the handshake happens here; ssl errors
-        propagate). A TLS alert or error while reading later counts as the connection closing;
-        it is kept in .tls_error."""
+        propagate); tls_session: an ssl.SSLSession to offer for resumption. A TLS alert or error
+        while reading later counts as the connection closing; it is kept in .tls_error."""
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.tls_error = None
         if tls is not None:
             try:
-                self.sock = tls.wrap_socket(self.sock, server_hostname=server_hostname or host)
+                self.sock = tls.wrap_socket(self.sock, server_hostname=server_hostname or host,
+                                            session=tls_session)
             except BaseException:
                 self.sock.close()
                 raise
