@@ -136,11 +136,6 @@ struct rq_pending {
     _Alignas(64) _Atomic uint64_t n;
 };
 
-/* Backpressure thresholds, in messages waiting at a destination shard: above the high mark
- * (spec.ringmq.shardBacklogLimit, default 32768: ~20 ms of work at ~1.5 M messages/s per shard)
- * the shards posting to it stop reading their clients (TCP flow control then slows the
- * publishers down); they read again once it is below a quarter of that. */
-
 /* Per-connection protocol state. net embeds it in its connection. */
 struct rq_client {
     /* Every connection holds one of these: keep it small (fields ordered to leave no holes). */
@@ -186,8 +181,10 @@ void rq_worker_free(struct rq_worker *w);
  * of every loop iteration (and before the worker stops). */
 void rq_worker_flush(struct rq_worker *w);
 /* Call after rq_worker_flush: whether this worker should stop reading its clients because a
- * shard it posts to is more than cfg->shard_backlog messages behind (stays true until that is
- * below a quarter of it). Updates w->throttled. */
+ * shard it posts to is more than cfg->shard_backlog (spec.ringmq.shardBacklogLimit, default
+ * 32768: ~20 ms of work at ~1.5 M messages/s per shard) messages behind; stays true until that
+ * is below a quarter of it. TCP flow control then slows the publishers down. Updates
+ * w->throttled. */
 bool rq_worker_backpressure(struct rq_worker *w);
 /* Handles one post popped from this worker's inbox. */
 void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p);

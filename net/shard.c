@@ -357,6 +357,19 @@ static void start_send(struct rq_shard *s, struct conn *c)
     c->ops++;
 }
 
+/* Cancels c's multishot recv; its last CQE (-ECANCELED, no F_MORE) says when it has ended.
+ * False when no SQE was available. */
+static bool cancel_recv(struct rq_shard *s, struct conn *c)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return false;
+    io_uring_prep_cancel64(sqe, tag(OP_RECV, c->gen, c->slot), 0);
+    io_uring_sqe_set_data64(sqe, tag(OP_IGNORE, 0, 0));
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    return true;
+}
+
 /* ---- backpressure ---- */
 
 /* Stops reading c: its multishot recv is cancelled (what it already delivered is processed);
@@ -371,12 +384,8 @@ static void pause_conn(struct rq_shard *s, struct conn *c)
         s->paused = nv;
         s->cap_paused = ncap;
     }
-    struct io_uring_sqe *sqe = get_sqe(s);
-    if (!sqe)
+    if (!cancel_recv(s, c))
         return;
-    io_uring_prep_cancel64(sqe, tag(OP_RECV, c->gen, c->slot), 0);
-    io_uring_sqe_set_data64(sqe, tag(OP_IGNORE, 0, 0));
-    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     c->paused = true;
     c->cl.last_rx = s->w->now; /* a paused client is not idle: keepalive counts from here */
     s->paused[s->n_paused++] = (uint64_t)c->gen << 32 | c->slot;
@@ -637,14 +646,8 @@ static void start_migration(struct rq_shard *s, struct conn *c)
 {
     c->state = C_MIGRATING;
     rq_timer_cancel(&s->w->wheel, &c->cl.ka_timer);
-    if (c->recv_armed) {
-        struct io_uring_sqe *sqe = get_sqe(s);
-        if (sqe) {
-            io_uring_prep_cancel64(sqe, tag(OP_RECV, c->gen, c->slot), 0);
-            io_uring_sqe_set_data64(sqe, tag(OP_IGNORE, 0, 0));
-            sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-        }
-    }
+    if (c->recv_armed)
+        (void)cancel_recv(s, c);
     mark_closing(s, c);
 }
 
