@@ -186,6 +186,15 @@ bool rq_schema_valid_key(const char *k);
  * into out[254], and recorded for resolution with its use. */
 int rq_schema_object_ref(struct rq_ld *ld, yaml_node_t *v, const char *what, enum rq_ref_use use,
                          char *out);
+/* A Secret named under secretRef (v1) or secretName (v1beta1), the same thing under two keys:
+ * secret is where the name goes (254 bytes), ref/name the nodes seen for each key. */
+struct rq_secret_walk {
+    char *secret;
+    yaml_node_t *ref, *name;
+};
+/* Called for either key (ld->key): records v, or refuses it (-1, error given) when the other
+ * key was given too. *beta: the key was secretName. */
+int rq_schema_secret_key(struct rq_ld *ld, yaml_node_t *v, struct rq_secret_walk *w, bool *beta);
 /* The kind called name (any_case: ignoring case, for "did you mean" hints), or NULL. */
 const struct rq_kind *rq_schema_kind(const char *name, bool any_case);
 /* A known kind that is refused for now, or NULL. */

@@ -29,11 +29,6 @@ struct method_walk {
 };
 
 /* custom.auth.x509 while it is walked. */
-struct client_walk {
-    char *secret;
-    yaml_node_t *ref, *name;
-};
-
 static const char *sval(const yaml_node_t *n)
 {
     return (const char *)n->data.scalar.value;
@@ -210,7 +205,7 @@ static int set_headers(struct rq_ld *ld, yaml_node_t *v, void *obj)
 
 static int set_ref_name(struct rq_ld *ld, yaml_node_t *v, void *obj)
 {
-    struct client_walk *cw = obj;
+    struct rq_secret_walk *cw = obj;
     rq_walk_set_key(ld, "secretRef.name");
     return rq_schema_object_ref(ld, v, "Secret", RQ_REF_TLS_SECRET, cw->secret);
 }
@@ -224,17 +219,10 @@ static const struct rq_field secret_ref_fields[] = {
 /* secretRef: a name (v1) or {name, namespace} (ARM 2024-08-15-preview); secretName: v1beta1. */
 static int set_client_secret(struct rq_ld *ld, yaml_node_t *v, void *obj)
 {
-    struct client_walk *cw = obj;
-    bool beta = strcmp(ld->key, "secretName") == 0;
-    yaml_node_t *other = beta ? cw->ref : cw->name;
-    if (other) {
-        struct rq_pos p = rq_walk_pos(ld, other);
-        return rq_walk_error(ld, v,
-                             "give secretRef or secretName (its v1beta1 name), not both (one is "
-                             "at %u:%u)",
-                             p.line, p.col);
-    }
-    *(beta ? &cw->name : &cw->ref) = v;
+    struct rq_secret_walk *cw = obj;
+    bool beta;
+    if (rq_schema_secret_key(ld, v, cw, &beta) < 0)
+        return -1;
     if (v->type == YAML_MAPPING_NODE && !beta)
         return rq_walk_map(ld, v, secret_ref_fields, cw);
     return rq_schema_object_ref(ld, v, "Secret", RQ_REF_TLS_SECRET, cw->secret);
@@ -253,7 +241,7 @@ static int set_client_x509(struct rq_ld *ld, yaml_node_t *v, void *obj)
 {
     struct rq_authn_custom *c = obj;
     char path[300];
-    struct client_walk cw = {.secret = c->client_secret};
+    struct rq_secret_walk cw = {.secret = c->client_secret};
     if (rq_walk_map(ld, v, client_x509_fields, &cw) < 0)
         return -1;
     if (cw.ref || cw.name)

@@ -35,11 +35,6 @@ struct auto_walk {
     yaml_node_t *duration, *renew, *group;
 };
 
-struct manual_walk {
-    char *secret;
-    yaml_node_t *ref, *name; /* secretRef (v1), secretName (v1beta1) */
-};
-
 static const char *sval(const yaml_node_t *n)
 {
     return (const char *)n->data.scalar.value;
@@ -339,11 +334,10 @@ static int walk_automatic(struct rq_ld *ld, yaml_node_t *spec, const char *key,
 
 /* ---- manual ---------------------------------------------------------------------------------- */
 
-static int set_manual_ref(struct rq_ld *ld, yaml_node_t *v, void *obj)
+int rq_schema_secret_key(struct rq_ld *ld, yaml_node_t *v, struct rq_secret_walk *w, bool *beta)
 {
-    struct manual_walk *mw = obj;
-    bool beta = strcmp(ld->key, "secretName") == 0;
-    yaml_node_t *other = beta ? mw->ref : mw->name;
+    *beta = strcmp(ld->key, "secretName") == 0;
+    yaml_node_t *other = *beta ? w->ref : w->name;
     if (other) {
         struct rq_pos p = rq_walk_pos(ld, other);
         return rq_walk_error(ld, v,
@@ -351,8 +345,17 @@ static int set_manual_ref(struct rq_ld *ld, yaml_node_t *v, void *obj)
                              "at %u:%u)",
                              p.line, p.col);
     }
-    *(beta ? &mw->name : &mw->ref) = v;
-    return rq_schema_object_ref(ld, v, "Secret", RQ_REF_TLS_SECRET, mw->secret);
+    *(*beta ? &w->name : &w->ref) = v;
+    return 0;
+}
+
+static int set_manual_ref(struct rq_ld *ld, yaml_node_t *v, void *obj)
+{
+    bool beta;
+    if (rq_schema_secret_key(ld, v, obj, &beta) < 0)
+        return -1;
+    return rq_schema_object_ref(ld, v, "Secret", RQ_REF_TLS_SECRET,
+                                ((struct rq_secret_walk *)obj)->secret);
 }
 
 static const struct rq_field manual_fields[] = {
@@ -365,7 +368,7 @@ static const struct rq_field manual_fields[] = {
 static int walk_manual(struct rq_ld *ld, yaml_node_t *manual, struct rq_tls_cfg *t)
 {
     char c[300];
-    struct manual_walk mw = {.secret = t->secret_name};
+    struct rq_secret_walk mw = {.secret = t->secret_name};
     size_t mark = rq_walk_push(ld, "manual");
     rq_walk_set_key(ld, "manual");
     int rc = rq_walk_map(ld, manual, manual_fields, &mw);
