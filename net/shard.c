@@ -3,7 +3,8 @@
  * replies into each client's output buffer), flushes every client that has output with one send
  * per loop iteration, and moves cross-shard work through its inbox, woken by IORING_OP_MSG_RING.
  * No protocol logic here. One loop iteration: drain inbox -> handle CQEs -> run timers -> flush
- * sends -> reap closed connections -> submit and wait. */
+ * sends -> reap closed connections -> submit and wait. Setup, start and stop are in
+ * shard_setup.c. */
 #include "net/shard.h"
 
 #include <arpa/inet.h>
@@ -12,13 +13,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <sched.h>
-#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,286 +24,13 @@
 #include "core/inbox.h"
 #include "core/log.h"
 #include "net/authn_glue.h"
+#include "net/shard_int.h"
 #include "net/xport.h"
-
-#define RING_ENTRIES 1024
-#define BUF_COUNT 256 /* provided buffers per shard */
-#define BUF_SIZE 16384
-#define BUF_GROUP 0
-#define INBOX_CAP 65536
-#define CLOSE_LINGER_MS 2000
-#define CQE_BATCH 64       /* completions handled per loop iteration */
-#define BATCH_BUSY 4       /* completions in one iteration that count as busy */
-#define BATCH_MAX 32       /* at most this many completions awaited together */
-#define BATCH_WAIT_US 100  /* and for at most this long */
-
-enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_IGNORE };
-
-/* user_data = op:8 | gen:24 | slot:32 */
-static inline uint64_t tag(enum op op, uint32_t gen, uint32_t slot)
-{
-    return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xFFFFFF) << 32) | slot;
-}
-static inline enum op tag_op(uint64_t t)
-{
-    return (enum op)(t >> 56);
-}
-static inline uint32_t tag_gen(uint64_t t)
-{
-    return (uint32_t)(t >> 32) & 0xFFFFFF;
-}
-static inline uint32_t tag_slot(uint64_t t)
-{
-    return (uint32_t)t;
-}
-
-enum conn_state { C_OPEN, C_CLOSING, C_SHUTDOWN, C_MIGRATING };
-
-struct conn {
-    struct rq_client cl;
-    struct rq_shard *sh;
-    uint32_t slot, gen;
-    int fd;
-    uint16_t port;
-    uint32_t port_index;
-    uint8_t state;
-    bool recv_armed;
-    bool send_busy;
-    bool dirty;          /* on the flush list */
-    bool closing_listed; /* on the close list */
-    bool closed_notified;
-    bool paused; /* not read (backpressure): its multishot recv was cancelled */
-    uint32_t ops;         /* operations in flight (teardown waits for 0) */
-    struct rq_peer peer;  /* 20 bytes; formatted only when a line is logged */
-    uint64_t close_deadline;
-    struct rq_buf in;    /* MQTT bytes not yet consumed (a partial packet) */
-    struct rq_xport *xp; /* TLS / WebSocket layers (and their buffers); NULL for plain TCP */
-    struct rq_buf sending;
-    size_t send_off;
-    struct conn *next_dirty, *next_close;
-};
 
 /* Transport output waiting for the next send (TLS / WebSocket connections only). */
 static size_t wire_len(struct conn *c)
 {
     return c->xp ? rq_xport_wire(c->xp)->len : 0;
-}
-
-/* A connection on its way to the shard that owns its session. */
-struct handover {
-    int fd;
-    uint16_t port;
-    uint8_t hops;
-    uint32_t port_index;
-    struct rq_xport *xp; /* moves with the connection (TLS state) */
-    struct rq_peer peer;
-    size_t len;     /* MQTT bytes (starting with the CONNECT) */
-    size_t raw_len; /* then wire bytes received since, not yet through the transport */
-    uint8_t data[];
-};
-
-struct backlog {
-    struct rq_post *v;
-    size_t n, cap;
-};
-
-struct rq_shard {
-    int id;
-    struct rq_broker *b;
-    const struct rq_config *cfg;
-    struct rq_worker *w;
-    pthread_t thread;
-    bool started;
-    sem_t ready;
-    int start_err;
-    char start_msg[256];
-
-    struct io_uring ring;
-    int ring_fd;
-    const char *ring_mode;
-    struct io_uring_buf_ring *br;
-    uint8_t *bufs;
-
-    struct rq_port_rt *ports; /* per configured port, shared by all shards */
-    int *lfd; /* listening sockets, one per configured port */
-    uint16_t *lport;
-    size_t n_listen;
-    bool *accept_armed;
-
-    struct conn **slots;
-    uint32_t n_slots;
-    uint32_t *free_slots;
-    uint32_t n_free;
-    uint32_t n_conns;
-
-    struct rq_inbox *inbox;
-    uint64_t *paused; /* (gen << 32 | slot) of connections paused by backpressure */
-    size_t n_paused, cap_paused;
-    struct backlog *backlog; /* per target shard, posts that found the inbox full */
-    struct conn *dirty, *closing;
-    volatile int stop_requested;
-    bool stopping;
-    uint64_t stop_deadline;
-    uint64_t stale_cqes;
-    uint32_t gen_counter;
-};
-
-static struct rq_shard **g_shards; /* for cross-shard wake-ups: ring fds and inboxes */
-static int g_n_shards;
-
-/* ---- io_uring probe and setup ---- */
-
-static int ring_setup(struct io_uring *ring, const char **mode)
-{
-    struct io_uring_params p;
-    memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
-    p.cq_entries = RING_ENTRIES * 8;
-    int rc = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
-    if (rc == 0) {
-        *mode = "SINGLE_ISSUER+DEFER_TASKRUN";
-        return 0;
-    }
-    memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE;
-    p.cq_entries = RING_ENTRIES * 8;
-    rc = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
-    if (rc == 0)
-        *mode = "COOP_TASKRUN";
-    return rc;
-}
-
-int rq_net_probe(char *err, size_t errlen)
-{
-    struct io_uring ring;
-    const char *mode;
-    int rc = ring_setup(&ring, &mode);
-    if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES) {
-        snprintf(err, errlen,
-                 "io_uring is not available (%s). ringmq needs io_uring (Linux 6.1 or later). "
-                 "If it runs in a container, the seccomp profile or the sysctl "
-                 "kernel.io_uring_disabled probably blocks it: allow io_uring_setup, "
-                 "io_uring_enter and io_uring_register (e.g. docker run --security-opt "
-                 "seccomp=unconfined, or a profile that permits them) or set "
-                 "kernel.io_uring_disabled=0",
-                 strerror(-rc));
-        return rc;
-    }
-    if (rc < 0) {
-        snprintf(err, errlen, "io_uring_setup failed: %s (kernel too old? ringmq needs 6.1+)",
-                 strerror(-rc));
-        return rc;
-    }
-    struct io_uring_probe *pr = io_uring_get_probe_ring(&ring);
-    int missing = 0;
-    const char *what = "";
-    if (!pr) {
-        missing = 1;
-        what = "opcode probe";
-    } else {
-        static const struct {
-            int op;
-            const char *name;
-        } need[] = {{IORING_OP_ACCEPT, "ACCEPT"},
-                    {IORING_OP_RECV, "RECV"},
-                    {IORING_OP_SEND, "SEND"},
-                    {IORING_OP_MSG_RING, "MSG_RING"}};
-        for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
-            if (!io_uring_opcode_supported(pr, need[i].op)) {
-                missing = 1;
-                what = need[i].name;
-            }
-        io_uring_free_probe(pr);
-    }
-    io_uring_queue_exit(&ring);
-    if (missing) {
-        snprintf(err, errlen, "this kernel's io_uring lacks %s; ringmq needs Linux 6.1 or later",
-                 what);
-        return -ENOTSUP;
-    }
-    return 0;
-}
-
-static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof ss);
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, pc->bind_address, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons(pc->port);
-        sl = sizeof *a4;
-    } else if (inet_pton(AF_INET6, pc->bind_address, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons(pc->port);
-        sl = sizeof *a6;
-    } else {
-        snprintf(err, errlen, "bad bind address '%s'", pc->bind_address);
-        return -EINVAL;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -errno;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
-        int e = errno;
-        snprintf(err, errlen, "cannot listen on %s:%u: %s", pc->bind_address, pc->port,
-                 strerror(e));
-        close(fd);
-        return -e;
-    }
-    return fd;
-}
-
-struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_config *cfg,
-                              struct rq_port_rt *ports, char *err, size_t errlen)
-{
-    struct rq_shard *s = calloc(1, sizeof *s);
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    s->id = id;
-    s->b = b;
-    s->cfg = cfg;
-    s->ports = ports;
-    s->ring_fd = -1;
-    sem_init(&s->ready, 0, 0);
-    s->n_listen = cfg->n_ports;
-    s->lfd = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->lfd);
-    s->lport = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->lport);
-    s->accept_armed = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->accept_armed);
-    s->inbox = rq_inbox_new(INBOX_CAP, sizeof(struct rq_post));
-    s->backlog = calloc((size_t)b->n_shards, sizeof *s->backlog);
-    if (!s->lfd || !s->lport || !s->accept_armed || !s->inbox || !s->backlog) {
-        snprintf(err, errlen, "out of memory");
-        rq_shard_free(s);
-        return NULL;
-    }
-    for (size_t i = 0; i < s->n_listen; i++)
-        s->lfd[i] = -1;
-    for (size_t i = 0; i < s->n_listen; i++) {
-        int fd = open_listener(&cfg->ports[i], err, errlen);
-        if (fd < 0) {
-            rq_shard_free(s);
-            return NULL;
-        }
-        s->lfd[i] = fd;
-        s->lport[i] = cfg->ports[i].port;
-    }
-    if (!g_shards) {
-        g_shards = calloc((size_t)b->n_shards, sizeof *g_shards);
-        g_n_shards = b->n_shards;
-    }
-    if (g_shards)
-        g_shards[id] = s;
-    return s;
 }
 
 /* ---- SQE helpers ---- */
@@ -450,7 +174,7 @@ static void wake_shard(struct rq_shard *from, int target)
     struct io_uring_sqe *sqe = get_sqe(from);
     if (!sqe)
         return;
-    io_uring_prep_msg_ring(sqe, g_shards[target]->ring_fd, 0, tag(OP_WAKE, 0, 0), 0);
+    io_uring_prep_msg_ring(sqe, rq_shards[target]->ring_fd, 0, tag(OP_WAKE, 0, 0), 0);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     io_uring_sqe_set_data64(sqe, tag(OP_IGNORE, 0, 0));
 }
@@ -458,7 +182,7 @@ static void wake_shard(struct rq_shard *from, int target)
 static bool push_post(struct rq_shard *from, int target, const struct rq_post *p)
 {
     bool wake = false;
-    if (!rq_inbox_push(g_shards[target]->inbox, p, &wake))
+    if (!rq_inbox_push(rq_shards[target]->inbox, p, &wake))
         return false;
     if (wake)
         wake_shard(from, target);
@@ -486,7 +210,7 @@ static bool op_post(struct rq_worker *w, int shard, const struct rq_post *p)
 
 static void retry_backlog(struct rq_shard *s)
 {
-    for (int t = 0; t < g_n_shards; t++) {
+    for (int t = 0; t < rq_n_shards; t++) {
         struct backlog *bl = &s->backlog[t];
         size_t i = 0;
         while (i < bl->n && push_post(s, t, &bl->v[i]))
@@ -505,7 +229,7 @@ static void op_authenticate(struct rq_worker *w, void *conn, const struct rq_con
     rq_authn_glue_run(c->sh->ports[c->port_index].authn, rq_xport_tls(c->xp), k, a);
 }
 
-static const struct rq_worker_ops worker_ops = {
+const struct rq_worker_ops rq_shard_worker_ops = {
     .authenticate = op_authenticate,
     .post = op_post,
     .want_flush = op_want_flush,
@@ -980,69 +704,7 @@ static void drain_inbox(struct rq_shard *s)
     }
 }
 
-static int setup_buffers(struct rq_shard *s)
-{
-    size_t ring_sz = BUF_COUNT * sizeof(struct io_uring_buf);
-    void *mem = mmap(NULL, ring_sz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED)
-        return -errno;
-    s->br = mem;
-    struct io_uring_buf_reg reg = {
-        .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = BUF_COUNT, .bgid = BUF_GROUP};
-    int rc = io_uring_register_buf_ring(&s->ring, &reg, 0);
-    if (rc)
-        return rc;
-    /* The receive buffers are a fixed per-shard cost: map them resident now (MAP_POPULATE), so
-     * that the data path never takes a page fault on them and the process's RSS does not creep up
-     * by 4 KiB per buffer as connections start using them. */
-    void *bufs = mmap(NULL, (size_t)BUF_COUNT * BUF_SIZE, PROT_READ | PROT_WRITE,
-                      MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE, -1, 0);
-    if (bufs == MAP_FAILED)
-        return -errno;
-    s->bufs = bufs;
-    io_uring_buf_ring_init(s->br);
-    for (int i = 0; i < BUF_COUNT; i++)
-        io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, (uint16_t)i,
-                              io_uring_buf_ring_mask(BUF_COUNT), i);
-    io_uring_buf_ring_advance(s->br, BUF_COUNT);
-    return 0;
-}
-
-static int setup_files(struct rq_shard *s)
-{
-    struct rlimit rl;
-    uint32_t want = s->cfg->max_connections + 64;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
-        want = (uint32_t)rl.rlim_cur > 64 ? (uint32_t)rl.rlim_cur - 32 : 32;
-    if (want > 1u << 20)
-        want = 1u << 20;
-    int rc = io_uring_register_files_sparse(&s->ring, want);
-    if (rc)
-        return rc;
-    s->n_slots = want;
-    s->slots = calloc(want, sizeof *s->slots);
-    s->free_slots = malloc(want * sizeof *s->free_slots);
-    if (!s->slots || !s->free_slots)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < want; i++)
-        s->free_slots[i] = want - 1 - i;
-    s->n_free = want;
-    return 0;
-}
-
-static void pin(struct rq_shard *s)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(s->id % n, &set);
-    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0)
-        rq_log(RQ_LOG_WARN, NULL, "shard %d: could not pin to CPU %ld", s->id, s->id % n);
-}
-
-static void loop(struct rq_shard *s)
+void rq_shard_loop(struct rq_shard *s)
 {
     struct rq_worker *w = s->w;
     struct io_uring_cqe *cqe;
@@ -1066,7 +728,7 @@ static void loop(struct rq_shard *s)
                 arm_accept(s, i);
 
         bool busy = io_uring_cq_ready(&s->ring) > 0 || s->dirty;
-        for (int t = 0; t < g_n_shards; t++)
+        for (int t = 0; t < rq_n_shards; t++)
             busy |= s->backlog[t].n > 0;
         if (!busy && rq_inbox_sleep(s->inbox))
             busy = true;
@@ -1097,145 +759,4 @@ static void loop(struct rq_shard *s)
         }
         io_uring_submit_and_wait_timeout(&s->ring, &cqe, want, ms >= 0 ? &ts : NULL, NULL);
     }
-}
-
-static void *shard_main(void *arg)
-{
-    struct rq_shard *s = arg;
-    pin(s);
-    int rc = ring_setup(&s->ring, &s->ring_mode);
-    if (rc == 0)
-        rc = setup_buffers(s);
-    if (rc == 0)
-        rc = setup_files(s);
-    if (rc == 0) {
-        s->w = rq_worker_new(s->b, s->id, &worker_ops, s);
-        if (!s->w)
-            rc = -ENOMEM;
-    }
-    s->ring_fd = s->ring.ring_fd;
-    s->start_err = rc;
-    if (rc)
-        snprintf(s->start_msg, sizeof s->start_msg, "shard %d: io_uring setup failed: %s", s->id,
-                 strerror(-rc));
-    sem_post(&s->ready);
-    if (rc)
-        return NULL;
-    rq_log(RQ_LOG_DEBUG, NULL, "shard %d: ring up (%s), %u connection slots", s->id,
-           s->ring_mode, s->n_slots);
-    loop(s);
-    rq_worker_free(s->w);
-    s->w = NULL;
-    return NULL;
-}
-
-int rq_shard_start(struct rq_shard *s, char *err, size_t errlen)
-{
-    int rc = pthread_create(&s->thread, NULL, shard_main, s);
-    if (rc) {
-        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
-        return -rc;
-    }
-    s->started = true;
-    sem_wait(&s->ready);
-    if (s->start_err) {
-        snprintf(err, errlen, "%s", s->start_msg);
-        return s->start_err;
-    }
-    return 0;
-}
-
-/* The control thread's own small ring: it has no shard, but MSG_RING needs a ring to send from. */
-static struct io_uring ctl_ring;
-static bool ctl_ring_up;
-static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
-
-void rq_shard_stop(struct rq_shard *s)
-{
-    s->stop_requested = 1;
-    struct rq_post p = {.kind = RQ_POST_STOP};
-    bool wake = false;
-    rq_inbox_push(s->inbox, &p, &wake);
-    pthread_mutex_lock(&ctl_lock);
-    if (!ctl_ring_up)
-        ctl_ring_up = io_uring_queue_init(8, &ctl_ring, 0) == 0;
-    if (ctl_ring_up && s->ring_fd >= 0) {
-        /* always wake: the flag above is seen at the top of the shard's next iteration */
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&ctl_ring);
-        if (sqe) {
-            io_uring_prep_msg_ring(sqe, s->ring_fd, 0, tag(OP_WAKE, 0, 0), 0);
-            io_uring_sqe_set_data64(sqe, 0);
-            io_uring_submit(&ctl_ring);
-            struct io_uring_cqe *cqe;
-            if (io_uring_wait_cqe(&ctl_ring, &cqe) == 0)
-                io_uring_cqe_seen(&ctl_ring, cqe);
-        }
-    }
-    pthread_mutex_unlock(&ctl_lock);
-}
-
-void rq_shard_join(struct rq_shard *s)
-{
-    if (s->started) {
-        pthread_join(s->thread, NULL);
-        s->started = false;
-    }
-}
-
-static void discard_post(const struct rq_post *p)
-{
-    if (p->kind == RQ_POST_DELIVER) {
-        rq_batch_discard(p->ptr);
-    } else if (p->kind == RQ_POST_ADOPT_CONN) {
-        struct handover *h = p->ptr;
-        rq_xport_free(h->xp);
-        close(h->fd);
-        free(h);
-    }
-}
-
-void rq_shard_free(struct rq_shard *s)
-{
-    if (!s)
-        return;
-    for (size_t i = 0; s->lfd && i < s->n_listen; i++)
-        if (s->lfd[i] >= 0)
-            close(s->lfd[i]);
-    if (s->ring_fd >= 0)
-        io_uring_queue_exit(&s->ring);
-    if (s->br)
-        munmap(s->br, BUF_COUNT * sizeof(struct io_uring_buf));
-    if (s->bufs)
-        munmap(s->bufs, (size_t)BUF_COUNT * BUF_SIZE);
-    free(s->slots);
-    free(s->free_slots);
-    for (int t = 0; s->backlog && t < s->b->n_shards; t++) {
-        for (size_t i = 0; i < s->backlog[t].n; i++)
-            discard_post(&s->backlog[t].v[i]);
-        free(s->backlog[t].v);
-    }
-    free(s->backlog);
-    free(s->paused);
-    if (s->inbox) {
-        /* Posts that arrived after this shard stopped (wills routed during shutdown). */
-        struct rq_post p;
-        while (rq_inbox_pop(s->inbox, &p))
-            discard_post(&p);
-        rq_inbox_free(s->inbox);
-    }
-    free(s->lfd);
-    free(s->lport);
-    free(s->accept_armed);
-    if (g_shards) {
-        g_shards[s->id] = NULL;
-        bool any = false;
-        for (int i = 0; i < g_n_shards; i++)
-            any |= g_shards[i] != NULL;
-        if (!any) {
-            free(g_shards);
-            g_shards = NULL;
-        }
-    }
-    sem_destroy(&s->ready);
-    free(s);
 }

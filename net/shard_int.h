@@ -1,0 +1,145 @@
+/* Private to net/shard*.c: the shard's state, its connections, and the helpers the loop
+ * (shard.c) and the lifecycle (shard_setup.c: probe, listeners, ring and buffer setup, thread
+ * start and stop) share. */
+#ifndef RQ_SHARD_INT_H
+#define RQ_SHARD_INT_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/broker.h"
+#include "core/log.h"
+#include "net/xport.h"
+
+struct rq_port_rt;
+
+#define RING_ENTRIES 1024
+#define BUF_COUNT 256 /* provided buffers per shard */
+#define BUF_SIZE 16384
+#define BUF_GROUP 0
+#define INBOX_CAP 65536
+#define CLOSE_LINGER_MS 2000
+#define CQE_BATCH 64       /* completions handled per loop iteration */
+#define BATCH_BUSY 4       /* completions in one iteration that count as busy */
+#define BATCH_MAX 32       /* at most this many completions awaited together */
+#define BATCH_WAIT_US 100  /* and for at most this long */
+
+enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_IGNORE };
+
+/* user_data = op:8 | gen:24 | slot:32 */
+static inline uint64_t tag(enum op op, uint32_t gen, uint32_t slot)
+{
+    return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xFFFFFF) << 32) | slot;
+}
+static inline enum op tag_op(uint64_t t)
+{
+    return (enum op)(t >> 56);
+}
+static inline uint32_t tag_gen(uint64_t t)
+{
+    return (uint32_t)(t >> 32) & 0xFFFFFF;
+}
+static inline uint32_t tag_slot(uint64_t t)
+{
+    return (uint32_t)t;
+}
+
+enum conn_state { C_OPEN, C_CLOSING, C_SHUTDOWN, C_MIGRATING };
+
+struct conn {
+    struct rq_client cl;
+    struct rq_shard *sh;
+    uint32_t slot, gen;
+    int fd;
+    uint16_t port;
+    uint32_t port_index;
+    uint8_t state;
+    bool recv_armed;
+    bool send_busy;
+    bool dirty;          /* on the flush list */
+    bool closing_listed; /* on the close list */
+    bool closed_notified;
+    bool paused; /* not read (backpressure): its multishot recv was cancelled */
+    uint32_t ops;         /* operations in flight (teardown waits for 0) */
+    struct rq_peer peer;  /* 20 bytes; formatted only when a line is logged */
+    uint64_t close_deadline;
+    struct rq_buf in;    /* MQTT bytes not yet consumed (a partial packet) */
+    struct rq_xport *xp; /* TLS / WebSocket layers (and their buffers); NULL for plain TCP */
+    struct rq_buf sending;
+    size_t send_off;
+    struct conn *next_dirty, *next_close;
+};
+
+/* A connection on its way to the shard that owns its session. */
+struct handover {
+    int fd;
+    uint16_t port;
+    uint8_t hops;
+    uint32_t port_index;
+    struct rq_xport *xp; /* moves with the connection (TLS state) */
+    struct rq_peer peer;
+    size_t len;     /* MQTT bytes (starting with the CONNECT) */
+    size_t raw_len; /* then wire bytes received since, not yet through the transport */
+    uint8_t data[];
+};
+
+struct backlog {
+    struct rq_post *v;
+    size_t n, cap;
+};
+
+struct rq_shard {
+    int id;
+    struct rq_broker *b;
+    const struct rq_config *cfg;
+    struct rq_worker *w;
+    pthread_t thread;
+    bool started;
+    sem_t ready;
+    int start_err;
+    char start_msg[256];
+
+    struct io_uring ring;
+    int ring_fd;
+    const char *ring_mode;
+    struct io_uring_buf_ring *br;
+    uint8_t *bufs;
+
+    struct rq_port_rt *ports; /* per configured port, shared by all shards */
+    int *lfd; /* listening sockets, one per configured port */
+    uint16_t *lport;
+    size_t n_listen;
+    bool *accept_armed;
+
+    struct conn **slots;
+    uint32_t n_slots;
+    uint32_t *free_slots;
+    uint32_t n_free;
+    uint32_t n_conns;
+
+    struct rq_inbox *inbox;
+    uint64_t *paused; /* (gen << 32 | slot) of connections paused by backpressure */
+    size_t n_paused, cap_paused;
+    struct backlog *backlog; /* per target shard, posts that found the inbox full */
+    struct conn *dirty, *closing;
+    volatile int stop_requested;
+    bool stopping;
+    uint64_t stop_deadline;
+    uint64_t stale_cqes;
+    uint32_t gen_counter;
+};
+
+/* Every shard by id, for cross-shard wake-ups (ring fds and inboxes); set up by the first
+ * rq_shard_new, freed with the last shard. */
+extern struct rq_shard **rq_shards;
+extern int rq_n_shards;
+
+/* The loop (shard.c), run by the shard's thread until it has stopped. */
+void rq_shard_loop(struct rq_shard *s);
+/* What core calls on this shard's thread: flush, close, cross-shard posts, authentication. */
+extern const struct rq_worker_ops rq_shard_worker_ops;
+
+#endif

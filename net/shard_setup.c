@@ -1,0 +1,381 @@
+/* A shard's lifecycle: the io_uring probe, listening sockets, ring, provided buffers and file
+ * table set up on the shard's own thread, start, stop (woken from the control thread's ring)
+ * and free. The loop itself is in shard.c. */
+#include "net/shard.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/inbox.h"
+#include "net/shard_int.h"
+
+struct rq_shard **rq_shards;
+int rq_n_shards;
+
+/* ---- io_uring probe and setup ---- */
+
+static int ring_setup(struct io_uring *ring, const char **mode)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+    p.cq_entries = RING_ENTRIES * 8;
+    int rc = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
+    if (rc == 0) {
+        *mode = "SINGLE_ISSUER+DEFER_TASKRUN";
+        return 0;
+    }
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE;
+    p.cq_entries = RING_ENTRIES * 8;
+    rc = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
+    if (rc == 0)
+        *mode = "COOP_TASKRUN";
+    return rc;
+}
+
+int rq_net_probe(char *err, size_t errlen)
+{
+    struct io_uring ring;
+    const char *mode;
+    int rc = ring_setup(&ring, &mode);
+    if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES) {
+        snprintf(err, errlen,
+                 "io_uring is not available (%s). ringmq needs io_uring (Linux 6.1 or later). "
+                 "If it runs in a container, the seccomp profile or the sysctl "
+                 "kernel.io_uring_disabled probably blocks it: allow io_uring_setup, "
+                 "io_uring_enter and io_uring_register (e.g. docker run --security-opt "
+                 "seccomp=unconfined, or a profile that permits them) or set "
+                 "kernel.io_uring_disabled=0",
+                 strerror(-rc));
+        return rc;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "io_uring_setup failed: %s (kernel too old? ringmq needs 6.1+)",
+                 strerror(-rc));
+        return rc;
+    }
+    struct io_uring_probe *pr = io_uring_get_probe_ring(&ring);
+    int missing = 0;
+    const char *what = "";
+    if (!pr) {
+        missing = 1;
+        what = "opcode probe";
+    } else {
+        static const struct {
+            int op;
+            const char *name;
+        } need[] = {{IORING_OP_ACCEPT, "ACCEPT"},
+                    {IORING_OP_RECV, "RECV"},
+                    {IORING_OP_SEND, "SEND"},
+                    {IORING_OP_MSG_RING, "MSG_RING"}};
+        for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+            if (!io_uring_opcode_supported(pr, need[i].op)) {
+                missing = 1;
+                what = need[i].name;
+            }
+        io_uring_free_probe(pr);
+    }
+    io_uring_queue_exit(&ring);
+    if (missing) {
+        snprintf(err, errlen, "this kernel's io_uring lacks %s; ringmq needs Linux 6.1 or later",
+                 what);
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
+static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, pc->bind_address, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(pc->port);
+        sl = sizeof *a4;
+    } else if (inet_pton(AF_INET6, pc->bind_address, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(pc->port);
+        sl = sizeof *a6;
+    } else {
+        snprintf(err, errlen, "bad bind address '%s'", pc->bind_address);
+        return -EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", pc->bind_address, pc->port,
+                 strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_config *cfg,
+                              struct rq_port_rt *ports, char *err, size_t errlen)
+{
+    struct rq_shard *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->id = id;
+    s->b = b;
+    s->cfg = cfg;
+    s->ports = ports;
+    s->ring_fd = -1;
+    sem_init(&s->ready, 0, 0);
+    s->n_listen = cfg->n_ports;
+    s->lfd = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->lfd);
+    s->lport = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->lport);
+    s->accept_armed = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->accept_armed);
+    s->inbox = rq_inbox_new(INBOX_CAP, sizeof(struct rq_post));
+    s->backlog = calloc((size_t)b->n_shards, sizeof *s->backlog);
+    if (!s->lfd || !s->lport || !s->accept_armed || !s->inbox || !s->backlog) {
+        snprintf(err, errlen, "out of memory");
+        rq_shard_free(s);
+        return NULL;
+    }
+    for (size_t i = 0; i < s->n_listen; i++)
+        s->lfd[i] = -1;
+    for (size_t i = 0; i < s->n_listen; i++) {
+        int fd = open_listener(&cfg->ports[i], err, errlen);
+        if (fd < 0) {
+            rq_shard_free(s);
+            return NULL;
+        }
+        s->lfd[i] = fd;
+        s->lport[i] = cfg->ports[i].port;
+    }
+    if (!rq_shards) {
+        rq_shards = calloc((size_t)b->n_shards, sizeof *rq_shards);
+        rq_n_shards = b->n_shards;
+    }
+    if (rq_shards)
+        rq_shards[id] = s;
+    return s;
+}
+
+static int setup_buffers(struct rq_shard *s)
+{
+    size_t ring_sz = BUF_COUNT * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, ring_sz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED)
+        return -errno;
+    s->br = mem;
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)mem, .ring_entries = BUF_COUNT, .bgid = BUF_GROUP};
+    int rc = io_uring_register_buf_ring(&s->ring, &reg, 0);
+    if (rc)
+        return rc;
+    /* The receive buffers are a fixed per-shard cost: map them resident now (MAP_POPULATE), so
+     * that the data path never takes a page fault on them and the process's RSS does not creep up
+     * by 4 KiB per buffer as connections start using them. */
+    void *bufs = mmap(NULL, (size_t)BUF_COUNT * BUF_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE, -1, 0);
+    if (bufs == MAP_FAILED)
+        return -errno;
+    s->bufs = bufs;
+    io_uring_buf_ring_init(s->br);
+    for (int i = 0; i < BUF_COUNT; i++)
+        io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, (uint16_t)i,
+                              io_uring_buf_ring_mask(BUF_COUNT), i);
+    io_uring_buf_ring_advance(s->br, BUF_COUNT);
+    return 0;
+}
+
+static int setup_files(struct rq_shard *s)
+{
+    struct rlimit rl;
+    uint32_t want = s->cfg->max_connections + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+        want = (uint32_t)rl.rlim_cur > 64 ? (uint32_t)rl.rlim_cur - 32 : 32;
+    if (want > 1u << 20)
+        want = 1u << 20;
+    int rc = io_uring_register_files_sparse(&s->ring, want);
+    if (rc)
+        return rc;
+    s->n_slots = want;
+    s->slots = calloc(want, sizeof *s->slots);
+    s->free_slots = malloc(want * sizeof *s->free_slots);
+    if (!s->slots || !s->free_slots)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < want; i++)
+        s->free_slots[i] = want - 1 - i;
+    s->n_free = want;
+    return 0;
+}
+
+static void pin(struct rq_shard *s)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(s->id % n, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0)
+        rq_log(RQ_LOG_WARN, NULL, "shard %d: could not pin to CPU %ld", s->id, s->id % n);
+}
+
+static void *shard_main(void *arg)
+{
+    struct rq_shard *s = arg;
+    pin(s);
+    int rc = ring_setup(&s->ring, &s->ring_mode);
+    if (rc == 0)
+        rc = setup_buffers(s);
+    if (rc == 0)
+        rc = setup_files(s);
+    if (rc == 0) {
+        s->w = rq_worker_new(s->b, s->id, &rq_shard_worker_ops, s);
+        if (!s->w)
+            rc = -ENOMEM;
+    }
+    s->ring_fd = s->ring.ring_fd;
+    s->start_err = rc;
+    if (rc)
+        snprintf(s->start_msg, sizeof s->start_msg, "shard %d: io_uring setup failed: %s", s->id,
+                 strerror(-rc));
+    sem_post(&s->ready);
+    if (rc)
+        return NULL;
+    rq_log(RQ_LOG_DEBUG, NULL, "shard %d: ring up (%s), %u connection slots", s->id,
+           s->ring_mode, s->n_slots);
+    rq_shard_loop(s);
+    rq_worker_free(s->w);
+    s->w = NULL;
+    return NULL;
+}
+
+int rq_shard_start(struct rq_shard *s, char *err, size_t errlen)
+{
+    int rc = pthread_create(&s->thread, NULL, shard_main, s);
+    if (rc) {
+        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+        return -rc;
+    }
+    s->started = true;
+    sem_wait(&s->ready);
+    if (s->start_err) {
+        snprintf(err, errlen, "%s", s->start_msg);
+        return s->start_err;
+    }
+    return 0;
+}
+
+/* The control thread's own small ring: it has no shard, but MSG_RING needs a ring to send from. */
+static struct io_uring ctl_ring;
+static bool ctl_ring_up;
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void rq_shard_stop(struct rq_shard *s)
+{
+    s->stop_requested = 1;
+    struct rq_post p = {.kind = RQ_POST_STOP};
+    bool wake = false;
+    rq_inbox_push(s->inbox, &p, &wake);
+    pthread_mutex_lock(&ctl_lock);
+    if (!ctl_ring_up)
+        ctl_ring_up = io_uring_queue_init(8, &ctl_ring, 0) == 0;
+    if (ctl_ring_up && s->ring_fd >= 0) {
+        /* always wake: the flag above is seen at the top of the shard's next iteration */
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ctl_ring);
+        if (sqe) {
+            io_uring_prep_msg_ring(sqe, s->ring_fd, 0, tag(OP_WAKE, 0, 0), 0);
+            io_uring_sqe_set_data64(sqe, 0);
+            io_uring_submit(&ctl_ring);
+            struct io_uring_cqe *cqe;
+            if (io_uring_wait_cqe(&ctl_ring, &cqe) == 0)
+                io_uring_cqe_seen(&ctl_ring, cqe);
+        }
+    }
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+void rq_shard_join(struct rq_shard *s)
+{
+    if (s->started) {
+        pthread_join(s->thread, NULL);
+        s->started = false;
+    }
+}
+
+static void discard_post(const struct rq_post *p)
+{
+    if (p->kind == RQ_POST_DELIVER) {
+        rq_batch_discard(p->ptr);
+    } else if (p->kind == RQ_POST_ADOPT_CONN) {
+        struct handover *h = p->ptr;
+        rq_xport_free(h->xp);
+        close(h->fd);
+        free(h);
+    }
+}
+
+void rq_shard_free(struct rq_shard *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; s->lfd && i < s->n_listen; i++)
+        if (s->lfd[i] >= 0)
+            close(s->lfd[i]);
+    if (s->ring_fd >= 0)
+        io_uring_queue_exit(&s->ring);
+    if (s->br)
+        munmap(s->br, BUF_COUNT * sizeof(struct io_uring_buf));
+    if (s->bufs)
+        munmap(s->bufs, (size_t)BUF_COUNT * BUF_SIZE);
+    free(s->slots);
+    free(s->free_slots);
+    for (int t = 0; s->backlog && t < s->b->n_shards; t++) {
+        for (size_t i = 0; i < s->backlog[t].n; i++)
+            discard_post(&s->backlog[t].v[i]);
+        free(s->backlog[t].v);
+    }
+    free(s->backlog);
+    free(s->paused);
+    if (s->inbox) {
+        /* Posts that arrived after this shard stopped (wills routed during shutdown). */
+        struct rq_post p;
+        while (rq_inbox_pop(s->inbox, &p))
+            discard_post(&p);
+        rq_inbox_free(s->inbox);
+    }
+    free(s->lfd);
+    free(s->lport);
+    free(s->accept_armed);
+    if (rq_shards) {
+        rq_shards[s->id] = NULL;
+        bool any = false;
+        for (int i = 0; i < rq_n_shards; i++)
+            any |= rq_shards[i] != NULL;
+        if (!any) {
+            free(rq_shards);
+            rq_shards = NULL;
+        }
+    }
+    sem_destroy(&s->ready);
+    free(s);
+}
