@@ -1,10 +1,11 @@
 /* X.509 certificate fields from DER (RFC 5280 section 4.1, X.690 DER). PEM blocks: auth/pem.c.
  *
- * How: one strict TLV reader (der_read) used everywhere; the whole certificate is first walked
- * as a tree (der_check, depth-bounded) so that every constructed value, including those we skip
- * such as algorithm parameters and unknown name values, is well-formed DER structure; then the
- * fixed X.509 layout is read field by field, each level checking that its SEQUENCE holds exactly
- * what it should. Everything handed out is copied into a chunk arena owned by the result.
+ * How: one strict TLV reader (auth/der.c) used everywhere; the whole certificate is first
+ * walked as a tree (rq_der_check, depth-bounded) so that every constructed value, including those
+ * we skip such as algorithm parameters and unknown name values, is well-formed DER structure;
+ * then the fixed X.509 layout is read field by field, each level checking that its SEQUENCE holds
+ * exactly what it should. Everything handed out is copied into a chunk arena owned by the
+ * result.
  *
  * Not done here: signature or key checks (wolfSSL verified the chain), time-of-day checks,
  * any extension besides basicConstraints (others are checked as TLVs and skipped), DER's
@@ -18,31 +19,13 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_DEPTH 32       /* constructed values nested deeper than this are refused */
+#include "auth/der.h"
+
 #define MAX_OID_BYTES 64   /* longer OIDs are refused; real ones are < 30 bytes */
 #define MAX_RSA_BITS 65536 /* keeps rsa_bits meaningful; wolfSSL stops far below */
 #define CHUNK_BYTES 2048
 
 enum {
-    TAG_BOOLEAN = 0x01,
-    TAG_INTEGER = 0x02,
-    TAG_BIT_STRING = 0x03,
-    TAG_OCTET_STRING = 0x04,
-    TAG_NULL = 0x05,
-    TAG_OID = 0x06,
-    TAG_UTF8 = 0x0c,
-    TAG_NUMERIC = 0x12,
-    TAG_PRINTABLE = 0x13,
-    TAG_TELETEX = 0x14,
-    TAG_IA5 = 0x16,
-    TAG_UTC_TIME = 0x17,
-    TAG_GEN_TIME = 0x18,
-    TAG_VISIBLE = 0x1a,
-    TAG_UNIVERSAL = 0x1c,
-    TAG_BMP = 0x1e,
-    TAG_SEQUENCE = 0x30,
-    TAG_SET = 0x31,
-    TAG_CONSTRUCTED = 0x20,
     TAG_VERSION = 0xa0,    /* [0] EXPLICIT */
     TAG_ISSUER_UID = 0x81, /* [1] IMPLICIT BIT STRING */
     TAG_SUBJECT_UID = 0x82,
@@ -53,121 +36,6 @@ static int fail(const char **why, const char *msg)
 {
     *why = msg;
     return -1;
-}
-
-/* ---- the DER reader -------------------------------------------------------------------------- */
-
-/* Bytes not yet read at one nesting level. */
-struct der {
-    const uint8_t *p;
-    size_t len;
-};
-
-/* One TLV: its tag and its content. */
-struct tlv {
-    uint8_t tag;
-    const uint8_t *p;
-    size_t len;
-};
-
-/* Takes the next TLV off the front of *in. Low tag numbers only (X.509 uses no others),
- * definite lengths, long form minimal and at most 4 bytes, content inside *in. */
-static int der_read(struct der *in, struct tlv *t, const char **why)
-{
-    const uint8_t *p = in->p;
-    size_t n = in->len, len, hl;
-    if (n < 2)
-        return fail(why, "x509: truncated TLV");
-    if ((p[0] & 0x1f) == 0x1f)
-        return fail(why, "x509: multi-byte tag");
-    if (p[1] < 0x80) {
-        len = p[1];
-        hl = 2;
-    } else if (p[1] == 0x80)
-        return fail(why, "x509: indefinite length");
-    else {
-        size_t k = p[1] & 0x7f;
-        if (k > 4)
-            return fail(why, "x509: length of more than 4 bytes");
-        if (n - 2 < k)
-            return fail(why, "x509: truncated length");
-        len = 0;
-        for (size_t i = 0; i < k; i++)
-            len = len << 8 | p[2 + i];
-        if (p[2] == 0 || len < 0x80)
-            return fail(why, "x509: non-minimal length");
-        hl = 2 + k;
-    }
-    if (len > n - hl)
-        return fail(why, "x509: TLV longer than its container");
-    *t = (struct tlv){p[0], p + hl, len};
-    in->p += hl + len;
-    in->len -= hl + len;
-    return 0;
-}
-
-/* der_read, then the tag must be `tag`; `bad` says which field it was. */
-static int der_expect(struct der *in, uint8_t tag, struct tlv *t, const char *bad, const char **why)
-{
-    if (der_read(in, t, why))
-        return -1;
-    if (t->tag != tag)
-        return fail(why, bad);
-    return 0;
-}
-
-/* Is the next TLV of *in tagged `tag`? (Peeking needs no length check.) */
-static bool der_peek(const struct der *in, uint8_t tag)
-{
-    return in->len > 0 && in->p[0] == tag;
-}
-
-/* A SEQUENCE (or other container) must hold nothing after its last expected field. */
-static int der_end(const struct der *in, const char *bad, const char **why)
-{
-    if (in->len != 0)
-        return fail(why, bad);
-    return 0;
-}
-
-static struct der der_of(const struct tlv *t)
-{
-    return (struct der){t->p, t->len};
-}
-
-/* Every TLV in p[0..len) and, recursively, inside each constructed one, is well-formed. */
-static int der_check(const uint8_t *p, size_t len, int depth, const char **why)
-{
-    struct der d = {p, len};
-    struct tlv t;
-    while (d.len > 0) {
-        if (der_read(&d, &t, why))
-            return -1;
-        if (!(t.tag & TAG_CONSTRUCTED))
-            continue;
-        if (depth >= MAX_DEPTH)
-            return fail(why, "x509: nested too deep");
-        if (der_check(t.p, t.len, depth + 1, why))
-            return -1;
-    }
-    return 0;
-}
-
-/* Number of TLVs in a container that der_check accepted. */
-static size_t der_count(const struct tlv *t)
-{
-    struct der d = der_of(t);
-    struct tlv x;
-    const char *why;
-    size_t n = 0;
-    while (d.len > 0 && der_read(&d, &x, &why) == 0)
-        n++;
-    return n;
-}
-
-static bool tlv_is(const struct tlv *t, const uint8_t *content, size_t len)
-{
-    return t->len == len && memcmp(t->p, content, len) == 0;
 }
 
 /* ---- memory ---------------------------------------------------------------------------------- */
@@ -291,7 +159,7 @@ static size_t arc_decimal(const uint8_t *b, size_t k, unsigned minus, char *out)
 
 /* OBJECT IDENTIFIER content -> "1.2.840..." in the arena. Arcs must be minimal base-128
  * (no leading 0x80 byte) and the last byte must end an arc. */
-static const char *oid_dotted(struct ctx *c, const struct tlv *t)
+static const char *oid_dotted(struct ctx *c, const struct rq_tlv *t)
 {
     if (t->len == 0 || t->len > MAX_OID_BYTES || (t->p[t->len - 1] & 0x80)) {
         *c->why = t->len > MAX_OID_BYTES ? "x509: OID too long" : "x509: malformed OID";
@@ -413,7 +281,7 @@ static bool units_to_utf8(const uint8_t *p, size_t n, size_t w, uint8_t *s, size
 }
 
 /* Converts one attribute value to UTF-8 (or copies it raw when it is no string type). */
-static int atv_value(struct ctx *c, const struct tlv *v, struct rq_x509_atv *a)
+static int atv_value(struct ctx *c, const struct rq_tlv *v, struct rq_x509_atv *a)
 {
     const uint8_t *p = v->p;
     size_t n = v->len, o = 0;
@@ -422,14 +290,14 @@ static int atv_value(struct ctx *c, const struct tlv *v, struct rq_x509_atv *a)
     if (!s)
         return -1;
     switch (v->tag) {
-    case TAG_UTF8: ok = copy = utf8_valid(p, n); break;
-    case TAG_NUMERIC:
-    case TAG_PRINTABLE:
-    case TAG_IA5:
-    case TAG_VISIBLE: ok = copy = ascii_valid(p, n); break;
-    case TAG_TELETEX: ok = units_to_utf8(p, n, 1, s, &o); break;
-    case TAG_BMP: ok = units_to_utf8(p, n, 2, s, &o); break;
-    case TAG_UNIVERSAL: ok = units_to_utf8(p, n, 4, s, &o); break;
+    case RQ_DER_UTF8: ok = copy = utf8_valid(p, n); break;
+    case RQ_DER_NUMERIC:
+    case RQ_DER_PRINTABLE:
+    case RQ_DER_IA5:
+    case RQ_DER_VISIBLE: ok = copy = ascii_valid(p, n); break;
+    case RQ_DER_TELETEX: ok = units_to_utf8(p, n, 1, s, &o); break;
+    case RQ_DER_BMP: ok = units_to_utf8(p, n, 2, s, &o); break;
+    case RQ_DER_UNIVERSAL: ok = units_to_utf8(p, n, 4, s, &o); break;
     default: copy = true, text = false; /* not a string: raw content bytes */
     }
     if (!ok)
@@ -449,44 +317,44 @@ static int atv_value(struct ctx *c, const struct tlv *v, struct rq_x509_atv *a)
 /* ---- names ----------------------------------------------------------------------------------- */
 
 /* AttributeTypeAndValue ::= SEQUENCE { type OBJECT IDENTIFIER, value ANY } */
-static int parse_atv(struct ctx *c, struct der *set, struct rq_x509_atv *a)
+static int parse_atv(struct ctx *c, struct rq_der *set, struct rq_x509_atv *a)
 {
-    struct tlv seq, type, value;
-    if (der_expect(set, TAG_SEQUENCE, &seq, "x509: name attribute not a SEQUENCE", c->why))
+    struct rq_tlv seq, type, value;
+    if (rq_der_expect(set, RQ_DER_SEQUENCE, &seq, "x509: name attribute not a SEQUENCE", c->why))
         return -1;
-    struct der d = der_of(&seq);
-    if (der_expect(&d, TAG_OID, &type, "x509: name attribute type not an OID", c->why) ||
-        der_read(&d, &value, c->why) ||
-        der_end(&d, "x509: trailing bytes in name attribute", c->why))
+    struct rq_der d = rq_der_of(&seq);
+    if (rq_der_expect(&d, RQ_DER_OID, &type, "x509: name attribute type not an OID", c->why) ||
+        rq_der_read(&d, &value, c->why) ||
+        rq_der_end(&d, "x509: trailing bytes in name attribute", c->why))
         return -1;
     if (!(a->oid = oid_dotted(c, &type)))
         return -1;
     a->short_name = NULL;
     for (size_t i = 0; i < sizeof attr_names / sizeof attr_names[0]; i++)
-        if (tlv_is(&type, attr_names[i].der, attr_names[i].len))
+        if (rq_tlv_is(&type, attr_names[i].der, attr_names[i].len))
             a->short_name = attr_names[i].name;
     return atv_value(c, &value, a);
 }
 
 /* Name ::= SEQUENCE OF RelativeDistinguishedName; RDN ::= SET SIZE (1..MAX) OF ATV */
-static int parse_name(struct ctx *c, const struct tlv *name, struct rq_x509_name *out)
+static int parse_name(struct ctx *c, const struct rq_tlv *name, struct rq_x509_name *out)
 {
-    struct der d = der_of(name);
-    out->count = der_count(name);
+    struct rq_der d = rq_der_of(name);
+    out->count = rq_der_count(name);
     out->rdn = NULL;
     if (out->count && !(out->rdn = ctx_alloc(c, out->count * sizeof *out->rdn)))
         return -1;
     for (size_t i = 0; i < out->count; i++) {
-        struct tlv set;
-        if (der_expect(&d, TAG_SET, &set, "x509: RDN not a SET", c->why))
+        struct rq_tlv set;
+        if (rq_der_expect(&d, RQ_DER_SET, &set, "x509: RDN not a SET", c->why))
             return -1;
         struct rq_x509_rdn *r = &out->rdn[i];
-        r->count = der_count(&set);
+        r->count = rq_der_count(&set);
         if (r->count == 0)
             return fail(c->why, "x509: empty RDN");
         if (!(r->atv = ctx_alloc(c, r->count * sizeof *r->atv)))
             return -1;
-        struct der s = der_of(&set);
+        struct rq_der s = rq_der_of(&set);
         for (size_t j = 0; j < r->count; j++)
             if (parse_atv(c, &s, &r->atv[j]))
                 return -1;
@@ -523,20 +391,20 @@ static int64_t days_before_year(unsigned y)
 
 /* UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSS[.f+]Z -> Unix time (RFC 5280
  * 4.1.2.5: UTC, seconds present; YY >= 50 is 19YY). Fractions are accepted and dropped. */
-static int parse_time(const struct tlv *t, int64_t *out, const char **why)
+static int parse_time(const struct rq_tlv *t, int64_t *out, const char **why)
 {
     static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     const uint8_t *p = t->p;
-    size_t n = t->len, yl = t->tag == TAG_UTC_TIME ? 2 : 4;
+    size_t n = t->len, yl = t->tag == RQ_DER_UTC_TIME ? 2 : 4;
     unsigned y, mo, d, h, mi, s;
-    if (t->tag != TAG_UTC_TIME && t->tag != TAG_GEN_TIME)
+    if (t->tag != RQ_DER_UTC_TIME && t->tag != RQ_DER_GEN_TIME)
         return fail(why, "x509: validity time of unknown type");
     if (n < yl + 11 || p[n - 1] != 'Z' || !digits(p, yl, &y) || !digits(p + yl, 2, &mo) ||
         !digits(p + yl + 2, 2, &d) || !digits(p + yl + 4, 2, &h) || !digits(p + yl + 6, 2, &mi) ||
         !digits(p + yl + 8, 2, &s))
         goto bad;
     size_t rest = n - (yl + 10) - 1; /* between the seconds and the 'Z' */
-    if (rest && (t->tag == TAG_UTC_TIME || rest < 2 || p[yl + 10] != '.'))
+    if (rest && (t->tag == RQ_DER_UTC_TIME || rest < 2 || p[yl + 10] != '.'))
         goto bad;
     for (size_t i = 1; i < rest; i++)
         if (p[yl + 10 + i] < '0' || p[yl + 10 + i] > '9')
@@ -559,16 +427,16 @@ bad:
 /* ---- subjectPublicKeyInfo -------------------------------------------------------------------- */
 
 /* BIT STRING content -> its bytes, which must be whole (0 unused bits). */
-static int bit_string_bytes(const struct tlv *bits, struct der *out, const char **why)
+static int bit_string_bytes(const struct rq_tlv *bits, struct rq_der *out, const char **why)
 {
     if (bits->len == 0 || bits->p[0] != 0)
         return fail(why, "x509: public key BIT STRING with unused bits");
-    *out = (struct der){bits->p + 1, bits->len - 1};
+    *out = (struct rq_der){bits->p + 1, bits->len - 1};
     return 0;
 }
 
 /* A positive, minimally encoded INTEGER; returns its magnitude without the sign byte. */
-static int positive_integer(const struct tlv *t, struct der *mag, const char **why)
+static int positive_integer(const struct rq_tlv *t, struct rq_der *mag, const char **why)
 {
     const uint8_t *p = t->p;
     size_t n = t->len;
@@ -578,28 +446,28 @@ static int positive_integer(const struct tlv *t, struct der *mag, const char **w
         p++;
         n--;
     }
-    *mag = (struct der){p, n};
+    *mag = (struct rq_der){p, n};
     return 0;
 }
 
 /* RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } (RFC 8017 A.1.1) */
-static int parse_rsa(const struct der *params, const struct tlv *bits, struct rq_x509_info *out,
-                     const char **why)
+static int parse_rsa(const struct rq_der *params, const struct rq_tlv *bits,
+                     struct rq_x509_info *out, const char **why)
 {
-    struct der key, seq, mod, exp;
-    struct tlv t, n, e;
-    if (params->len && (der_read(&(struct der){params->p, params->len}, &t, why) ||
-                        t.tag != TAG_NULL || t.len != 0 || params->len != 2))
+    struct rq_der key, seq, mod, exp;
+    struct rq_tlv t, n, e;
+    if (params->len && (rq_der_read(&(struct rq_der){params->p, params->len}, &t, why) ||
+                        t.tag != RQ_DER_NULL || t.len != 0 || params->len != 2))
         return fail(why, "x509: RSA parameters not NULL");
     if (bit_string_bytes(bits, &key, why) ||
-        der_expect(&key, TAG_SEQUENCE, &t, "x509: RSA key not a SEQUENCE", why) ||
-        der_end(&key, "x509: trailing bytes after RSA key", why))
+        rq_der_expect(&key, RQ_DER_SEQUENCE, &t, "x509: RSA key not a SEQUENCE", why) ||
+        rq_der_end(&key, "x509: trailing bytes after RSA key", why))
         return -1;
-    seq = der_of(&t);
-    if (der_expect(&seq, TAG_INTEGER, &n, "x509: RSA modulus not an INTEGER", why) ||
-        der_expect(&seq, TAG_INTEGER, &e, "x509: RSA exponent not an INTEGER", why) ||
-        der_end(&seq, "x509: trailing bytes in RSA key", why) || positive_integer(&n, &mod, why) ||
-        positive_integer(&e, &exp, why))
+    seq = rq_der_of(&t);
+    if (rq_der_expect(&seq, RQ_DER_INTEGER, &n, "x509: RSA modulus not an INTEGER", why) ||
+        rq_der_expect(&seq, RQ_DER_INTEGER, &e, "x509: RSA exponent not an INTEGER", why) ||
+        rq_der_end(&seq, "x509: trailing bytes in RSA key", why) ||
+        positive_integer(&n, &mod, why) || positive_integer(&e, &exp, why))
         return -1;
     if (mod.p[0] == 0 || exp.p[0] == 0)
         return fail(why, "x509: RSA modulus or exponent is zero");
@@ -614,26 +482,27 @@ static int parse_rsa(const struct der *params, const struct tlv *bits, struct rq
 
 /* ECParameters ::= CHOICE { namedCurve OID, ... } (RFC 5480 2.1.1); the point is checked
  * against the curve's size when the curve is known (SEC 1 2.3.3: 04||X||Y or 02/03||X). */
-static int parse_ec(struct ctx *c, const struct der *params, const struct tlv *bits,
+static int parse_ec(struct ctx *c, const struct rq_der *params, const struct rq_tlv *bits,
                     struct rq_x509_info *out)
 {
-    struct der pd = *params, key;
-    struct tlv t;
+    struct rq_der pd = *params, key;
+    struct rq_tlv t;
     if (pd.len == 0)
         return fail(c->why, "x509: EC key without a curve");
-    if (der_read(&pd, &t, c->why) || der_end(&pd, "x509: trailing bytes in EC parameters", c->why))
+    if (rq_der_read(&pd, &t, c->why) ||
+        rq_der_end(&pd, "x509: trailing bytes in EC parameters", c->why))
         return -1;
     if (bit_string_bytes(bits, &key, c->why))
         return -1;
     out->curve = RQ_X509_CURVE_OTHER;
-    if (t.tag == TAG_SEQUENCE) /* explicit curve parameters */
+    if (t.tag == RQ_DER_SEQUENCE) /* explicit curve parameters */
         return 0;
-    if (t.tag != TAG_OID)
+    if (t.tag != RQ_DER_OID)
         return fail(c->why, "x509: EC key without a curve");
     if (!(out->curve_oid = oid_dotted(c, &t)))
         return -1;
     for (size_t i = 0; i < sizeof curves / sizeof curves[0]; i++) {
-        if (!tlv_is(&t, curves[i].der, curves[i].len))
+        if (!rq_tlv_is(&t, curves[i].der, curves[i].len))
             continue;
         size_t f = curves[i].field_bytes;
         out->curve = curves[i].curve;
@@ -645,10 +514,10 @@ static int parse_ec(struct ctx *c, const struct der *params, const struct tlv *b
 }
 
 /* RFC 8410 section 3: parameters absent; the key is the raw 32 / 57-byte public key. */
-static int parse_eddsa(const struct der *params, const struct tlv *bits, size_t key_len,
+static int parse_eddsa(const struct rq_der *params, const struct rq_tlv *bits, size_t key_len,
                        const char **why)
 {
-    struct der key;
+    struct rq_der key;
     if (params->len)
         return fail(why, "x509: EdDSA key with parameters");
     if (bit_string_bytes(bits, &key, why))
@@ -677,32 +546,32 @@ static void key_text(struct rq_x509_info *out)
 
 /* SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
  * AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL } */
-static int parse_spki(struct ctx *c, const struct tlv *spki, struct rq_x509_info *out)
+static int parse_spki(struct ctx *c, const struct rq_tlv *spki, struct rq_x509_info *out)
 {
-    struct der d = der_of(spki), ai;
-    struct tlv alg, oid, bits;
+    struct rq_der d = rq_der_of(spki), ai;
+    struct rq_tlv alg, oid, bits;
     int rc = 0;
-    if (der_expect(&d, TAG_SEQUENCE, &alg, "x509: key algorithm not a SEQUENCE", c->why) ||
-        der_expect(&d, TAG_BIT_STRING, &bits, "x509: public key not a BIT STRING", c->why) ||
-        der_end(&d, "x509: trailing bytes in subjectPublicKeyInfo", c->why))
+    if (rq_der_expect(&d, RQ_DER_SEQUENCE, &alg, "x509: key algorithm not a SEQUENCE", c->why) ||
+        rq_der_expect(&d, RQ_DER_BIT_STRING, &bits, "x509: public key not a BIT STRING", c->why) ||
+        rq_der_end(&d, "x509: trailing bytes in subjectPublicKeyInfo", c->why))
         return -1;
     if (bits.len == 0 || bits.p[0] > 7 || (bits.len == 1 && bits.p[0] != 0))
         return fail(c->why, "x509: malformed BIT STRING");
-    ai = der_of(&alg);
-    if (der_expect(&ai, TAG_OID, &oid, "x509: key algorithm not an OID", c->why) ||
+    ai = rq_der_of(&alg);
+    if (rq_der_expect(&ai, RQ_DER_OID, &oid, "x509: key algorithm not an OID", c->why) ||
         !(out->key_oid = oid_dotted(c, &oid)))
         return -1;
     /* ai now holds the parameters, if any; der_check vouched for their structure */
-    if (tlv_is(&oid, OID_RSA, sizeof OID_RSA)) {
+    if (rq_tlv_is(&oid, OID_RSA, sizeof OID_RSA)) {
         out->key_alg = RQ_X509_KEY_RSA;
         rc = parse_rsa(&ai, &bits, out, c->why);
-    } else if (tlv_is(&oid, OID_EC, sizeof OID_EC)) {
+    } else if (rq_tlv_is(&oid, OID_EC, sizeof OID_EC)) {
         out->key_alg = RQ_X509_KEY_EC;
         rc = parse_ec(c, &ai, &bits, out);
-    } else if (tlv_is(&oid, OID_ED25519, sizeof OID_ED25519)) {
+    } else if (rq_tlv_is(&oid, OID_ED25519, sizeof OID_ED25519)) {
         out->key_alg = RQ_X509_KEY_ED25519;
         rc = parse_eddsa(&ai, &bits, 32, c->why);
-    } else if (tlv_is(&oid, OID_ED448, sizeof OID_ED448)) {
+    } else if (rq_tlv_is(&oid, OID_ED448, sizeof OID_ED448)) {
         out->key_alg = RQ_X509_KEY_ED448;
         rc = parse_eddsa(&ai, &bits, 57, c->why);
     }
@@ -714,7 +583,7 @@ static int parse_spki(struct ctx *c, const struct tlv *spki, struct rq_x509_info
 /* ---- extensions ------------------------------------------------------------------------------ */
 
 /* BOOLEAN in DER: one byte, 0x00 or 0xFF. */
-static int parse_bool(const struct tlv *t, bool *v, const char **why)
+static int parse_bool(const struct rq_tlv *t, bool *v, const char **why)
 {
     if (t->len != 1 || (t->p[0] != 0 && t->p[0] != 0xff))
         return fail(why, "x509: malformed BOOLEAN");
@@ -724,58 +593,59 @@ static int parse_bool(const struct tlv *t, bool *v, const char **why)
 
 /* BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE,
  *                                 pathLenConstraint INTEGER (0..MAX) OPTIONAL } (4.2.1.9) */
-static int parse_basic_constraints(const struct tlv *value, struct rq_x509_info *out,
+static int parse_basic_constraints(const struct rq_tlv *value, struct rq_x509_info *out,
                                    const char **why)
 {
-    struct der v = der_of(value), d, mag;
-    struct tlv seq, t;
+    struct rq_der v = rq_der_of(value), d, mag;
+    struct rq_tlv seq, t;
     if (out->has_basic_constraints) /* 4.2: at most one instance of an extension */
         return fail(why, "x509: basicConstraints twice");
     out->has_basic_constraints = true;
-    if (der_expect(&v, TAG_SEQUENCE, &seq, "x509: basicConstraints not a SEQUENCE", why) ||
-        der_end(&v, "x509: trailing bytes after basicConstraints", why))
+    if (rq_der_expect(&v, RQ_DER_SEQUENCE, &seq, "x509: basicConstraints not a SEQUENCE", why) ||
+        rq_der_end(&v, "x509: trailing bytes after basicConstraints", why))
         return -1;
-    d = der_of(&seq);
-    if (der_peek(&d, TAG_BOOLEAN) && (der_read(&d, &t, why) || parse_bool(&t, &out->ca, why)))
+    d = rq_der_of(&seq);
+    if (rq_der_peek(&d, RQ_DER_BOOLEAN) &&
+        (rq_der_read(&d, &t, why) || parse_bool(&t, &out->ca, why)))
         return -1;
-    if (der_peek(&d, TAG_INTEGER)) {
-        if (der_read(&d, &t, why) || positive_integer(&t, &mag, why))
+    if (rq_der_peek(&d, RQ_DER_INTEGER)) {
+        if (rq_der_read(&d, &t, why) || positive_integer(&t, &mag, why))
             return -1;
         uint64_t n = 0;
         for (size_t i = 0; i < mag.len && n <= INT_MAX; i++)
             n = n << 8 | mag.p[i];
         out->path_len = n > INT_MAX ? INT_MAX : (int)n;
     }
-    return der_end(&d, "x509: trailing bytes in basicConstraints", why);
+    return rq_der_end(&d, "x509: trailing bytes in basicConstraints", why);
 }
 
 /* Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension
  * Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } */
-static int parse_extensions(struct ctx *c, const struct tlv *explicit3, struct rq_x509_info *out)
+static int parse_extensions(struct ctx *c, const struct rq_tlv *explicit3, struct rq_x509_info *out)
 {
-    struct der outer = der_of(explicit3), list;
-    struct tlv seq, ext, oid, crit, value;
+    struct rq_der outer = rq_der_of(explicit3), list;
+    struct rq_tlv seq, ext, oid, crit, value;
     bool critical = false;
-    if (der_expect(&outer, TAG_SEQUENCE, &seq, "x509: extensions not a SEQUENCE", c->why) ||
-        der_end(&outer, "x509: trailing bytes after extensions", c->why))
+    if (rq_der_expect(&outer, RQ_DER_SEQUENCE, &seq, "x509: extensions not a SEQUENCE", c->why) ||
+        rq_der_end(&outer, "x509: trailing bytes after extensions", c->why))
         return -1;
     if (seq.len == 0)
         return fail(c->why, "x509: empty extensions");
-    list = der_of(&seq);
+    list = rq_der_of(&seq);
     while (list.len) {
-        if (der_expect(&list, TAG_SEQUENCE, &ext, "x509: extension not a SEQUENCE", c->why))
+        if (rq_der_expect(&list, RQ_DER_SEQUENCE, &ext, "x509: extension not a SEQUENCE", c->why))
             return -1;
-        struct der e = der_of(&ext);
-        if (der_expect(&e, TAG_OID, &oid, "x509: extension id not an OID", c->why) ||
-            (der_peek(&e, TAG_BOOLEAN) &&
-             (der_read(&e, &crit, c->why) || parse_bool(&crit, &critical, c->why))) ||
-            der_expect(&e, TAG_OCTET_STRING, &value, "x509: extension value not an OCTET STRING",
-                       c->why) ||
-            der_end(&e, "x509: trailing bytes in extension", c->why))
+        struct rq_der e = rq_der_of(&ext);
+        if (rq_der_expect(&e, RQ_DER_OID, &oid, "x509: extension id not an OID", c->why) ||
+            (rq_der_peek(&e, RQ_DER_BOOLEAN) &&
+             (rq_der_read(&e, &crit, c->why) || parse_bool(&crit, &critical, c->why))) ||
+            rq_der_expect(&e, RQ_DER_OCTET_STRING, &value,
+                          "x509: extension value not an OCTET STRING", c->why) ||
+            rq_der_end(&e, "x509: trailing bytes in extension", c->why))
             return -1;
         if (oid.len == 0 || (oid.p[oid.len - 1] & 0x80))
             return fail(c->why, "x509: malformed OID");
-        if (tlv_is(&oid, OID_BASIC_CONSTRAINTS, sizeof OID_BASIC_CONSTRAINTS) &&
+        if (rq_tlv_is(&oid, OID_BASIC_CONSTRAINTS, sizeof OID_BASIC_CONSTRAINTS) &&
             parse_basic_constraints(&value, out, c->why))
             return -1;
     }
@@ -785,18 +655,18 @@ static int parse_extensions(struct ctx *c, const struct tlv *explicit3, struct r
 /* ---- the certificate ------------------------------------------------------------------------- */
 
 /* version [0] EXPLICIT INTEGER { v1(0), v2(1), v3(2) } DEFAULT v1 */
-static int parse_version(struct der *tbs, int *version, const char **why)
+static int parse_version(struct rq_der *tbs, int *version, const char **why)
 {
-    struct tlv v, n;
+    struct rq_tlv v, n;
     *version = 1;
-    if (!der_peek(tbs, TAG_VERSION))
+    if (!rq_der_peek(tbs, TAG_VERSION))
         return 0;
-    struct der d;
-    if (der_read(tbs, &v, why))
+    struct rq_der d;
+    if (rq_der_read(tbs, &v, why))
         return -1;
-    d = der_of(&v);
-    if (der_expect(&d, TAG_INTEGER, &n, "x509: version not an INTEGER", why) ||
-        der_end(&d, "x509: trailing bytes after version", why))
+    d = rq_der_of(&v);
+    if (rq_der_expect(&d, RQ_DER_INTEGER, &n, "x509: version not an INTEGER", why) ||
+        rq_der_end(&d, "x509: trailing bytes after version", why))
         return -1;
     if (n.len != 1 || n.p[0] > 2)
         return fail(why, "x509: unknown version");
@@ -807,28 +677,30 @@ static int parse_version(struct der *tbs, int *version, const char **why)
 /* TBSCertificate ::= SEQUENCE { version, serialNumber, signature, issuer, validity, subject,
  *   subjectPublicKeyInfo, issuerUniqueID [1] (v2+), subjectUniqueID [2] (v2+),
  *   extensions [3] (v3) } */
-static int parse_tbs(struct ctx *c, const struct tlv *tbs_seq, const struct tlv *outer_alg,
+static int parse_tbs(struct ctx *c, const struct rq_tlv *tbs_seq, const struct rq_tlv *outer_alg,
                      struct rq_x509_info *out)
 {
-    struct der tbs = der_of(tbs_seq), val;
-    struct tlv serial, sig, issuer, validity, nb, na, subject, spki, t;
+    struct rq_der tbs = rq_der_of(tbs_seq), val;
+    struct rq_tlv serial, sig, issuer, validity, nb, na, subject, spki, t;
     const char **why = c->why;
     if (parse_version(&tbs, &out->version, why) ||
-        der_expect(&tbs, TAG_INTEGER, &serial, "x509: serial not an INTEGER", why) ||
-        der_expect(&tbs, TAG_SEQUENCE, &sig, "x509: signature algorithm not a SEQUENCE", why) ||
-        der_expect(&tbs, TAG_SEQUENCE, &issuer, "x509: issuer not a SEQUENCE", why) ||
-        der_expect(&tbs, TAG_SEQUENCE, &validity, "x509: validity not a SEQUENCE", why) ||
-        der_expect(&tbs, TAG_SEQUENCE, &subject, "x509: subject not a SEQUENCE", why) ||
-        der_expect(&tbs, TAG_SEQUENCE, &spki, "x509: subjectPublicKeyInfo not a SEQUENCE", why))
+        rq_der_expect(&tbs, RQ_DER_INTEGER, &serial, "x509: serial not an INTEGER", why) ||
+        rq_der_expect(&tbs, RQ_DER_SEQUENCE, &sig, "x509: signature algorithm not a SEQUENCE",
+                      why) ||
+        rq_der_expect(&tbs, RQ_DER_SEQUENCE, &issuer, "x509: issuer not a SEQUENCE", why) ||
+        rq_der_expect(&tbs, RQ_DER_SEQUENCE, &validity, "x509: validity not a SEQUENCE", why) ||
+        rq_der_expect(&tbs, RQ_DER_SEQUENCE, &subject, "x509: subject not a SEQUENCE", why) ||
+        rq_der_expect(&tbs, RQ_DER_SEQUENCE, &spki, "x509: subjectPublicKeyInfo not a SEQUENCE",
+                      why))
         return -1;
     if (serial.len == 0)
         return fail(why, "x509: empty serial number");
     /* 4.1.1.2: signatureAlgorithm MUST be the same algorithm identifier as signature */
-    if (!tlv_is(&sig, outer_alg->p, outer_alg->len))
+    if (!rq_tlv_is(&sig, outer_alg->p, outer_alg->len))
         return fail(why, "x509: signature algorithms differ");
-    val = der_of(&validity);
-    if (der_read(&val, &nb, why) || der_read(&val, &na, why) ||
-        der_end(&val, "x509: trailing bytes in validity", why) ||
+    val = rq_der_of(&validity);
+    if (rq_der_read(&val, &nb, why) || rq_der_read(&val, &na, why) ||
+        rq_der_end(&val, "x509: trailing bytes in validity", why) ||
         parse_time(&nb, &out->not_before, why) || parse_time(&na, &out->not_after, why))
         return -1;
     if (parse_name(c, &issuer, &out->issuer) || parse_name(c, &subject, &out->subject) ||
@@ -839,32 +711,33 @@ static int parse_tbs(struct ctx *c, const struct tlv *tbs_seq, const struct tlv 
         int min_version;
     } optional[] = {{TAG_ISSUER_UID, 2}, {TAG_SUBJECT_UID, 2}, {TAG_EXTENSIONS, 3}};
     for (size_t i = 0; i < 3; i++) {
-        if (!der_peek(&tbs, optional[i].tag))
+        if (!rq_der_peek(&tbs, optional[i].tag))
             continue;
         if (out->version < optional[i].min_version)
             return fail(why, "x509: field not allowed in this version");
-        if (der_read(&tbs, &t, why) || (t.tag == TAG_EXTENSIONS && parse_extensions(c, &t, out)))
+        if (rq_der_read(&tbs, &t, why) || (t.tag == TAG_EXTENSIONS && parse_extensions(c, &t, out)))
             return -1;
     }
-    return der_end(&tbs, "x509: trailing bytes in tbsCertificate", why);
+    return rq_der_end(&tbs, "x509: trailing bytes in tbsCertificate", why);
 }
 
 int rq_x509_der_parse(const uint8_t *der, size_t len, struct rq_x509_info *out, const char **why)
 {
     struct ctx c = {NULL, why};
-    struct der in = {der, len}, cert;
-    struct tlv outer, tbs, alg, sig;
+    struct rq_der in = {der, len}, cert;
+    struct rq_tlv outer, tbs, alg, sig;
     memset(out, 0, sizeof *out);
     out->path_len = -1;
-    if (der_expect(&in, TAG_SEQUENCE, &outer, "x509: not a SEQUENCE", why) ||
-        der_end(&in, "x509: trailing bytes after the certificate", why) ||
-        der_check(outer.p, outer.len, 1, why))
+    if (rq_der_expect(&in, RQ_DER_SEQUENCE, &outer, "x509: not a SEQUENCE", why) ||
+        rq_der_end(&in, "x509: trailing bytes after the certificate", why) ||
+        rq_der_check(outer.p, outer.len, 1, why))
         goto fail;
-    cert = der_of(&outer);
-    if (der_expect(&cert, TAG_SEQUENCE, &tbs, "x509: tbsCertificate not a SEQUENCE", why) ||
-        der_expect(&cert, TAG_SEQUENCE, &alg, "x509: signatureAlgorithm not a SEQUENCE", why) ||
-        der_expect(&cert, TAG_BIT_STRING, &sig, "x509: signature not a BIT STRING", why) ||
-        der_end(&cert, "x509: trailing bytes in the certificate", why) ||
+    cert = rq_der_of(&outer);
+    if (rq_der_expect(&cert, RQ_DER_SEQUENCE, &tbs, "x509: tbsCertificate not a SEQUENCE", why) ||
+        rq_der_expect(&cert, RQ_DER_SEQUENCE, &alg, "x509: signatureAlgorithm not a SEQUENCE",
+                      why) ||
+        rq_der_expect(&cert, RQ_DER_BIT_STRING, &sig, "x509: signature not a BIT STRING", why) ||
+        rq_der_end(&cert, "x509: trailing bytes in the certificate", why) ||
         parse_tbs(&c, &tbs, &alg, out))
         goto fail;
     out->mem_ = c.mem;
