@@ -1,4 +1,4 @@
-/* Private to core/broker.c, core/session.c and core/client.c. */
+/* Private to core/broker.c, core/session.c, core/client.c and core/connect.c. */
 #ifndef RQ_BROKER_INT_H
 #define RQ_BROKER_INT_H
 
@@ -105,5 +105,31 @@ bool rq_client_writable(const struct rq_client *c);
 bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, uint16_t pid,
                              bool dup);
 void rq_client_write_ack(struct rq_client *c, int type, uint16_t pid, uint8_t reason);
+/* The name of a reason code, for log lines. */
+const char *rq_rc_name(int rc);
+/* Connected: arms the client's one timer for the keepalive deadline or the credentials' expiry,
+ * whichever comes first. */
+void rq_client_arm_timer(struct rq_client *c);
+/* Bound to its session: log lines borrow the session's copy of the client id when it is the
+ * same text (see client_id_printable in connect.c). */
+void rq_client_borrow_id(struct rq_client *c);
+
+static inline const struct rq_config *rq_client_cfg(const struct rq_client *c)
+{
+    return c->w->b->cfg;
+}
+
+/* The client has output: have its connection flushed at the end of this loop iteration. */
+static inline void rq_client_flush(struct rq_client *c)
+{
+    c->w->ops->want_flush(c->w, c->conn);
+}
+
+/* connect.c */
+/* Handles CONNECT. Returns 0 (connected), -1 (refused: CONNACK written, closing) or -2 (the
+ * session lives on another shard: c->migrate_to says which). */
+int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k);
+/* Refuses a CONNECT: CONNACK with the reason (v5) or the 3.1.1 return code, then close. */
+void rq_client_connack_fail(struct rq_client *c, int version, int rc, const char *why);
 
 #endif

@@ -1,6 +1,6 @@
-/* Protocol rules of one client connection (MQTT 3.1.1 and 5.0): packet order, CONNECT and
- * session takeover, QoS flows toward the broker, topic aliases, subscriptions, keepalive, and
- * the reason code for everything a client can get wrong. Bytes come from net/ already framed by
+/* Protocol rules of one client connection (MQTT 3.1.1 and 5.0): packet order (CONNECT and
+ * session takeover are in connect.c), QoS flows toward the broker, topic aliases,
+ * subscriptions, keepalive, and the reason code for everything a client can get wrong. Bytes come from net/ already framed by
  * the codec's rules; replies go into c->out. No socket calls here. */
 #include "core/broker_int.h"
 
@@ -16,14 +16,8 @@
 #define PRE_CONNECT_MAX (1u << 20) /* largest packet accepted before CONNECT completes */
 
 static void on_keepalive(struct rq_timer *t, void *arg);
-static void borrow_session_id(struct rq_client *c);
 
-static const struct rq_config *cfg_of(const struct rq_client *c)
-{
-    return c->w->b->cfg;
-}
-
-static const char *rc_name(int rc)
+const char *rq_rc_name(int rc)
 {
     switch (rc) {
     case RQ_RC_MALFORMED: return "malformed packet";
@@ -57,18 +51,13 @@ void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int po
     c->log.port = port;
     c->log.peer = peer;
     c->log.phase = "connect";
-    rq_timer_add(&w->wheel, &c->ka_timer, w->now + cfg_of(c)->connect_timeout_ms, on_keepalive,
-                 c);
+    rq_timer_add(&w->wheel, &c->ka_timer, w->now + rq_client_cfg(c)->connect_timeout_ms,
+                 on_keepalive, c);
 }
 
 bool rq_client_writable(const struct rq_client *c)
 {
     return c->out.len < RQ_OUT_HIGH_WATER;
-}
-
-static void flush(struct rq_client *c)
-{
-    c->w->ops->want_flush(c->w, c->conn);
 }
 
 /* ---- output ---- */
@@ -77,7 +66,7 @@ void rq_client_write_ack(struct rq_client *c, int type, uint16_t pid, uint8_t re
 {
     struct rq_ack a = {.packet_id = pid, .reason = reason};
     if (rq_codec_encode_ack(&c->out, c->version, type, &a) == 0)
-        flush(c);
+        rq_client_flush(c);
 }
 
 void rq_client_send_disconnect(struct rq_client *c, uint8_t reason, const char *why)
@@ -90,7 +79,7 @@ void rq_client_send_disconnect(struct rq_client *c, uint8_t reason, const char *
         p.reason_string = (struct rq_str){(const uint8_t *)why, (uint32_t)strlen(why)};
     }
     if (rq_codec_encode_reason(&c->out, 5, RQ_DISCONNECT, reason, &p) == 0)
-        flush(c);
+        rq_client_flush(c);
 }
 
 /* rc: 0 or -RQ_RC_*. v5 clients past CONNECT get DISCONNECT rc; others are just closed. */
@@ -101,37 +90,11 @@ void rq_client_close(struct rq_client *c, int rc, const char *why)
     int level = (rc == 0 || rc == -RQ_RC_SERVER_SHUTTING_DOWN) ? RQ_LOG_DEBUG : RQ_LOG_INFO;
     if (rc < 0)
         rq_log(level, &c->log, "closing connection: %s (reason 0x%02X %s)", why, -rc,
-               rc_name(-rc));
+               rq_rc_name(-rc));
     else
         rq_log(level, &c->log, "closing connection: %s", why);
     if (rc < 0)
         rq_client_send_disconnect(c, (uint8_t)-rc, why);
-    c->closing = true;
-    c->w->ops->want_close(c->w, c->conn);
-}
-
-/* Refuses a CONNECT: CONNACK with the reason (v5) or the 3.1.1 return code, then close. */
-static void connack_fail(struct rq_client *c, int version, int rc, const char *why)
-{
-    rq_log(RQ_LOG_INFO, &c->log, "CONNECT refused: %s (reason 0x%02X %s)", why, rc, rc_name(rc));
-    struct rq_connack ca = {0};
-    if (version == 5) {
-        ca.rc = (uint8_t)rc;
-        if (why) {
-            ca.props.present |= RQ_PROP_BIT(RQ_PROP_REASON_STRING);
-            ca.props.reason_string = (struct rq_str){(const uint8_t *)why, (uint32_t)strlen(why)};
-        }
-    } else {
-        switch (rc) {
-        case RQ_RC_UNSUPPORTED_PROTOCOL_VERSION: ca.rc = RQ_RC3_BAD_PROTOCOL; break;
-        case RQ_RC_CLIENT_ID_NOT_VALID: ca.rc = RQ_RC3_ID_REJECTED; break;
-        case RQ_RC_BAD_USERNAME_OR_PASSWORD: ca.rc = RQ_RC3_BAD_USER_PASS; break;
-        case RQ_RC_NOT_AUTHORIZED: ca.rc = RQ_RC3_NOT_AUTHORIZED; break;
-        default: ca.rc = RQ_RC3_SERVER_UNAVAILABLE; break;
-        }
-    }
-    if (rq_codec_encode_connack(&c->out, version == 5 ? 5 : 4, &ca) == 0)
-        flush(c);
     c->closing = true;
     c->w->ops->want_close(c->w, c->conn);
 }
@@ -220,7 +183,7 @@ bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, u
     }
     if (rq_codec_encode_publish(&c->out, c->version, &po) != 0)
         return false;
-    flush(c);
+    rq_client_flush(c);
     return true;
 }
 
@@ -228,7 +191,7 @@ bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, u
 
 /* Connected: arms the timer for whichever comes first, the keepalive deadline (from the last
  * packet received) or the credentials' expiry. */
-static void arm_session_timer(struct rq_client *c)
+void rq_client_arm_timer(struct rq_client *c)
 {
     uint64_t at = UINT64_MAX;
     if (c->keepalive)
@@ -261,281 +224,7 @@ static void on_keepalive(struct rq_timer *t, void *arg)
         rq_client_close(c, -RQ_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
         return;
     }
-    arm_session_timer(c);
-}
-
-/* ---- CONNECT ---- */
-
-/* The client id as log lines show it: control characters, quotes and backslashes as \\xNN, at
- * most 79 characters, in a heap copy at its exact length. Once the client is bound to its
- * session, an id that needed no escaping (almost all) is not kept twice: log lines borrow the
- * session's copy (borrow_session_id) until the client leaves the session (rq_client_unbind). */
-static void client_id_printable(struct rq_client *c, const uint8_t *p, size_t len)
-{
-    char tmp[80];
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 5 < sizeof tmp; i++) {
-        uint8_t ch = p[i];
-        if (ch < 0x20 || ch == '"' || ch == '\\' || ch == 0x7f)
-            o += (size_t)snprintf(tmp + o, sizeof tmp - o, "\\x%02x", ch);
-        else
-            tmp[o++] = (char)ch;
-    }
-    tmp[o] = 0;
-    free(c->client_id_print);
-    c->client_id_print = strdup(tmp);
-    c->log.client_id = c->client_id_print; /* NULL (no client id in logs) if out of memory */
-}
-
-static struct rq_msg *make_will(struct rq_client *c, const struct rq_connect *k)
-{
-    struct rq_msg *m = rq_msg_new(k->will_topic, k->will_payload,
-                                  k->version == 5 ? &k->will_props : NULL, k->will_qos,
-                                  k->will_retain, 0, c->w->now, cfg_of(c)->max_message_expiry);
-    return m;
-}
-
-/* Finds or creates the session for this CONNECT. Returns the session, NULL with *rc set on
- * failure, or NULL with c->migrate_to set when the session lives on another shard. */
-static struct rq_session *attach_session(struct rq_client *c, const struct rq_connect *k,
-                                         const uint8_t *cid, size_t len, bool *present, int *rc)
-{
-    struct rq_worker *w = c->w;
-    struct rq_broker *b = w->b;
-    *present = false;
-    pthread_mutex_lock(&b->reg_lock);
-    uint64_t sid = rq_reg_get(b->reg, cid, len);
-    int owner = sid ? RQ_SESSION_SHARD(sid) : w->id;
-    if (sid && owner != w->id && !k->clean_start) {
-        pthread_mutex_unlock(&b->reg_lock);
-        if (c->hops >= 3) {
-            *rc = RQ_RC_SERVER_BUSY;
-            return NULL;
-        }
-        c->migrate_to = owner;
-        return NULL;
-    }
-    struct rq_session *old = sid && owner == w->id ? rq_smap_get(w->sessions, sid) : NULL;
-    if (old && !k->clean_start) {
-        pthread_mutex_unlock(&b->reg_lock);
-        if (old->client) {
-            struct rq_client *oc = old->client;
-            rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
-            rq_client_unbind(oc);
-            rq_session_detach(old, true); /* will of the old connection per its delay */
-            old = rq_smap_get(w->sessions, sid); /* detach may end it (expiry 0) */
-            if (!old)
-                goto fresh_unlocked;
-        }
-        rq_timer_cancel(&w->wheel, &old->timer); /* [MQTT-3.1.3-9] reconnected in time */
-        rq_msg_unref(old->will);
-        old->will = NULL;
-        *present = true;
-        return old;
-    }
-    pthread_mutex_unlock(&b->reg_lock);
-    if (old) { /* clean start on the owner shard: end the old session here */
-        if (old->client) {
-            struct rq_client *oc = old->client;
-            rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
-            rq_client_unbind(oc);
-            old->client = NULL;
-        }
-        rq_session_end(old, "clean start by a new connection");
-    } else if (sid && owner != w->id) {
-        struct rq_post p = {.kind = RQ_POST_END_SESSION, .a = sid};
-        w->ops->post(w, owner, &p);
-    }
-fresh_unlocked:;
-    struct rq_session *s = rq_session_new(w, cid, len);
-    if (!s) {
-        *rc = RQ_RC_SERVER_UNAVAILABLE;
-        return NULL;
-    }
-    pthread_mutex_lock(&b->reg_lock);
-    rq_reg_set(b->reg, s);
-    pthread_mutex_unlock(&b->reg_lock);
-    return s;
-}
-
-static int alloc_client_state(struct rq_client *c)
-{
-    const struct rq_config *cfg = cfg_of(c);
-    if (c->version == 5 && cfg->max_topic_alias) {
-        c->alias_in = calloc((size_t)cfg->max_topic_alias + 1, sizeof *c->alias_in);
-        if (!c->alias_in)
-            return -ENOMEM;
-        c->alias_in_max = cfg->max_topic_alias;
-    }
-    return 0;
-}
-
-static void send_connack(struct rq_client *c, const struct rq_connect *k, bool present,
-                         const uint8_t *assigned, size_t alen, bool ka_changed, uint32_t expiry)
-{
-    const struct rq_config *cfg = cfg_of(c);
-    struct rq_connack ca = {.session_present = present, .rc = 0};
-    if (c->version == 5) {
-        struct rq_props *p = &ca.props;
-        p->present |= RQ_PROP_BIT(RQ_PROP_RECEIVE_MAX) | RQ_PROP_BIT(RQ_PROP_MAX_PACKET_SIZE) |
-                      RQ_PROP_BIT(RQ_PROP_TOPIC_ALIAS_MAX);
-        p->receive_max = cfg->max_inflight;
-        /* MQTT's largest packet is 268435455 bytes of remaining length; some clients (paho)
-         * refuse a larger advertised value, so the announced size stops there. */
-        p->max_packet_size = cfg->max_packet_size < 268435455u ? cfg->max_packet_size : 268435455u;
-        p->topic_alias_max = cfg->max_topic_alias;
-        if (assigned) {
-            p->present |= RQ_PROP_BIT(RQ_PROP_ASSIGNED_CLIENT_ID);
-            p->assigned_client_id = (struct rq_str){assigned, (uint32_t)alen};
-        }
-        if (ka_changed) {
-            p->present |= RQ_PROP_BIT(RQ_PROP_SERVER_KEEP_ALIVE);
-            p->server_keep_alive = c->keepalive;
-        }
-        if (RQ_PROP_HAS(&k->props, RQ_PROP_SESSION_EXPIRY) &&
-            k->props.session_expiry != expiry) {
-            p->present |= RQ_PROP_BIT(RQ_PROP_SESSION_EXPIRY);
-            p->session_expiry = expiry;
-        }
-    }
-    if (rq_codec_encode_connack(&c->out, c->version, &ca) == 0)
-        flush(c);
-}
-
-/* Runs the port's authentication. Returns 0 (go on) or -1 (refused, connection closing). */
-static int authenticate(struct rq_client *c, const struct rq_connect *k)
-{
-    struct rq_worker *w = c->w;
-    struct rq_auth_answer a = {0};
-    if (w->ops->authenticate)
-        w->ops->authenticate(w, c->conn, k, &a);
-    if (!a.enabled) {
-        if (c->version == 5 && RQ_PROP_HAS(&k->props, RQ_PROP_AUTH_METHOD)) {
-            connack_fail(c, 5, RQ_RC_BAD_AUTH_METHOD,
-                         "enhanced authentication is not configured on this listener");
-            return -1;
-        }
-        return 0;
-    }
-    if (!a.allowed) {
-        char why[300];
-        snprintf(why, sizeof why, "authentication failed (%s): %s",
-                 a.method ? a.method : "no method", a.why);
-        free(a.username);
-        connack_fail(c, c->version, a.reason >= 0x80 ? a.reason : RQ_RC_NOT_AUTHORIZED, why);
-        return -1;
-    }
-    c->principal = a.username;
-    c->auth_method = a.method;
-    rq_log(RQ_LOG_INFO, &c->log, "authenticated by %s as \"%s\": %s", a.method ? a.method : "?",
-           a.username ? a.username : "", a.why);
-    if (a.expiry_unix) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t left_ms = (a.expiry_unix - ts.tv_sec) * 1000 - ts.tv_nsec / 1000000;
-        if (left_ms < 0)
-            left_ms = 0;
-        c->cred_expires = w->now + (uint64_t)left_ms;
-        if (!c->cred_expires)
-            c->cred_expires = 1; /* 0 means "never" */
-    }
-    return 0;
-}
-
-static int on_connect(struct rq_client *c, const struct rq_connect *k)
-{
-    const struct rq_config *cfg = cfg_of(c);
-    struct rq_broker *b = c->w->b;
-    c->version = k->version == 5 ? 5 : 4;
-    char assigned[40];
-    const uint8_t *cid = k->client_id.p;
-    size_t cid_len = k->client_id.len;
-    bool assign = cid_len == 0;
-    if (assign) {
-        if (c->version != 5 && !k->clean_start) {
-            connack_fail(c, 4, RQ_RC_CLIENT_ID_NOT_VALID,
-                         "empty client identifier needs clean session [MQTT-3.1.3-8]");
-            return -1;
-        }
-        uint64_t n = atomic_fetch_add(&b->next_session, 1);
-        snprintf(assigned, sizeof assigned, "ringmq-%d-%016llx", c->w->id,
-                 (unsigned long long)(n * 0x9E3779B97F4A7C15ULL));
-        cid = (const uint8_t *)assigned;
-        cid_len = strlen(assigned);
-    }
-    client_id_printable(c, cid, cid_len);
-    if (!c->principal && authenticate(c, k) != 0)
-        return -1;
-    if (!c->over_limit) {
-        unsigned now_conns = atomic_fetch_add(&b->connections, 1) + 1;
-        c->over_limit = true; /* counted: released in rq_client_free */
-        if (now_conns > cfg->max_connections) {
-            connack_fail(c, c->version, RQ_RC_QUOTA_EXCEEDED, "maxConnections reached");
-            return -1;
-        }
-    }
-
-    bool present = false;
-    int rc = 0;
-    struct rq_session *s = attach_session(c, k, cid, cid_len, &present, &rc);
-    if (!s) {
-        if (c->migrate_to >= 0)
-            return -2;
-        connack_fail(c, c->version, rc, "could not create the session");
-        return -1;
-    }
-    if (alloc_client_state(c) != 0) {
-        connack_fail(c, c->version, RQ_RC_SERVER_UNAVAILABLE, "out of memory");
-        if (!present)
-            rq_session_end(s, "out of memory");
-        return -1;
-    }
-    /* Session expiry: v5 property (default 0); 3.1.1 clean session 0 = never expires. */
-    uint32_t expiry = c->version == 5 ? (RQ_PROP_HAS(&k->props, RQ_PROP_SESSION_EXPIRY)
-                                             ? k->props.session_expiry : 0)
-                                      : (k->clean_start ? 0 : RQ_EXPIRY_NEVER);
-    if (expiry > cfg->max_session_expiry)
-        expiry = cfg->max_session_expiry;
-    s->expiry = expiry;
-    /* Keep alive, capped at maxKeepAliveSeconds (v5: told through Server Keep Alive). */
-    c->keepalive = k->keepalive;
-    bool ka_changed = false;
-    if (cfg->max_keepalive < 65535 && (k->keepalive == 0 || k->keepalive > cfg->max_keepalive)) {
-        c->keepalive = cfg->max_keepalive;
-        ka_changed = true;
-    }
-    /* The client's Receive Maximum, honoured up to maxReceiveMaximum (as AIO does). */
-    c->recv_max_out = RQ_PROP_HAS(&k->props, RQ_PROP_RECEIVE_MAX) ? k->props.receive_max : 65535;
-    if (c->recv_max_out > cfg->max_receive_max)
-        c->recv_max_out = cfg->max_receive_max;
-    c->max_packet_out =
-        RQ_PROP_HAS(&k->props, RQ_PROP_MAX_PACKET_SIZE) ? k->props.max_packet_size : UINT32_MAX;
-    c->alias_out_max =
-        RQ_PROP_HAS(&k->props, RQ_PROP_TOPIC_ALIAS_MAX) ? k->props.topic_alias_max : 0;
-    if (c->alias_out_max > 1024)
-        c->alias_out_max = 1024;
-    if (k->will) {
-        s->will = make_will(c, k);
-        s->will_delay = c->version == 5 && RQ_PROP_HAS(&k->will_props, RQ_PROP_WILL_DELAY)
-                            ? k->will_props.will_delay : 0;
-    }
-    s->client = c;
-    c->s = s;
-    borrow_session_id(c);
-    c->connected = true;
-    c->log.phase = "session";
-    c->last_rx = c->w->now;
-    arm_session_timer(c);
-    send_connack(c, k, present, assign && c->version == 5 ? cid : NULL, cid_len, ka_changed,
-                 expiry);
-    rq_log(RQ_LOG_DEBUG, &c->log, "connected: MQTT %s, keepalive %u, clean start %d, session %s",
-           c->version == 5 ? "5.0" : "3.1.1", c->keepalive, k->clean_start,
-           present ? "resumed" : "new");
-    if (present) {
-        rq_session_resend(s);
-        rq_session_pump(s);
-    }
-    return 0;
+    rq_client_arm_timer(c);
 }
 
 /* ---- PUBLISH from the client ---- */
@@ -582,7 +271,7 @@ static bool qos2_seen(struct rq_session *s, uint16_t pid, bool remove)
 
 static int on_publish(struct rq_client *c, struct rq_publish *p, const char **why)
 {
-    const struct rq_config *cfg = cfg_of(c);
+    const struct rq_config *cfg = rq_client_cfg(c);
     int rc = resolve_alias(c, p, why);
     if (rc)
         return rc;
@@ -685,7 +374,7 @@ static void send_retained(struct rq_client *c, const uint8_t *f, size_t len, uin
 
 static int on_subscribe(struct rq_client *c, const struct rq_sublist *sl, const char **why)
 {
-    const struct rq_config *cfg = cfg_of(c);
+    const struct rq_config *cfg = rq_client_cfg(c);
     uint8_t codes[256], wants[256];
     bool heap = sl->count > sizeof codes;
     uint8_t *rcs = heap ? malloc(sl->count) : codes;
@@ -734,7 +423,7 @@ static int on_subscribe(struct rq_client *c, const struct rq_sublist *sl, const 
         result = -RQ_RC_IMPL_SPECIFIC;
         goto out;
     }
-    flush(c);
+    rq_client_flush(c);
     /* Retained messages go out after the SUBACK [MQTT-3.8.4-4]. */
     off = i = 0;
     while (rq_codec_next_filter(sl, true, &off, &f, &opts))
@@ -769,7 +458,7 @@ static int on_unsubscribe(struct rq_client *c, const struct rq_sublist *sl, cons
                                                                   : RQ_RC_NO_SUBSCRIPTION_EXISTED;
     }
     rq_codec_encode_suback(&c->out, c->version, RQ_UNSUBACK, sl->packet_id, NULL, rcs, sl->count);
-    flush(c);
+    rq_client_flush(c);
     if (rcs != codes)
         free(rcs);
     return 0;
@@ -785,7 +474,8 @@ static int on_disconnect(struct rq_client *c, const struct rq_reason *r, const c
             return -RQ_RC_PROTOCOL_ERROR;
         }
         uint32_t e = r->props.session_expiry;
-        c->s->expiry = e > cfg_of(c)->max_session_expiry ? cfg_of(c)->max_session_expiry : e;
+        c->s->expiry =
+            e > rq_client_cfg(c)->max_session_expiry ? rq_client_cfg(c)->max_session_expiry : e;
     }
     c->graceful = r->reason != RQ_RC_DISCONNECT_WITH_WILL; /* 0x04 keeps the will */
     rq_log(RQ_LOG_DEBUG, &c->log, "client disconnected (reason 0x%02X)", r->reason);
@@ -803,7 +493,7 @@ static int on_packet(struct rq_client *c, struct rq_packet *pk, const char **why
             *why = "first packet is not CONNECT [MQTT-3.1.0-1]";
             return -RQ_RC_PROTOCOL_ERROR;
         }
-        return on_connect(c, &pk->u.connect);
+        return rq_client_on_connect(c, &pk->u.connect);
     }
     switch (pk->type) {
     case RQ_CONNECT:
@@ -827,7 +517,7 @@ static int on_packet(struct rq_client *c, struct rq_packet *pk, const char **why
         return on_unsubscribe(c, &pk->u.sub, why);
     case RQ_PINGREQ:
         if (rq_codec_encode_simple(&c->out, RQ_PINGRESP) == 0)
-            flush(c);
+            rq_client_flush(c);
         return 0;
     case RQ_DISCONNECT:
         return on_disconnect(c, &pk->u.reason, why);
@@ -847,7 +537,7 @@ long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
     while (used < len && !c->closing) {
         const char *why = "malformed packet";
         size_t hdr;
-        uint32_t max = cfg_of(c)->max_packet_size;
+        uint32_t max = rq_client_cfg(c)->max_packet_size;
         if (!c->connected && max > PRE_CONNECT_MAX)
             max = PRE_CONNECT_MAX;
         long n = rq_codec_frame(p + used, len - used, max, &hdr, &why);
@@ -868,7 +558,7 @@ long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
                         rc == -RQ_RC_UNSUPPORTED_PROTOCOL_VERSION)) {
                 /* v5: CONNACK with the reason; 3.1.1 has a return code only for a bad protocol
                  * level, anything else malformed is closed without CONNACK [MQTT-3.1.4-1]. */
-                connack_fail(c, pk.u.connect.version == 5 ? 5 : 4, -rc, why);
+                rq_client_connack_fail(c, pk.u.connect.version == 5 ? 5 : 4, -rc, why);
                 return -1;
             }
         }
@@ -900,7 +590,7 @@ void rq_client_on_closed(struct rq_client *c, const char *why)
     c->closing = true;
 }
 
-static void borrow_session_id(struct rq_client *c)
+void rq_client_borrow_id(struct rq_client *c)
 {
     if (c->client_id_print && strcmp(c->client_id_print, c->s->cid) == 0) {
         free(c->client_id_print);

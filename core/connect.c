@@ -1,0 +1,341 @@
+/* CONNECT: client identifier (assigned when empty), authentication through the port's methods,
+ * the connection limit, finding / taking over / creating the session (or handing the
+ * connection to the shard that owns it), the limits that apply to this client, and CONNACK. */
+#include "core/broker_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/config.h"
+
+/* Refuses a CONNECT: CONNACK with the reason (v5) or the 3.1.1 return code, then close. */
+void rq_client_connack_fail(struct rq_client *c, int version, int rc, const char *why)
+{
+    rq_log(RQ_LOG_INFO, &c->log, "CONNECT refused: %s (reason 0x%02X %s)", why, rc, rq_rc_name(rc));
+    struct rq_connack ca = {0};
+    if (version == 5) {
+        ca.rc = (uint8_t)rc;
+        if (why) {
+            ca.props.present |= RQ_PROP_BIT(RQ_PROP_REASON_STRING);
+            ca.props.reason_string = (struct rq_str){(const uint8_t *)why, (uint32_t)strlen(why)};
+        }
+    } else {
+        switch (rc) {
+        case RQ_RC_UNSUPPORTED_PROTOCOL_VERSION: ca.rc = RQ_RC3_BAD_PROTOCOL; break;
+        case RQ_RC_CLIENT_ID_NOT_VALID: ca.rc = RQ_RC3_ID_REJECTED; break;
+        case RQ_RC_BAD_USERNAME_OR_PASSWORD: ca.rc = RQ_RC3_BAD_USER_PASS; break;
+        case RQ_RC_NOT_AUTHORIZED: ca.rc = RQ_RC3_NOT_AUTHORIZED; break;
+        default: ca.rc = RQ_RC3_SERVER_UNAVAILABLE; break;
+        }
+    }
+    if (rq_codec_encode_connack(&c->out, version == 5 ? 5 : 4, &ca) == 0)
+        rq_client_flush(c);
+    c->closing = true;
+    c->w->ops->want_close(c->w, c->conn);
+}
+
+/* The client id as log lines show it: control characters, quotes and backslashes as \\xNN, at
+ * most 79 characters, in a heap copy at its exact length. Once the client is bound to its
+ * session, an id that needed no escaping (almost all) is not kept twice: log lines borrow the
+ * session's copy (rq_client_borrow_id) until the client leaves the session (rq_client_unbind). */
+static void client_id_printable(struct rq_client *c, const uint8_t *p, size_t len)
+{
+    char tmp[80];
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < sizeof tmp; i++) {
+        uint8_t ch = p[i];
+        if (ch < 0x20 || ch == '"' || ch == '\\' || ch == 0x7f)
+            o += (size_t)snprintf(tmp + o, sizeof tmp - o, "\\x%02x", ch);
+        else
+            tmp[o++] = (char)ch;
+    }
+    tmp[o] = 0;
+    free(c->client_id_print);
+    c->client_id_print = strdup(tmp);
+    c->log.client_id = c->client_id_print; /* NULL (no client id in logs) if out of memory */
+}
+
+static struct rq_msg *make_will(struct rq_client *c, const struct rq_connect *k)
+{
+    struct rq_msg *m =
+        rq_msg_new(k->will_topic, k->will_payload, k->version == 5 ? &k->will_props : NULL,
+                   k->will_qos, k->will_retain, 0, c->w->now, rq_client_cfg(c)->max_message_expiry);
+    return m;
+}
+
+/* Finds or creates the session for this CONNECT. Returns the session, NULL with *rc set on
+ * failure, or NULL with c->migrate_to set when the session lives on another shard. */
+static struct rq_session *attach_session(struct rq_client *c, const struct rq_connect *k,
+                                         const uint8_t *cid, size_t len, bool *present, int *rc)
+{
+    struct rq_worker *w = c->w;
+    struct rq_broker *b = w->b;
+    *present = false;
+    pthread_mutex_lock(&b->reg_lock);
+    uint64_t sid = rq_reg_get(b->reg, cid, len);
+    int owner = sid ? RQ_SESSION_SHARD(sid) : w->id;
+    if (sid && owner != w->id && !k->clean_start) {
+        pthread_mutex_unlock(&b->reg_lock);
+        if (c->hops >= 3) {
+            *rc = RQ_RC_SERVER_BUSY;
+            return NULL;
+        }
+        c->migrate_to = owner;
+        return NULL;
+    }
+    struct rq_session *old = sid && owner == w->id ? rq_smap_get(w->sessions, sid) : NULL;
+    if (old && !k->clean_start) {
+        pthread_mutex_unlock(&b->reg_lock);
+        if (old->client) {
+            struct rq_client *oc = old->client;
+            rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
+            rq_client_unbind(oc);
+            rq_session_detach(old, true);        /* will of the old connection per its delay */
+            old = rq_smap_get(w->sessions, sid); /* detach may end it (expiry 0) */
+            if (!old)
+                goto fresh_unlocked;
+        }
+        rq_timer_cancel(&w->wheel, &old->timer); /* [MQTT-3.1.3-9] reconnected in time */
+        rq_msg_unref(old->will);
+        old->will = NULL;
+        *present = true;
+        return old;
+    }
+    pthread_mutex_unlock(&b->reg_lock);
+    if (old) { /* clean start on the owner shard: end the old session here */
+        if (old->client) {
+            struct rq_client *oc = old->client;
+            rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
+            rq_client_unbind(oc);
+            old->client = NULL;
+        }
+        rq_session_end(old, "clean start by a new connection");
+    } else if (sid && owner != w->id) {
+        struct rq_post p = {.kind = RQ_POST_END_SESSION, .a = sid};
+        w->ops->post(w, owner, &p);
+    }
+fresh_unlocked:;
+    struct rq_session *s = rq_session_new(w, cid, len);
+    if (!s) {
+        *rc = RQ_RC_SERVER_UNAVAILABLE;
+        return NULL;
+    }
+    pthread_mutex_lock(&b->reg_lock);
+    rq_reg_set(b->reg, s);
+    pthread_mutex_unlock(&b->reg_lock);
+    return s;
+}
+
+static int alloc_client_state(struct rq_client *c)
+{
+    const struct rq_config *cfg = rq_client_cfg(c);
+    if (c->version == 5 && cfg->max_topic_alias) {
+        c->alias_in = calloc((size_t)cfg->max_topic_alias + 1, sizeof *c->alias_in);
+        if (!c->alias_in)
+            return -ENOMEM;
+        c->alias_in_max = cfg->max_topic_alias;
+    }
+    return 0;
+}
+
+static void send_connack(struct rq_client *c, const struct rq_connect *k, bool present,
+                         const uint8_t *assigned, size_t alen, bool ka_changed, uint32_t expiry)
+{
+    const struct rq_config *cfg = rq_client_cfg(c);
+    struct rq_connack ca = {.session_present = present, .rc = 0};
+    if (c->version == 5) {
+        struct rq_props *p = &ca.props;
+        p->present |= RQ_PROP_BIT(RQ_PROP_RECEIVE_MAX) | RQ_PROP_BIT(RQ_PROP_MAX_PACKET_SIZE) |
+                      RQ_PROP_BIT(RQ_PROP_TOPIC_ALIAS_MAX);
+        p->receive_max = cfg->max_inflight;
+        /* MQTT's largest packet is 268435455 bytes of remaining length; some clients (paho)
+         * refuse a larger advertised value, so the announced size stops there. */
+        p->max_packet_size = cfg->max_packet_size < 268435455u ? cfg->max_packet_size : 268435455u;
+        p->topic_alias_max = cfg->max_topic_alias;
+        if (assigned) {
+            p->present |= RQ_PROP_BIT(RQ_PROP_ASSIGNED_CLIENT_ID);
+            p->assigned_client_id = (struct rq_str){assigned, (uint32_t)alen};
+        }
+        if (ka_changed) {
+            p->present |= RQ_PROP_BIT(RQ_PROP_SERVER_KEEP_ALIVE);
+            p->server_keep_alive = c->keepalive;
+        }
+        if (RQ_PROP_HAS(&k->props, RQ_PROP_SESSION_EXPIRY) && k->props.session_expiry != expiry) {
+            p->present |= RQ_PROP_BIT(RQ_PROP_SESSION_EXPIRY);
+            p->session_expiry = expiry;
+        }
+    }
+    if (rq_codec_encode_connack(&c->out, c->version, &ca) == 0)
+        rq_client_flush(c);
+}
+
+/* Runs the port's authentication. Returns 0 (go on) or -1 (refused, connection closing). */
+static int authenticate(struct rq_client *c, const struct rq_connect *k)
+{
+    struct rq_worker *w = c->w;
+    struct rq_auth_answer a = {0};
+    if (w->ops->authenticate)
+        w->ops->authenticate(w, c->conn, k, &a);
+    if (!a.enabled) {
+        if (c->version == 5 && RQ_PROP_HAS(&k->props, RQ_PROP_AUTH_METHOD)) {
+            rq_client_connack_fail(c, 5, RQ_RC_BAD_AUTH_METHOD,
+                                   "enhanced authentication is not configured on this listener");
+            return -1;
+        }
+        return 0;
+    }
+    if (!a.allowed) {
+        char why[300];
+        snprintf(why, sizeof why, "authentication failed (%s): %s",
+                 a.method ? a.method : "no method", a.why);
+        free(a.username);
+        rq_client_connack_fail(c, c->version, a.reason >= 0x80 ? a.reason : RQ_RC_NOT_AUTHORIZED,
+                               why);
+        return -1;
+    }
+    c->principal = a.username;
+    c->auth_method = a.method;
+    rq_log(RQ_LOG_INFO, &c->log, "authenticated by %s as \"%s\": %s", a.method ? a.method : "?",
+           a.username ? a.username : "", a.why);
+    if (a.expiry_unix) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t left_ms = (a.expiry_unix - ts.tv_sec) * 1000 - ts.tv_nsec / 1000000;
+        if (left_ms < 0)
+            left_ms = 0;
+        c->cred_expires = w->now + (uint64_t)left_ms;
+        if (!c->cred_expires)
+            c->cred_expires = 1; /* 0 means "never" */
+    }
+    return 0;
+}
+
+/* The client identifier: the CONNECT's, or one assigned by the broker when it is empty (a v5
+ * client learns it from CONNACK). Returns -1 when an empty id is not allowed (CONNACK sent). */
+static int client_id(struct rq_client *c, const struct rq_connect *k, char *assigned, size_t n,
+                     const uint8_t **cid, size_t *len)
+{
+    *cid = k->client_id.p;
+    *len = k->client_id.len;
+    if (*len)
+        return 0;
+    if (c->version != 5 && !k->clean_start) {
+        rq_client_connack_fail(c, 4, RQ_RC_CLIENT_ID_NOT_VALID,
+                               "empty client identifier needs clean session [MQTT-3.1.3-8]");
+        return -1;
+    }
+    uint64_t id = atomic_fetch_add(&c->w->b->next_session, 1);
+    snprintf(assigned, n, "ringmq-%d-%016llx", c->w->id,
+             (unsigned long long)(id * 0x9E3779B97F4A7C15ULL));
+    *cid = (const uint8_t *)assigned;
+    *len = strlen(assigned);
+    return 0;
+}
+
+/* Counts the connection against maxConnections (once: a connection handed over from another
+ * shard was counted there). Returns -1 when over the limit (CONNACK sent). */
+static int count_connection(struct rq_client *c)
+{
+    if (c->over_limit)
+        return 0;
+    unsigned now_conns = atomic_fetch_add(&c->w->b->connections, 1) + 1;
+    c->over_limit = true; /* counted: released in rq_client_free */
+    if (now_conns > rq_client_cfg(c)->max_connections) {
+        rq_client_connack_fail(c, c->version, RQ_RC_QUOTA_EXCEEDED, "maxConnections reached");
+        return -1;
+    }
+    return 0;
+}
+
+/* What this client asked for, within the broker's limits: session expiry (returned), keep
+ * alive (*ka_changed when the broker's differs), Receive Maximum, Maximum Packet Size and Topic
+ * Alias Maximum toward the client. */
+static uint32_t apply_limits(struct rq_client *c, const struct rq_connect *k, bool *ka_changed)
+{
+    const struct rq_config *cfg = rq_client_cfg(c);
+    /* Session expiry: v5 property (default 0); 3.1.1 clean session 0 = never expires. */
+    uint32_t expiry =
+        c->version == 5
+            ? (RQ_PROP_HAS(&k->props, RQ_PROP_SESSION_EXPIRY) ? k->props.session_expiry : 0)
+            : (k->clean_start ? 0 : RQ_EXPIRY_NEVER);
+    if (expiry > cfg->max_session_expiry)
+        expiry = cfg->max_session_expiry;
+    /* Keep alive, capped at maxKeepAliveSeconds (v5: told through Server Keep Alive). */
+    c->keepalive = k->keepalive;
+    *ka_changed = false;
+    if (cfg->max_keepalive < 65535 && (k->keepalive == 0 || k->keepalive > cfg->max_keepalive)) {
+        c->keepalive = cfg->max_keepalive;
+        *ka_changed = true;
+    }
+    /* The client's Receive Maximum, honoured up to maxReceiveMaximum (as AIO does). */
+    c->recv_max_out = RQ_PROP_HAS(&k->props, RQ_PROP_RECEIVE_MAX) ? k->props.receive_max : 65535;
+    if (c->recv_max_out > cfg->max_receive_max)
+        c->recv_max_out = cfg->max_receive_max;
+    c->max_packet_out =
+        RQ_PROP_HAS(&k->props, RQ_PROP_MAX_PACKET_SIZE) ? k->props.max_packet_size : UINT32_MAX;
+    c->alias_out_max =
+        RQ_PROP_HAS(&k->props, RQ_PROP_TOPIC_ALIAS_MAX) ? k->props.topic_alias_max : 0;
+    if (c->alias_out_max > 1024)
+        c->alias_out_max = 1024;
+    return expiry;
+}
+
+int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
+{
+    c->version = k->version == 5 ? 5 : 4;
+    char assigned[40];
+    const uint8_t *cid;
+    size_t cid_len;
+    if (client_id(c, k, assigned, sizeof assigned, &cid, &cid_len) != 0)
+        return -1;
+    client_id_printable(c, cid, cid_len);
+    if (!c->principal && authenticate(c, k) != 0)
+        return -1;
+    if (count_connection(c) != 0)
+        return -1;
+
+    bool present = false;
+    int rc = 0;
+    struct rq_session *s = attach_session(c, k, cid, cid_len, &present, &rc);
+    if (!s) {
+        if (c->migrate_to >= 0)
+            return -2;
+        rq_client_connack_fail(c, c->version, rc, "could not create the session");
+        return -1;
+    }
+    if (alloc_client_state(c) != 0) {
+        rq_client_connack_fail(c, c->version, RQ_RC_SERVER_UNAVAILABLE, "out of memory");
+        if (!present)
+            rq_session_end(s, "out of memory");
+        return -1;
+    }
+    bool ka_changed;
+    uint32_t expiry = apply_limits(c, k, &ka_changed);
+    s->expiry = expiry;
+    if (k->will) {
+        s->will = make_will(c, k);
+        s->will_delay = c->version == 5 && RQ_PROP_HAS(&k->will_props, RQ_PROP_WILL_DELAY)
+                            ? k->will_props.will_delay
+                            : 0;
+    }
+    s->client = c;
+    c->s = s;
+    rq_client_borrow_id(c);
+    c->connected = true;
+    c->log.phase = "session";
+    c->last_rx = c->w->now;
+    rq_client_arm_timer(c);
+    send_connack(c, k, present, k->client_id.len == 0 && c->version == 5 ? cid : NULL, cid_len,
+                 ka_changed, expiry);
+    rq_log(RQ_LOG_DEBUG, &c->log, "connected: MQTT %s, keepalive %u, clean start %d, session %s",
+           c->version == 5 ? "5.0" : "3.1.1", c->keepalive, k->clean_start,
+           present ? "resumed" : "new");
+    if (present) {
+        rq_session_resend(s);
+        rq_session_pump(s);
+    }
+    return 0;
+}
