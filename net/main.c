@@ -165,41 +165,128 @@ static void reload_certs(const char *path, const struct rq_config *cur, struct r
     rq_config_free(next);
 }
 
+/* Loads the configuration (or the embedded default) with -p applied. NULL with *rc set when the
+ * process should exit now: an error (1), or --check done (0). */
+static struct rq_config *load_config(const struct opts *o, int *rc)
+{
+    char err[1024] = "";
+    *rc = 1;
+    struct rq_config *cfg =
+        o->config ? rq_config_load(o->config, err, sizeof err) : rq_config_default();
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err[0] ? err : "ringmq: cannot load configuration");
+        return NULL;
+    }
+    if (o->port && add_port(cfg, o->port, !o->config) != 0) {
+        fprintf(stderr, "ringmq: out of memory\n");
+        rq_config_free(cfg);
+        return NULL;
+    }
+    if (cfg->n_ports == 0) {
+        fprintf(stderr, "%s: no listener: add a BrokerListener document with at least one port "
+                        "(or pass -p PORT)\n", cfg->source);
+        rq_config_free(cfg);
+        return NULL;
+    }
+    if (o->check) {
+        printf("%s: configuration is valid (%zu port%s)\n", cfg->source, cfg->n_ports,
+               cfg->n_ports == 1 ? "" : "s");
+        rq_config_free(cfg);
+        *rc = 0;
+        return NULL;
+    }
+    return cfg;
+}
+
+/* Shards: -t, else spec.ringmq threads, else one per online CPU; at most 256. */
+static int shard_count(const struct opts *o, const struct rq_config *cfg)
+{
+    int n = o->threads ? o->threads : cfg->threads;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int)cpus : 1;
+    }
+    return n > 256 ? 256 : n;
+}
+
+/* Creates the n shards (listening sockets first, so bind errors show before any thread) and
+ * starts them; *started counts the running ones. 0, or 1 with the cause logged. */
+static int start_shards(struct rq_broker *b, const struct rq_config *cfg, struct rq_port_rt *ports,
+                        struct rq_shard **shards, int n, int *started)
+{
+    char err[1024];
+    for (int i = 0; i < n; i++) {
+        shards[i] = rq_shard_new(i, b, cfg, ports, err, sizeof err);
+        if (!shards[i]) {
+            rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+            return 1;
+        }
+    }
+    for (int i = 0; i < n; i++, (*started)++) {
+        if (rq_shard_start(shards[i], err, sizeof err) != 0) {
+            rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The control thread's loop until SIGTERM / SIGINT: SIGHUP reloads the certificates, and every
+ * 2 s it renews generated certificates and notices changed configuration files or secrets. */
+static void serve(const struct opts *o, const struct rq_config *cfg, struct rq_port_rt *ports,
+                  const char *data_dir, const sigset_t *set)
+{
+    uint64_t files = o->config ? rq_ports_files_print(cfg) : 0;
+    for (;;) {
+        struct timespec tick = {2, 0};
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig < 0) {
+            rq_ports_renew(ports, cfg->n_ports, data_dir, (int64_t)time(NULL));
+            uint64_t now_files = o->config ? rq_ports_files_print(cfg) : 0;
+            if (now_files == files)
+                continue;
+            files = now_files;
+            reload_certs(o->config, cfg, ports);
+            continue;
+        }
+        if (sig == SIGHUP) {
+            if (o->config)
+                reload_certs(o->config, cfg, ports);
+            else
+                rq_log(RQ_LOG_INFO, NULL, "SIGHUP: nothing to reload (embedded default)");
+            continue;
+        }
+        rq_log(RQ_LOG_INFO, NULL, "%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        return;
+    }
+}
+
+static void log_startup(const struct rq_config *cfg, int n)
+{
+    rq_log(RQ_LOG_INFO, NULL, "ringmq %s: %d shard%s, configuration %s", RINGMQ_VERSION, n,
+           n == 1 ? "" : "s", cfg->source);
+    rq_log(RQ_LOG_INFO, NULL, "TLS library: wolfSSL %s, AES-NI %s", rq_tls_lib_version(),
+           rq_tls_lib_aesni() ? "in use" : "not in use (this CPU or this build lacks it)");
+    for (size_t i = 0; i < cfg->n_ignored; i++)
+        rq_log(RQ_LOG_INFO, NULL, "%s: ignored: %s (not applicable to ringmq)",
+               cfg->ignored[i].where, cfg->ignored[i].key);
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = {0};
     int rc = parse_args(argc, argv, &o);
     if (rc)
         return rc;
-
-    char err[1024] = "";
-    struct rq_config *cfg = o.config ? rq_config_load(o.config, err, sizeof err)
-                                     : rq_config_default();
-    if (!cfg) {
-        fprintf(stderr, "%s\n", err[0] ? err : "ringmq: cannot load configuration");
-        return 1;
-    }
-    if (o.port && add_port(cfg, o.port, !o.config) != 0) {
-        fprintf(stderr, "ringmq: out of memory\n");
-        return 1;
-    }
-    if (cfg->n_ports == 0) {
-        fprintf(stderr, "%s: no listener: add a BrokerListener document with at least one port "
-                        "(or pass -p PORT)\n", cfg->source);
-        rq_config_free(cfg);
-        return 1;
-    }
-    if (o.check) {
-        printf("%s: configuration is valid (%zu port%s)\n", cfg->source, cfg->n_ports,
-               cfg->n_ports == 1 ? "" : "s");
-        rq_config_free(cfg);
-        return 0;
-    }
+    struct rq_config *cfg = load_config(&o, &rc);
+    if (!cfg)
+        return rc;
     rq_log_level = cfg->log_level;
     rq_log_json = cfg->log_json;
     if (o.verbose)
         rq_log_level = o.verbose > 1 ? RQ_LOG_TRACE : RQ_LOG_DEBUG;
 
+    char err[1024] = "";
     if (rq_net_probe(err, sizeof err) != 0) {
         rq_log(RQ_LOG_ERROR, NULL, "%s", err);
         rq_config_free(cfg);
@@ -211,14 +298,7 @@ int main(int argc, char **argv)
         rq_config_free(cfg);
         return 1;
     }
-
-    int n = o.threads ? o.threads : cfg->threads;
-    if (n <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (int)cpus : 1;
-    }
-    if (n > 256)
-        n = 256;
+    int n = shard_count(&o, cfg);
 
     /* Signals are handled by this thread only; shards inherit the blocked mask. */
     sigset_t set;
@@ -242,56 +322,13 @@ int main(int argc, char **argv)
     if (rq_ports_setup(cfg, data_dir, ports, err, sizeof err) != 0) {
         rq_log(RQ_LOG_ERROR, NULL, "%s", err);
         rc = 1;
-        goto out;
+    } else {
+        rc = start_shards(b, cfg, ports, shards, n, &started);
     }
-    for (int i = 0; i < n; i++) {
-        shards[i] = rq_shard_new(i, b, cfg, ports, err, sizeof err);
-        if (!shards[i]) {
-            rq_log(RQ_LOG_ERROR, NULL, "%s", err);
-            rc = 1;
-            goto out;
-        }
+    if (rc == 0) {
+        log_startup(cfg, n);
+        serve(&o, cfg, ports, data_dir, &set);
     }
-    for (int i = 0; i < n; i++, started++) {
-        if (rq_shard_start(shards[i], err, sizeof err) != 0) {
-            rq_log(RQ_LOG_ERROR, NULL, "%s", err);
-            rc = 1;
-            goto out;
-        }
-    }
-    rq_log(RQ_LOG_INFO, NULL, "ringmq %s: %d shard%s, configuration %s", RINGMQ_VERSION, n,
-           n == 1 ? "" : "s", cfg->source);
-    rq_log(RQ_LOG_INFO, NULL, "TLS library: wolfSSL %s, AES-NI %s", rq_tls_lib_version(),
-           rq_tls_lib_aesni() ? "in use" : "not in use (this CPU or this build lacks it)");
-    for (size_t i = 0; i < cfg->n_ignored; i++)
-        rq_log(RQ_LOG_INFO, NULL, "%s: ignored: %s (not applicable to ringmq)",
-               cfg->ignored[i].where, cfg->ignored[i].key);
-
-    uint64_t files = o.config ? rq_ports_files_print(cfg) : 0;
-    for (;;) {
-        /* Wake every 2 s to notice changed configuration files or mounted secrets. */
-        struct timespec tick = {2, 0};
-        int sig = sigtimedwait(&set, NULL, &tick);
-        if (sig < 0) {
-            rq_ports_renew(ports, cfg->n_ports, data_dir, (int64_t)time(NULL));
-            uint64_t now_files = o.config ? rq_ports_files_print(cfg) : 0;
-            if (now_files == files)
-                continue;
-            files = now_files;
-            reload_certs(o.config, cfg, ports);
-            continue;
-        }
-        if (sig == SIGHUP) {
-            if (o.config)
-                reload_certs(o.config, cfg, ports);
-            else
-                rq_log(RQ_LOG_INFO, NULL, "SIGHUP: nothing to reload (embedded default)");
-            continue;
-        }
-        rq_log(RQ_LOG_INFO, NULL, "%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        break;
-    }
-out:
     for (int i = 0; i < started; i++)
         rq_shard_stop(shards[i]);
     for (int i = 0; i < started; i++)
