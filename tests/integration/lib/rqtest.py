@@ -998,11 +998,20 @@ class RawClient:
         self.send_raw(packet(PINGREQ, 0, b""))
         return self.wait_for(PINGRESP, timeout)
 
-    def disconnect(self, rc=0, props=None):
+    def disconnect(self, rc=0, props=None, wait=3.0):
+        """Send DISCONNECT, then wait (at most `wait` seconds) for the broker to close the
+        connection: once it has, the broker has handled the DISCONNECT (session detached, will
+        discarded or scheduled), so what the test does next cannot race with it."""
         try:
             self.send_raw(enc_disconnect(self.version, rc, props))
         except (OSError, AssertionError):
             pass
+        else:
+            if wait:
+                try:
+                    self.expect_closed(wait)
+                except (OSError, AssertionError, ValueError):
+                    pass
         self.close()
 
 
