@@ -84,6 +84,14 @@ def write_secret(b, cert_pem, key_pem):
         os.replace(tmp, os.path.join(d, name))
 
 
+def reload_to(b, leaf, what):
+    """Write leaf's chain and key as the port's secret, SIGHUP, and check the port serves it."""
+    write_secret(b, leaf.chain_pem, leaf.key_pem)
+    b.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    check_eq(serving_serial(b.tls_port), cert_serial(leaf), what)
+
+
 def fixture():
     p = pki()
     port = rq.free_port()
@@ -100,10 +108,7 @@ def fixture():
 def reload_on_file_change_keeps_clients(b):
     p = pki()
     port = b.tls_port
-    write_secret(b, p.first.chain_pem, p.first.key_pem)
-    b.signal(signal.SIGHUP)
-    time.sleep(0.5)
-    check_eq(serving_serial(port), cert_serial(p.first), "serial before the change")
+    reload_to(b, p.first, "serial before the change")
     # a client connected with the old certificate
     c = rq.RawClient(port, tls=rq.tls_context(cafile=p.root.cert), server_hostname="localhost")
     check_eq(c.connect(client_id=rq.uniq("keep")).rc, 0, "CONNACK")
@@ -123,10 +128,7 @@ def reload_on_file_change_keeps_clients(b):
 def broken_certificate_refused_old_stays(b):
     p = pki()
     port = b.tls_port
-    write_secret(b, p.second.chain_pem, p.second.key_pem)
-    b.signal(signal.SIGHUP)
-    time.sleep(0.5)
-    check_eq(serving_serial(port), cert_serial(p.second), "serial before the broken change")
+    reload_to(b, p.second, "serial before the broken change")
     mark = b.log_mark()
     write_secret(b, p.first.chain_pem, p.second.key_pem)  # certificate and key do not match
     b.signal(signal.SIGHUP)
@@ -134,10 +136,7 @@ def broken_certificate_refused_old_stays(b):
                timeout=3)
     check_eq(serving_serial(port), cert_serial(p.second), "serial after a refused change")
     # a good certificate afterwards is taken again
-    write_secret(b, p.first.chain_pem, p.first.key_pem)
-    b.signal(signal.SIGHUP)
-    time.sleep(0.5)
-    check_eq(serving_serial(port), cert_serial(p.first), "serial after a good change")
+    reload_to(b, p.first, "serial after a good change")
     check(b.alive(), "broker still running")
 
 
