@@ -32,7 +32,7 @@ struct rq_authn_creds {
     uint32_t auth_method_len;
     const uint8_t *auth_data; /* never logged */
     uint32_t auth_data_len;
-    const uint8_t *const *certs; /* TLS peer chain as presented, leaf first, DER */
+    const uint8_t *const *certs; /* TLS client's verified path, leaf to trust anchor, DER */
     const size_t *cert_lens;
     size_t n_certs;
     int64_t now; /* Unix seconds */
@@ -94,9 +94,9 @@ int rq_principal_add_attr(struct rq_principal *p, const char *key, const char *v
 
 struct rq_x509_rule;
 
-/* ca_pem: the trusted client CA bundle (roots or intermediates), used to complete the chain
- * up to its trust anchor for attribute matching and expiry. rules: authorizationAttributes in
- * configuration order (the method takes ownership of the array and its contents).
+/* ca_pem: the trusted client CA bundle (roots or intermediates): a client's verified path must
+ * end at one of them. rules: authorizationAttributes in configuration order (the method takes
+ * ownership of the array and its contents).
  * NULL on error with err set. */
 void *rq_x509_method_new(const char *ca_pem, size_t ca_len, struct rq_x509_rule *rules,
                          size_t n_rules, char *err, size_t errlen);

@@ -1,10 +1,11 @@
 /* The X509 authentication method. Relevant when the client presented a certificate in the TLS
- * handshake; wolfSSL has already verified the chain against the trusted client CAs by then.
- * Here: the chain is completed up to its trust anchor from the CA bundle, every certificate must
- * use the same key algorithm family, the principal's username is the leaf's CN, its attributes
- * come from the first authorizationAttributes entry whose subject equals a certificate's
- * subject, walking from the leaf up (docs/x509-attributes.md), and the credentials expire at the
- * earliest notAfter of the chain. */
+ * handshake. The TLS layer hands over the verified path, leaf to trust anchor, every link's
+ * signature checked (net/tls_path.h); certificates the client presented beside it are never
+ * seen here, so no name in them can count. Here: the path must end at one of this method's
+ * trusted CAs, every certificate on it must use the same key algorithm family, the principal's
+ * username is the leaf's CN, its attributes come from the first authorizationAttributes entry
+ * whose subject equals a certificate's subject, walking the path from the leaf up
+ * (docs/x509-attributes.md), and the credentials expire at the earliest notAfter of the path. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #define MAX_CHAIN 12
 
 struct cert {
+    uint8_t *der; /* trusted CAs only: compared with the path's anchor */
+    size_t der_len;
     struct rq_x509_info info;
     struct rq_dn subject;
     struct rq_dn issuer;
@@ -46,6 +49,7 @@ static int name_to_dn(const struct rq_x509_name *name, struct rq_dn *dn)
 
 static void cert_free(struct cert *c)
 {
+    free(c->der);
     rq_x509_info_free(&c->info);
     rq_dn_free(&c->subject);
     rq_dn_free(&c->issuer);
@@ -107,7 +111,8 @@ void *rq_x509_method_new(const char *ca_pem, size_t ca_len, struct rq_x509_rule 
             snprintf(err, errlen, "trusted client CA certificate %zu: %s", m->n_cas + 1, why);
             goto fail;
         }
-        free(der);
+        m->cas[m->n_cas].der = der;
+        m->cas[m->n_cas].der_len = der_len;
         m->n_cas++;
     }
     if (rc < 0) {
@@ -124,15 +129,15 @@ fail:
     return NULL;
 }
 
-/* The trusted CA whose subject is c's issuer (c not self-issued), or NULL. */
-static const struct cert *find_issuer(const struct x509_method *m, const struct cert *c)
+/* The path ends at one of this method's trusted CAs (byte for byte). */
+static bool anchored(const struct x509_method *m, const struct rq_authn_creds *c)
 {
-    if (rq_dn_equal(&c->subject, &c->issuer))
-        return NULL;
+    const uint8_t *top = c->certs[c->n_certs - 1];
+    size_t len = c->cert_lens[c->n_certs - 1];
     for (size_t i = 0; i < m->n_cas; i++)
-        if (rq_dn_equal(&m->cas[i].subject, &c->issuer))
-            return &m->cas[i];
-    return NULL;
+        if (m->cas[i].der_len == len && memcmp(m->cas[i].der, top, len) == 0)
+            return true;
+    return false;
 }
 
 static void deny(struct rq_authn_outcome *o, const char *fmt, const char *a, const char *b)
@@ -180,7 +185,12 @@ static void check(const void *state, const struct rq_authn_creds *c, struct rq_a
     const struct cert *chain[MAX_CHAIN];
     size_t n_own = 0, n = 0;
     const char *why = NULL;
-    for (size_t i = 0; i < c->n_certs && i < MAX_CHAIN; i++) {
+    if (c->n_certs > MAX_CHAIN || !anchored(m, c)) {
+        deny(o, "the verified certificate path does not end at a trusted client CA of this "
+                "method%s%s", "", "");
+        return;
+    }
+    for (size_t i = 0; i < c->n_certs; i++) {
         if (cert_parse(c->certs[i], c->cert_lens[i], &own[n_own], &why) != 0) {
             char idx[16];
             snprintf(idx, sizeof idx, "%zu", i + 1);
@@ -188,15 +198,6 @@ static void check(const void *state, const struct rq_authn_creds *c, struct rq_a
             goto out;
         }
         chain[n++] = &own[n_own++];
-    }
-    /* Complete the chain with the trust anchors it was verified against. */
-    for (const struct cert *up; n < MAX_CHAIN && (up = find_issuer(m, chain[n - 1])) != NULL;) {
-        bool seen = false;
-        for (size_t i = 0; i < n; i++)
-            seen |= chain[i] == up;
-        if (seen)
-            break;
-        chain[n++] = up;
     }
     int64_t expiry = 0;
     for (size_t i = 0; i < n; i++) {

@@ -11,16 +11,23 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfio.h>
+
+#include "net/tls_path.h"
 
 #ifndef WOLFSSL_ALWAYS_VERIFY_CB
 /* X.509 authentication reads the client's chain in the verify callback: tools/wolfssl/build.sh */
 #error "ringmq needs wolfSSL built with WOLFSSL_ALWAYS_VERIFY_CB"
 #endif
+#ifdef WOLFSSL_ALT_CERT_CHAINS
+/* It lets unverifiable CA certificates through the handshake: tools/wolfssl/build.sh */
+#error "ringmq needs wolfSSL built without --enable-altcertchains"
+#endif
 
-#define MAX_PEER_CERTS 10 /* more than wolfSSL's MAX_CHAIN_DEPTH (9) */
+#define MAX_PEER_CERTS RQ_TLS_PATH_MAX
 
-/* The client's certificates as it sent them (DER, leaf first): one allocation, made in the
+/* The client's verified path (DER, leaf first, trust anchor last): one allocation, made in the
  * handshake on ports that verify client certificates. */
 struct peer_chain {
     uint32_t n;
@@ -30,6 +37,7 @@ struct peer_chain {
 
 struct rq_tls_ctx {
     WOLFSSL_CTX *ctx;
+    struct rq_tls_anchors *anchors; /* the trusted client CAs; NULL: no client certificates */
     atomic_int refs;
 };
 
@@ -42,36 +50,68 @@ struct rq_tls {
     bool established;
     bool wire_failed;
     struct peer_chain *chain; /* NULL: no client certificate (or not asked for one) */
-    char why[120];
+    const char *path_why;     /* why the client's certificate was refused (static), or NULL */
+    char why[200];
 };
 
-/* Verify callback: wolfSSL calls it for the client's leaf certificate once the chain has been
- * verified (WOLFSSL_ALWAYS_VERIFY_CB), and on any verification error. The chain's buffers are
- * valid only during the call: copy them. The verdict stays wolfSSL's. */
-static int keep_chain(int preverify, WOLFSSL_X509_STORE_CTX *store)
+/* The presented certificate at depth failed only for want of a signer and is, byte for byte,
+ * one of the trusted client CAs: a client sending leaf + intermediate where only the
+ * intermediate is trusted. wolfSSL goes on to verify the leaf against it. */
+static bool trusted_copy(const struct rq_tls *t, const WOLFSSL_X509_STORE_CTX *store)
 {
-    struct rq_tls *t = store ? store->userCtx : NULL;
-    if (!preverify || !t || t->chain || store->error_depth != 0 || !store->certs ||
-        store->totalCerts <= 0)
-        return preverify;
-    size_t n =
-        (size_t)store->totalCerts < MAX_PEER_CERTS ? (size_t)store->totalCerts : MAX_PEER_CERTS;
+    if (store->error != ASN_NO_SIGNER_E && store->error != ASN_SELF_SIGNED_E)
+        return false;
+    const WOLFSSL_BUFFER_INFO *c = &store->certs[store->error_depth];
+    return rq_tls_anchors_has(t->ctx->anchors, c->buffer, c->length);
+}
+
+/* Copies the verified path (leaf to trust anchor) of the presented certificates. 0 or -1 with
+ * t->path_why set. */
+static int keep_path(struct rq_tls *t, const WOLFSSL_X509_STORE_CTX *store)
+{
+    struct rq_tls_der presented[MAX_PEER_CERTS], path[MAX_PEER_CERTS];
+    size_t np = (size_t)store->totalCerts < MAX_PEER_CERTS ? (size_t)store->totalCerts
+                                                            : MAX_PEER_CERTS;
+    for (size_t i = 0; i < np; i++)
+        presented[i] = (struct rq_tls_der){store->certs[i].buffer, store->certs[i].length};
+    size_t n = rq_tls_path_build(t->ctx->anchors, presented, np, path, &t->path_why);
+    if (n == 0)
+        return -1;
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
-        total += (size_t)store->certs[i].length;
+        total += path[i].len;
     struct peer_chain *c = malloc(sizeof *c + total);
-    if (!c)
-        return preverify; /* no chain: X.509 authentication then refuses the client */
+    if (!c) {
+        t->path_why = "out of memory";
+        return -1;
+    }
     c->n = (uint32_t)n;
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         c->off[i] = (uint32_t)off;
-        memcpy(c->der + off, store->certs[i].buffer, store->certs[i].length);
-        off += (size_t)store->certs[i].length;
+        memcpy(c->der + off, path[i].der, path[i].len);
+        off += path[i].len;
     }
     c->off[n] = (uint32_t)off;
     t->chain = c;
-    return preverify;
+    return 0;
+}
+
+/* Verify callback: wolfSSL calls it for the client's leaf certificate once every presented
+ * certificate has been verified (WOLFSSL_ALWAYS_VERIFY_CB), and on any verification error. The
+ * certificates' buffers are valid only during the call. wolfSSL's verdict stands, with two
+ * changes: a presented copy of a trust anchor needs no signer (trusted_copy), and a leaf whose
+ * verified path cannot be rebuilt here (tls_path.h) is refused. */
+static int keep_chain(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct rq_tls *t = store ? store->userCtx : NULL;
+    if (!t || !store->certs || store->totalCerts <= store->error_depth || store->error_depth < 0)
+        return preverify;
+    if (store->error_depth > 0)
+        return preverify || trusted_copy(t, store);
+    if (!preverify || t->chain)
+        return preverify;
+    return keep_path(t, store) == 0;
 }
 
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
@@ -108,6 +148,7 @@ struct rq_tls_ctx *rq_tls_ctx_new(const struct rq_tls_ctx_opts *o, char *err, si
     static atomic_int inited;
     if (atomic_exchange(&inited, 1) == 0)
         wolfSSL_Init();
+    struct rq_tls_anchors *anchors = NULL;
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
     if (!ctx) {
         snprintf(err, errlen, "cannot create a TLS context (out of memory?)");
@@ -141,6 +182,11 @@ struct rq_tls_ctx *rq_tls_ctx_new(const struct rq_tls_ctx_opts *o, char *err, si
             lib_error(err, errlen, "trusted client CA certificates", rc);
             goto fail;
         }
+        char why[200];
+        if (!(anchors = rq_tls_anchors_new(o->ca_pem, o->ca_len, why, sizeof why))) {
+            snprintf(err, errlen, "trusted client CA certificates: %s", why);
+            goto fail;
+        }
         /* With other methods on the port a client without a certificate still completes the
          * handshake and goes on to them. */
         int mode = WOLFSSL_VERIFY_PEER;
@@ -163,9 +209,11 @@ struct rq_tls_ctx *rq_tls_ctx_new(const struct rq_tls_ctx_opts *o, char *err, si
         goto fail;
     }
     c->ctx = ctx;
+    c->anchors = anchors;
     atomic_init(&c->refs, 1);
     return c;
 fail:
+    rq_tls_anchors_free(anchors);
     wolfSSL_CTX_free(ctx);
     return NULL;
 }
@@ -179,6 +227,7 @@ void rq_tls_ctx_unref(struct rq_tls_ctx *c)
 {
     if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
         wolfSSL_CTX_free(c->ctx);
+        rq_tls_anchors_free(c->anchors);
         free(c);
     }
 }
@@ -216,8 +265,9 @@ static int fail(struct rq_tls *t, int ret, const char *what, const char **why)
     int e = wolfSSL_get_error(t->ssl, ret);
     char reason[80];
     wolfSSL_ERR_error_string_n((unsigned long)e, reason, sizeof reason);
-    snprintf(t->why, sizeof t->why, "%s: %s (%d)", what, t->wire_failed ? "out of memory" : reason,
-             e);
+    snprintf(t->why, sizeof t->why, "%s: %s (%d)%s%s", what,
+             t->wire_failed ? "out of memory" : reason, e, t->path_why ? ": " : "",
+             t->path_why ? t->path_why : "");
     *why = t->why;
     return -1;
 }

@@ -51,7 +51,10 @@ bool rq_tls_established(const struct rq_tls *t);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256" for logs. */
 const char *rq_tls_describe(const struct rq_tls *t, char *buf, size_t len);
 
-/* The client's certificates, leaf first, as the client presented them (DER). */
+/* The client's verified certificate path (DER): the leaf first, then each certificate whose key
+ * verified the one before it, ending with a trusted client CA (net/tls_path.h). Certificates
+ * the client presented that are not on this path are not here. Empty without a client
+ * certificate. */
 size_t rq_tls_peer_count(struct rq_tls *t);
 bool rq_tls_peer_der(struct rq_tls *t, size_t i, const uint8_t **der, size_t *len);
 

@@ -29,15 +29,19 @@ FLAGS=(
   --enable-aesni --enable-intelasm --enable-sp --enable-sp-asm
   --enable-tls13 --enable-certext --enable-sni --enable-alpn
   --enable-session-ticket --enable-crl --enable-ocsp
-  --enable-certgen --enable-certreq --enable-keygen --enable-ip-alt-name --enable-altcertchains
+  --enable-certgen --enable-certreq --enable-keygen --enable-ip-alt-name
   --enable-asn=template
   --enable-ecc --enable-curve25519 --enable-ed25519 --enable-rsa
   --enable-aesgcm --enable-chacha --enable-poly1305
 )
+# No --enable-altcertchains: every certificate a client presents must verify, so a forged or
+# unrelated CA certificate in the presented list fails the handshake. The one case it served, a
+# trusted intermediate sent by the client although its root is not trusted, is accepted by
+# net/tls.c's verify callback (a presented certificate byte-identical to a trust anchor).
 # Options configure has no switch for: call the verify callback on every verified client
-# certificate (net/tls.c copies the client's chain there for X.509 authentication; wolfSSL's own
-# per-connection chain store, --enable-sessioncerts, costs 37 KB per TLS connection), and subject
-# alternative names in generated certificates ("Automatic" TLS).
+# certificate (net/tls_path.c builds the verified path from it for X.509 authentication;
+# wolfSSL's own per-connection chain store, --enable-sessioncerts, costs 37 KB per TLS
+# connection), and subject alternative names in generated certificates ("Automatic" TLS).
 DEFINES="-DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_ALT_NAMES -DSP_INT_BITS=8192"
 
 prefix="" version="" cc="${CC:-cc}" jobs="$(nproc)"
