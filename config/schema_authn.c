@@ -355,7 +355,27 @@ static int walk_settings(struct rq_ld *ld, struct method_walk *mw)
     }
 }
 
-static int walk_method(struct rq_ld *ld, yaml_node_t *item, size_t index)
+/* One X509 method per BrokerAuthentication: the port's TLS layer trusts one CA bundle and
+ * takes the client's verified path against it, and one method then owns that path's attribute
+ * entries. Two would leave the second one's CAs out of TLS, or make the entry that applies
+ * depend on which method's CAs happened to verify. One method holds any number of CAs (one
+ * ConfigMap, several keys) and entries. *first: the first X509 method's position (line 0: none
+ * yet). */
+static int one_x509(struct rq_ld *ld, yaml_node_t *method, struct rq_pos *first)
+{
+    if (first->line == 0) {
+        *first = rq_walk_pos(ld, method);
+        return 0;
+    }
+    return rq_walk_error(ld, method,
+                         "a second X509 method (the first is at %u:%u): put every trusted client "
+                         "CA in the first method's trustedClientCaCert ConfigMap and its "
+                         "authorizationAttributes there too",
+                         first->line, first->col);
+}
+
+static int walk_method(struct rq_ld *ld, yaml_node_t *item, size_t index,
+                       struct rq_pos *first_x509)
 {
     struct rq_authn_cfg *a = ld->doc.authn;
     struct method_walk mw = {.m = &a->methods[index], .map = item};
@@ -364,6 +384,8 @@ static int walk_method(struct rq_ld *ld, yaml_node_t *item, size_t index)
     int rc = rq_walk_map(ld, item, method_fields, &mw);
     if (rc == 0)
         rc = method_kind(ld, mw.method, &mw.m->kind);
+    if (rc == 0 && mw.m->kind == RQ_AUTHN_X509)
+        rc = one_x509(ld, mw.method, first_x509);
     if (rc == 0)
         rc = rq_refs_add_method(ld, (size_t)(a - ld->cfg->authns), index,
                                 rq_walk_pos(ld, mw.method));
@@ -387,8 +409,9 @@ static int set_methods(struct rq_ld *ld, yaml_node_t *v, void *obj)
     if (!(a->methods = calloc(n, sizeof *a->methods)))
         return rq_ld_oom(ld);
     a->n_methods = n; /* zeroed methods free cleanly if a later one fails */
+    struct rq_pos first_x509 = {0};
     for (size_t i = 0; i < n; i++)
-        if (walk_method(ld, rq_walk_node(ld, items[i]), i) < 0)
+        if (walk_method(ld, rq_walk_node(ld, items[i]), i, &first_x509) < 0)
             return -1;
     return 0;
 }
