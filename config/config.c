@@ -45,6 +45,8 @@ static struct rq_config *config_new(const char *source)
     c->max_topic_alias = 64;
     c->shard_backlog = 32768;
     c->connect_timeout_ms = 10000;
+    c->preconnect_conns = 10000;
+    c->preconnect_bytes = 64u << 20;
     c->log_json = false;
     snprintf(c->source, sizeof c->source, "%s", source);
     return c;

@@ -197,6 +197,11 @@ struct rq_config {
     uint16_t max_topic_alias;    /* Topic Alias Maximum we accept from clients; default 64 */
     uint32_t shard_backlog;      /* backpressure: messages waiting at a shard; default 32768 */
     uint32_t connect_timeout_ms; /* default 10000 */
+    /* preConnectLimit: what peers that have not completed CONNECT may hold, all shards
+     * together. connections: accepted and not yet past CONNECT (more are closed at accept);
+     * default 10000. bytes: of unfinished first packets; default 67108864 (64 MiB). */
+    uint32_t preconnect_conns;
+    uint64_t preconnect_bytes;
     bool log_json;               /* default false */
     char data_dir[255];          /* dataDir: broker-issued certificates (tls mode Automatic);
                                     "" = the default chosen by the CLI (see README) */

@@ -93,6 +93,13 @@ static const struct rq_field diagnostics_fields[] = {
     END,
 };
 
+/* Before CONNECT a peer is anonymous: these bound what all of them together may hold. */
+static const struct rq_field preconnect_fields[] = {
+    UINT("connections", preconnect_conns, 1, 10000000),
+    UINT("bytes", preconnect_bytes, 65536, 1ull << 40),
+    END,
+};
+
 static const struct rq_field ringmq_fields[] = {
     UINT("threads", threads, 0, 1024),
     UINT("maxConnections", max_connections, 1, 10000000),
@@ -101,6 +108,7 @@ static const struct rq_field ringmq_fields[] = {
     UINT("maxTopicAliases", max_topic_alias, 0, 65535),
     UINT("shardBacklogLimit", shard_backlog, 16, 16777216),
     CUSTOM("connectTimeoutSeconds", set_connect_timeout),
+    SECTION("preConnectLimit", preconnect_fields),
     {.key = "logFormat", .type = RQ_F_ENUM, .choices = "text|json", CFG(log_json)},
     {.key = "dataDir", .type = RQ_F_STR, CFG(data_dir)},
     END,

@@ -530,10 +530,32 @@ static int on_packet(struct rq_client *c, struct rq_packet *pk, const char **why
     }
 }
 
+/* Why a first packet that does not start with 0x10 is refused, naming what the bytes probably
+ * are when they look like something an operator can fix. */
+static const char *not_connect_why(const uint8_t *p, size_t len)
+{
+    if (p[0] == 0x16)
+        return "first packet is not CONNECT: a TLS handshake on a plain MQTT port [MQTT-3.1.0-1]";
+    if ((len >= 6 && memcmp(p, "PROXY ", 6) == 0) || (len >= 4 && memcmp(p, "\r\n\r\n", 4) == 0))
+        return "first packet is not CONNECT: a PROXY protocol header (not supported) "
+               "[MQTT-3.1.0-1]";
+    if (len >= 4 && memcmp(p, "GET ", 4) == 0)
+        return "first packet is not CONNECT: an HTTP request (WebSocket is served only on ports "
+               "with protocol WebSockets) [MQTT-3.1.0-1]";
+    return "first packet is not CONNECT [MQTT-3.1.0-1]";
+}
+
 long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
 {
     size_t used = 0;
     c->last_rx = c->w->now;
+    /* The first packet must be CONNECT [MQTT-3.1.0-1]: type 1, reserved flags 0 [MQTT-2.1.3-1].
+     * Its first byte tells, so anything else is refused there, before its length is read: not
+     * after a whole packet (up to 1 MiB) has been held for the connect timeout. */
+    if (!c->connected && len && p[0] != 0x10) {
+        rq_client_close(c, -RQ_RC_PROTOCOL_ERROR, not_connect_why(p, len));
+        return -1;
+    }
     while (used < len && !c->closing) {
         const char *why = "malformed packet";
         size_t hdr;

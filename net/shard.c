@@ -33,6 +33,15 @@ static size_t wire_len(struct conn *c)
     return c->xp ? rq_xport_wire(c->xp)->len : 0;
 }
 
+/* The end of a rate-limited line: how many like it were left out, if any. */
+static const char *left_out(uint64_t skipped, char *buf, size_t len)
+{
+    if (!skipped)
+        return "";
+    snprintf(buf, len, " (%llu such lines left out)", (unsigned long long)skipped);
+    return buf;
+}
+
 /* ---- SQE helpers ---- */
 
 static struct io_uring_sqe *get_sqe(struct rq_shard *s)
@@ -243,9 +252,12 @@ static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index,
 {
     uint16_t port = s->lport[port_index];
     if (!s->n_free) {
-        char name[RQ_PEER_STRLEN];
-        rq_log(RQ_LOG_WARN, NULL, "shard %d: connection table full (%u): refusing %s", s->id,
-               s->n_slots, rq_peer_format(peer, name, sizeof name));
+        char name[RQ_PEER_STRLEN], note[64];
+        uint64_t skipped;
+        if (rq_ratelog_due(&s->rl[RL_TABLE_FULL], s->w->now, &skipped))
+            rq_log(RQ_LOG_WARN, NULL, "shard %d: connection table full (%u): refusing %s%s", s->id,
+                   s->n_slots, rq_peer_format(peer, name, sizeof name),
+                   left_out(skipped, note, sizeof note));
         return NULL;
     }
     struct conn *c = calloc(1, sizeof *c);
@@ -270,12 +282,24 @@ static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index,
     return c;
 }
 
+/* A connection's descriptor is closed: one more fits in the budget, and accepting, if it was
+ * waiting for descriptors, tries again now. */
+static void fd_closed(struct rq_shard *s, int fd)
+{
+    close(fd);
+    rq_admit_fd_closed();
+    if (s->accept_retry_at > s->w->now)
+        s->accept_retry_at = s->w->now;
+}
+
 static void conn_free(struct rq_shard *s, struct conn *c, bool close_fd)
 {
     int minus_one = -1;
     io_uring_register_files_update(&s->ring, c->slot, &minus_one, 1);
     if (close_fd)
-        close(c->fd);
+        fd_closed(s, c->fd);
+    if (c->preconnect)
+        rq_admit_preconnect_done(&c->pre_bytes);
     s->slots[c->slot] = NULL;
     s->free_slots[s->n_free++] = c->slot;
     s->n_conns--;
@@ -335,6 +359,31 @@ static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t le
         start_migration(s, c);
 }
 
+/* Before CONNECT a connection is anonymous: what it holds of its first packet counts against
+ * preConnectLimit.bytes (admit.c). Past CONNECT it no longer counts. */
+static void account_first_packet(struct rq_shard *s, struct conn *c)
+{
+    if (!c->preconnect)
+        return;
+    if (c->cl.connected) {
+        c->preconnect = false;
+        rq_admit_preconnect_done(&c->pre_bytes);
+        return;
+    }
+    if (rq_admit_hold(&c->pre_bytes, c->in.cap) || c->cl.closing)
+        return;
+    uint64_t skipped;
+    if (rq_ratelog_due(&s->rl[RL_PRECONNECT_BYTES], s->w->now, &skipped)) {
+        char name[RQ_PEER_STRLEN], note[64];
+        rq_log(RQ_LOG_WARN, NULL, "shard %d: preConnectLimit.bytes (%llu) reached by connections "
+               "that have not completed CONNECT: closing %s, which holds %zu bytes of its first "
+               "packet%s", s->id, (unsigned long long)rq_admit_bytes_limit(),
+               rq_peer_format(&c->peer, name, sizeof name), c->in.len,
+               left_out(skipped, note, sizeof note));
+    }
+    rq_client_close(&c->cl, 0, "preConnectLimit.bytes reached");
+}
+
 static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len)
 {
     if (c->state == C_MIGRATING) {
@@ -346,6 +395,7 @@ static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, siz
         return;
     if (!c->xp) {
         feed(s, c, p, len);
+        account_first_packet(s, c);
         return;
     }
     const char *why = "transport error";
@@ -362,6 +412,7 @@ static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, siz
     feed(s, c, NULL, 0); /* what arrived before a close still counts (e.g. a DISCONNECT) */
     if (rc < 0 && !c->cl.closing)
         rq_client_close(&c->cl, 0, why);
+    account_first_packet(s, c);
 }
 
 /* The session of this connection lives on another shard: stop reading here, wait for the recv
@@ -412,7 +463,7 @@ static void adopt(struct rq_shard *s, struct handover *h)
     struct conn *c = s->stopping ? NULL : conn_new(s, h->fd, h->port_index, &h->peer);
     if (!c) {
         rq_xport_free(h->xp);
-        close(h->fd);
+        fd_closed(s, h->fd);
         free(h);
         return;
     }
@@ -431,15 +482,71 @@ static void adopt(struct rq_shard *s, struct handover *h)
 
 /* ---- completions ---- */
 
+/* Accepting failed. A multishot accept that ended (no F_MORE) is re-armed by the loop, but not
+ * before s->accept_retry_at: EMFILE and its kin last until connections close, and re-arming at
+ * once would fail again every loop turn. */
+static void accept_failed(struct rq_shard *s, uint32_t li, int err, bool ended)
+{
+    s->accept_failures++;
+    if (ended) {
+        uint32_t ms = s->accept_backoff_ms ? s->accept_backoff_ms * 2 : 100;
+        s->accept_backoff_ms = ms > 1000 ? 1000 : ms;
+        s->accept_retry_at = s->w->now + s->accept_backoff_ms;
+    }
+    uint64_t skipped;
+    char note[64];
+    if (rq_ratelog_due(&s->rl[RL_ACCEPT], s->w->now, &skipped))
+        rq_log(RQ_LOG_WARN, NULL, "shard %d: accept on port %u: %s%s%s", s->id, s->lport[li],
+               strerror(err),
+               err == EMFILE || err == ENFILE
+                   ? ": out of descriptors: accepting again as connections close"
+                   : "",
+               left_out(skipped, note, sizeof note));
+}
+
+static void accept_recovered(struct rq_shard *s)
+{
+    uint64_t skipped;
+    char note[64];
+    if (rq_ratelog_due(&s->rl[RL_ACCEPT_OK], s->w->now, &skipped))
+        rq_log(RQ_LOG_INFO, NULL, "shard %d: accepting again after %llu failed attempts%s", s->id,
+               (unsigned long long)s->accept_failures, left_out(skipped, note, sizeof note));
+    s->accept_failures = 0;
+    s->accept_backoff_ms = 0;
+}
+
+/* Refuses a connection at accept because a broker-wide limit is reached (admit.c). */
+static void refuse_at_accept(struct rq_shard *s, int fd, enum rq_admit_verdict v)
+{
+    struct rq_peer peer;
+    uint64_t skipped;
+    enum ratelog_kind k = v == RQ_ADMIT_NO_FD ? RL_NO_FD : RL_PRECONNECT;
+    if (rq_ratelog_due(&s->rl[k], s->w->now, &skipped)) {
+        char name[RQ_PEER_STRLEN], note[64];
+        peer_name(fd, &peer);
+        rq_peer_format(&peer, name, sizeof name);
+        left_out(skipped, note, sizeof note);
+        if (v == RQ_ADMIT_NO_FD)
+            rq_log(RQ_LOG_WARN, NULL, "shard %d: refusing %s: all %u connection descriptors "
+                   "the broker may use (RLIMIT_NOFILE) are in use%s", s->id, name,
+                   rq_admit_fd_budget(), skipped ? note : "");
+        else
+            rq_log(RQ_LOG_WARN, NULL, "shard %d: refusing %s: preConnectLimit.connections (%u) "
+                   "connections have not completed CONNECT%s", s->id, name,
+                   rq_admit_preconnect_limit(), skipped ? note : "");
+    }
+    close(fd);
+}
+
 static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
 {
     uint32_t li = tag_slot(cqe->user_data);
-    if (!(cqe->flags & IORING_CQE_F_MORE))
+    bool ended = !(cqe->flags & IORING_CQE_F_MORE);
+    if (ended)
         s->accept_armed[li] = false; /* re-armed at the end of the iteration */
     if (cqe->res < 0) {
-        if (cqe->res != -ECANCELED)
-            rq_log(RQ_LOG_WARN, NULL, "shard %d: accept on port %u: %s", s->id, s->lport[li],
-                   strerror(-cqe->res));
+        if (cqe->res != -ECANCELED && !s->stopping)
+            accept_failed(s, li, -cqe->res, ended);
         return;
     }
     int fd = cqe->res;
@@ -447,6 +554,13 @@ static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
         close(fd);
         return;
     }
+    enum rq_admit_verdict v = rq_admit_accept();
+    if (v != RQ_ADMIT_OK) {
+        refuse_at_accept(s, fd, v);
+        return;
+    }
+    if (s->accept_failures)
+        accept_recovered(s);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct rq_peer peer;
@@ -455,10 +569,13 @@ static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
     struct rq_xport *xp = rq_xport_new(&s->ports[li], &failed);
     struct conn *c = failed ? NULL : conn_new(s, fd, li, &peer);
     if (!c) {
+        size_t none = 0;
         rq_xport_free(xp);
-        close(fd);
+        fd_closed(s, fd);
+        rq_admit_preconnect_done(&none);
         return;
     }
+    c->preconnect = true;
     c->xp = xp;
     if (xp)
         c->cl.log.phase = "transport handshake"; /* a stalled one ends at the connect timeout */
@@ -723,9 +840,15 @@ void rq_shard_loop(struct rq_shard *s)
             resume_all(s);
         if (s->stopping && (s->n_conns == 0 || w->now >= s->stop_deadline))
             break;
-        for (size_t i = 0; !s->stopping && i < s->n_listen; i++)
-            if (!s->accept_armed[i])
+        bool accept_waits = false;
+        for (size_t i = 0; !s->stopping && i < s->n_listen; i++) {
+            if (s->accept_armed[i])
+                continue;
+            if (w->now >= s->accept_retry_at)
                 arm_accept(s, i);
+            else
+                accept_waits = true;
+        }
 
         bool busy = io_uring_cq_ready(&s->ring) > 0 || s->dirty;
         for (int t = 0; t < rq_n_shards; t++)
@@ -737,6 +860,8 @@ void rq_shard_loop(struct rq_shard *s)
             ms = 50; /* closing connections poll their linger deadline */
         if (s->stopping && (ms < 0 || ms > 50))
             ms = 50;
+        if (accept_waits && (ms < 0 || (uint64_t)ms > s->accept_retry_at - w->now))
+            ms = (int64_t)(s->accept_retry_at - w->now); /* accepting waits for descriptors */
         if (s->n_paused && (ms < 0 || ms > 1))
             ms = 1; /* clients paused by backpressure: nothing wakes us when the shard we wait
                        for catches up, so look again every millisecond */

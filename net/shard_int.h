@@ -12,6 +12,7 @@
 
 #include "core/broker.h"
 #include "core/log.h"
+#include "net/admit.h"
 #include "net/xport.h"
 
 struct rq_port_rt;
@@ -47,6 +48,17 @@ static inline uint32_t tag_slot(uint64_t t)
     return (uint32_t)t;
 }
 
+/* Log lines written at most every RQ_RATELOG_MS per shard (see rq_ratelog_due). */
+enum ratelog_kind {
+    RL_ACCEPT,
+    RL_ACCEPT_OK,
+    RL_TABLE_FULL,
+    RL_NO_FD,
+    RL_PRECONNECT,
+    RL_PRECONNECT_BYTES,
+    RL_KINDS
+};
+
 enum conn_state { C_OPEN, C_CLOSING, C_SHUTDOWN, C_MIGRATING };
 
 struct conn {
@@ -63,10 +75,12 @@ struct conn {
     bool closing_listed; /* on the close list */
     bool closed_notified;
     bool paused; /* not read (backpressure): its multishot recv was cancelled */
+    bool preconnect; /* counted in admit.c as before CONNECT (released once past it) */
     uint32_t ops;         /* operations in flight (teardown waits for 0) */
     struct rq_peer peer;  /* 20 bytes; formatted only when a line is logged */
     uint64_t close_deadline;
     struct rq_buf in;    /* MQTT bytes not yet consumed (a partial packet) */
+    size_t pre_bytes;    /* of in, charged to the pre-CONNECT byte budget (admit.c) */
     struct rq_xport *xp; /* TLS / WebSocket layers (and their buffers); NULL for plain TCP */
     struct rq_buf sending;
     size_t send_off;
@@ -113,6 +127,12 @@ struct rq_shard {
     uint16_t *lport;
     size_t n_listen;
     bool *accept_armed;
+    /* Accepting failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM):
+     * no listener is re-armed before accept_retry_at; the wait doubles up to a second, and a
+     * connection this shard closes ends it early. */
+    uint64_t accept_retry_at;
+    uint32_t accept_backoff_ms;
+    uint64_t accept_failures; /* since accepting last worked */
 
     struct conn **slots;
     uint32_t n_slots;
@@ -129,6 +149,7 @@ struct rq_shard {
     bool stopping;
     uint64_t stop_deadline;
     uint64_t stale_cqes;
+    struct rq_ratelog rl[RL_KINDS]; /* lines peers and storms can repeat */
     uint32_t gen_counter;
 };
 

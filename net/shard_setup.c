@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -171,6 +170,7 @@ struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_confi
     if (!rq_shards) {
         rq_shards = calloc((size_t)b->n_shards, sizeof *rq_shards);
         rq_n_shards = b->n_shards;
+        rq_admit_init(cfg, b->n_shards, cfg->n_ports);
     }
     if (rq_shards)
         rq_shards[id] = s;
@@ -205,25 +205,29 @@ static int setup_buffers(struct rq_shard *s)
     return 0;
 }
 
+/* The registered file table: one slot per connection this shard may hold. Descriptors are one
+ * process-wide budget (admit.c, from RLIMIT_NOFILE) that the accepts of all shards draw from,
+ * so a table larger than it would never fill; SO_REUSEPORT does not spread connections evenly
+ * enough to split it, so each shard may hold all of it. Connected clients stop at
+ * maxConnections and the others at preConnectLimit.connections, so that bounds it too. */
 static int setup_files(struct rq_shard *s)
 {
-    struct rlimit rl;
-    uint32_t want = s->cfg->max_connections + 64;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
-        want = (uint32_t)rl.rlim_cur > 64 ? (uint32_t)rl.rlim_cur - 32 : 32;
+    uint64_t want = (uint64_t)s->cfg->max_connections + s->cfg->preconnect_conns + 64;
+    if (want > rq_admit_fd_budget())
+        want = rq_admit_fd_budget();
     if (want > 1u << 20)
         want = 1u << 20;
-    int rc = io_uring_register_files_sparse(&s->ring, want);
+    int rc = io_uring_register_files_sparse(&s->ring, (unsigned)want);
     if (rc)
         return rc;
-    s->n_slots = want;
+    s->n_slots = (uint32_t)want;
     s->slots = calloc(want, sizeof *s->slots);
     s->free_slots = malloc(want * sizeof *s->free_slots);
     if (!s->slots || !s->free_slots)
         return -ENOMEM;
-    for (uint32_t i = 0; i < want; i++)
-        s->free_slots[i] = want - 1 - i;
-    s->n_free = want;
+    for (uint32_t i = 0; i < s->n_slots; i++)
+        s->free_slots[i] = s->n_slots - 1 - i;
+    s->n_free = s->n_slots;
     return 0;
 }
 
@@ -330,6 +334,7 @@ static void discard_post(const struct rq_post *p)
         struct handover *h = p->ptr;
         rq_xport_free(h->xp);
         close(h->fd);
+        rq_admit_fd_closed();
         free(h);
     }
 }

@@ -82,6 +82,8 @@ static void test_default(void)
     CHECK_EQ(c->max_topic_levels, 64);
     CHECK_EQ(c->max_topic_alias, 64);
     CHECK_EQ(c->connect_timeout_ms, 10000);
+    CHECK_EQ(c->preconnect_conns, 10000);
+    CHECK_EQ(c->preconnect_bytes, 67108864);
     CHECK(!c->log_json);
     CHECK_STR(c->source, "(embedded default)");
     CHECK_EQ(c->n_objects, 0);
@@ -295,7 +297,8 @@ static void test_empty_and_defaults(void)
                     "      maxSessionExpirySeconds: 4294967295\n"
                     "      maxPacketSizeBytes: 268435456\n  ringmq:\n    threads: 1024\n"
                     "    maxTopicAliases: 0\n    maxConnections: 10000000\n"
-                    "    connectTimeoutSeconds: 3600\n    shardBacklogLimit: 16777216\n",
+                    "    connectTimeoutSeconds: 3600\n    shardBacklogLimit: 16777216\n"
+                    "    preConnectLimit: {connections: 1, bytes: 1099511627776}\n",
              err, sizeof err);
     CHECK(c != NULL);
     if (c) {
@@ -306,6 +309,8 @@ static void test_empty_and_defaults(void)
         CHECK_EQ(c->max_connections, 10000000);
         CHECK_EQ(c->connect_timeout_ms, 3600000);
         CHECK_EQ(c->shard_backlog, 16777216);
+        CHECK_EQ(c->preconnect_conns, 1);
+        CHECK_EQ(c->preconnect_bytes, 1099511627776ull);
     }
     rq_config_free(c);
 }
@@ -427,6 +432,10 @@ static void test_bad_ranges(void)
                  "x.yaml:7:28: connectTimeoutSeconds must be 1..3600, got 3601");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    shardBacklogLimit: 15\n",
                  "x.yaml:7:24: shardBacklogLimit must be 16..16777216, got 15");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    preConnectLimit: {connections: 0}\n",
+                 "x.yaml:7:36: connections must be 1..10000000, got 0");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    preConnectLimit: {bytes: 65535}\n",
+                 "x.yaml:7:30: bytes must be 65536..1099511627776, got 65535");
 }
 
 static void test_bad_enums(void)
