@@ -41,7 +41,7 @@ static struct rq_config *config_new(const char *source)
     c->threads = 0;
     c->max_connections = 100000;
     c->max_inflight = 100;
-    c->max_topic_levels = 64;
+    c->max_topic_levels = 200; /* mosquitto's limit; matching is iterative at any depth */
     c->max_topic_alias = 64;
     c->shard_backlog = 32768;
     c->connect_timeout_ms = 10000;

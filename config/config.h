@@ -193,7 +193,7 @@ struct rq_config {
     int threads;                 /* 0 = online CPUs */
     uint32_t max_connections;    /* default 100000 */
     uint16_t max_inflight;       /* our Receive Maximum toward clients' QoS>0 sends; default 100 */
-    uint16_t max_topic_levels;   /* default 64 */
+    uint16_t max_topic_levels;   /* default 200 */
     uint16_t max_topic_alias;    /* Topic Alias Maximum we accept from clients; default 64 */
     uint32_t shard_backlog;      /* backpressure: messages waiting at a shard; default 32768 */
     uint32_t connect_timeout_ms; /* default 10000 */

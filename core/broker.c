@@ -434,7 +434,16 @@ void rq_batch_discard(struct rq_batch *bt)
     free(bt);
 }
 
-void rq_route(struct rq_worker *w, struct rq_msg *m)
+/* Subscriptions that take m: all matches but the publisher's own No Local ones. */
+static size_t takers(const struct rq_msg *m, const struct rq_sub_entry *e, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += !((e[i].opts & RQ_SUBOPT_NO_LOCAL) && m->origin == e[i].session_id);
+    return k;
+}
+
+size_t rq_route(struct rq_worker *w, struct rq_msg *m)
 {
     struct rq_broker *b = w->b;
     w->scratch_n = 0;
@@ -443,8 +452,9 @@ void rq_route(struct rq_worker *w, struct rq_msg *m)
     rq_brlock_read_unlock(&b->tree_lock, w->id);
     size_t n = w->scratch_n;
     if (!n)
-        return;
+        return 0;
     struct rq_sub_entry *e = w->scratch;
+    size_t taken = takers(m, e, n);
     if (n > 1)
         qsort(e, n, sizeof *e, by_session);
     /* Few shards (= cores): one pass per shard that has entries. Entries of this shard are
@@ -454,7 +464,7 @@ void rq_route(struct rq_worker *w, struct rq_msg *m)
         local_only = RQ_SESSION_SHARD(e[i].session_id) == w->id;
     if (local_only) {
         deliver_local(w, m, e, n);
-        return;
+        return taken;
     }
     for (int shard = 0; shard < b->n_shards; shard++) {
         size_t cnt = 0;
@@ -477,6 +487,7 @@ void rq_route(struct rq_worker *w, struct rq_msg *m)
         deliver_local(w, m, mine, k);
         free(mine);
     }
+    return taken;
 }
 
 void rq_retain_store(struct rq_worker *w, struct rq_msg *m)

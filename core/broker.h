@@ -128,6 +128,9 @@ struct rq_worker {
     bool throttled;
     uint64_t throttle_count; /* times throttling started */
     uint64_t throttle_logged; /* w->now of the last log line about it */
+    /* Rate limit of the line about PUBLISHes refused for their topic ($SYS, $share). */
+    uint64_t refused_logged; /* w->now of the last such line */
+    uint64_t refused_since;  /* refusals not logged since then */
 };
 
 /* Messages other shards have posted to one shard and it has not delivered yet (backpressure).
@@ -161,7 +164,8 @@ struct rq_client {
     uint16_t alias_in_max;
     uint16_t alias_out_max;
     uint16_t alias_out_used;
-    uint8_t version; /* 0 until CONNECT */
+    uint8_t version; /* 0 until CONNECT; 4 for MQTT 3.1 and 3.1.1, 5 */
+    uint8_t level;   /* the CONNECT's protocol level: 3 (MQTT 3.1), 4 or 5 */
     uint8_t hops;    /* how many times this connection was handed over */
     bool connected;
     bool closing;

@@ -73,8 +73,9 @@ void rq_smap_del(struct rq_smap *m, uint64_t id);
 uint64_t rq_reg_get(struct rq_reg *r, const uint8_t *cid, size_t len);
 void rq_reg_set(struct rq_reg *r, struct rq_session *s);
 void rq_reg_del(struct rq_reg *r, struct rq_session *s);
-/* Routes a message to every matching subscription (all shards). Consumes no reference. */
-void rq_route(struct rq_worker *w, struct rq_msg *m);
+/* Routes a message to every matching subscription (all shards). Consumes no reference.
+ * Returns how many subscriptions take it (0: PUBACK/PUBREC 0x10 No matching subscribers). */
+size_t rq_route(struct rq_worker *w, struct rq_msg *m);
 /* Stores/clears a retained message (m->retain set). */
 void rq_retain_store(struct rq_worker *w, struct rq_msg *m);
 
@@ -105,6 +106,15 @@ bool rq_client_writable(const struct rq_client *c);
 bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, uint16_t pid,
                              bool dup);
 void rq_client_write_ack(struct rq_client *c, int type, uint16_t pid, uint8_t reason);
+/* The packet the last encoder appended to c->out at `start` is within the client's Maximum
+ * Packet Size [MQTT-3.1.2-25] (0 = not known yet). When it is not, it is removed again and
+ * false returned: the caller may retry with rq_props_drop_optional or give the packet up. */
+bool rq_client_fits(struct rq_client *c, size_t start);
+/* Removes what may be left out to make a packet fit: Reason String and User Properties
+ * [MQTT-3.2.2-19], [MQTT-3.2.2-20], [MQTT-3.14.2-3], [MQTT-3.14.2-4]. */
+void rq_props_drop_optional(struct rq_props *p);
+/* Why a client may not publish to topic t ($SYS, $share/), or NULL when it may. */
+const char *rq_topic_reserved(const uint8_t *t, size_t len);
 /* The name of a reason code, for log lines. */
 const char *rq_rc_name(int rc);
 /* Connected: arms the client's one timer for the keepalive deadline or the credentials' expiry,

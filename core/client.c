@@ -62,13 +62,49 @@ bool rq_client_writable(const struct rq_client *c)
 
 /* ---- output ---- */
 
-void rq_client_write_ack(struct rq_client *c, int type, uint16_t pid, uint8_t reason)
+bool rq_client_fits(struct rq_client *c, size_t start)
 {
-    struct rq_ack a = {.packet_id = pid, .reason = reason};
-    if (rq_codec_encode_ack(&c->out, c->version, type, &a) == 0)
-        rq_client_flush(c);
+    if (!c->max_packet_out || c->out.len - start <= c->max_packet_out)
+        return true;
+    c->out.len = start;
+    return false;
 }
 
+void rq_props_drop_optional(struct rq_props *p)
+{
+    p->present &= ~RQ_PROP_BIT(RQ_PROP_REASON_STRING);
+    p->user_props = (struct rq_str){NULL, 0};
+}
+
+/* A packet without properties that does not fit the client's Maximum Packet Size (a client
+ * that asked for less than a few bytes) cannot be sent: the connection cannot go on. */
+static void close_unsendable(struct rq_client *c, const char *what)
+{
+    char why[96];
+    snprintf(why, sizeof why, "%s larger than the client's Maximum Packet Size %u [MQTT-3.1.2-25]",
+             what, c->max_packet_out);
+    rq_client_close(c, 0, why);
+}
+
+void rq_client_write_ack(struct rq_client *c, int type, uint16_t pid, uint8_t reason)
+{
+    static const char *const names[] = {[RQ_PUBACK] = "PUBACK",
+                                        [RQ_PUBREC] = "PUBREC",
+                                        [RQ_PUBREL] = "PUBREL",
+                                        [RQ_PUBCOMP] = "PUBCOMP"};
+    struct rq_ack a = {.packet_id = pid, .reason = reason};
+    size_t start = c->out.len;
+    if (rq_codec_encode_ack(&c->out, c->version, type, &a) != 0)
+        return;
+    if (!rq_client_fits(c, start)) {
+        close_unsendable(c, names[type]);
+        return;
+    }
+    rq_client_flush(c);
+}
+
+/* v5 DISCONNECT with the reason; the Reason String goes when the packet would be larger than
+ * the client's Maximum Packet Size, the whole DISCONNECT when even that is [MQTT-3.14.2-3]. */
 void rq_client_send_disconnect(struct rq_client *c, uint8_t reason, const char *why)
 {
     if (c->version != 5 || !c->connected)
@@ -78,8 +114,16 @@ void rq_client_send_disconnect(struct rq_client *c, uint8_t reason, const char *
         p.present |= RQ_PROP_BIT(RQ_PROP_REASON_STRING);
         p.reason_string = (struct rq_str){(const uint8_t *)why, (uint32_t)strlen(why)};
     }
-    if (rq_codec_encode_reason(&c->out, 5, RQ_DISCONNECT, reason, &p) == 0)
-        rq_client_flush(c);
+    size_t start = c->out.len;
+    if (rq_codec_encode_reason(&c->out, 5, RQ_DISCONNECT, reason, &p) != 0)
+        return;
+    if (!rq_client_fits(c, start)) {
+        rq_props_drop_optional(&p);
+        if (rq_codec_encode_reason(&c->out, 5, RQ_DISCONNECT, reason, &p) != 0 ||
+            !rq_client_fits(c, start))
+            return;
+    }
+    rq_client_flush(c);
 }
 
 /* rc: 0 or -RQ_RC_*. v5 clients past CONNECT get DISCONNECT rc; others are just closed. */
@@ -171,8 +215,11 @@ bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, u
         po.has_expiry = false;
     }
     if (rq_codec_publish_size(c->version, &po) > c->max_packet_out) {
-        rq_log(RQ_LOG_DEBUG, &c->log, "message on \"%.*s\" larger than the client's maximum "
-               "packet size: dropped for this client", m->topic_len, (const char *)m->topic);
+        char t[128];
+        rq_log(RQ_LOG_DEBUG, &c->log,
+               "message on \"%s\" larger than the client's maximum packet size: dropped for "
+               "this client",
+               rq_log_escape(t, sizeof t, m->topic, m->topic_len));
         return false; /* [MQTT-3.1.2-25] */
     }
     bool send_topic = true;
@@ -269,15 +316,58 @@ static bool qos2_seen(struct rq_session *s, uint16_t pid, bool remove)
     return false;
 }
 
+/* Topics a client may not publish to: $SYS (the broker's own) and anything under $share/ (a
+ * subscription prefix, never a topic). Returns why, or NULL when the topic is open. */
+const char *rq_topic_reserved(const uint8_t *t, size_t len)
+{
+    if (len >= 4 && memcmp(t, "$SYS", 4) == 0 && (len == 4 || t[4] == '/'))
+        return "$SYS topics are the broker's own";
+    if (len >= 6 && memcmp(t, "$share", 6) == 0 && (len == 6 || t[6] == '/'))
+        return "$share/ names shared subscriptions, not a topic";
+    return NULL;
+}
+
+/* A PUBLISH to a reserved topic: v5 QoS 1/2 get 0x87 Not authorized; 3.1.1 has no way to say
+ * no, so QoS 1/2 are acknowledged and dropped (as mosquitto does for an ACL denial); QoS 0 is
+ * dropped. Logged at most once every 10 s per shard (a client can send these in a loop). */
+static void refuse_publish(struct rq_client *c, const struct rq_publish *p, const char *reason)
+{
+    struct rq_worker *w = c->w;
+    if (!w->refused_logged || w->now - w->refused_logged >= 10000) {
+        char t[128];
+        rq_log(RQ_LOG_INFO, &c->log,
+               "PUBLISH to \"%s\" dropped: %s (%llu more on this shard since the last such "
+               "line; logged at most every 10 s)",
+               rq_log_escape(t, sizeof t, p->topic.p, p->topic.len), reason,
+               (unsigned long long)w->refused_since);
+        w->refused_logged = w->now ? w->now : 1;
+        w->refused_since = 0;
+    } else {
+        w->refused_since++;
+    }
+    uint8_t rc = c->version == 5 ? RQ_RC_NOT_AUTHORIZED : 0;
+    if (p->qos)
+        rq_client_write_ack(c, p->qos == 1 ? RQ_PUBACK : RQ_PUBREC, p->packet_id, rc);
+}
+
 static int on_publish(struct rq_client *c, struct rq_publish *p, const char **why)
 {
     const struct rq_config *cfg = rq_client_cfg(c);
+    if (p->n_sub_ids) {
+        *why = "subscription identifier in a PUBLISH from a client [MQTT-3.3.4-6]";
+        return -RQ_RC_PROTOCOL_ERROR;
+    }
     int rc = resolve_alias(c, p, why);
     if (rc)
         return rc;
     if (cfg->max_topic_levels && rq_topic_levels(p->topic.p, p->topic.len) > cfg->max_topic_levels) {
         *why = "topic has more levels than maxTopicLevels";
         return -RQ_RC_TOPIC_NAME_INVALID;
+    }
+    const char *reserved = rq_topic_reserved(p->topic.p, p->topic.len);
+    if (reserved) {
+        refuse_publish(c, p, reserved);
+        return 0;
     }
     if (p->qos == 2) {
         if (qos2_seen(c->s, p->packet_id, false)) { /* duplicate: already routed once */
@@ -305,13 +395,16 @@ static int on_publish(struct rq_client *c, struct rq_publish *p, const char **wh
     }
     if (p->retain)
         rq_retain_store(c->w, m);
-    rq_route(c->w, m);
+    size_t takers = rq_route(c->w, m);
     rq_msg_unref(m);
+    /* v5: 0x10 when no subscription took it, retained or not (the message was accepted and,
+     * if retained, stored; mosquitto answers the same). */
+    uint8_t ok = c->version == 5 && takers == 0 ? RQ_RC_NO_MATCHING_SUBSCRIBERS : 0;
     if (p->qos == 1) {
-        rq_client_write_ack(c, RQ_PUBACK, p->packet_id, 0);
+        rq_client_write_ack(c, RQ_PUBACK, p->packet_id, ok);
     } else if (p->qos == 2) {
         c->s->qos2_in[c->s->qos2_in_count++] = p->packet_id;
-        rq_client_write_ack(c, RQ_PUBREC, p->packet_id, 0);
+        rq_client_write_ack(c, RQ_PUBREC, p->packet_id, ok);
     }
     return 0;
 }
@@ -417,10 +510,16 @@ static int on_subscribe(struct rq_client *c, const struct rq_sublist *sl, const 
         int rh = RQ_SUBOPT_RH(opts);
         want_retained[k] = !shared && (rh == 0 || (rh == 1 && !existed));
     }
+    size_t start = c->out.len;
     if (rq_codec_encode_suback(&c->out, c->version, RQ_SUBACK, sl->packet_id, NULL, rcs,
                                sl->count) != 0) {
         *why = "out of memory";
         result = -RQ_RC_IMPL_SPECIFIC;
+        goto out;
+    }
+    if (!rq_client_fits(c, start)) {
+        *why = "SUBACK larger than the client's Maximum Packet Size [MQTT-3.1.2-25]";
+        result = -RQ_RC_PACKET_TOO_LARGE;
         goto out;
     }
     rq_client_flush(c);
@@ -457,10 +556,16 @@ static int on_unsubscribe(struct rq_client *c, const struct rq_sublist *sl, cons
         rcs[i++] = rq_session_unsubscribe(c->s, f.p, f.len) == 0 ? RQ_RC_SUCCESS
                                                                   : RQ_RC_NO_SUBSCRIPTION_EXISTED;
     }
-    rq_codec_encode_suback(&c->out, c->version, RQ_UNSUBACK, sl->packet_id, NULL, rcs, sl->count);
-    rq_client_flush(c);
+    size_t start = c->out.len;
+    int rc = rq_codec_encode_suback(&c->out, c->version, RQ_UNSUBACK, sl->packet_id, NULL, rcs,
+                                    sl->count);
     if (rcs != codes)
         free(rcs);
+    if (rc == 0 && !rq_client_fits(c, start)) {
+        *why = "UNSUBACK larger than the client's Maximum Packet Size [MQTT-3.1.2-25]";
+        return -RQ_RC_PACKET_TOO_LARGE;
+    }
+    rq_client_flush(c);
     return 0;
 }
 
@@ -515,10 +620,16 @@ static int on_packet(struct rq_client *c, struct rq_packet *pk, const char **why
         return on_subscribe(c, &pk->u.sub, why);
     case RQ_UNSUBSCRIBE:
         return on_unsubscribe(c, &pk->u.sub, why);
-    case RQ_PINGREQ:
-        if (rq_codec_encode_simple(&c->out, RQ_PINGRESP) == 0)
+    case RQ_PINGREQ: {
+        size_t start = c->out.len;
+        if (rq_codec_encode_simple(&c->out, RQ_PINGRESP) != 0)
+            return 0;
+        if (rq_client_fits(c, start))
             rq_client_flush(c);
+        else
+            close_unsendable(c, "PINGRESP");
         return 0;
+    }
     case RQ_DISCONNECT:
         return on_disconnect(c, &pk->u.reason, why);
     case RQ_AUTH:
@@ -543,6 +654,23 @@ static const char *not_connect_why(const uint8_t *p, size_t len)
         return "first packet is not CONNECT: an HTTP request (WebSocket is served only on ports "
                "with protocol WebSockets) [MQTT-3.1.0-1]";
     return "first packet is not CONNECT [MQTT-3.1.0-1]";
+}
+
+/* A CONNECT that did not decode. v5: CONNACK with the reason. 3.1.1 has a return code only for
+ * a protocol level it does not support, level 0 included [MQTT-3.1.2-2]; anything else
+ * malformed is closed without CONNACK [MQTT-3.1.4-1]. An unsupported level above 5 is answered
+ * in the v5 format (0x84, as 5.0 section 3.1.2.2 says), one below in the 3.1.1 format (0x01),
+ * which every older client can read. Returns true when a CONNACK went out (closing). */
+static bool connect_refused(struct rq_client *c, const struct rq_connect *k, int rc,
+                            const char *why)
+{
+    bool level = rc == -RQ_RC_UNSUPPORTED_PROTOCOL_VERSION; /* the level was read */
+    if (!level && k->version != 5)
+        return false;
+    if (RQ_PROP_HAS(&k->props, RQ_PROP_MAX_PACKET_SIZE))
+        c->max_packet_out = k->props.max_packet_size; /* decoded before the failure */
+    rq_client_connack_fail(c, level && k->version < 5 ? 4 : 5, -rc, why);
+    return true;
 }
 
 long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
@@ -570,18 +698,15 @@ long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
         pk.type = 0;
         pk.u.connect.version = 0;
         if (n > 0) {
-            rc = rq_codec_decode(p + used, (size_t)n, c->version ? c->version : 4, &pk, &why);
+            int v = c->level == 3 ? 3 : c->version ? c->version : 4;
+            rc = rq_codec_decode(p + used, (size_t)n, v, &pk, &why);
             if (rc == 0) {
                 rc = on_packet(c, &pk, &why);
                 if (rc == -2)
                     return (long)used; /* hand-over: this CONNECT goes along */
-            } else if (!c->connected && pk.type == RQ_CONNECT && pk.u.connect.version &&
-                       (pk.u.connect.version == 5 ||
-                        rc == -RQ_RC_UNSUPPORTED_PROTOCOL_VERSION)) {
-                /* v5: CONNACK with the reason; 3.1.1 has a return code only for a bad protocol
-                 * level, anything else malformed is closed without CONNACK [MQTT-3.1.4-1]. */
-                rq_client_connack_fail(c, pk.u.connect.version == 5 ? 5 : 4, -rc, why);
-                return -1;
+            } else if (!c->connected && pk.type == RQ_CONNECT) {
+                if (connect_refused(c, &pk.u.connect, rc, why))
+                    return -1;
             }
         }
         if (rc < 0) {

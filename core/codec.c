@@ -249,6 +249,8 @@ static int dec_publish(struct rq_rd *r, int v, struct rq_packet *pkt, const char
     m->retain = pkt->flags & 0x01;
     if (m->qos == 3)
         return fail(why, RQ_RC_MALFORMED, "PUBLISH QoS 3"); /* [MQTT-3.3.1-4] */
+    if (m->qos == 0 && m->dup)
+        return fail(why, RQ_RC_MALFORMED, "DUP set on a QoS 0 PUBLISH"); /* [MQTT-3.3.1-2] */
     if ((rc = rd_topic_name(r, &m->topic, why)) != 0)
         return rc;
     if (m->qos > 0 && (rc = rd_packet_id(r, &m->packet_id, why)) != 0)
@@ -263,6 +265,16 @@ static int dec_publish(struct rq_rd *r, int v, struct rq_packet *pkt, const char
     return 0;
 }
 
+/* Is `reason` one of the codes MQTT 5.0 defines for this acknowledgement (3.4.2.1, 3.5.2.1,
+ * 3.6.2.1, 3.7.2.1)? PUBREL and PUBCOMP know only Success and Packet Identifier not found. */
+static bool ack_reason_defined(int type, uint8_t reason)
+{
+    static const uint8_t pub[] = {0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99};
+    if (type == RQ_PUBREL || type == RQ_PUBCOMP)
+        return reason == 0x00 || reason == 0x92;
+    return memchr(pub, reason, sizeof pub) != NULL;
+}
+
 /* PUBACK, PUBREC, PUBREL, PUBCOMP. v5: reason and properties may each be left off. */
 static int dec_ack(struct rq_rd *r, int v, struct rq_packet *pkt, const char **why)
 {
@@ -272,6 +284,8 @@ static int dec_ack(struct rq_rd *r, int v, struct rq_packet *pkt, const char **w
         return rc;
     if (rd_left(r) > 0)
         (void)rd_u8(r, &a->reason);
+    if (!ack_reason_defined(pkt->type, a->reason))
+        return fail(why, RQ_RC_MALFORMED, "reason code not defined for this acknowledgement");
     if (rd_left(r) > 0)
         return rq_props_decode(r, pkt->type, &a->props, NULL, why);
     return 0;
@@ -399,6 +413,13 @@ static const struct {
     [RQ_AUTH] = {dec_reason, 0},
 };
 
+/* MQTT 3.1 gave PUBREL, SUBSCRIBE and UNSUBSCRIBE (the packets sent with QoS 1) a DUP flag that
+ * a client sets when it resends one; 3.1.1 made those bits reserved. */
+static bool v31_dup(int version, uint8_t required, uint8_t flags)
+{
+    return version == 3 && required == 0x02 && flags == 0x0A;
+}
+
 int rq_codec_decode(const uint8_t *p, size_t len, int version, struct rq_packet *pkt,
                     const char **why)
 {
@@ -417,7 +438,8 @@ int rq_codec_decode(const uint8_t *p, size_t len, int version, struct rq_packet 
     int v = version == 5 ? 5 : 4;
     if (!ptypes[pkt->type].fn || (pkt->type == RQ_AUTH && v != 5))
         return fail(why, RQ_RC_MALFORMED, "reserved packet type");
-    if (ptypes[pkt->type].flags != ANY_FLAGS && pkt->flags != ptypes[pkt->type].flags)
+    if (ptypes[pkt->type].flags != ANY_FLAGS && pkt->flags != ptypes[pkt->type].flags &&
+        !v31_dup(version, ptypes[pkt->type].flags, pkt->flags))
         return fail(why, RQ_RC_MALFORMED, "reserved fixed header flags"); /* [MQTT-2.2.2-2] */
     struct rq_rd r = {p + 1 + n, rem, 0};
     int rc = ptypes[pkt->type].fn(&r, v, pkt, why);

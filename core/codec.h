@@ -210,13 +210,15 @@ long rq_codec_frame(const uint8_t *p, size_t len, uint32_t max_size, size_t *hdr
                     const char **why);
 
 /* Decodes one complete packet p[0..len) (len = the value rq_codec_frame returned).
- * `version` is the connection's protocol version (4 or 5; 3 behaves like 4), ignored for
- * CONNECT, which carries its own. Returns 0, or -RQ_RC_* with *why set:
+ * `version` is the connection's protocol version (4 or 5; 3 behaves like 4 except that a
+ * resent PUBREL, SUBSCRIBE or UNSUBSCRIBE may carry DUP), ignored for CONNECT, which carries its
+ * own. Returns 0, or -RQ_RC_* with *why set:
  *   MALFORMED for structural problems (truncation, trailing bytes, bad UTF-8 or U+0000,
- *     reserved flags, QoS 3, bad subscription options, a property not allowed in this packet,
- *     a property value out of its range, empty SUBSCRIBE/UNSUBSCRIBE payload, an empty topic
+ *     reserved flags, QoS 3, DUP on a QoS 0 PUBLISH, bad subscription options, a property not
+ *     allowed in this packet, a property value out of its range, a v5 acknowledgement reason
+ *     code its packet type does not define, empty SUBSCRIBE/UNSUBSCRIBE payload, an empty topic
  *     filter, '+' or '#' in a PUBLISH topic name [MQTT-3.3.2-2]),
- *   PROTOCOL_ERROR for a duplicate property (user property and, in PUBLISH, subscription
+ *   PROTOCOL_ERROR for a Response Topic with '+' or '#' [MQTT-3.3.2-14], a duplicate property (user property and, in PUBLISH, subscription
  *     identifier may repeat), packet id 0 where one is required, empty topic without a topic
  *     alias, receive maximum 0, maximum packet size 0, will flags inconsistent, password without
  *     username in 3.1.1,

@@ -11,7 +11,9 @@
 
 #include "config/config.h"
 
-/* Refuses a CONNECT: CONNACK with the reason (v5) or the 3.1.1 return code, then close. */
+/* Refuses a CONNECT: CONNACK with the reason (v5) or the 3.1.1 return code, then close. A v5
+ * CONNACK leaves out its Reason String when the client's Maximum Packet Size needs it to, and is
+ * not sent at all when even the bare packet is too large [MQTT-3.2.2-19]. */
 void rq_client_connack_fail(struct rq_client *c, int version, int rc, const char *why)
 {
     rq_log(RQ_LOG_INFO, &c->log, "CONNECT refused: %s (reason 0x%02X %s)", why, rc, rq_rc_name(rc));
@@ -31,28 +33,33 @@ void rq_client_connack_fail(struct rq_client *c, int version, int rc, const char
         default: ca.rc = RQ_RC3_SERVER_UNAVAILABLE; break;
         }
     }
-    if (rq_codec_encode_connack(&c->out, version == 5 ? 5 : 4, &ca) == 0)
+    size_t start = c->out.len;
+    int v = version == 5 ? 5 : 4;
+    bool sent = rq_codec_encode_connack(&c->out, v, &ca) == 0;
+    if (sent && !rq_client_fits(c, start)) {
+        rq_props_drop_optional(&ca.props);
+        sent = rq_codec_encode_connack(&c->out, v, &ca) == 0 && rq_client_fits(c, start);
+        if (!sent)
+            rq_log(RQ_LOG_INFO, &c->log,
+                   "CONNACK larger than the client's Maximum Packet Size %u: closed without it "
+                   "[MQTT-3.1.2-25]",
+                   c->max_packet_out);
+    }
+    if (sent)
         rq_client_flush(c);
     c->closing = true;
     c->w->ops->want_close(c->w, c->conn);
 }
 
-/* The client id as log lines show it: control characters, quotes and backslashes as \\xNN, at
- * most 79 characters, in a heap copy at its exact length. Once the client is bound to its
- * session, an id that needed no escaping (almost all) is not kept twice: log lines borrow the
- * session's copy (rq_client_borrow_id) until the client leaves the session (rq_client_unbind). */
+/* The client id as log lines show it (rq_log_escape: control characters, quotes, backslashes
+ * and ambiguous code points escaped), at most 79 bytes, in a heap copy at its exact length.
+ * Once the client is bound to its session, an id that needed no escaping (almost all) is not
+ * kept twice: log lines borrow the session's copy (rq_client_borrow_id) until the client leaves
+ * the session (rq_client_unbind). */
 static void client_id_printable(struct rq_client *c, const uint8_t *p, size_t len)
 {
     char tmp[80];
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 5 < sizeof tmp; i++) {
-        uint8_t ch = p[i];
-        if (ch < 0x20 || ch == '"' || ch == '\\' || ch == 0x7f)
-            o += (size_t)snprintf(tmp + o, sizeof tmp - o, "\\x%02x", ch);
-        else
-            tmp[o++] = (char)ch;
-    }
-    tmp[o] = 0;
+    rq_log_escape(tmp, sizeof tmp, p, len);
     free(c->client_id_print);
     c->client_id_print = strdup(tmp);
     c->log.client_id = c->client_id_print; /* NULL (no client id in logs) if out of memory */
@@ -145,7 +152,8 @@ static void send_connack(struct rq_client *c, const struct rq_connect *k, bool p
                          const uint8_t *assigned, size_t alen, bool ka_changed, uint32_t expiry)
 {
     const struct rq_config *cfg = rq_client_cfg(c);
-    struct rq_connack ca = {.session_present = present, .rc = 0};
+    /* MQTT 3.1 has no Session Present: the first byte of its CONNACK is reserved, 0. */
+    struct rq_connack ca = {.session_present = present && c->level != 3, .rc = 0};
     if (c->version == 5) {
         struct rq_props *p = &ca.props;
         p->present |= RQ_PROP_BIT(RQ_PROP_RECEIVE_MAX) | RQ_PROP_BIT(RQ_PROP_MAX_PACKET_SIZE) |
@@ -168,8 +176,13 @@ static void send_connack(struct rq_client *c, const struct rq_connect *k, bool p
             p->session_expiry = expiry;
         }
     }
-    if (rq_codec_encode_connack(&c->out, c->version, &ca) == 0)
+    size_t start = c->out.len;
+    if (rq_codec_encode_connack(&c->out, c->version, &ca) != 0)
+        return;
+    if (rq_client_fits(c, start)) /* nothing here may be left out [MQTT-3.2.2-19] */
         rq_client_flush(c);
+    else
+        rq_client_close(c, 0, "CONNACK larger than the client's Maximum Packet Size");
 }
 
 /* Runs the port's authentication. Returns 0 (go on) or -1 (refused, connection closing). */
@@ -198,8 +211,10 @@ static int authenticate(struct rq_client *c, const struct rq_connect *k)
     }
     c->principal = a.username;
     c->auth_method = a.method;
+    char user[128], what[320];
     rq_log(RQ_LOG_INFO, &c->log, "authenticated by %s as \"%s\": %s", a.method ? a.method : "?",
-           a.username ? a.username : "", a.why);
+           rq_log_escape_str(user, sizeof user, a.username), /* a certificate's CN, say */
+           rq_log_escape_str(what, sizeof what, a.why));
     if (a.expiry_unix) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -222,6 +237,11 @@ static int client_id(struct rq_client *c, const struct rq_connect *k, char *assi
     *len = k->client_id.len;
     if (*len)
         return 0;
+    if (c->level == 3) { /* MQTT 3.1 knows no assigned identifiers: 1 to 23 characters */
+        rq_client_connack_fail(c, 4, RQ_RC_CLIENT_ID_NOT_VALID,
+                               "empty client identifier (MQTT 3.1 requires one)");
+        return -1;
+    }
     if (c->version != 5 && !k->clean_start) {
         rq_client_connack_fail(c, 4, RQ_RC_CLIENT_ID_NOT_VALID,
                                "empty client identifier needs clean session [MQTT-3.1.3-8]");
@@ -251,8 +271,8 @@ static int count_connection(struct rq_client *c)
 }
 
 /* What this client asked for, within the broker's limits: session expiry (returned), keep
- * alive (*ka_changed when the broker's differs), Receive Maximum, Maximum Packet Size and Topic
- * Alias Maximum toward the client. */
+ * alive (*ka_changed when the broker's differs), Receive Maximum and Topic Alias Maximum toward
+ * the client (its Maximum Packet Size is taken first thing, for the CONNACK too). */
 static uint32_t apply_limits(struct rq_client *c, const struct rq_connect *k, bool *ka_changed)
 {
     const struct rq_config *cfg = rq_client_cfg(c);
@@ -274,8 +294,6 @@ static uint32_t apply_limits(struct rq_client *c, const struct rq_connect *k, bo
     c->recv_max_out = RQ_PROP_HAS(&k->props, RQ_PROP_RECEIVE_MAX) ? k->props.receive_max : 65535;
     if (c->recv_max_out > cfg->max_receive_max)
         c->recv_max_out = cfg->max_receive_max;
-    c->max_packet_out =
-        RQ_PROP_HAS(&k->props, RQ_PROP_MAX_PACKET_SIZE) ? k->props.max_packet_size : UINT32_MAX;
     c->alias_out_max =
         RQ_PROP_HAS(&k->props, RQ_PROP_TOPIC_ALIAS_MAX) ? k->props.topic_alias_max : 0;
     if (c->alias_out_max > 1024)
@@ -286,6 +304,11 @@ static uint32_t apply_limits(struct rq_client *c, const struct rq_connect *k, bo
 int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
 {
     c->version = k->version == 5 ? 5 : 4;
+    c->level = k->version;
+    /* Bounds every packet sent from now on, a refusing CONNACK included [MQTT-3.1.2-25]. */
+    c->max_packet_out = c->version == 5 && RQ_PROP_HAS(&k->props, RQ_PROP_MAX_PACKET_SIZE)
+                            ? k->props.max_packet_size
+                            : UINT32_MAX;
     char assigned[40];
     const uint8_t *cid;
     size_t cid_len;
@@ -296,6 +319,13 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
         return -1;
     if (count_connection(c) != 0)
         return -1;
+    const char *reserved = k->will ? rq_topic_reserved(k->will_topic.p, k->will_topic.len) : NULL;
+    if (reserved) { /* a will is a PUBLISH made later on the client's behalf */
+        char why[120];
+        snprintf(why, sizeof why, "will topic not allowed: %s", reserved);
+        rq_client_connack_fail(c, c->version, RQ_RC_NOT_AUTHORIZED, why);
+        return -1;
+    }
 
     bool present = false;
     int rc = 0;
@@ -331,8 +361,10 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     send_connack(c, k, present, k->client_id.len == 0 && c->version == 5 ? cid : NULL, cid_len,
                  ka_changed, expiry);
     rq_log(RQ_LOG_DEBUG, &c->log, "connected: MQTT %s, keepalive %u, clean start %d, session %s",
-           c->version == 5 ? "5.0" : "3.1.1", c->keepalive, k->clean_start,
-           present ? "resumed" : "new");
+           c->version == 5 ? "5.0"
+           : c->level == 3 ? "3.1"
+                           : "3.1.1",
+           c->keepalive, k->clean_start, present ? "resumed" : "new");
     if (present) {
         rq_session_resend(s);
         rq_session_pump(s);

@@ -4,6 +4,7 @@
 #include "core/log.h"
 
 #include <arpa/inet.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -44,6 +45,82 @@ const char *rq_peer_format(const struct rq_peer *p, char *out, size_t len)
     return out;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (1..4) with its code point in *cp, or 0:
+ * truncated, overlong, a surrogate, above U+10FFFF or a stray continuation byte. */
+static size_t utf8_seq(const uint8_t *p, size_t len, uint32_t *cp)
+{
+    uint8_t c = p[0];
+    size_t n = c < 0x80                 ? 1
+               : c >= 0xC2 && c <= 0xDF ? 2
+               : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4
+                                        : 0;
+    if (n == 0 || n > len)
+        return 0;
+    uint32_t v = n == 1 ? c : c & (0x7F >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        v = v << 6 | (p[i] & 0x3F);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < min[n] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/* Code points that would make a line read differently from what it holds. */
+static bool ambiguous(uint32_t cp)
+{
+    return (cp >= 0x80 && cp <= 0x9F) || (cp >= 0x200B && cp <= 0x200F) ||
+           (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xFEFF;
+}
+
+/* The escaping behind rq_log_escape. peer = false is the safety net for whole messages, whose
+ * quotes and backslashes are the format's own: only controls and bad bytes are escaped there. */
+static const char *escape(char *out, size_t size, const uint8_t *p, size_t len, bool peer)
+{
+    size_t o = 0, cut = 0; /* cut: the last end of a whole piece that leaves room for "..." */
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = 0;
+        size_t n = utf8_seq(p + i, len - i, &cp);
+        char tmp[8];
+        int tn;
+        if (n == 0 || cp < 0x20 || cp == 0x7F || (peer && (cp == '\\' || cp == '"'))) {
+            tn = snprintf(tmp, sizeof tmp, "\\x%02x", p[i]);
+            n = 1;
+        } else if (ambiguous(cp)) {
+            tn = snprintf(tmp, sizeof tmp, "\\u%04x", (unsigned)cp);
+        } else {
+            memcpy(tmp, p + i, n);
+            tn = (int)n;
+        }
+        if (o + (size_t)tn > size - 1) {
+            memcpy(out + cut, "...", 3);
+            o = cut + 3;
+            break;
+        }
+        memcpy(out + o, tmp, (size_t)tn);
+        o += (size_t)tn;
+        i += n;
+        if (o + 4 <= size)
+            cut = o;
+    }
+    out[o] = 0;
+    return out;
+}
+
+const char *rq_log_escape(char *out, size_t size, const void *p, size_t len)
+{
+    return escape(out, size, p, len, true);
+}
+
+const char *rq_log_escape_str(char *out, size_t size, const char *s)
+{
+    return escape(out, size, (const uint8_t *)(s ? s : ""), s ? strlen(s) : 0, true);
+}
+
 /* Appends s to buf as a JSON string body (without quotes). */
 static size_t json_escape(char *buf, size_t cap, size_t off, const char *s)
 {
@@ -63,13 +140,16 @@ static size_t json_escape(char *buf, size_t cap, size_t off, const char *s)
 
 void rq_log_write(int level, const struct rq_log_ctx *ctx, const char *fmt, ...)
 {
-    char msg[1024], line[2048];
+    char raw[1024], msg[1024], line[2048];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
+    /* Safety net under the callers' rq_log_escape: whatever reaches a line, a control
+     * character or a bad byte cannot end it early or make JSON invalid. */
+    escape(msg, sizeof msg, (const uint8_t *)raw, strnlen(raw, sizeof raw), false);
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

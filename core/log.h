@@ -49,6 +49,17 @@ extern int rq_log_json;
 void rq_log_write(int level, const struct rq_log_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Peer-controlled text (client ids, user names, topics, certificate names) as it may appear in
+ * a log line: control characters (C0, DEL, C1), backslash, double quote and bytes that are not
+ * well-formed UTF-8 become \xNN; code points that change how a line reads (line and paragraph
+ * separators, bidirectional overrides and isolates, zero-width characters, BOM) become \uNNNN.
+ * The result is printable, valid UTF-8 and cannot end a log line or a quoted field. Writes at
+ * most size bytes (size >= 4), NUL included; text that does not fit ends with "...". p may be
+ * NULL when len is 0. Returns out. Any thread. */
+const char *rq_log_escape(char *out, size_t size, const void *p, size_t len);
+/* The same for a NUL-terminated string; NULL gives "". */
+const char *rq_log_escape_str(char *out, size_t size, const char *s);
+
 /* Parses "error|warn|info|debug|trace" (case-insensitive). Returns level or -1. */
 int rq_log_parse_level(const char *s);
 const char *rq_log_level_name(int level);

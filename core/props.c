@@ -30,6 +30,7 @@ enum prange {
     PR_NZ_MALF,  /* 0 is MALFORMED (subscription identifier) */
     PR_NZ_PROTO, /* 0 is a PROTOCOL_ERROR (receive maximum, maximum packet size) */
     PR_NZ_ALIAS, /* 0 is TOPIC_ALIAS_INVALID */
+    PR_NAME,     /* a topic name: '+' or '#' is a PROTOCOL_ERROR (response topic) */
 };
 
 #define IN(t) (1u << (t))
@@ -56,7 +57,8 @@ static const struct prop_rule rules[NRULES] = {
                                 "payload format indicator not 0 or 1"},
     [RQ_PROP_MESSAGE_EXPIRY] = {PK_U32, 0, IN(RQ_PUBLISH) | WILL, 0, AT(message_expiry), NULL},
     [RQ_PROP_CONTENT_TYPE] = {PK_UTF8, 0, IN(RQ_PUBLISH) | WILL, 0, AT(content_type), NULL},
-    [RQ_PROP_RESPONSE_TOPIC] = {PK_UTF8, 0, IN(RQ_PUBLISH) | WILL, 0, AT(response_topic), NULL},
+    [RQ_PROP_RESPONSE_TOPIC] = {PK_UTF8, PR_NAME, IN(RQ_PUBLISH) | WILL, 0, AT(response_topic),
+                                "wildcard in the response topic [MQTT-3.3.2-14]"},
     [RQ_PROP_CORRELATION_DATA] = {PK_BIN, 0, IN(RQ_PUBLISH) | WILL, 0, AT(correlation_data), NULL},
     [RQ_PROP_SUB_ID] = {PK_VARINT, PR_NZ_MALF, IN(RQ_PUBLISH) | IN(RQ_SUBSCRIBE), IN(RQ_PUBLISH),
                         AT(sub_id), "subscription identifier 0"},
@@ -146,6 +148,9 @@ static int check_value(const struct prop_rule *rule, uint32_t num, const struct 
     case PK_UTF8:
         if (!rq_utf8_valid(s[0].p, s[0].len))
             return fail(why, RQ_RC_MALFORMED, "invalid UTF-8 in a string property");
+        if (rule->range == PR_NAME &&
+            (memchr(s[0].p, '+', s[0].len) || memchr(s[0].p, '#', s[0].len)))
+            return fail(why, RQ_RC_PROTOCOL_ERROR, rule->bad);
         return 0;
     case PK_PAIR:
         if (!rq_utf8_valid(s[0].p, s[0].len) || !rq_utf8_valid(s[1].p, s[1].len))

@@ -43,8 +43,10 @@ void rq_session_publish_will(struct rq_session *s)
     if (!m)
         return;
     s->will = NULL;
-    rq_log(RQ_LOG_DEBUG, NULL, "publishing will of \"%s\" on \"%.*s\"", s->cid, m->topic_len,
-           (const char *)m->topic);
+    char id[80], t[128];
+    rq_log(RQ_LOG_DEBUG, NULL, "publishing will of \"%s\" on \"%s\"",
+           rq_log_escape_str(id, sizeof id, s->cid),
+           rq_log_escape(t, sizeof t, m->topic, m->topic_len));
     if (m->retain)
         rq_retain_store(s->w, m);
     rq_route(s->w, m);
@@ -55,7 +57,9 @@ void rq_session_end(struct rq_session *s, const char *why)
 {
     struct rq_worker *w = s->w;
     struct rq_broker *b = w->b;
-    rq_log(RQ_LOG_DEBUG, NULL, "session \"%s\" ended: %s", s->cid, why);
+    char id[80];
+    rq_log(RQ_LOG_DEBUG, NULL, "session \"%s\" ended: %s", rq_log_escape_str(id, sizeof id, s->cid),
+           why);
     if (s->client) {
         rq_client_unbind(s->client);
         s->client = NULL;
@@ -316,7 +320,9 @@ static void enqueue(struct rq_session *s, struct rq_delivery *d)
 {
     if (!q_make_room(s, d)) {
         atomic_fetch_add(d->qos ? &s->w->b->msgs_dropped : &s->w->b->qos0_dropped, 1);
-        rq_log(RQ_LOG_DEBUG, NULL, "queue of \"%s\" full: message dropped", s->cid);
+        char id[80];
+        rq_log(RQ_LOG_DEBUG, NULL, "queue of \"%s\" full: message dropped",
+               rq_log_escape_str(id, sizeof id, s->cid));
         rq_delivery_release(d);
         return;
     }

@@ -243,6 +243,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ENSURE(hl >= 2 && hl <= 5 && (size_t)t >= hl);
         if ((size_t)t > size)
             return 0;
+        one(data, (size_t)t, 3); /* 3.1: DUP allowed on a resent PUBREL, SUBSCRIBE, UNSUBSCRIBE */
         one(data, (size_t)t, 4);
         one(data, (size_t)t, 5);
         rq_utf8_valid(data, (size_t)t);

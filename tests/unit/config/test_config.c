@@ -79,7 +79,7 @@ static void test_default(void)
     CHECK_EQ(c->threads, 0);
     CHECK_EQ(c->max_connections, 100000);
     CHECK_EQ(c->max_inflight, 100);
-    CHECK_EQ(c->max_topic_levels, 64);
+    CHECK_EQ(c->max_topic_levels, 200);
     CHECK_EQ(c->max_topic_alias, 64);
     CHECK_EQ(c->connect_timeout_ms, 10000);
     CHECK_EQ(c->preconnect_conns, 10000);

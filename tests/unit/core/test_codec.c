@@ -527,7 +527,9 @@ static void test_acks(void)
             CHECK_EQ(encoded_decode(v), 0);
             CHECK(pk.type == t && pk.u.ack.packet_id == 77 && pk.u.ack.reason == 0);
         }
-        a.reason = 0x92;
+        /* a reason code this type defines: PUBREL/PUBCOMP know only 0x00 and 0x92 */
+        uint8_t rc = t == RQ_PUBREL || t == RQ_PUBCOMP ? 0x92 : 0x10;
+        a.reason = rc;
         rq_buf_reset(&out);
         CHECK_EQ(rq_codec_encode_ack(&out, 4, t, &a), 0); /* 3.1.1: no reason on the wire */
         CHECK_EQ(out.len, 4);
@@ -535,13 +537,13 @@ static void test_acks(void)
         CHECK_EQ(rq_codec_encode_ack(&out, 5, t, &a), 0);
         CHECK_EQ(out.len, 5);
         CHECK_EQ(encoded_decode(5), 0);
-        CHECK_EQ(pk.u.ack.reason, 0x92);
+        CHECK_EQ(pk.u.ack.reason, rc);
         SET(&a.props, RQ_PROP_REASON_STRING, reason_string, S("no such id"));
         a.props.user_props = S("\x26\0\1k\0\1v");
         rq_buf_reset(&out);
         CHECK_EQ(rq_codec_encode_ack(&out, 5, t, &a), 0);
         CHECK_EQ(encoded_decode(5), 0);
-        CHECK_EQ(pk.u.ack.reason, 0x92);
+        CHECK_EQ(pk.u.ack.reason, rc);
         check_props(&a.props, &pk.u.ack.props);
         a.reason = 0; /* reason 0 with properties keeps the reason byte */
         rq_buf_reset(&out);
@@ -933,7 +935,7 @@ static const struct bad bads[] = {
     {4, M, 0x30, "surrogate", B(0, 3, 0xED, 0xA0, 0x80)},
     {4, M, 0x30, "above U+10FFFF", B(0, 4, 0xF4, 0x90, 0x80, 0x80)},
     {4, M, 0x30, "cut sequence", B(0, 2, 'a', 0xE2)},
-    {4, 0, 0x38, "QoS 0 DUP tolerated, payload may hold anything", B(0, 1, 't', 0, 0xFF)},
+    {4, 0, 0x30, "QoS 0, payload may hold anything", B(0, 1, 't', 0, 0xFF)},
     /* acks, packet identifiers */
     {4, PE, 0x40, "PUBACK id 0", B(0, 0)},
     {4, PE, 0x50, "PUBREC id 0", B(0, 0)},
@@ -1033,6 +1035,30 @@ static const struct bad bads[] = {
     {5, PE, 0xF0, "AUTH data without method", B(0x18, 4, 0x16, 0, 1, 'x')},
     {5, M, 0xF0, "topic alias in AUTH", B(0x18, 3, 0x23, 0, 1)},
     {5, 0, 0xF0, "AUTH reason only", B(0x18)},
+    /* issue 8: PUBLISHes and acknowledgements accepted before and malformed by the spec */
+    {4, M, 0x38, "DUP on QoS 0 [MQTT-3.3.1-2]", B(0, 1, 't')},
+    {5, M, 0x39, "DUP on QoS 0, retain set", B(0, 1, 't', 0)},
+    {4, 0, 0x3A, "DUP on QoS 1", B(0, 1, 't', 0, 1)},
+    {5, PE, 0x30, "response topic with '+' [MQTT-3.3.2-14]", B(0, 1, 't', 6, 0x08, 0, 3, 'a', '/', '+')},
+    {5, PE, 0x30, "response topic with '#'", B(0, 1, 't', 4, 0x08, 0, 1, '#')},
+    {5, 0, 0x30, "response topic a/b", B(0, 1, 't', 6, 0x08, 0, 3, 'a', '/', 'b')},
+    {5, PE, 0x10, "will response topic with '#'",
+     B(MQTT, 5, 6, 0, 60, 0, 0, 1, 'c', 4, 0x08, 0, 1, '#', 0, 1, 't', 0, 0)},
+    {5, M, 0x62, "PUBREL reason 0x10", B(0, 1, 0x10)},
+    {5, M, 0x62, "PUBREL reason 0x80", B(0, 1, 0x80)},
+    {5, 0, 0x62, "PUBREL reason 0x92", B(0, 1, 0x92)},
+    {5, M, 0x70, "PUBCOMP reason 0x87", B(0, 1, 0x87)},
+    {5, M, 0x40, "PUBACK reason 0x92", B(0, 1, 0x92)},
+    {5, M, 0x50, "PUBREC reason 0x01", B(0, 1, 0x01)},
+    {5, 0, 0x50, "PUBREC reason 0x10", B(0, 1, 0x10)},
+    {4, 0, 0x62, "3.1.1 PUBREL: no reason code", B(0, 1)},
+    /* MQTT 3.1 lets a resent PUBREL / SUBSCRIBE / UNSUBSCRIBE carry DUP; 3.1.1 does not */
+    {3, 0, 0x6A, "3.1 PUBREL with DUP", B(0, 1)},
+    {4, M, 0x6A, "3.1.1 PUBREL with DUP", B(0, 1)},
+    {3, 0, 0x8A, "3.1 SUBSCRIBE with DUP", B(0, 1, 0, 1, 't', 1)},
+    {3, 0, 0xAA, "3.1 UNSUBSCRIBE with DUP", B(0, 1, 0, 1, 't')},
+    {3, M, 0x48, "3.1 PUBACK with DUP", B(0, 1)},
+    {3, M, 0x6E, "3.1 PUBREL with DUP and QoS 3", B(0, 1)},
 };
 
 static void test_bad(void)
