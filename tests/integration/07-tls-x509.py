@@ -933,6 +933,28 @@ def x509_intermediate_trusted_directly_under_trusted_root(b):
         c.disconnect()
 
 
+@case(ringmq_only=ONLY)
+def x509_leaf_alone_after_its_intermediate_was_seen(b):
+    """wolfSSL keeps every CA certificate a client presented (and it verified) for later
+    handshakes on the port. A leaf sent without its intermediate, after another client sent
+    that intermediate, must not be authenticated on a path that skips the intermediate (main
+    before the fix: accepted with "no authorizationAttributes match" and an expiry ignoring
+    the intermediate); the client must present it (or the operator trust it)."""
+    p = pki()
+    leaf = p.f.client("/CN=leaf-alone", p.inter2)
+    c, got = try_connect(b.ports["x509"], ctx_presenting([leaf, p.inter2], leaf))
+    check(c is not None and got.rc == 0, "leaf + intermediate: %r" % (got,))
+    c.disconnect()
+    for v in ("1.2", "1.3"):
+        mark = b.log_mark()
+        c, got = try_connect(b.ports["x509"], ctx_presenting([leaf], leaf, v))
+        check(c is None, "TLS %s, leaf without its intermediate: %r" % (v, got))
+        expect_log(b, mark, r"TLS handshake failed: [^\n]*no verified path from the client "
+                   r"certificate to a trusted client CA", "TLS %s, leaf alone" % v)
+        check(b.wait_log(r'authenticated by X509 as "leaf-alone"', mark, 0.3) is None,
+              "TLS %s: leaf alone authenticated" % v)
+
+
 @case(ringmq_only="ringmq's choice: one X509 method per BrokerAuthentication")
 def two_x509_methods_are_a_config_error():
     """Two X509 methods in one BrokerAuthentication: --check-config fails naming the second
