@@ -85,11 +85,12 @@ static size_t path(struct rq_tls_anchors *a, struct crt *const *pres, size_t n,
 }
 
 #define L(...) ((struct crt *const[]){__VA_ARGS__})
-#define PATH(a, pres, want) path(a, pres, sizeof pres / sizeof *pres, want, sizeof want / sizeof *want)
+#define PATH(a, pres, want)                                                                        \
+    path(a, pres, sizeof pres / sizeof *pres, want, sizeof want / sizeof *want)
 #define NO_PATH(a, pres) path(a, pres, sizeof pres / sizeof *pres, NULL, 0)
 
-static struct crt root, inter, leaf, forged_inter, fan_ca, other_inter, notca, leaf_of_notca,
-    root0, inter0, leaf0, self_leaf, fake_root, fake_inter, fake_leaf;
+static struct crt root, inter, leaf, forged_inter, fan_ca, other_inter, notca, leaf_of_notca, root0,
+    inter0, leaf0, self_leaf, fake_root, fake_inter, fake_leaf;
 
 static void setup(void)
 {
@@ -127,7 +128,7 @@ static void verified_path_only(void)
     NO_PATH(a, L(&fake_leaf, &fake_inter));
     NO_PATH(a, L(&fake_leaf, &fake_inter, &fake_root));
     NO_PATH(a, L(&fake_leaf, &inter)); /* right issuer name and CA, wrong key */
-    NO_PATH(a, L(&leaf)); /* the intermediate is neither sent nor trusted */
+    NO_PATH(a, L(&leaf));              /* the intermediate is neither sent nor trusted */
     /* A certificate that is not a CA cannot issue, whatever its name and signature. */
     NO_PATH(a, L(&leaf_of_notca, &notca));
     rq_tls_anchors_free(a);
@@ -138,7 +139,7 @@ static void anchors_intermediate_and_root(void)
     struct rq_tls_anchors *a = anchors(L(&inter), 1);
     struct crt *const to_inter[] = {&leaf, &inter};
     PATH(a, L(&leaf), to_inter);
-    PATH(a, L(&leaf, &inter), to_inter); /* the trusted intermediate sent again */
+    PATH(a, L(&leaf, &inter), to_inter);        /* the trusted intermediate sent again */
     PATH(a, L(&leaf, &inter, &root), to_inter); /* nothing above an anchor from the client */
     CHECK(rq_tls_anchors_has(a, inter.der, inter.len));
     CHECK(!rq_tls_anchors_has(a, forged_inter.der, forged_inter.len));
@@ -174,9 +175,9 @@ int main(void)
     verified_path_only();
     anchors_intermediate_and_root();
     constraints();
-    struct crt *all[] = {&root, &inter, &leaf, &forged_inter, &fan_ca, &other_inter, &notca,
-                         &leaf_of_notca, &root0, &inter0, &leaf0, &self_leaf, &fake_root,
-                         &fake_inter, &fake_leaf};
+    struct crt *all[] = {&root,        &inter,     &leaf,          &forged_inter, &fan_ca,
+                         &other_inter, &notca,     &leaf_of_notca, &root0,        &inter0,
+                         &leaf0,       &self_leaf, &fake_root,     &fake_inter,   &fake_leaf};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         wc_ecc_free(&all[i]->key);
     wc_FreeRng(&rng);
