@@ -192,7 +192,7 @@ static void check(const void *state, const struct rq_authn_creds *c, struct rq_a
     }
     for (size_t i = 0; i < c->n_certs; i++) {
         if (cert_parse(c->certs[i], c->cert_lens[i], &own[n_own], &why) != 0) {
-            char idx[16];
+            char idx[24];
             snprintf(idx, sizeof idx, "%zu", i + 1);
             deny(o, "client certificate %s cannot be read: %s", idx, why);
             goto out;

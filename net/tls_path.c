@@ -55,8 +55,7 @@ static WOLFSSL_CERT_MANAGER *single_signer(const uint8_t *der, size_t len)
     return NULL;
 }
 
-static int add_anchor(struct rq_tls_anchors *a, uint8_t *der, size_t len, char *err,
-                      size_t errlen)
+static int add_anchor(struct rq_tls_anchors *a, uint8_t *der, size_t len, char *err, size_t errlen)
 {
     struct anchor *na = realloc(a->a, (a->n + 1) * sizeof *na);
     if (!na) {
@@ -83,8 +82,7 @@ static int add_anchor(struct rq_tls_anchors *a, uint8_t *der, size_t len, char *
     return 0;
 }
 
-struct rq_tls_anchors *rq_tls_anchors_new(const uint8_t *pem, size_t len, char *err,
-                                          size_t errlen)
+struct rq_tls_anchors *rq_tls_anchors_new(const uint8_t *pem, size_t len, char *err, size_t errlen)
 {
     struct rq_tls_anchors *a = calloc(1, sizeof *a);
     if (!a) {
@@ -146,14 +144,16 @@ static bool name_equal(const struct rq_x509_name *x, const struct rq_x509_name *
 
 /* May issuer stand at position pos (>= 1) of the path above child? Name, CA flag and
  * pathLenConstraint (pos - 1 intermediates below it) first, then wolfSSL verifies child
- * against issuer alone. cm: the issuer's own manager, or NULL to make one for the check. */
-static bool verifies(const struct node *issuer, WOLFSSL_CERT_MANAGER *cm,
-                     const struct node *child, size_t pos)
+ * against issuer alone. cm: the issuer's own manager (a trust anchor: the operator's choice
+ * makes it a CA, as wolfSSL treats it, so old v1 roots without basicConstraints work), or NULL
+ * for a presented certificate, which must say cA itself; a manager is made for the check. */
+static bool verifies(const struct node *issuer, WOLFSSL_CERT_MANAGER *cm, const struct node *child,
+                     size_t pos)
 {
     const struct rq_x509_info *i = &issuer->info;
     if (!issuer->parsed || !name_equal(&i->subject, &child->info.issuer))
         return false;
-    if (!i->ca || (i->path_len >= 0 && pos - 1 > (size_t)i->path_len))
+    if ((!cm && !i->ca) || (i->path_len >= 0 && pos - 1 > (size_t)i->path_len))
         return false;
     WOLFSSL_CERT_MANAGER *own = cm ? NULL : single_signer(issuer->der, issuer->len);
     if (!cm && !own)

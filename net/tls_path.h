@@ -30,8 +30,7 @@ struct rq_tls_der {
 };
 
 /* The trusted client CAs of a port from their PEM bundle. NULL with err set on error. */
-struct rq_tls_anchors *rq_tls_anchors_new(const uint8_t *pem, size_t len, char *err,
-                                          size_t errlen);
+struct rq_tls_anchors *rq_tls_anchors_new(const uint8_t *pem, size_t len, char *err, size_t errlen);
 void rq_tls_anchors_free(struct rq_tls_anchors *a);
 
 /* True when der is, byte for byte, one of the trusted client CAs. */

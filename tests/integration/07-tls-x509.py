@@ -5,7 +5,9 @@ verification in the handshake (no certificate, another CA, an impostor CA, expir
 valid); trust anchors that are roots or intermediates; the mixed key algorithm rule (CONNACK
 0x87 / return code 5); username and authorizationAttributes as the log reports them;
 disconnect at the earliest notAfter of the chain (no DISCONNECT, will published); Secrets and
-ConfigMaps as documents and as mounted directories. Certificates are made at test time
+ConfigMaps as documents and as mounted directories; only the verified path counts (forged or
+unrelated CA certificates in the presented list never give attributes, escape the key algorithm
+rule or extend the credentials); one X509 method per BrokerAuthentication. Certificates are made at test time
 (lib/certs.py). ringmq only (the mosquitto translation has no TLS)."""
 
 import os
@@ -66,6 +68,14 @@ class Pki:
         self.rsa_leaf = f.client("/CN=rsa-device", self.rsa_int, alg="rsa", name="rsa-leaf")
         self.mixed_rsa = f.client("/CN=mixed-rsa-leaf", self.inter, alg="rsa", name="mixed-rsa")
         self.mixed_ec = f.client("/CN=mixed-ec-leaf", self.rsa_int, alg="ec", name="mixed-ec")
+        # Presented beside a real chain (only the verified path may count): a self-made CA
+        # named like the smart-fan entry, a real CA of the trusted root with that name (it
+        # verifies, but issued nothing on the client's path), a self-made EC CA, and a
+        # self-made EC CA carrying the RSA intermediate's name.
+        self.fan_ca_forged = f.ca("/CN=smart-fan", name="fan-ca-forged")
+        self.fan_ca_real = f.ca("/CN=smart-fan", issuer=self.root, name="fan-ca-real")
+        self.ec_selfmade = f.ca("/CN=Self-made EC CA", name="ec-selfmade")
+        self.rsa_int_forged = f.ca("/CN=Contoso RSA Intermediate", name="rsa-int-forged")
 
 
 _pki = []
@@ -109,7 +119,8 @@ spec:
 def main_yaml(p, ports):
     """Ports: plain (MQTT, no TLS), tls (TLS, no authentication), x509 (TLS + X509 trusting the
     Contoso root, the Fabrikam root and the RSA root, under three ConfigMap keys), int (TLS +
-    X509 trusting only the Contoso intermediate)."""
+    X509 trusting only the Contoso intermediate), rsaint (TLS + X509 trusting only the RSA
+    intermediate)."""
     y = broker_doc()
     y += """---
 apiVersion: mqttbroker.iotoperations.azure.com/v1
@@ -131,20 +142,26 @@ spec:
     bindAddress: 127.0.0.1
     authenticationRef: x509-int
     tls: {mode: Manual, manual: {secretRef: server-cert}}
+  - port: %(rsaint)d
+    bindAddress: 127.0.0.1
+    authenticationRef: x509-rsaint
+    tls: {mode: Manual, manual: {secretRef: server-cert}}
 """ % ports
     y += authn_doc("x509-auth", "client-ca")
     y += authn_doc("x509-int", "client-ca-int")
+    y += authn_doc("x509-rsaint", "client-ca-rsaint")
     y += certs.secret_yaml("server-cert", p.srv.chain_pem, p.srv.key_pem)
     y += certs.configmap_yaml("client-ca", {"client_ca.pem": p.root.pem,
                                             "fabrikam.pem": p.fab_root.pem,
                                             "rsa.pem": p.rsa_root.pem})
     y += certs.configmap_yaml("client-ca-int", {"client_ca.pem": p.inter.pem})
+    y += certs.configmap_yaml("client-ca-rsaint", {"rsa_int.pem": p.rsa_int.pem})
     return y
 
 
 def fixture():
     p = pki()
-    ports = {k: rq.free_port() for k in ("plain", "tls", "x509", "int")}
+    ports = {k: rq.free_port() for k in ("plain", "tls", "x509", "int", "rsaint")}
     b = rq.start_broker(main_yaml(p, ports))
     for k, port in ports.items():
         check(rq.port_open(port, 2.0), "port %s (%d) not listening" % (k, port))
@@ -539,9 +556,10 @@ def x509_intermediate_as_trust_anchor(b):
 def x509_intermediate_anchor_full_chain(b):
     """The trusted ConfigMap holds an intermediate (not its root) and the client sends its
     usual chain, leaf + that intermediate (mosquitto --cert with a chain file, the tls.crt
-    layout). wolfSSL would go on to verify the intermediate against its untrusted issuer and
-    fail ("TLS handshake failed: ASN no signer error to confirm failure (-188)") unless it is
-    built with WOLFSSL_ALT_CERT_CHAINS (--enable-altcertchains)."""
+    layout). wolfSSL goes on to verify the intermediate against its untrusted issuer and fails
+    ("ASN no signer error to confirm failure (-188)"); ringmq's verify callback accepts that
+    failure only for a presented certificate that is byte for byte a trust anchor (wolfSSL's
+    --enable-altcertchains, which did this before, also let forged CA certificates through)."""
     p = pki()
     mark = b.log_mark()
     try:
@@ -722,6 +740,269 @@ def x509_intermediate_expires_first(b):
     leaf = p.f.client("/CN=long-lived", inter, not_after=time.time() + 30 * 86400)
     check(leaf.not_after > inter.not_after + 86400, "test setup: leaf outlives intermediate")
     expiry_case(b, leaf, inter.not_after, "intermediate notAfter")
+
+
+# ---------------------------------------------------------------------------------------------
+# X.509: only the verified path counts. Each probe presents the real certificates plus CA
+# certificates that are not on the path from the leaf to a trusted CA; each must be refused or
+# get only what the verified path gives.
+
+def ctx_presenting(certs_in_order, key_of, version=None):
+    """A client context presenting exactly these certificates, in this order (leaf first)."""
+    p = pki()
+    path = p.f.bundle(rq.uniq("presented") + ".pem", *certs_in_order)
+    return rq.tls_context(p.srv_root.cert, path, key_of.key, version=version)
+
+
+def try_connect(port, ctx, mqtt=5):
+    """(client, CONNACK) when a CONNACK arrives, else (None, how the connection ended)."""
+    try:
+        c = rq.RawClient(port, tls=ctx, version=mqtt)
+    except (ssl.SSLError, OSError) as e:
+        return None, "handshake failed: %s" % e
+    try:
+        c.client_id = rq.uniq("probe")
+        return c, c.connect(client_id=c.client_id)
+    except (ssl.SSLError, OSError, AssertionError) as e:
+        return None, "closed before CONNACK: %s" % e
+
+
+@case(ringmq_only=ONLY)
+def x509_forged_ca_in_presented_list_gives_no_attributes(b):
+    """[thermostat leaf, self-made CA 'CN=smart-fan', the real intermediate]: the self-made CA
+    is not on the verified path (thermostat <- intermediate <- root), so the smart-fan entry
+    must not apply (main before the fix: "attributes from 'smart-fan'"). Refused, or the
+    thermostat's own attributes (its intermediate's entry)."""
+    p = pki()
+    for v in ("1.2", "1.3"):
+        mark = b.log_mark()
+        c, got = try_connect(b.ports["x509"], ctx_presenting(
+            [p.thermo, p.fan_ca_forged, p.inter], p.thermo, v))
+        check(b.wait_log(r"attributes from 'smart-fan'", mark, 0.5) is None,
+              "TLS %s: a self-made CA in the presented list gave its entry's attributes" % v)
+        if c is not None and got.rc == 0:
+            expect_log(b, mark, auth_line("thermostat", "intermediate"), "TLS %s" % v)
+            c.disconnect()
+        else:
+            check(c is None or got.rc == 0x87, "TLS %s: CONNACK %r" % (v, got))
+            expect_log(b, mark, r"TLS handshake failed: |authentication failed \(X509\)",
+                       "TLS %s: forged CA refused (%s)" % (v, got))
+
+
+@case(ringmq_only=ONLY)
+def x509_unrelated_verified_ca_is_ignored(b):
+    """[thermostat leaf, a real CA 'CN=smart-fan' of the trusted root, the real intermediate]:
+    every certificate verifies, so the handshake passes, but the smart-fan CA issued nothing on
+    the thermostat's path: the thermostat gets its intermediate's attributes, not smart-fan's
+    (main before the fix matched names in the presented list)."""
+    p = pki()
+    for order in ([p.thermo, p.fan_ca_real, p.inter], [p.thermo, p.inter, p.fan_ca_real]):
+        mark = b.log_mark()
+        c, got = try_connect(b.ports["x509"], ctx_presenting(order, p.thermo))
+        check(c is not None and got.rc == 0, "handshake/CONNACK with a verifiable extra CA: %r"
+              % (got,))
+        expect_log(b, mark, auth_line("thermostat", "intermediate"), "extra CA ignored")
+        check(b.wait_log(r"attributes from 'smart-fan'", mark, 0.3) is None,
+              "an unrelated CA in the presented list gave its entry's attributes")
+        c.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def x509_selfmade_ca_does_not_hide_mixed_algorithms(b):
+    """The rsaint port trusts the RSA intermediate directly. An EC leaf it issued is refused
+    alone (0x87: mixed key algorithms, EC leaf under an RSA CA). Appending a self-made EC CA,
+    or a self-made EC CA carrying the RSA intermediate's own name, must not make the chain look
+    all-EC (main before the fix: CONNACK 0)."""
+    p = pki()
+    port = b.ports["rsaint"]
+    mark = b.log_mark()
+    c, got = try_connect(port, ctx_presenting([p.mixed_ec], p.mixed_ec))
+    check(c is not None and got.rc == 0x87, "EC leaf of the RSA intermediate alone: %r" % (got,))
+    expect_log(b, mark, MIXED_LOG % ("EC", "RSA"), "EC leaf alone")
+    for extra in (p.ec_selfmade, p.rsa_int_forged):
+        for v in ("1.2", "1.3"):
+            mark = b.log_mark()
+            c, got = try_connect(port, ctx_presenting([p.mixed_ec, extra], p.mixed_ec, v))
+            check(c is None or got.rc == 0x87, "TLS %s, EC leaf + %s: %r (want refused)"
+                  % (v, extra.subject, got))
+            check(b.wait_log(r'authenticated by X509 as "mixed-ec-leaf"', mark, 0.3) is None,
+                  "TLS %s, EC leaf + %s was authenticated" % (v, extra.subject))
+    rq.check_serves(b.ports["plain"])
+
+
+def start_short_anchor_broker(p, short_int, extra_cas=()):
+    """A broker whose only X509 port trusts short_int directly (plus extra_cas)."""
+    port, plain = rq.free_port(), rq.free_port()
+    y = broker_doc() + """---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {name: short}
+spec:
+  ports:
+  - {port: %d, bindAddress: 127.0.0.1, protocol: Mqtt}
+  - port: %d
+    bindAddress: 127.0.0.1
+    authenticationRef: x509-short
+    tls: {mode: Manual, manual: {secretRef: server-cert}}
+""" % (plain, port) + authn_doc("x509-short", "short-ca")
+    y += certs.secret_yaml("server-cert", p.srv.chain_pem, p.srv.key_pem)
+    cas = {"short.pem": short_int.pem}
+    for i, ca in enumerate(extra_cas):
+        cas["extra%d.pem" % i] = ca.pem
+    y += certs.configmap_yaml("short-ca", cas)
+    b = rq.start_broker(y)
+    b.ports = {"x509": port, "plain": plain}
+    return b
+
+
+@case(ringmq_only=ONLY)
+def x509_selfmade_ca_does_not_outlive_trusted_intermediate(b):
+    """A port trusts a short-lived intermediate directly. Its leaf, presented with a self-made
+    CA appended, must not get credentials that outlive the intermediate's notAfter (main before
+    the fix: the expiry came from the presented list, leaf + self-made CA, 30 days)."""
+    p = pki()
+    short_int = p.f.ca("/CN=Contoso Intermediate CA", issuer=p.root, not_after=time.time() + 6)
+    leaf = p.f.client("/CN=long-lived-2", short_int, not_after=time.time() + 30 * 86400)
+    sb = start_short_anchor_broker(p, short_int)
+    c, got = try_connect(sb.ports["x509"], ctx_presenting([leaf, p.ec_selfmade], leaf))
+    if c is not None and got.rc == 0:
+        res = c.expect_closed(max(0.1, short_int.not_after - time.time()) + 4)
+        check(res, "connection still open %.1fs after the trusted intermediate's notAfter"
+              % (time.time() - short_int.not_after))
+        check(time.time() <= short_int.not_after + 1.5, "closed %.1fs after notAfter"
+              % (time.time() - short_int.not_after))
+    else:
+        check(c is None or got.rc == 0x87, "leaf + self-made CA: %r" % (got,))
+
+
+@case(ringmq_only=ONLY)
+def x509_expiry_and_attributes_follow_the_verified_path(b):
+    """The port trusts a short-lived intermediate and the root above it. The client presents its
+    leaf (issued by the short-lived intermediate) with another real intermediate of the same
+    root, which verifies but is not its issuer. Verified path: leaf <- short-lived intermediate
+    <- root, so the intermediate's entry applies and the connection ends at its notAfter (main
+    before the fix built leaf, other intermediate, root by names: the root's entry, 30 days)."""
+    p = pki()
+    short_int = p.f.ca("/CN=Contoso Intermediate CA", issuer=p.root, not_after=time.time() + 6)
+    leaf = p.f.client("/CN=long-lived-3", short_int, not_after=time.time() + 30 * 86400)
+    sb = start_short_anchor_broker(p, short_int, extra_cas=(p.root,))
+    mark = sb.log_mark()
+    c, got = try_connect(sb.ports["x509"], ctx_presenting([leaf, p.inter2], leaf))
+    check(c is not None and got.rc == 0, "leaf + unrelated intermediate: %r" % (got,))
+    expect_log(sb, mark, auth_line("long-lived-3", "intermediate"), "attributes of the path")
+    res = c.expect_closed(max(0.1, short_int.not_after - time.time()) + 4)
+    check(res, "connection still open %.1fs after the trusted intermediate's notAfter"
+          % (time.time() - short_int.not_after))
+    check(time.time() >= short_int.not_after - 0.3, "closed before notAfter")
+    expect_log(sb, mark, r'client="%s"[^\n]*credentials expired' % c.client_id,
+               "credentials expired at the intermediate's notAfter")
+
+
+@case(ringmq_only=ONLY)
+def x509_rsa_and_ec_paths_with_extras(b):
+    """Whole RSA and EC chains, and each with the other family's CA appended where it is not on
+    the path (a real, trusted root): accepted with the path's attributes; the extra CA neither
+    refuses the client (mixed algorithms) nor changes its attributes."""
+    p = pki()
+    for cert, chain, rule in ((p.rsa_leaf, [p.rsa_leaf, p.rsa_int], None),
+                              (p.thermo, [p.thermo, p.inter], "intermediate"),
+                              (p.lock, [p.lock, p.inter2], "root")):
+        for extra in ([], [p.rsa_root], [p.root]):
+            for v in ("1.2", "1.3"):
+                mark = b.log_mark()
+                c, got = try_connect(b.ports["x509"], ctx_presenting(chain + extra, cert, v))
+                check(c is not None and got.rc == 0, "TLS %s, %s + %r: %r"
+                      % (v, cert.cn, [e.name for e in extra], got))
+                expect_log(b, mark, auth_line(cert.cn, rule), "TLS %s, %s + %r"
+                           % (v, cert.cn, [e.name for e in extra]))
+                c.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def x509_intermediate_trusted_directly_under_trusted_root(b):
+    """The path stops at the first trusted CA and goes on through trusted CAs that verify it:
+    with the intermediate and the root both trusted, a leaf sent alone gets the root's entry
+    when neither it nor the intermediate has one (smart-lock under intermediate 2)."""
+    p = pki()
+    sb = start_short_anchor_broker(p, p.inter2, extra_cas=(p.root,))
+    for send_chain in (False, True):
+        mark = sb.log_mark()
+        c, got = try_connect(sb.ports["x509"], ctx_for(p.lock, send_chain=send_chain))
+        check(c is not None and got.rc == 0, "smart-lock (chain sent: %s): %r"
+              % (send_chain, got))
+        expect_log(sb, mark, auth_line("smart-lock", "root"), "chain sent: %s" % send_chain)
+        c.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def x509_leaf_alone_after_its_intermediate_was_seen(b):
+    """wolfSSL keeps every CA certificate a client presented (and it verified) for later
+    handshakes on the port. A leaf sent without its intermediate, after another client sent
+    that intermediate, must not be authenticated on a path that skips the intermediate (main
+    before the fix: accepted with "no authorizationAttributes match" and an expiry ignoring
+    the intermediate); the client must present it (or the operator trust it)."""
+    p = pki()
+    leaf = p.f.client("/CN=leaf-alone", p.inter2)
+    c, got = try_connect(b.ports["x509"], ctx_presenting([leaf, p.inter2], leaf))
+    check(c is not None and got.rc == 0, "leaf + intermediate: %r" % (got,))
+    c.disconnect()
+    for v in ("1.2", "1.3"):
+        mark = b.log_mark()
+        c, got = try_connect(b.ports["x509"], ctx_presenting([leaf], leaf, v))
+        check(c is None, "TLS %s, leaf without its intermediate: %r" % (v, got))
+        expect_log(b, mark, r"TLS handshake failed: [^\n]*no verified path from the client "
+                   r"certificate to a trusted client CA", "TLS %s, leaf alone" % v)
+        check(b.wait_log(r'authenticated by X509 as "leaf-alone"', mark, 0.3) is None,
+              "TLS %s: leaf alone authenticated" % v)
+
+
+@case(ringmq_only="ringmq's choice: one X509 method per BrokerAuthentication")
+def two_x509_methods_are_a_config_error():
+    """Two X509 methods in one BrokerAuthentication: --check-config fails naming the second
+    method's file:line:col and the first one's line:col (main before the fix accepted it and
+    gave TLS only the first method's CAs)."""
+    import subprocess
+    import tempfile
+    d = tempfile.mkdtemp(prefix="rq07-")
+    rq.on_cleanup(lambda: __import__("shutil").rmtree(d, ignore_errors=True))
+    path = os.path.join(d, "two.yaml")
+    doc = broker_doc() + """---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {name: listeners}
+spec:
+  ports:
+  - port: %d
+    authenticationRef: two-x509
+    tls: {mode: Manual, manual: {secretRef: server-cert}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {name: two-x509}
+spec:
+  authenticationMethods:
+  - method: X509
+    x509Settings: {trustedClientCaCert: ca-one}
+  - method: X509
+    x509Settings: {trustedClientCaCert: ca-two}
+""" % rq.free_port()
+    p = pki()
+    doc += certs.secret_yaml("server-cert", p.srv.chain_pem, p.srv.key_pem)
+    doc += certs.configmap_yaml("ca-one", {"a.pem": p.root.pem})
+    doc += certs.configmap_yaml("ca-two", {"b.pem": p.fab_root.pem})
+    with open(path, "w") as f:
+        f.write(doc)
+    lines = doc.split("\n")
+    first = next(i for i, t in enumerate(lines) if t.strip() == "- method: X509") + 1
+    second = next(i for i, t in enumerate(lines) if t.strip() == "- method: X509"
+                  and i + 1 > first) + 1
+    r = subprocess.run([rq.broker_bin(), "--check-config", "-c", path], capture_output=True,
+                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    out = r.stdout + r.stderr
+    check(r.returncode != 0, "two X509 methods accepted: exit 0, output %r" % out[-500:])
+    check(("%s:%d:" % (path, second)) in out, "no %s:%d:col in %r" % (path, second, out[-500:]))
+    check("second X509 method" in out and ("at %d:" % first) in out,
+          "the error does not name both methods: %r" % out[-500:])
 
 
 # ---------------------------------------------------------------------------------------------
