@@ -172,6 +172,9 @@ static int add_port(struct rq_config *cfg, int port, bool replace, const char *b
     int rc = add_listener(cfg, port, "127.0.0.1");
     if (rc == 0 && ipv6_loopback_usable(port))
         rc = add_listener(cfg, port, "::1");
+    else if (rc == 0)
+        rq_log(RQ_LOG_INFO, NULL, "[::1]:%d cannot be bound here (no IPv6?): port %d listens on "
+               "127.0.0.1 only", port, port);
     return rc;
 }
 
