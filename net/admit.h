@@ -32,8 +32,8 @@ uint32_t rq_admit_fd_budget(void);
 
 enum rq_admit_verdict {
     RQ_ADMIT_OK = 0,
-    RQ_ADMIT_NO_FD,         /* the descriptor budget is in use */
-    RQ_ADMIT_PRECONNECT,    /* preConnectLimit.connections connections wait for CONNECT */
+    RQ_ADMIT_NO_FD,      /* the descriptor budget is in use */
+    RQ_ADMIT_PRECONNECT, /* preConnectLimit.connections connections wait for CONNECT */
 };
 
 /* A connection was just accepted (its descriptor is open). OK: counted as a descriptor and as

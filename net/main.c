@@ -1,12 +1,15 @@
 /* ringmq entry point: command line, configuration, shard start-up, and the control thread's
  * signal loop (SIGTERM/SIGINT stop, SIGHUP reload). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,21 +26,26 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: ringmq [options]\n"
             "  -c, --config PATH   YAML file or directory of YAML manifests (Broker, BrokerListener)\n"
-            "  -p, --port PORT     add a plain MQTT listener on 0.0.0.0:PORT (with no -c: instead\n"
-            "                      of the embedded default 127.0.0.1:1883)\n"
+            "  -p, --port PORT     add a plain MQTT listener without authentication on PORT of\n"
+            "                      127.0.0.1 and ::1 only (with no -c: instead of the embedded\n"
+            "                      default 127.0.0.1:1883 and [::1]:1883)\n"
+            "      --bind ADDRESS  listen on ADDRESS (e.g. 0.0.0.0 or ::) instead of loopback for\n"
+            "                      -p or the embedded default: other hosts can then connect, and\n"
+            "                      without authentication\n"
             "  -t, --threads N     shard threads (default: config, else online CPUs)\n"
             "  -d, --data-dir DIR  where broker-issued certificates live (tls mode Automatic)\n"
             "  -v, --verbose       debug logging (twice: trace)\n"
             "      --check-config  validate the configuration and exit (0 = valid)\n"
             "      --version       print the version and exit\n"
             "  -h, --help          this text\n"
-            "With no configuration ringmq serves plain MQTT on 127.0.0.1:1883 without\n"
-            "authentication.\n");
+            "With no configuration ringmq serves plain MQTT on 127.0.0.1:1883 and [::1]:1883\n"
+            "without authentication, to this host only.\n");
 }
 
 struct opts {
     const char *config;
     const char *data_dir;
+    const char *bind; /* --bind: the -p / embedded default listener's address */
     int port;
     int threads;
     int verbose;
@@ -49,7 +57,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     static const struct option lo[] = {
         {"config", required_argument, 0, 'c'}, {"port", required_argument, 0, 'p'},
         {"threads", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'},
-        {"data-dir", required_argument, 0, 'd'},
+        {"data-dir", required_argument, 0, 'd'}, {"bind", required_argument, 0, 'B'},
         {"check-config", no_argument, 0, 'C'}, {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     int ch;
@@ -62,6 +70,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'd':
             o->data_dir = optarg;
             break;
+        case 'B': {
+            unsigned char a[16];
+            if (strlen(optarg) >= sizeof((struct rq_port_cfg *)0)->bind_address ||
+                (inet_pton(AF_INET, optarg, a) != 1 && inet_pton(AF_INET6, optarg, a) != 1)) {
+                fprintf(stderr, "ringmq: --bind must be an IPv4 or IPv6 address literal, got "
+                                "'%s'\n", optarg);
+                return 2;
+            }
+            o->bind = optarg;
+            break;
+        }
         case 'p':
             o->port = (int)strtol(optarg, &end, 10);
             if (*end || o->port < 1 || o->port > 65535) {
@@ -97,18 +116,33 @@ static int parse_args(int argc, char **argv, struct opts *o)
         fprintf(stderr, "ringmq: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (o->bind && o->config && !o->port) {
+        fprintf(stderr, "ringmq: --bind applies to the -p listener; the listeners of -c take "
+                        "their address from bindAddress\n");
+        return 2;
+    }
     return 0;
 }
 
-/* -p adds a listener (or, without -c, replaces the embedded default's). */
-static int add_port(struct rq_config *cfg, int port, bool replace)
+/* Whether [::1]:port can be bound here (IPv6 may be disabled, or the port taken on ::1 only):
+ * the loopback listener on ::1 is then left out rather than failing the start. */
+static bool ipv6_loopback_usable(int port)
 {
-    if (replace) {
-        cfg->n_ports = 0;
-    }
-    for (size_t i = 0; i < cfg->n_ports; i++)
-        if (cfg->ports[i].port == port)
-            return 0;
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+                             .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static int add_listener(struct rq_config *cfg, int port, const char *addr)
+{
     struct rq_port_cfg *np = realloc(cfg->ports, (cfg->n_ports + 1) * sizeof *np);
     if (!np)
         return -ENOMEM;
@@ -116,10 +150,32 @@ static int add_port(struct rq_config *cfg, int port, bool replace)
     struct rq_port_cfg *pc = &cfg->ports[cfg->n_ports++];
     memset(pc, 0, sizeof *pc);
     pc->port = (uint16_t)port;
-    snprintf(pc->bind_address, sizeof pc->bind_address, "0.0.0.0");
+    snprintf(pc->bind_address, sizeof pc->bind_address, "%s", addr);
     pc->protocol = RQ_PROTO_MQTT;
     snprintf(pc->listener, sizeof pc->listener, "command-line");
     return 0;
+}
+
+/* -p adds a listener without authentication (or, without -c, replaces the embedded default's).
+ * Secure by default, as mosquitto 2.0's local-only mode: it listens on loopback (127.0.0.1 and,
+ * when usable, ::1) unless --bind names the address. */
+static int add_port(struct rq_config *cfg, int port, bool replace, const char *bind_addr)
+{
+    if (replace) {
+        cfg->n_ports = 0;
+    }
+    for (size_t i = 0; i < cfg->n_ports; i++)
+        if (cfg->ports[i].port == port)
+            return 0;
+    if (bind_addr)
+        return add_listener(cfg, port, bind_addr);
+    int rc = add_listener(cfg, port, "127.0.0.1");
+    if (rc == 0 && ipv6_loopback_usable(port))
+        rc = add_listener(cfg, port, "::1");
+    else if (rc == 0)
+        rq_log(RQ_LOG_INFO, NULL, "[::1]:%d cannot be bound here (no IPv6?): port %d listens on "
+               "127.0.0.1 only", port, port);
+    return rc;
 }
 
 static void raise_nofile(void)
@@ -177,7 +233,10 @@ static struct rq_config *load_config(const struct opts *o, int *rc)
         fprintf(stderr, "%s\n", err[0] ? err : "ringmq: cannot load configuration");
         return NULL;
     }
-    if (o->port && add_port(cfg, o->port, !o->config) != 0) {
+    /* Without -c the listener is -p's, else the embedded default's port, on loopback or
+     * --bind. */
+    int port = o->port ? o->port : !o->config ? cfg->ports[0].port : 0;
+    if (port && add_port(cfg, port, !o->config, o->bind) != 0) {
         fprintf(stderr, "ringmq: out of memory\n");
         rq_config_free(cfg);
         return NULL;
@@ -261,6 +320,18 @@ static void serve(const struct opts *o, const struct rq_config *cfg, struct rq_p
     }
 }
 
+static bool is_loopback(const char *addr)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, addr, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, addr, &a6) != 1)
+        return false;
+    return IN6_IS_ADDR_LOOPBACK(&a6) ||
+           (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
 static void log_startup(const struct rq_config *cfg, int n)
 {
     rq_log(RQ_LOG_INFO, NULL, "ringmq %s: %d shard%s, configuration %s", RINGMQ_VERSION, n,
@@ -270,6 +341,14 @@ static void log_startup(const struct rq_config *cfg, int n)
     for (size_t i = 0; i < cfg->n_ignored; i++)
         rq_log(RQ_LOG_INFO, NULL, "%s: ignored: %s (not applicable to ringmq)",
                cfg->ignored[i].where, cfg->ignored[i].key);
+    /* Secure by default: say so loudly when a port is open to all without authentication. */
+    for (size_t i = 0; i < cfg->n_ports; i++) {
+        const struct rq_port_cfg *pc = &cfg->ports[i];
+        if (!pc->authn && !is_loopback(pc->bind_address))
+            rq_log(RQ_LOG_WARN, NULL, "port %u on %s (listener %s) accepts clients from other "
+                   "hosts without authentication: give it an authenticationRef, or bind it to "
+                   "127.0.0.1", pc->port, pc->bind_address, pc->listener);
+    }
 }
 
 int main(int argc, char **argv)

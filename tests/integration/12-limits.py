@@ -2,10 +2,17 @@
 """12 limits: the configured limits of Broker spec.advanced.clients and spec.ringmq as clients
 see them: maxConnections, maxTopicLevels, subscriberQueueLimit (None / DropOldest),
 maxReceiveMaximum, maxInflight, maxPacketSizeBytes, maxTopicAliases, maxMessageExpirySeconds,
-threads. Each case starts its own broker with the limit under test."""
+threads, and the descriptor limit (RLIMIT_NOFILE, at start and lowered while running): accepting
+backs off instead of spinning, log lines are rate-limited, clients connect again once
+descriptors are free. Each case starts its own broker with the limit under test."""
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
@@ -193,6 +200,108 @@ def threads_cli_overrides():
     yaml = rq.std_yaml(ringmq={"threads": 3})
     with rq.start_broker(yaml, threads=1) as b:
         check(not b.wait_log(r"shard 1\b", 0, timeout=0.5), "shard 1 started with --threads 1")
+        rq.check_serves(b.port)
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of the whole process (all threads), from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fd_broker(nofile=None):
+    """A broker (2 shards, log level info) started under prlimit --nofile=N when N is given."""
+    if not shutil.which("prlimit"):
+        raise rq.Skip("prlimit (util-linux) not installed")
+    port = rq.free_port()
+    d = tempfile.mkdtemp(prefix="rqfd-")
+    path = os.path.join(d, "ringmq.yaml")
+    with open(path, "w") as f:
+        f.write(rq.broker_yaml(port=port, log_level="info"))
+    argv = [rq.broker_bin(), "-c", path, "--threads", "2"]
+    if nofile:
+        argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile)] + argv
+    return rq.Broker(argv, port, d)
+
+
+def saturate(b, n):
+    """Opens n connections that send nothing (more than the descriptors allow), then measures
+    the broker's CPU time and new log lines over 3 s. Returns (sockets, cpu s, lines)."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection((rq.HOST, b.port), timeout=5)
+        rq.on_cleanup(s.close)
+        socks.append(s)
+    time.sleep(0.5)
+    mark, cpu0 = b.log_mark(), cpu_seconds(b.pid)
+    time.sleep(3)
+    cpu, lines = cpu_seconds(b.pid) - cpu0, len(b.log_since(mark).splitlines())
+    rq.log("saturated: %.2f s of CPU and %d log lines in 3 s" % (cpu, lines))
+    return socks, cpu, lines
+
+
+def connects_again(b, socks):
+    """Once the silent connections are gone, a new client gets its CONNACK within 10 s. Until
+    the broker has seen them go, it may still refuse at accept (closed at once): the client
+    tries again, as clients do."""
+    for s in socks:
+        s.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            c = rq.RawClient(b.port, timeout=5)
+            ack = c.connect(version=5, client_id=rq.uniq("after"), timeout=5)
+            break
+        except (AssertionError, OSError) as e:
+            check(time.monotonic() < deadline, "no CONNACK within 10 s of freeing the "
+                  "descriptors: %s" % e)
+            time.sleep(0.2)
+    check_eq(ack.rc, 0, "CONNACK after descriptors were freed")
+    c.disconnect()
+
+
+@case(ringmq_only="descriptor budget from RLIMIT_NOFILE")
+def descriptor_limit():
+    """The issue's probe: started with 128 descriptors, 200 silent connections. The broker
+    holds what its descriptor budget allows and refuses the rest without spinning (was: EMFILE,
+    accept re-armed every loop turn: seconds of CPU and hundreds of thousands of identical
+    lines in 3 s); a client connects once the others are gone."""
+    with fd_broker(nofile=128) as b:
+        socks, cpu, lines = saturate(b, 200)
+        check(cpu < 0.5, "broker used %.2f s of CPU in 3 s while out of descriptors" % cpu)
+        check(lines < 20, "%d log lines in 3 s while out of descriptors" % lines)
+        check(b.wait_log(r"descriptors|Too many open files", 0, 1),
+              "no log line about the descriptor limit")
+        connects_again(b, socks)
+        rq.check_serves(b.port)
+
+
+@case(ringmq_only="accept backs off on EMFILE")
+def descriptor_exhaustion_burst():
+    """With 64 descriptors, 100 connections arrive while the broker is stopped (SIGSTOP): on
+    SIGCONT the kernel accepts them until accept fails with EMFILE. Accepting backs off
+    (bounded CPU, a few lines), and resumes when descriptors are free again."""
+    with fd_broker(nofile=64) as b:
+        held = [socket.create_connection((rq.HOST, b.port), timeout=5) for _ in range(20)]
+        for s in held:
+            rq.on_cleanup(s.close)
+        time.sleep(0.3)
+        b.signal(signal.SIGSTOP)
+        try:
+            burst = []
+            for _ in range(100):
+                s = socket.create_connection((rq.HOST, b.port), timeout=5)
+                rq.on_cleanup(s.close)
+                burst.append(s)
+        finally:
+            b.signal(signal.SIGCONT)
+        socks, cpu, lines = saturate(b, 0)
+        check(cpu < 0.5, "broker used %.2f s of CPU in 3 s while accept fails" % cpu)
+        check(lines < 20, "%d log lines in 3 s while accept fails" % lines)
+        check(b.wait_log(r"Too many open files", 0, 1), "no log line about EMFILE")
+        connects_again(b, held + burst)
+        check(b.wait_log(r"accepting again", 0, 3), "no log line saying accepting resumed")
         rq.check_serves(b.port)
 
 

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """16 command line and configuration as an operator meets them: --version, --help,
 --check-config on good and bad files (errors name file:line), a config directory, the
-flow-style sample of docs/configuration.md, a bad config refusing to start. ringmq only."""
+flow-style sample of docs/configuration.md, a bad config refusing to start, -p listening on
+loopback only unless --bind opens it wider (with a warning for unauthenticated ports beyond
+loopback). ringmq only."""
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -69,7 +72,7 @@ def version():
 def help_text():
     r = ringmq("--help")
     check_eq(r.returncode, 0, "--help exit code")
-    for opt in ("--config", "--threads", "--check-config"):
+    for opt in ("--config", "--threads", "--check-config", "--bind"):
         check(opt in out(r), "--help does not mention %s" % opt)
 
 
@@ -162,6 +165,106 @@ def documented_sample():
              "CONNACK (Receive Maximum, Topic Alias Maximum, Maximum Packet Size)")
     c.disconnect()
     rq.check_serves(b.port)
+    check_eq(b.stop(), 0, "exit code")
+
+
+def listening(port):
+    """The addresses sockets of this network namespace listen on at TCP port (from
+    /proc/net/tcp and tcp6: hex addresses, each 32-bit word in host order)."""
+    out = set()
+    for name, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            with open(name) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            addr, p = fields[1].split(":")
+            if fields[3] != "0A" or int(p, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(addr)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            out.add(socket.inet_ntop(family, raw))
+    return out
+
+
+def cli_broker(*args):
+    port = rq.free_port()
+    return rq.Broker([rq.broker_bin(), "-p", str(port), "--threads", "1"] + list(args), port,
+                     tmpdir())
+
+
+UNAUTH_WARNING = r"accepts clients from other hosts without authentication"
+
+
+@case(ringmq_only=ONLY)
+def port_listens_on_loopback():
+    """Secure by default: -p without -c listens on 127.0.0.1 (and ::1 when this host has it),
+    not on 0.0.0.0, and has nothing to warn about."""
+    b = cli_broker()
+    addrs = listening(b.port)
+    check(addrs and addrs <= {"127.0.0.1", "::1"}, "-p %d listens on %s" % (b.port, addrs))
+    check("127.0.0.1" in addrs, "-p does not listen on 127.0.0.1: %s" % addrs)
+    check(not b.wait_log(UNAUTH_WARNING, 0, 0.3), "warning about a loopback-only port")
+    rq.check_serves(b.port)
+    check_eq(b.stop(), 0, "exit code")
+
+
+@case(ringmq_only=ONLY)
+def port_with_config_listens_on_loopback():
+    """-c with -p: the extra -p listener (no authentication) is loopback-only too."""
+    d = tmpdir()
+    cfg_port, port = rq.free_port(), rq.free_port()
+    path = write(d, "ok.yaml", rq.std_yaml(port=cfg_port))
+    b = rq.Broker([rq.broker_bin(), "-c", path, "-p", str(port), "--threads", "1"], port, d)
+    addrs = listening(port)
+    check(addrs and addrs <= {"127.0.0.1", "::1"}, "-p %d listens on %s" % (port, addrs))
+    check_eq(b.stop(), 0, "exit code")
+
+
+@case(ringmq_only=ONLY)
+def bind_opens_wider_and_warns():
+    """--bind 0.0.0.0 listens on every address, and the start-up log warns that the port takes
+    clients from other hosts without authentication."""
+    b = cli_broker("--bind", "0.0.0.0")
+    check_eq(listening(b.port), {"0.0.0.0"}, "addresses with --bind 0.0.0.0")
+    check(b.wait_log(r"warn .*port %d on 0\.0\.0\.0.*%s" % (b.port, UNAUTH_WARNING), 0, 3),
+          "no warning about the unauthenticated port; log:\n%s" % b.log()[-1500:])
+    rq.check_serves(b.port)
+    check_eq(b.stop(), 0, "exit code")
+
+
+@case(ringmq_only=ONLY)
+def bind_refused_when_meaningless():
+    """--bind takes an address literal, and only goes with -p (or no -c at all)."""
+    r = ringmq("-p", "1883", "--bind", "everywhere", "--check-config")
+    check_eq(r.returncode, 2, "--bind everywhere exit code (%s)" % out(r))
+    check("--bind" in out(r), "error does not name --bind: %r" % out(r))
+    d = tmpdir()
+    path = write(d, "ok.yaml", rq.std_yaml())
+    r = ringmq("-c", path, "--bind", "0.0.0.0", "--check-config")
+    check_eq(r.returncode, 2, "--bind with -c and no -p: exit code (%s)" % out(r))
+    check("bindAddress" in out(r), "error does not point at bindAddress: %r" % out(r))
+
+
+@case(ringmq_only=ONLY)
+def config_port_without_authentication_warns():
+    """A configured port without authenticationRef on 0.0.0.0 gets the start-up warning; the
+    same on 127.0.0.1 does not."""
+    d = tmpdir()
+    port = rq.free_port()
+    path = write(d, "open.yaml", rq.std_yaml(port=port).replace("bindAddress: 127.0.0.1",
+                                                                "bindAddress: 0.0.0.0"))
+    b = rq.Broker([rq.broker_bin(), "-c", path, "--threads", "1"], port, d)
+    check(b.wait_log(r"port %d on 0\.0\.0\.0 \(listener plain\) %s" % (port, UNAUTH_WARNING),
+                     0, 3), "no warning; log:\n%s" % b.log()[-1500:])
+    check_eq(b.stop(), 0, "exit code")
+    d = tmpdir()
+    port = rq.free_port()
+    b = rq.Broker([rq.broker_bin(), "-c", write(d, "lo.yaml", rq.std_yaml(port=port)),
+                   "--threads", "1"], port, d)
+    check(not b.wait_log(UNAUTH_WARNING, 0, 0.5), "warning for a port on 127.0.0.1")
     check_eq(b.stop(), 0, "exit code")
 
 
