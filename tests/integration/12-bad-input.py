@@ -445,6 +445,57 @@ def connect_truncated_fields(b):
                     what="3.1.1 client id past the packet end")
 
 
+FORGED_ID = "evil\n2026-01-01T00:00 error forged \\x0a \"q\" \u202e"
+
+
+def peer_text_traffic(port):
+    """A client whose id and topic carry a newline, a backslash, quotes and a right-to-left
+    override: connect, a refused $SYS publish, a malformed packet (the close is logged with the
+    id), then a clean session that ends (logged with the id)."""
+    c = rq.connected(port, client_id=FORGED_ID)
+    c.publish("$SYS/a\nb", b"x", qos=1)
+    c.send_raw(pub(5, "t", flags=0x08))
+    c.expect_closed(3)
+    rq.connected(port, client_id=FORGED_ID + "2").disconnect()
+
+
+@case(ringmq_only="log format")
+def peer_text_escaped_in_log(b):
+    # A client id with a newline forged a log line (the session's lines printed it raw).
+    mark = b.log_mark()
+    peer_text_traffic(b.port)
+    check(b.wait_log(r"session \"evil\\x0a2026.*\" ended", mark),
+          "no escaped session line; log:\n%s" % b.log_since(mark)[-2000:])
+    text = b.log_since(mark)
+    for ln in text.splitlines():
+        check(not ln.startswith("2026-01-01"), "a client forged a log line: %r" % ln)
+        check("\u202e" not in ln, "raw right-to-left override in the log: %r" % ln)
+    check("\\x5cx0a \\x22q\\x22 \\u202e" in text,
+          "backslash, quotes and U+202E not escaped; log:\n%s" % text[-2000:])
+    check("PUBLISH to \"$SYS/a\\x0ab\" dropped" in text,
+          "topic not escaped in the refusal line; log:\n%s" % text[-2000:])
+
+
+@case(ringmq_only="log format")
+def peer_text_in_json_log(b):
+    import json
+    yaml = rq.std_yaml(clients=CLIENTS, ringmq=dict(RINGMQ, logFormat="json"))
+    with rq.start_broker(yaml) as b2:
+        peer_text_traffic(b2.port)
+        check(b2.wait_log(r"ended", 0), "no session line in the JSON log")
+        ids = set()
+        for ln in b2.log().splitlines():
+            try:
+                rec = json.loads(ln)
+            except ValueError:
+                check(False, "log line is not JSON: %r" % ln)
+                continue
+            ids.add(rec.get("client"))
+            check("\n" not in rec.get("msg", ""), "newline inside a JSON message: %r" % ln)
+        check("evil\\x0a2026-01-01T00:00 error forged \\x5cx0a \\x22q\\x22 \\u202e" in ids,
+              "client ids in the JSON log: %r" % ids)
+
+
 @case
 def broker_survives_garbage(b):
     # A burst of assorted junk on several connections; the broker must keep serving.
