@@ -86,6 +86,75 @@ def v311_empty_id_persistent_rejected(b):
     check(c.expect_closed(3), "connection not closed after CONNACK 2")
 
 
+# --- MQTT 3.1 ("MQIsdp", level 3), which old devices still speak ------------------------------
+
+@case
+def mqtt31_connect_and_publish(b):
+    cid = rq.uniq("v31")
+    c = rq.connected(b.port, cid, version=3)
+    check_eq(c.connack.raw, b"\x00\x00", "3.1 CONNACK")
+    t = "v31/" + cid
+    check_eq(c.subscribe([(t, 1)]).codes, [1], "3.1 SUBACK")
+    check_eq(len(c.publish(t, b"hello", qos=1).raw), 2, "3.1 PUBACK body length")
+    check_eq(c.recv_publish(3).payload, b"hello", "3.1 delivery")
+    c.disconnect()
+
+
+@case(mosquitto_differs="2.0.11 assigns an identifier to a 3.1 client")
+def mqtt31_empty_client_id_rejected(b):
+    # MQTT 3.1 section 3.1: the client identifier is 1 to 23 characters; return code 2
+    # (identifier rejected) and close, whatever Clean Session says.
+    for clean in (True, False):
+        c = rq.RawClient(b.port, version=3)
+        ack = c.connect(version=3, client_id="", clean=clean)
+        check_eq((ack.raw, ack.rc), (b"\x00\x02", 2),
+                 "3.1 CONNACK for an empty client id (clean session %d)" % clean)
+        check(c.expect_closed(3), "connection not closed after CONNACK 2")
+
+
+@case(mosquitto_differs="2.0.11 sets Session Present for 3.1 clients")
+def mqtt31_connack_first_byte_reserved(b):
+    # 3.1 has no Session Present: the CONNACK's first byte is reserved, 0, even on resume.
+    cid = rq.uniq("v31sp")
+    c = rq.connected(b.port, cid, version=3, clean=False)
+    c.subscribe([("v31/" + cid, 1)])
+    c.disconnect()
+    c = rq.connected(b.port, cid, version=3, clean=False)
+    check_eq(c.connack.raw, b"\x00\x00", "3.1 CONNACK on a resumed session")
+    check_eq(c.subscribe([("v31/" + cid, 1)]).codes, [1], "3.1 session still usable")
+    c.disconnect()
+    c = rq.connected(b.port, cid, version=4, clean=False)  # the same session seen by 3.1.1
+    check_eq(c.connack.session_present, True, "3.1.1 Session Present for the same session")
+    c.disconnect()
+
+
+@case
+def mqtt31_resent_pubrel_with_dup(b):
+    # 3.1 gives a resent PUBREL the DUP flag (fixed header 0x6A); 3.1.1 made it reserved.
+    cid = rq.uniq("v31rel")
+    t = "v31/" + cid
+    s = rq.connected(b.port, version=4)
+    s.subscribe([(t, 2)])
+    p = rq.connected(b.port, cid, version=3)
+    p.send_raw(rq.enc_publish(3, t, b"once", qos=2, pid=5))
+    p.wait_for(rq.PUBREC, 3, pid=5)
+    p.send_raw(b"\x6a\x02\x00\x05")  # PUBREL, DUP: as if the first one was lost
+    check_eq(p.wait_for(rq.PUBCOMP, 3, pid=5).raw, b"\x00\x05", "PUBCOMP for PUBREL with DUP")
+    p.send_raw(b"\x6a\x02\x00\x05")  # and once more: still answered
+    p.wait_for(rq.PUBCOMP, 3, pid=5)
+    p.send_raw(b"\x8a\x06\x00\x09\x00\x01t\x01")  # a resent SUBSCRIBE with DUP
+    check_eq(p.wait_for(rq.SUBACK, 3, pid=9).codes, [1], "SUBACK for SUBSCRIBE with DUP")
+    p.ping()
+    got = s.collect(1.0)
+    check_eq([m.payload for m in got], [b"once"], "delivered exactly once")
+    p.disconnect()
+    s.disconnect()
+    # 3.1.1 still refuses DUP on PUBREL (reserved flags)
+    q = rq.connected(b.port, version=4)
+    q.send_raw(b"\x6a\x02\x00\x05")
+    check(q.expect_closed(3), "3.1.1 PUBREL with DUP not closed")
+
+
 @case
 def session_present_v5(b):
     cid = rq.uniq("sp5")

@@ -326,5 +326,41 @@ def cross_shard_all_pairs(b):
         c.disconnect()
 
 
+@case(ringmq_only="the maxTopicLevels default")
+def two_hundred_levels_by_default(b):
+    # maxTopicLevels defaults to 200 (mosquitto's limit): filters of 200 levels, '+' at every
+    # level, with a final '#', and a 200-level literal one all match a 200-level topic, live and
+    # retained; 201 levels are over the limit. Matching stays iterative (run under ASan).
+    lv = 200
+    with rq.start_broker(rq.broker_yaml(clients=rq.STD_CLIENTS)) as b2:
+        root = rq.uniq("deep")
+        topic = "/".join([root] + ["l%d" % i for i in range(1, lv)])
+        filters = ["/".join(["+"] * lv), "/".join(["+"] * (lv - 1) + ["#"]), topic]
+        subs = []
+        for f in filters:
+            s = rq.connected(b2.port)
+            check_eq(s.subscribe([(f, 1)]).codes, [1], "SUBACK for a %d-level filter %s..."
+                     % (f.count("/") + 1, f[:12]))
+            subs.append(s)
+        over = rq.connected(b2.port)
+        check_eq(over.subscribe([("/".join(["+"] * (lv + 1)), 1), (topic + "/x", 1)]).codes,
+                 [0x8F, 0x8F], "SUBACK for 201-level filters")
+        p = rq.connected(b2.port)
+        check_eq(p.publish(topic, b"deep", qos=1, retain=True).rc, 0, "PUBACK, 200 levels")
+        for f, s in zip(filters, subs):
+            m = s.recv_publish(3)
+            check_eq((m.topic, m.payload), (topic, b"deep"), "delivery for %s..." % f[:12])
+        late = rq.connected(b2.port)
+        late.subscribe([(filters[0], 1), (filters[1], 1)])
+        got = [(m.topic, m.retain) for m in late.collect(1.0, count=2)]
+        check_eq(got, [(topic, True)] * 2, "retained, once per 200-level filter [MQTT-3.8.4-4]")
+        p.send_raw(rq.enc_publish(5, topic + "/x", b"too deep"))
+        res = p.expect_closed(3)
+        check_eq(res.rc, 0x90, "DISCONNECT reason for a 201-level topic")
+        for c in subs + [over, late]:
+            c.disconnect()
+        b2.check_alive()
+
+
 if __name__ == "__main__":
     rq.run(rq.fixture_broker(rq.std_yaml), timeout=90)

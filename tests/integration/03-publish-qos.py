@@ -42,8 +42,7 @@ def qos1_flow(b):
         pid = 4242
         p.send_raw(rq.enc_publish(v, t, b"one", qos=1, pid=pid))
         ack = p.wait_for(rq.PUBACK, 3)
-        check_eq(ack.pid, pid, "PUBACK packet id")
-        check(ack.rc in (0x00, 0x10), "PUBACK reason 0x%02x" % ack.rc)
+        check_eq((ack.pid, ack.rc), (pid, 0x00), "PUBACK (packet id, reason: a subscriber took it)")
         m = s.recv_publish(3, ack=False)
         check_eq((m.qos, m.dup, m.payload), (1, False, b"one"), "v%d QoS 1 delivery" % v)
         check(m.pid and m.pid > 0, "QoS 1 delivery without a packet id")
@@ -60,7 +59,7 @@ def qos2_flow(b):
         pid = 777
         p.send_raw(rq.enc_publish(v, t, b"two", qos=2, pid=pid))
         rec = p.wait_for(rq.PUBREC, 3)
-        check_eq((rec.pid, rec.rc < 0x80), (pid, True), "PUBREC (pid, success)")
+        check_eq((rec.pid, rec.rc), (pid, 0x00), "PUBREC (pid, reason: a subscriber took it)")
         # The broker may deliver on PUBLISH or on PUBREL ([MQTT-4.3.3] method A or B), so the
         # publisher's flow completes first.
         p.send_raw(rq.enc_ack(rq.PUBREL, v, pid))
@@ -303,6 +302,96 @@ def pubrel_unknown_pid(b):
     check_eq((comp.pid, comp.rc), (999, 0x92), "PUBCOMP for an unknown PUBREL")
     p.ping()
     p.disconnect()
+
+
+@case
+def no_matching_subscribers(b):
+    # v5: PUBACK / PUBREC 0x10 when no subscription takes the message (as mosquitto and EMQX);
+    # 3.1.1 has no reason codes. The flow goes on as for 0x00 (0x10 is a success code).
+    t = rq.uniq("nobody")
+    p = rq.connected(b.port)
+    check_eq(p.publish(t, b"1", qos=1).rc, 0x10, "v5 PUBACK without subscribers")
+    p.send_raw(rq.enc_publish(5, t, b"2", qos=2, pid=20))
+    check_eq(p.wait_for(rq.PUBREC, 3, pid=20).rc, 0x10, "v5 PUBREC without subscribers")
+    p.send_raw(rq.enc_ack(rq.PUBREL, 5, 20))
+    check_eq(p.wait_for(rq.PUBCOMP, 3, pid=20).rc, 0x00, "PUBCOMP after PUBREC 0x10")
+    # only the publisher's own No Local subscription matches: nobody takes it
+    p.subscribe([(t, rq.sub_opts(1, no_local=True))])
+    check_eq(p.publish(t, b"3", qos=1).rc, 0x10, "v5 PUBACK with only a No Local self-match")
+    p.expect_nothing(0.3, "PUBLISH to the publisher's No Local subscription")
+    # a subscriber, then none again
+    s = rq.connected(b.port)
+    s.subscribe([(t + "/#", 1)])
+    check_eq(p.publish(t, b"4", qos=1).rc, 0x00, "v5 PUBACK with a subscriber")
+    check_eq(s.recv_publish(3).payload, b"4", "delivered to the subscriber")
+    s.unsubscribe([t + "/#"])
+    check_eq(p.publish(t, b"5", qos=1).rc, 0x10, "v5 PUBACK after the subscriber left")
+    # a shared subscription is a subscriber
+    s.subscribe([("$share/g/" + t, 1)])
+    check_eq(p.publish(t, b"6", qos=1).rc, 0x00, "v5 PUBACK with a shared subscriber")
+    check_eq(s.recv_publish(3).payload, b"6", "delivered to the shared subscriber")
+    s.disconnect()
+    p.disconnect()
+    q = rq.connected(b.port, version=4)
+    check_eq(q.publish(rq.uniq("nobody"), b"x", qos=1).raw, b"\x00\x01",
+             "3.1.1 PUBACK without subscribers: packet id only")
+    q.disconnect()
+
+
+@case
+def no_matching_subscribers_retained(b):
+    # Decision (as mosquitto): a retained message without subscribers is stored and still
+    # answered 0x10, which says "accepted, nobody subscribed right now", not "dropped".
+    t = rq.uniq("kept")
+    p = rq.connected(b.port)
+    check_eq(p.publish(t, b"kept", qos=1, retain=True).rc, 0x10,
+             "v5 PUBACK for a retained message without subscribers")
+    s = rq.connected(b.port)
+    s.subscribe([(t, 1)])
+    m = s.recv_publish(3)
+    check_eq((m.payload, m.retain), (b"kept", True), "the retained message was stored")
+    p.publish(t, b"", qos=1, retain=True)  # clear it
+    s.disconnect()
+    p.disconnect()
+
+
+@case(mosquitto_differs="2.0.11 lets clients publish to $SYS and $share/ topics")
+def reserved_topics_refused(b):
+    # $SYS/... is the broker's own; "$share/..." is a subscription prefix, never a topic. v5 QoS
+    # 1/2: 0x87 Not authorized; 3.1.1: acknowledged and dropped; QoS 0: dropped. Nothing is
+    # delivered or retained; the connection stays; the broker logs why.
+    watcher = rq.connected(b.port)
+    # ("$share/..." cannot be subscribed to as a plain filter; the plain "$share" can)
+    watcher.subscribe([("$SYS/#", 2), ("$share", 2)])
+    mark = b.log_mark()
+    for v in (5, 4):
+        p = rq.connected(b.port, version=v)
+        for topic in ("$SYS/broker/clients/connected", "$SYS", "$share/g/t", "$share"):
+            want = 0x87 if v == 5 else 0
+            p.send_raw(rq.enc_publish(v, topic, b"forged", qos=0, retain=True))
+            ack = p.publish(topic, b"forged", qos=1, retain=True)
+            check_eq((ack.type, ack.rc), (rq.PUBACK, want), "v%d QoS 1 to %s: PUBACK" % (v, topic))
+            p.send_raw(rq.enc_publish(v, topic, b"forged", qos=2, pid=77))
+            rec = p.wait_for(rq.PUBREC, 3, pid=77)
+            check_eq(rec.rc, want, "v%d QoS 2 to %s: PUBREC reason" % (v, topic))
+            if v == 4:  # 3.1.1 goes on with PUBREL: answered, nothing was kept for it
+                p.send_raw(rq.enc_ack(rq.PUBREL, 4, 77))
+                p.wait_for(rq.PUBCOMP, 3, pid=77)
+        p.ping()
+        p.disconnect()
+    watcher.expect_nothing(0.5, "a client's message on $SYS or $share")
+    later = rq.connected(b.port)
+    later.subscribe([("$SYS/#", 1)])
+    later.expect_nothing(0.3, "a retained message a client put on $SYS")
+    later.disconnect()
+    watcher.disconnect()
+    check(b.wait_log(r"PUBLISH to \"\$SYS/broker/clients/connected\" dropped: \$SYS topics are "
+                     r"the broker's own", mark),
+          "no log line for the refused PUBLISH; log:\n%s" % b.log_since(mark)[-1500:])
+    # rate-limited: for the 24 refusals above, one line per shard (2) at most, not 24
+    lines = [ln for ln in b.log_since(mark).splitlines() if "dropped: $" in ln]
+    check(1 <= len(lines) <= 2, "refusals logged %d times, want once per shard per 10 s:\n%s"
+          % (len(lines), "\n".join(lines)))
 
 
 @case

@@ -162,6 +162,13 @@ def reserved_flags_unsubscribe(b):
             what="UNSUBSCRIBE with flags 0")
 
 
+@case(mosquitto_differs="2.0.11 accepts DUP on a QoS 0 PUBLISH")
+def publish_qos0_with_dup(b):
+    # [MQTT-3.3.1-2]: DUP must be 0 on a QoS 0 PUBLISH; the message is not delivered.
+    refused(b, lambda v: pub(v, "t", flags=0x08), MALFORMED, log="DUP set on a QoS 0 PUBLISH",
+            what="QoS 0 PUBLISH with DUP")
+
+
 @case
 def publish_qos3(b):
     refused(b, lambda v: pub(v, "t", flags=0x06) + b"", MALFORMED, log="malformed|protocol error",
@@ -261,6 +268,51 @@ def property_not_allowed_in_packet(b):
             what="Session Expiry Interval in PUBLISH")
 
 
+@case(mosquitto_differs="2.0.11 accepts a Subscription Identifier from a client")
+def publish_with_subscription_identifier(b):
+    # [MQTT-3.3.4-6]: a PUBLISH from a client must not carry a Subscription Identifier.
+    refused(b, pub(5, "t", props={"subscription_identifier": 7}), PROTOCOL_ERROR, versions=(5,),
+            log=r"subscription identifier in a PUBLISH from a client",
+            what="Subscription Identifier in PUBLISH")
+
+
+@case(mosquitto_differs="2.0.11 accepts wildcards in a Response Topic")
+def response_topic_with_wildcard(b):
+    # [MQTT-3.3.2-14]: the Response Topic is a topic name: no wildcards.
+    for rt in ("reply/+", "reply/#"):
+        refused(b, pub(5, "t", props={"response_topic": rt}), PROTOCOL_ERROR, versions=(5,),
+                log=r"wildcard in the response topic", what="Response Topic %r" % rt)
+    c = rq.RawClient(b.port, version=5)
+    will = dict(topic="w", payload=b"x", props={"response_topic": "r/#"})
+    c.send_raw(rq.enc_connect(5, client_id="rt", will=will))
+    res = c.expect_closed(3)
+    acks = [p for p in res.packets if p.type == rq.CONNACK]
+    check(res and acks and acks[0].rc == PROTOCOL_ERROR,
+          "will Response Topic r/#: want CONNACK 0x82 and close, got %r" % res)
+
+
+@case(mosquitto_differs="2.0.11 accepts reason codes PUBREL does not define")
+def pubrel_undefined_reason_code(b):
+    # PUBREL defines only 0x00 and 0x92 (5.0 section 3.6.2.1): anything else is malformed, not
+    # answered with PUBCOMP 0x92 as before.
+    for rc in (0x10, 0x80, 0x87):
+        refused(b, rq.packet(rq.PUBREL, 2, bytes([0, 1, rc])), MALFORMED, versions=(5,),
+                log=r"reason code not defined for this acknowledgement",
+                what="PUBREL reason 0x%02x" % rc)
+    refused(b, rq.packet(rq.PUBACK, 0, bytes([0, 1, 0x92])), MALFORMED, versions=(5,),
+            what="PUBACK reason 0x92")
+
+
+@case(mosquitto_differs="2.0.11 takes a will on $SYS/")
+def will_topic_reserved(b):
+    # A will is published later on the client's behalf: $SYS and $share/ are refused at CONNECT
+    # (v5 0x87, 3.1.1 return code 5 Not authorized).
+    for v, want in ((5, 0x87), (4, 0x05)):
+        for topic in ("$SYS/broker/uptime", "$share/g/t"):
+            refused_connect(b, rq.enc_connect(v, client_id="w", will=dict(topic=topic)), want,
+                            version=v, what="v%d will topic %s" % (v, topic))
+
+
 @case
 def unknown_property(b):
     refused(b, pub(5, "t", props=[(0x7f, 1)]), MALFORMED, versions=(5,),
@@ -341,17 +393,31 @@ def connect_password_without_username_v311(b):
     rq.check_serves(b.port)
 
 
-@case
+@case(mosquitto_differs="2.0.11 answers level 6 with the 3.1.1 CONNACK 0x01")
 def connect_protocol_level_6(b):
-    # v5-format CONNACK 0x84 ([MQTT-3.1.2-2] allows answering an unknown level with 0x84).
+    # A level above 5 is a client newer than us: the v5-format CONNACK 0x84 (5.0 section
+    # 3.1.2.2), then the close.
     c = rq.RawClient(b.port, version=5)
     c.send_raw(rq.enc_connect(5, client_id="l6", level=6))
     res = c.expect_closed(3)
     check(res, "protocol level 6: not closed")
     acks = [p for p in res.packets if p.type == rq.CONNACK]
-    if acks:
-        check(acks[0].rc in (0x84, 0x01), "protocol level 6: CONNACK rc 0x%02x" % acks[0].rc)
+    check(len(acks) == 1, "protocol level 6: want one CONNACK, got %r" % res.packets)
+    check_eq((acks[0].raw[:2], len(acks[0].raw) > 2), (b"\x00\x84", True),
+             "protocol level 6: CONNACK (flags and reason, v5 format with properties)")
     rq.check_serves(b.port)
+
+
+@case(mosquitto_differs="2.0.11 closes without CONNACK")
+def connect_protocol_levels_0_to_2(b):
+    # 3.1.1 [MQTT-3.1.2-2]: an unsupported level, 0 included, gets CONNACK 0x01, then the close
+    # (level 0 was closed without CONNACK before).
+    for level in (0, 1, 2):
+        mark = b.log_mark()
+        refused_connect(b, rq.enc_connect(4, client_id="l%d" % level, level=level), 0x01,
+                        version=4, what="protocol level %d" % level)
+        check(b.wait_log(r"CONNECT refused: unsupported protocol name or level", mark),
+              "protocol level %d: no log line; log:\n%s" % (level, b.log_since(mark)[-800:]))
 
 
 @case(mosquitto_differs="2.0.11 closes without CONNACK")
@@ -377,6 +443,57 @@ def connect_truncated_fields(b):
     body = rq.enc_str("MQTT") + b"\x04\x02\x00\x3c" + struct.pack(">H", 50) + b"short"
     refused_connect(b, rq.packet(rq.CONNECT, 0, body), None, version=4,
                     what="3.1.1 client id past the packet end")
+
+
+FORGED_ID = "evil\n2026-01-01T00:00 error forged \\x0a \"q\" \u202e"
+
+
+def peer_text_traffic(port):
+    """A client whose id and topic carry a newline, a backslash, quotes and a right-to-left
+    override: connect, a refused $SYS publish, a malformed packet (the close is logged with the
+    id), then a clean session that ends (logged with the id)."""
+    c = rq.connected(port, client_id=FORGED_ID)
+    c.publish("$SYS/a\nb", b"x", qos=1)
+    c.send_raw(pub(5, "t", flags=0x08))
+    c.expect_closed(3)
+    rq.connected(port, client_id=FORGED_ID + "2").disconnect()
+
+
+@case(ringmq_only="log format")
+def peer_text_escaped_in_log(b):
+    # A client id with a newline forged a log line (the session's lines printed it raw).
+    mark = b.log_mark()
+    peer_text_traffic(b.port)
+    check(b.wait_log(r"session \"evil\\x0a2026.*\" ended", mark),
+          "no escaped session line; log:\n%s" % b.log_since(mark)[-2000:])
+    text = b.log_since(mark)
+    for ln in text.splitlines():
+        check(not ln.startswith("2026-01-01"), "a client forged a log line: %r" % ln)
+        check("\u202e" not in ln, "raw right-to-left override in the log: %r" % ln)
+    check("\\x5cx0a \\x22q\\x22 \\u202e" in text,
+          "backslash, quotes and U+202E not escaped; log:\n%s" % text[-2000:])
+    check("PUBLISH to \"$SYS/a\\x0ab\" dropped" in text,
+          "topic not escaped in the refusal line; log:\n%s" % text[-2000:])
+
+
+@case(ringmq_only="log format")
+def peer_text_in_json_log(b):
+    import json
+    yaml = rq.std_yaml(clients=CLIENTS, ringmq=dict(RINGMQ, logFormat="json"))
+    with rq.start_broker(yaml) as b2:
+        peer_text_traffic(b2.port)
+        check(b2.wait_log(r"ended", 0), "no session line in the JSON log")
+        ids = set()
+        for ln in b2.log().splitlines():
+            try:
+                rec = json.loads(ln)
+            except ValueError:
+                check(False, "log line is not JSON: %r" % ln)
+                continue
+            ids.add(rec.get("client"))
+            check("\n" not in rec.get("msg", ""), "newline inside a JSON message: %r" % ln)
+        check("evil\\x0a2026-01-01T00:00 error forged \\x5cx0a \\x22q\\x22 \\u202e" in ids,
+              "client ids in the JSON log: %r" % ids)
 
 
 @case

@@ -255,6 +255,64 @@ def client_maximum_packet_size_counts_properties(b):
     p.disconnect()
 
 
+@case(mosquitto_differs="2.0.11 sends CONNACK and DISCONNECT whatever their size")
+def client_maximum_packet_size_connack(b):
+    # [MQTT-3.1.2-25] bounds CONNACK too. A refusing CONNACK drops its Reason String to fit
+    # [MQTT-3.2.2-19]; a CONNACK that cannot fit even bare is not sent: the connection closes.
+    props = {"authentication_method": "SCRAM-SHA-1"}  # not configured: CONNACK 0x8C
+    c = rq.RawClient(b.port)
+    ack = c.connect(props=dict(props), client_id="mp1")
+    check(ack.rc == 0x8C and "reason_string" in ack.props,
+          "without a limit: CONNACK 0x8C with a Reason String, got %r" % ack)
+    c.close()
+    c = rq.RawClient(b.port)
+    ack = c.connect(props=dict(props, maximum_packet_size=8), client_id="mp2")
+    check_eq((ack.rc, ack.raw), (0x8C, b"\x00\x8c\x00"),
+             "CONNACK within Maximum Packet Size 8 (reason, body without properties)")
+    check(c.expect_closed(3), "not closed after CONNACK 0x8C")
+    c = rq.RawClient(b.port)
+    c.send_connect(props=dict(props, maximum_packet_size=4), client_id="mp3")
+    res = c.expect_closed(3)
+    check(res and not res.packets, "Maximum Packet Size 4: want a close without CONNACK, got %r"
+          % res)
+    # a successful CONNACK has nothing it may leave out: exactly its size is enough, one less
+    # is not
+    size = 2 + len(rq.connected(b.port, "mp4").connack.raw)
+    c = rq.connected(b.port, "mp5", props={"maximum_packet_size": size})
+    c.ping()
+    c.disconnect()
+    c = rq.RawClient(b.port)
+    c.send_connect(props={"maximum_packet_size": size - 1}, client_id="mp6")
+    res = c.expect_closed(3)
+    check(res and not res.packets, "Maximum Packet Size %d for a %d-byte CONNACK: want a close "
+          "without CONNACK, got %r" % (size - 1, size, res))
+    rq.check_serves(b.port)
+
+
+@case(mosquitto_differs="2.0.11 sends CONNACK and DISCONNECT whatever their size")
+def client_maximum_packet_size_disconnect(b):
+    # [MQTT-3.14.2-3]: DISCONNECT drops its Reason String to fit; it is left out when even the
+    # bare DISCONNECT (3 bytes) is too large.
+    second = rq.enc_connect(5, client_id="again")
+    c = rq.connected(b.port)
+    c.send_raw(second)
+    res = c.expect_closed(3)
+    check(res.rc == 0x82 and "reason_string" in res.disconnect.props,
+          "without a limit: DISCONNECT 0x82 with a Reason String, got %r" % res)
+    c = rq.connected(b.port, props={"maximum_packet_size": 20})
+    c.send_raw(second)
+    res = c.expect_closed(3)
+    check_eq((res.rc, res.disconnect.raw if res.disconnect else None), (0x82, b"\x82"),
+             "DISCONNECT within Maximum Packet Size 20 (reason, body)")
+    # a SUBACK that cannot fit: the connection ends (DISCONNECT 0x95, bare, fits)
+    c = rq.connected(b.port, props={"maximum_packet_size": 20})
+    c.send_raw(rq.enc_subscribe(5, 1, [("f/%d" % i, 0) for i in range(30)]))
+    res = c.expect_closed(3)
+    check(res and res.rc == 0x95 and not [p for p in res.packets if p.type == rq.SUBACK],
+          "SUBACK of 35 bytes for Maximum Packet Size 20: want DISCONNECT 0x95, got %r" % res)
+    rq.check_serves(b.port)
+
+
 @case
 def connack_capabilities(b):
     c = rq.connected(b.port)

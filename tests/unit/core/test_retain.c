@@ -293,6 +293,47 @@ static void test_many_and_deep(void)
     CHECK_EQ(live_msgs, 0);
 }
 
+/* maxTopicLevels' default (200): every prefix of a 200-level topic retained, looked up with
+ * filters of '+' at every level, with and without a final '#' (run under ASan). */
+static void test_200_levels(void)
+{
+    enum { L = 200 };
+    char topic[2 * L], filter[2 * L + 2];
+    struct rq_retain *r = rq_retain_new();
+    for (int n = 1; n <= L; n++) {
+        for (int i = 0; i < n; i++) {
+            topic[2 * i] = (char)('a' + i % 26);
+            topic[2 * i + 1] = '/';
+        }
+        topic[2 * n - 1] = 0;
+        set(r, topic);
+    }
+    CHECK_EQ(rq_retain_count(r), L);
+    struct seen s = {.keep = true};
+    rq_retain_match(r, S("#"), seen_cb, &s, msg_drop);
+    CHECK_EQ(s.n, L);
+    for (int i = 0; i < L; i++) {
+        filter[2 * i] = '+';
+        filter[2 * i + 1] = '/';
+    }
+    filter[2 * L - 1] = 0; /* 200 x '+': the 200-level topic */
+    s = (struct seen){.keep = true};
+    rq_retain_match(r, S(filter), seen_cb, &s, msg_drop);
+    CHECK_EQ(s.n, 1);
+    filter[2 * (L - 1) - 1] = '/'; /* 199 x '+' then '#': the 199- and 200-level topics */
+    filter[2 * (L - 1)] = '#';
+    filter[2 * (L - 1) + 1] = 0;
+    s = (struct seen){.keep = true};
+    rq_retain_match(r, S(filter), seen_cb, &s, msg_drop);
+    CHECK_EQ(s.n, 2);
+    memcpy(filter, "+/#", 4); /* all: '#' matches the parent level too */
+    s = (struct seen){.keep = true};
+    rq_retain_match(r, S(filter), seen_cb, &s, msg_drop);
+    CHECK_EQ(s.n, L);
+    rq_retain_free(r, msg_drop);
+    CHECK_EQ(live_msgs, 0);
+}
+
 /* Randomized: the store visits exactly the stored topics rq_topic_match accepts. */
 static uint32_t rng = 777;
 static uint32_t rnd(uint32_t n)
@@ -364,6 +405,7 @@ int main(void)
     test_match();
     test_visitor_removal();
     test_many_and_deep();
+    test_200_levels();
     test_random();
     return check_exit("test_retain");
 }

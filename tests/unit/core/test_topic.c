@@ -486,6 +486,65 @@ static void test_tree_deep(void)
     free(tp);
 }
 
+/* "x/x/.../x" of n levels (n >= 1), each level `lv`, then "/#" when pound. */
+static char *levels_of(char lv, int n, bool pound)
+{
+    char *s = malloc(2 * (size_t)n + 3), *w = s;
+    for (int i = 0; i < n; i++) {
+        *w++ = lv;
+        *w++ = '/';
+    }
+    if (pound)
+        *w++ = '#';
+    else
+        w--;
+    *w = 0;
+    return s;
+}
+
+/* maxTopicLevels' default (200): a tree holding, for every depth up to 200, the all-'+' filter,
+ * the all-'+' filter ending in '#' and the literal filter, matched against 200-level topics;
+ * each match must walk the whole set without recursion (run under ASan). */
+static void test_tree_200(void)
+{
+    enum { L = 200 };
+    struct rq_subtree *t = rq_subtree_new();
+    for (int n = 1; n <= L; n++) {
+        struct rq_sub_entry e = {.session_id = (uint64_t)n};
+        char *plus = levels_of('+', n, false), *pound = levels_of('+', n - 1, true);
+        char *lit = levels_of('a', n, false);
+        if (n == 1)
+            strcpy(pound, "#");
+        CHECK_EQ(rq_topic_filter_check(S(plus), L, NULL), 0);
+        CHECK_EQ(rq_topic_filter_check(S(pound), L, NULL), 0);
+        CHECK_EQ(rq_subtree_add(t, S(plus), &e, NULL), 0);
+        CHECK_EQ(rq_subtree_add(t, S(pound), &e, NULL), 0);
+        CHECK_EQ(rq_subtree_add(t, S(lit), &e, NULL), 0);
+        free(plus);
+        free(pound);
+        free(lit);
+    }
+    CHECK_EQ(rq_subtree_count(t), 3 * L);
+    char *topic = levels_of('a', L, false);
+    /* 200 levels: the 200-level '+' filter, every '#' filter, the 200-level literal one */
+    CHECK_EQ(match(t, topic).n, 1 + L + 1);
+    char *other = levels_of('b', L, false); /* no literal filter matches */
+    CHECK_EQ(match(t, other).n, 1 + L);
+    char *over = levels_of('a', L + 1, false);
+    CHECK_EQ(rq_topic_levels(S(over)), L + 1);
+    CHECK_EQ(rq_topic_filter_check(S(over), L, NULL), -RQ_RC_TOPIC_FILTER_INVALID);
+    CHECK_EQ(match(t, over).n, L); /* only the '#' filters */
+    char *top = levels_of('+', L, true);
+    CHECK_EQ(rq_topic_filter_check(S(top), L, NULL), -RQ_RC_TOPIC_FILTER_INVALID); /* 201 */
+    CHECK(rq_topic_match(S(top), S(over)));
+    CHECK(rq_topic_match(S(top), S(topic))); /* '#' matches the parent level too */
+    rq_subtree_free(t);
+    free(topic);
+    free(other);
+    free(over);
+    free(top);
+}
+
 /* Randomized: the tree yields exactly the non-shared subscriptions rq_topic_match accepts. */
 static uint32_t rng = 12345;
 static uint32_t rnd(uint32_t n)
@@ -551,6 +610,7 @@ int main(void)
     test_tree_shared();
     test_tree_many();
     test_tree_deep();
+    test_tree_200();
     test_tree_random();
     return check_exit("test_topic");
 }
