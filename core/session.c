@@ -400,7 +400,7 @@ static bool resend_pending(struct rq_session *s)
 {
     struct rq_client *c = s->client;
     while (s->resend_head < s->resend_n) {
-        if (s->inf_count - s->inf_resend >= window(s) || !rq_client_writable(c))
+        if (c->closing || s->inf_count - s->inf_resend >= window(s) || !rq_client_writable(c))
             return false;
         struct rq_inflight *f = inflight_find(s, s->resend[s->resend_head++].pid);
         if (!f || !f->resend)
