@@ -23,8 +23,16 @@ enum { INF_FREE = 0, INF_PUBLISHED = 1, INF_RELEASED = 2 };
 
 struct rq_inflight {
     struct rq_delivery d;
+    uint32_t seq; /* order of the first send (session's send_seq then), for resends */
     uint16_t pid;
     uint8_t state;
+    bool resend;  /* not yet sent on the current connection (resumed session) */
+};
+
+/* One in-flight entry to resend on a resumed connection, in the order of its first send. */
+struct rq_resend {
+    uint32_t age; /* seq - send_seq at resume (wraps): smaller = sent earlier */
+    uint16_t pid;
 };
 
 struct rq_sub {
@@ -51,6 +59,11 @@ struct rq_session {
     /* QoS > 0 messages sent and not yet fully acknowledged, indexed by pid & (inf_cap - 1) */
     struct rq_inflight *inf;
     uint32_t inf_cap, inf_count;
+    uint32_t send_seq; /* next rq_inflight.seq */
+    /* Resumed: in-flight entries still to resend, oldest first, as the window allows
+     * [MQTT-4.6.0-1]; NULL when none. inf_resend counts the entries whose resend flag is set. */
+    struct rq_resend *resend;
+    uint16_t resend_n, resend_head, inf_resend;
     /* QoS 2 PUBLISHes received from the client, PUBREL not yet: their packet ids. Part of the
      * session so that exactly-once holds across a reconnect [MQTT-4.3.3-..]. */
     uint16_t *qos2_in; /* capacity = our Receive Maximum; NULL until the first QoS 2 */
@@ -87,7 +100,8 @@ void rq_session_end(struct rq_session *s, const char *why);
 void rq_session_deliver(struct rq_session *s, struct rq_delivery *d);
 /* Sends what the window and the output buffer allow: inflight redelivery first, then queue. */
 void rq_session_pump(struct rq_session *s);
-/* Client resumed: resend inflight with DUP / PUBREL. */
+/* Client resumed: every inflight entry is to be resent (PUBLISH with DUP, or PUBREL), in the
+ * order first sent, by rq_session_pump as the resumed connection's window allows. */
 void rq_session_resend(struct rq_session *s);
 /* Acknowledgements from the client for our QoS>0 sends. Return 0 or -rc. */
 int rq_session_on_ack(struct rq_session *s, int type, uint16_t pid, uint8_t reason);
@@ -102,7 +116,7 @@ void rq_delivery_release(struct rq_delivery *d);
 void rq_client_send_disconnect(struct rq_client *c, uint8_t reason, const char *why);
 bool rq_client_writable(const struct rq_client *c);
 /* Encodes one delivery as PUBLISH into the client's output. Returns false when it was dropped
- * (too large for the client, expired). */
+ * (too large for the client, or expired: a resend, dup, is sent with expiry 0 instead). */
 bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, uint16_t pid,
                              bool dup);
 void rq_client_write_ack(struct rq_client *c, int type, uint16_t pid, uint8_t reason);

@@ -195,8 +195,10 @@ bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, u
     if (!m)
         return false; /* released (QoS 2 after PUBREC): nothing to resend */
     long remaining = rq_msg_remaining(m, c->w->now);
-    if (remaining < 0)
+    if (remaining < 0 && !dup)
         return false; /* expired while queued [MQTT-3.3.2-5] */
+    if (remaining < 0)
+        remaining = 0; /* a resend: delivery started before it expired (session.c resend_one) */
     struct rq_pubout po = {
         .qos = d->qos,
         .dup = dup,

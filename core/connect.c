@@ -73,67 +73,91 @@ static struct rq_msg *make_will(struct rq_client *c, const struct rq_connect *k)
     return m;
 }
 
+/* Closes the connection attached to a session this CONNECT takes over [MQTT-3.1.4-3]. */
+static void take_over_client(struct rq_session *old)
+{
+    struct rq_client *oc = old->client;
+    if (!oc)
+        return;
+    rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
+    rq_client_unbind(oc);
+    old->client = NULL;
+}
+
+/* Resumes a session of this shard: its connection, if any, is taken over. Returns NULL when
+ * the session ended meanwhile (detach ends it while the broker stops). */
+static struct rq_session *resume_session(struct rq_worker *w, struct rq_session *old)
+{
+    uint64_t sid = old->id;
+    if (old->client) {
+        take_over_client(old);
+        rq_session_detach(old, true);        /* will of the old connection per its delay */
+        old = rq_smap_get(w->sessions, sid); /* detach may end it */
+        if (!old)
+            return NULL;
+    }
+    rq_timer_cancel(&w->wheel, &old->timer); /* [MQTT-3.1.3-9] reconnected in time */
+    rq_msg_unref(old->will);
+    old->will = NULL;
+    return old;
+}
+
 /* Finds or creates the session for this CONNECT. Returns the session, NULL with *rc set on
- * failure, or NULL with c->migrate_to set when the session lives on another shard. */
+ * failure, or NULL with c->migrate_to set when the session lives on another shard.
+ * The registry lookup and the registration of a new session are one critical section under
+ * reg_lock: two CONNECTs with the same client id handled at once by two shards cannot both
+ * create a session; the later one replaces the earlier in the registry, and the replaced
+ * session ends (its connection taken over) on the shard that owns it. A resumed session stays
+ * registered, so a concurrent CONNECT finds it (and is handed over to this shard, or replaces
+ * it with clean start). */
 static struct rq_session *attach_session(struct rq_client *c, const struct rq_connect *k,
                                          const uint8_t *cid, size_t len, bool *present, int *rc)
 {
     struct rq_worker *w = c->w;
     struct rq_broker *b = w->b;
     *present = false;
-    pthread_mutex_lock(&b->reg_lock);
-    uint64_t sid = rq_reg_get(b->reg, cid, len);
-    int owner = sid ? RQ_SESSION_SHARD(sid) : w->id;
-    if (sid && owner != w->id && !k->clean_start) {
-        pthread_mutex_unlock(&b->reg_lock);
-        if (c->hops >= 3) {
-            *rc = RQ_RC_SERVER_BUSY;
+    for (;;) {
+        pthread_mutex_lock(&b->reg_lock);
+        uint64_t sid = rq_reg_get(b->reg, cid, len);
+        int owner = sid ? RQ_SESSION_SHARD(sid) : w->id;
+        if (sid && owner != w->id && !k->clean_start) {
+            pthread_mutex_unlock(&b->reg_lock);
+            if (c->hops >= 3) {
+                *rc = RQ_RC_SERVER_BUSY;
+                return NULL;
+            }
+            c->migrate_to = owner;
             return NULL;
         }
-        c->migrate_to = owner;
-        return NULL;
-    }
-    struct rq_session *old = sid && owner == w->id ? rq_smap_get(w->sessions, sid) : NULL;
-    if (old && !k->clean_start) {
+        struct rq_session *old = sid && owner == w->id ? rq_smap_get(w->sessions, sid) : NULL;
+        /* A connected session with expiry 0 ends when its connection is taken over: then this
+         * CONNECT gets a new one, registered below like any other. */
+        if (old && !k->clean_start && (!old->client || old->expiry != 0)) {
+            pthread_mutex_unlock(&b->reg_lock);
+            struct rq_session *s = resume_session(w, old);
+            if (!s)
+                continue; /* it ended and left the registry: look again */
+            *present = true;
+            return s;
+        }
+        struct rq_session *s = rq_session_new(w, cid, len);
+        if (s)
+            rq_reg_set(b->reg, s); /* replaces old / the other shard's session, if any */
         pthread_mutex_unlock(&b->reg_lock);
-        if (old->client) {
-            struct rq_client *oc = old->client;
-            rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
-            rq_client_unbind(oc);
-            rq_session_detach(old, true);        /* will of the old connection per its delay */
-            old = rq_smap_get(w->sessions, sid); /* detach may end it (expiry 0) */
-            if (!old)
-                goto fresh_unlocked;
+        if (!s) {
+            *rc = RQ_RC_SERVER_UNAVAILABLE;
+            return NULL;
         }
-        rq_timer_cancel(&w->wheel, &old->timer); /* [MQTT-3.1.3-9] reconnected in time */
-        rq_msg_unref(old->will);
-        old->will = NULL;
-        *present = true;
-        return old;
-    }
-    pthread_mutex_unlock(&b->reg_lock);
-    if (old) { /* clean start on the owner shard: end the old session here */
-        if (old->client) {
-            struct rq_client *oc = old->client;
-            rq_client_close(oc, -RQ_RC_SESSION_TAKEN_OVER, "session taken over");
-            rq_client_unbind(oc);
-            old->client = NULL;
+        if (old) { /* this shard's: end it here (it publishes its will) */
+            take_over_client(old);
+            rq_session_end(old, k->clean_start ? "clean start by a new connection"
+                                               : "taken over, session expiry interval 0");
+        } else if (sid && owner != w->id) {
+            struct rq_post p = {.kind = RQ_POST_END_SESSION, .a = sid};
+            w->ops->post(w, owner, &p);
         }
-        rq_session_end(old, "clean start by a new connection");
-    } else if (sid && owner != w->id) {
-        struct rq_post p = {.kind = RQ_POST_END_SESSION, .a = sid};
-        w->ops->post(w, owner, &p);
+        return s;
     }
-fresh_unlocked:;
-    struct rq_session *s = rq_session_new(w, cid, len);
-    if (!s) {
-        *rc = RQ_RC_SERVER_UNAVAILABLE;
-        return NULL;
-    }
-    pthread_mutex_lock(&b->reg_lock);
-    rq_reg_set(b->reg, s);
-    pthread_mutex_unlock(&b->reg_lock);
-    return s;
 }
 
 static int alloc_client_state(struct rq_client *c)

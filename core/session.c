@@ -86,6 +86,7 @@ void rq_session_end(struct rq_session *s, const char *why)
         if (s->inf[i].state != INF_FREE)
             rq_delivery_release(&s->inf[i].d);
     free(s->inf);
+    free(s->resend);
     rq_smap_del(w->sessions, s->id);
     free(s->qos2_in);
     free(s);
@@ -254,8 +255,8 @@ static bool send_now(struct rq_session *s, struct rq_delivery *d)
         rq_delivery_release(d);
         return true;
     }
-    if (s->inf_count >= window(s))
-        return false;
+    if (s->inf_count >= window(s) || s->inf_resend)
+        return false; /* resends of older messages go first [MQTT-4.6.0-1] */
     if (s->inf_cap <= s->inf_count * 2 && inflight_grow(s, window(s) * 2) != 0)
         return false;
     struct rq_inflight *f = inflight_alloc(s);
@@ -265,6 +266,8 @@ static bool send_now(struct rq_session *s, struct rq_delivery *d)
     }
     f->d = *d;
     f->state = INF_PUBLISHED;
+    f->seq = s->send_seq++;
+    f->resend = false;
     s->inf_count++;
     return true;
 }
@@ -359,10 +362,71 @@ void rq_session_deliver(struct rq_session *s, struct rq_delivery *d)
     enqueue(s, d);
 }
 
+/* ---- resending on a resumed connection ---- */
+
+static void inflight_free(struct rq_session *s, struct rq_inflight *f)
+{
+    if (f->state == INF_PUBLISHED)
+        rq_delivery_release(&f->d);
+    if (f->resend)
+        s->inf_resend--;
+    f->state = INF_FREE;
+    f->resend = false;
+    s->inf_count--;
+}
+
+/* Resends one in-flight entry with its packet id [MQTT-4.4.0-1]. A PUBLISH that no longer fits
+ * the client's (new) Maximum Packet Size is discarded as if sent [MQTT-3.1.2-25]: QoS 1 frees
+ * its slot; QoS 2 goes on with PUBREL, which releases any state the client kept for that
+ * packet id (it got the PUBLISH on an earlier connection) so that reusing the id later cannot
+ * make it drop a new message as a duplicate; a client that never got it answers PUBCOMP 0x92.
+ * An expired message is resent all the same (rq_client_write_publish): its onward delivery
+ * started with the first send, and only a message whose delivery has not started is deleted
+ * at expiry [MQTT-3.3.2-5]. */
+static void resend_one(struct rq_session *s, struct rq_inflight *f)
+{
+    struct rq_client *c = s->client;
+    if (f->state == INF_PUBLISHED && rq_client_write_publish(c, &f->d, f->pid, true))
+        return;
+    if (f->state == INF_PUBLISHED && f->d.qos == 1) {
+        inflight_free(s, f);
+        return;
+    }
+    if (f->state == INF_PUBLISHED) {
+        f->state = INF_RELEASED;
+        rq_delivery_release(&f->d);
+    }
+    rq_client_write_ack(c, RQ_PUBREL, f->pid, 0);
+}
+
+/* Sends the entries still to resend, oldest first, while the window of the connection (its
+ * Receive Maximum, counting what is outstanding on it) and its output allow. Returns true when
+ * none is left. */
+static bool resend_pending(struct rq_session *s)
+{
+    struct rq_client *c = s->client;
+    while (s->resend_head < s->resend_n) {
+        if (c->closing || s->inf_count - s->inf_resend >= window(s) || !rq_client_writable(c))
+            return false;
+        struct rq_inflight *f = inflight_find(s, s->resend[s->resend_head++].pid);
+        if (!f || !f->resend)
+            continue; /* acknowledged meanwhile (the client had it from before) */
+        f->resend = false;
+        s->inf_resend--;
+        resend_one(s, f);
+    }
+    free(s->resend);
+    s->resend = NULL;
+    s->resend_n = s->resend_head = 0;
+    return true;
+}
+
 void rq_session_pump(struct rq_session *s)
 {
     struct rq_client *c = s->client;
-    while (s->q_len && c && c->connected && !c->closing && rq_client_writable(c)) {
+    if (!c || !c->connected || c->closing || !resend_pending(s))
+        return;
+    while (s->q_len && !c->closing && rq_client_writable(c)) {
         struct rq_delivery d = *q_at(s, 0);
         if (!send_now(s, &d))
             break;
@@ -371,17 +435,39 @@ void rq_session_pump(struct rq_session *s)
     }
 }
 
+static int by_age(const void *a, const void *b)
+{
+    uint32_t x = ((const struct rq_resend *)a)->age, y = ((const struct rq_resend *)b)->age;
+    return x < y ? -1 : x > y;
+}
+
+/* Resumed: every in-flight entry is to be resent, in the order first sent [MQTT-4.6.0-1] (a
+ * server's PUBLISHes of one topic keep their order [MQTT-4.6.0-6]), and at most the resumed
+ * connection's Receive Maximum of them at once: rq_session_pump sends them as the window
+ * allows, before any newer message. */
 void rq_session_resend(struct rq_session *s)
 {
-    /* Resend in packet-id allocation order is not tracked; slot order is close enough for the
-     * spec's requirement of resending every unacknowledged PUBLISH and PUBREL [MQTT-4.4.0-1]. */
+    free(s->resend);
+    s->resend = NULL;
+    s->resend_n = s->resend_head = 0;
+    s->inf_resend = 0;
+    for (uint32_t i = 0; i < s->inf_cap; i++) {
+        s->inf[i].resend = s->inf[i].state != INF_FREE;
+        s->inf_resend += s->inf[i].resend;
+    }
+    if (!s->inf_resend)
+        return;
+    s->resend = malloc(s->inf_resend * sizeof *s->resend);
+    if (!s->resend) {
+        rq_client_close(s->client, -RQ_RC_SERVER_UNAVAILABLE, "out of memory for resends");
+        return;
+    }
     for (uint32_t i = 0; i < s->inf_cap; i++) {
         struct rq_inflight *f = &s->inf[i];
-        if (f->state == INF_PUBLISHED)
-            rq_client_write_publish(s->client, &f->d, f->pid, true);
-        else if (f->state == INF_RELEASED)
-            rq_client_write_ack(s->client, RQ_PUBREL, f->pid, 0);
+        if (f->resend)
+            s->resend[s->resend_n++] = (struct rq_resend){f->seq - s->send_seq, f->pid};
     }
+    qsort(s->resend, s->resend_n, sizeof *s->resend, by_age);
 }
 
 int rq_session_on_ack(struct rq_session *s, int type, uint16_t pid, uint8_t reason)
@@ -400,6 +486,10 @@ int rq_session_on_ack(struct rq_session *s, int type, uint16_t pid, uint8_t reas
             return 0;
         }
         if (reason < 0x80) {
+            if (f->resend) { /* PUBREC for the send of an earlier connection: PUBREL is sent */
+                f->resend = false;
+                s->inf_resend--;
+            }
             f->state = INF_RELEASED;
             rq_delivery_release(&f->d); /* the message itself is no longer needed */
             rq_client_write_ack(s->client, RQ_PUBREL, pid, 0);
@@ -409,10 +499,7 @@ int rq_session_on_ack(struct rq_session *s, int type, uint16_t pid, uint8_t reas
     default:
         return 0;
     }
-    if (f->state == INF_PUBLISHED)
-        rq_delivery_release(&f->d);
-    f->state = INF_FREE;
-    s->inf_count--;
+    inflight_free(s, f);
     rq_session_pump(s);
     return 0;
 }
