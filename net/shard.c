@@ -710,7 +710,7 @@ void rq_shard_loop(struct rq_shard *s)
     struct io_uring_cqe *cqe;
     for (;;) {
         w->now = rq_now_ms();
-        if (s->stop_requested && !s->stopping)
+        if (atomic_load_explicit(&s->stop_requested, memory_order_relaxed) && !s->stopping)
             begin_stop(s);
         drain_inbox(s);
         unsigned batch = handle_cqes(s);

@@ -7,6 +7,7 @@
 #include <liburing.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -125,7 +126,7 @@ struct rq_shard {
     size_t n_paused, cap_paused;
     struct backlog *backlog; /* per target shard, posts that found the inbox full */
     struct conn *dirty, *closing;
-    volatile int stop_requested;
+    atomic_bool stop_requested; /* set by the control thread (rq_shard_stop) */
     bool stopping;
     uint64_t stop_deadline;
     uint64_t stale_cqes;

@@ -292,7 +292,7 @@ static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void rq_shard_stop(struct rq_shard *s)
 {
-    s->stop_requested = 1;
+    atomic_store(&s->stop_requested, true);
     struct rq_post p = {.kind = RQ_POST_STOP};
     bool wake = false;
     rq_inbox_push(s->inbox, &p, &wake);
