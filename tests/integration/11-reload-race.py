@@ -10,6 +10,8 @@ they were accepted under.
 - A reload that changes a port's trusted client CA applies to the TLS handshake and to the X509
   method together: a client of the new CA is let in (not refused at CONNECT by the old chain),
   a client of the old CA is refused at the handshake.
+- tls mode Automatic renewing every few seconds: new certificates served, an old connection
+  keeps working.
 - While the trusted CA alternates between two roots under SIGHUPs, a client whose handshake
   passed is never refused at CONNECT: its TLS policy and its chain come from the same generation.
 ringmq only."""
@@ -314,6 +316,55 @@ def trusted_ca_alternates_policy_and_chain_agree():
         check(not wrong, "%s authenticated without its root's attributes (the X509 method of "
               "another generation than its handshake): %d of %d, e.g. %r"
               % (cn, len(wrong), len(lines), wrong[:1]))
+    check_eq(b.stop(), 0, "exit code after SIGTERM")
+
+
+AUTO_YAML = """---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: Broker
+metadata: {name: default}
+spec:
+  diagnostics: {logs: {level: info}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {name: auto}
+spec:
+  ports:
+  - port: %d
+    bindAddress: 127.0.0.1
+    protocol: Mqtt
+    tls:
+      mode: Automatic
+      certManagerCertificateSpec:
+        issuerRef: {kind: Issuer, name: local}
+        duration: 12s
+        renewBefore: 9s
+"""
+
+
+@case(ringmq_only=ONLY)
+def automatic_renewals_while_connected():
+    """tls mode Automatic with a certificate renewed every few seconds: each renewal publishes a
+    generation; new handshakes get the new certificate, a client connected before keeps working
+    on the generation it was accepted under."""
+    port = rq.free_port()
+    b = rq.start_broker(AUTO_YAML % port, extra_args=("--data-dir", "data"))
+    ctx = rq.tls_context()  # the local CA is not what this case is about
+    first = rq.RawClient(port, tls=ctx)
+    check_eq(first.connect(client_id=rq.uniq("auto")).rc, 0, "CONNACK")
+    served = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(served) < 3:
+        c = rq.RawClient(port, tls=ctx)
+        served.add(c.sock.getpeercert(binary_form=True))
+        check_eq(c.connect(client_id=rq.uniq("auto")).rc, 0, "CONNACK")
+        c.disconnect()
+        time.sleep(0.2)
+    check(len(served) >= 3, "only %d certificates served in 20 s of renewals" % len(served))
+    check(b.wait_log(r"issued certificate \w+ \(renewal is due\)", 0, 1), "renewal logged")
+    first.ping(3)
+    first.disconnect()
     check_eq(b.stop(), 0, "exit code after SIGTERM")
 
 
