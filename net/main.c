@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/broker.h"
 #include "core/log.h"
+#include "net/gen.h"
 #include "net/ports.h"
 #include "net/shard.h"
 #include "net/tls_lib.h"
@@ -205,20 +206,53 @@ static const char *data_dir_of(const struct opts *o, const struct rq_config *cfg
     return buf;
 }
 
-/* Re-reads the configuration and swaps in changed certificates. Other settings are not
- * applied while running (they need a restart); a bad file leaves everything as it was. */
-static void reload_certs(const char *path, const struct rq_config *cur, struct rq_port_rt *ports)
+/* What the control thread keeps while serving. */
+struct ctl {
+    const struct opts *o;
+    const char *data_dir;
+    struct rq_gens *gens;
+    struct rq_shard **shards;
+    int n_shards;
+};
+
+/* g becomes the generation new connections get; the shards take it at their next loop turn
+ * (woken now, so that an idle one passes its quiescent point and the old one can be freed). */
+static void publish(struct ctl *c, struct rq_gen *g)
+{
+    rq_gens_publish(c->gens, g);
+    for (int i = 0; i < c->n_shards; i++)
+        rq_shard_wake(c->shards[i]);
+}
+
+/* Re-reads the configuration and publishes a new runtime generation built from it: every port's
+ * certificate and authentication chain (so a port's TLS policy and its chain change together).
+ * Listeners and broker settings are not changed while running (they need a restart); a bad
+ * file leaves everything as it was. */
+static void reload(struct ctl *c)
 {
     char err[1024] = "";
-    struct rq_config *next = rq_config_load(path, err, sizeof err);
+    struct rq_config *next = rq_config_load(c->o->config, err, sizeof err);
+    if (next && c->o->port && add_port(next, c->o->port, false) != 0) {
+        rq_config_free(next);
+        next = NULL;
+        snprintf(err, sizeof err, "out of memory");
+    }
     if (!next) {
         rq_log(RQ_LOG_ERROR, NULL, "reload failed, the running configuration stays: %s", err);
         return;
     }
-    int n = rq_ports_reload_certs(ports, cur->n_ports, next);
-    rq_log(RQ_LOG_INFO, NULL, "reload: %d certificate%s replaced; other settings apply at the "
-           "next restart", n, n == 1 ? "" : "s");
-    rq_config_free(next);
+    int n = 0;
+    struct rq_gen *g = rq_ports_reload(rq_gens_current(c->gens), next, c->data_dir, &n, err,
+                                       sizeof err);
+    if (!g) {
+        rq_log(RQ_LOG_ERROR, NULL, "reload: %s; the running configuration stays", err);
+        return;
+    }
+    publish(c, g);
+    rq_log(RQ_LOG_INFO, NULL, "reload: generation %llu in use for new connections (%d "
+           "certificate%s replaced; TLS and authentication of every port from the new "
+           "configuration); listeners and broker settings apply at the next restart",
+           (unsigned long long)g->serial, n, n == 1 ? "" : "s");
 }
 
 /* Loads the configuration (or the embedded default) with -p applied. NULL with *rc set when the
@@ -270,12 +304,12 @@ static int shard_count(const struct opts *o, const struct rq_config *cfg)
 
 /* Creates the n shards (listening sockets first, so bind errors show before any thread) and
  * starts them; *started counts the running ones. 0, or 1 with the cause logged. */
-static int start_shards(struct rq_broker *b, const struct rq_config *cfg, struct rq_port_rt *ports,
+static int start_shards(struct rq_broker *b, const struct rq_config *cfg, struct rq_gens *gens,
                         struct rq_shard **shards, int n, int *started)
 {
     char err[1024];
     for (int i = 0; i < n; i++) {
-        shards[i] = rq_shard_new(i, b, cfg, ports, err, sizeof err);
+        shards[i] = rq_shard_new(i, b, cfg, gens, err, sizeof err);
         if (!shards[i]) {
             rq_log(RQ_LOG_ERROR, NULL, "%s", err);
             return 1;
@@ -290,27 +324,46 @@ static int start_shards(struct rq_broker *b, const struct rq_config *cfg, struct
     return 0;
 }
 
-/* The control thread's loop until SIGTERM / SIGINT: SIGHUP reloads the certificates, and every
- * 2 s it renews generated certificates and notices changed configuration files or secrets. */
-static void serve(const struct opts *o, const struct rq_config *cfg, struct rq_port_rt *ports,
-                  const char *data_dir, const sigset_t *set)
+/* Fingerprint of the files the running generation was loaded from. */
+static uint64_t files_print(struct ctl *c)
 {
-    uint64_t files = o->config ? rq_ports_files_print(cfg) : 0;
+    return c->o->config ? rq_ports_files_print(rq_ports_gen_config(rq_gens_current(c->gens)))
+                        : 0;
+}
+
+/* The control thread's loop until SIGTERM / SIGINT: SIGHUP reloads the configuration, and every
+ * 2 s it renews generated certificates and notices changed configuration files or secrets. Old
+ * generations are freed here once no shard and no connection can use them (looked at every
+ * 100 ms while some wait). */
+static void serve(struct ctl *c, const sigset_t *set)
+{
+    uint64_t files = files_print(c);
+    struct timespec last = {0};
+    clock_gettime(CLOCK_MONOTONIC, &last);
     for (;;) {
-        struct timespec tick = {2, 0};
+        size_t waiting = rq_gens_reclaim(c->gens);
+        struct timespec tick = {waiting ? 0 : 2, waiting ? 100000000 : 0}, now;
         int sig = sigtimedwait(set, NULL, &tick);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (sig < 0 && now.tv_sec - last.tv_sec < 2)
+            continue; /* a reclaim poll, not the 2 s tick */
         if (sig < 0) {
-            rq_ports_renew(ports, cfg->n_ports, data_dir, (int64_t)time(NULL));
-            uint64_t now_files = o->config ? rq_ports_files_print(cfg) : 0;
+            last = now;
+            struct rq_gen *g = rq_ports_renew(rq_gens_current(c->gens), c->data_dir,
+                                              (int64_t)time(NULL));
+            if (g)
+                publish(c, g);
+            uint64_t now_files = files_print(c);
             if (now_files == files)
                 continue;
             files = now_files;
-            reload_certs(o->config, cfg, ports);
+            reload(c);
+            files = files_print(c);
             continue;
         }
         if (sig == SIGHUP) {
-            if (o->config)
-                reload_certs(o->config, cfg, ports);
+            if (c->o->config)
+                reload(c);
             else
                 rq_log(RQ_LOG_INFO, NULL, "SIGHUP: nothing to reload (embedded default)");
             continue;
@@ -330,6 +383,24 @@ static bool is_loopback(const char *addr)
         return false;
     return IN6_IS_ADDR_LOOPBACK(&a6) ||
            (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
+/* The runtime generation of the startup configuration, published to the n shards. NULL with
+ * the cause logged. */
+static struct rq_gens *first_generation(struct rq_config *cfg, const char *data_dir, int n)
+{
+    char err[1024];
+    struct rq_gen *g = rq_ports_first(cfg, data_dir, err, sizeof err);
+    if (!g) {
+        rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+        return NULL;
+    }
+    struct rq_gens *d = rq_gens_new(n, g, rq_ports_gen_free);
+    if (!d) {
+        rq_ports_gen_free(g);
+        rq_log(RQ_LOG_ERROR, NULL, "out of memory");
+    }
+    return d;
 }
 
 static void log_startup(const struct rq_config *cfg, int n)
@@ -390,33 +461,28 @@ int main(int argc, char **argv)
 
     struct rq_broker *b = rq_broker_new(cfg, n);
     struct rq_shard **shards = calloc((size_t)n, sizeof *shards);
-    struct rq_port_rt *ports = calloc(cfg->n_ports, sizeof *ports);
-    if (!b || !shards || !ports) {
+    if (!b || !shards) {
         rq_log(RQ_LOG_ERROR, NULL, "out of memory");
         return 1;
     }
     int started = 0;
     char dd_buf[512];
-    const char *data_dir = data_dir_of(&o, cfg, dd_buf, sizeof dd_buf);
-    if (rq_ports_setup(cfg, data_dir, ports, err, sizeof err) != 0) {
-        rq_log(RQ_LOG_ERROR, NULL, "%s", err);
-        rc = 1;
-    } else {
-        rc = start_shards(b, cfg, ports, shards, n, &started);
-    }
+    struct ctl c = {.o = &o, .data_dir = data_dir_of(&o, cfg, dd_buf, sizeof dd_buf),
+                    .shards = shards, .n_shards = n};
+    c.gens = first_generation(cfg, c.data_dir, n);
+    rc = c.gens ? start_shards(b, cfg, c.gens, shards, n, &started) : 1;
     if (rc == 0) {
         log_startup(cfg, n);
-        serve(&o, cfg, ports, data_dir, &set);
+        serve(&c, &set);
     }
     for (int i = 0; i < started; i++)
         rq_shard_stop(shards[i]);
     for (int i = 0; i < started; i++)
         rq_shard_join(shards[i]);
     for (int i = 0; i < n; i++)
-        rq_shard_free(shards[i]);
+        rq_shard_free(shards[i]); /* may unpin generations (connections in flight) */
     free(shards);
-    rq_ports_teardown(ports, cfg->n_ports);
-    free(ports);
+    rq_gens_free(c.gens);
     rq_broker_free(b);
     rq_config_free(cfg);
     if (rc == 0)

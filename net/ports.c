@@ -1,8 +1,10 @@
-/* Port setup (see ports.h): which transport, which certificate, which authentication. */
+/* Runtime generations of the ports (see ports.h): which transport, which certificate, which
+ * authentication, all from one configuration snapshot. Publication and freeing are net/gen.c's. */
 #include "net/ports.h"
 
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -13,6 +15,7 @@
 #include "core/log.h"
 #include "net/authn_glue.h"
 #include "net/autocert.h"
+#include "net/gen.h"
 #include "net/tls.h"
 #include "net/xport.h"
 
@@ -32,11 +35,21 @@ static uint64_t mix(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+/* The configuration a generation was built from. A renewal builds a new generation from the
+ * same snapshot, so several generations may share it. Control thread only. */
+struct rq_gen_snap {
+    int refs;
+    struct rq_config *cfg;
+    bool owned; /* the startup snapshot belongs to main() */
+};
+
 /* A TLS context for a port from its certificate chain and key (PEM); the client CAs and verify
- * mode come from the port's X509 method. *print = fingerprint of all inputs. */
-static struct rq_tls_ctx *make_ctx(const struct rq_port_cfg *pc, const char *what,
-                                   const char *crt, size_t crt_len, const char *key,
-                                   size_t key_len, uint64_t *print, char *err, size_t errlen)
+ * mode come from the port's X509 method. *print = fingerprint of all inputs. When prev (the
+ * same port in the running generation) was built from the same inputs, its context is shared. */
+static struct rq_tls_ctx *make_ctx(const struct rq_port_cfg *pc, const char *what, const char *crt,
+                                   size_t crt_len, const char *key, size_t key_len,
+                                   const struct rq_port_rt *prev, uint64_t *print, char *err,
+                                   size_t errlen)
 {
     const struct rq_authn_x509 *x = x509_settings(pc->authn);
     struct rq_buf cas = {0};
@@ -46,7 +59,14 @@ static struct rq_tls_ctx *make_ctx(const struct rq_port_cfg *pc, const char *wha
     }
     uint64_t h = 1469598103934665603ULL;
     h = mix(mix(mix(h, crt, crt_len), key, key_len), cas.data, cas.len);
+    h = mix(h, "req", x && pc->authn->n_methods == 1 ? 3 : 0);
     *print = h;
+    struct rq_tls_ctx *shared = prev ? atomic_load(&prev->tls) : NULL;
+    if (shared && prev->tls_print == h) {
+        rq_buf_free(&cas);
+        rq_tls_ctx_ref(shared);
+        return shared;
+    }
     struct rq_tls_ctx_opts o = {
         .cert_pem = (const uint8_t *)crt,
         .cert_len = crt_len,
@@ -65,8 +85,8 @@ static struct rq_tls_ctx *make_ctx(const struct rq_port_cfg *pc, const char *wha
 }
 
 /* mode Manual: the kubernetes.io/tls Secret. */
-static struct rq_tls_ctx *build_tls(const struct rq_port_cfg *pc, uint64_t *print, char *err,
-                                    size_t errlen)
+static struct rq_tls_ctx *build_tls(const struct rq_port_cfg *pc, const struct rq_port_rt *prev,
+                                    uint64_t *print, char *err, size_t errlen)
 {
     const struct rq_config_entry *crt = rq_config_object_get(pc->tls.secret, "tls.crt");
     const struct rq_config_entry *key = rq_config_object_get(pc->tls.secret, "tls.key");
@@ -77,12 +97,14 @@ static struct rq_tls_ctx *build_tls(const struct rq_port_cfg *pc, uint64_t *prin
     }
     char what[300];
     snprintf(what, sizeof what, "Secret %s", pc->tls.secret_name);
-    return make_ctx(pc, what, crt->value, crt->len, key->value, key->len, print, err, errlen);
+    return make_ctx(pc, what, crt->value, crt->len, key->value, key->len, prev, print, err, errlen);
 }
 
-/* mode Automatic: a certificate the broker issues itself from its own CA (net/autocert.c). */
+/* mode Automatic: a certificate the broker issues itself from its own CA (net/autocert.c).
+ * quiet: a reload that finds the certificate still valid says so only at debug level. */
 static struct rq_tls_ctx *build_auto(const struct rq_port_cfg *pc, const char *data_dir,
-                                     struct rq_port_rt *rt, char *err, size_t errlen)
+                                     const struct rq_port_rt *prev, struct rq_port_rt *rt,
+                                     bool quiet, char *err, size_t errlen)
 {
     const struct rq_tls_auto *a = &pc->tls.automatic;
     char id[300];
@@ -97,7 +119,7 @@ static struct rq_tls_ctx *build_auto(const struct rq_port_cfg *pc, const char *d
         return NULL;
     }
     struct rq_tls_ctx *ctx = make_ctx(pc, "automatic certificate", ac.cert_pem, ac.cert_len,
-                                      ac.key_pem, ac.key_len, &rt->tls_print, err, errlen);
+                                      ac.key_pem, ac.key_len, prev, &rt->tls_print, err, errlen);
     if (ctx) {
         rt->renew_at = ac.renew_at;
         char when[32];
@@ -105,97 +127,247 @@ static struct rq_tls_ctx *build_auto(const struct rq_port_cfg *pc, const char *d
         struct tm tm;
         gmtime_r(&t, &tm);
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        rq_log(RQ_LOG_INFO, NULL, "port %u: %s certificate %s (%s); clients trust %s; renewal "
-               "at %s", pc->port, ac.issued ? "issued" : "reusing", ac.serial,
+        rq_log(quiet && !ac.issued ? RQ_LOG_DEBUG : RQ_LOG_INFO, NULL,
+               "port %u: %s certificate %s (%s); clients trust %s; renewal at %s", pc->port,
+               ac.issued ? "issued" : "reusing", ac.serial,
                ac.issued && ac.why_issued ? ac.why_issued : "still valid", ac.ca_path, when);
     }
     rq_autocert_free(&ac);
     return ctx;
 }
 
-static int setup_tls(const struct rq_port_cfg *pc, const char *data_dir, struct rq_port_rt *rt,
-                     char *err, size_t errlen)
+enum build_kind { B_START, B_RELOAD, B_RENEW };
+
+struct build {
+    enum build_kind kind;
+    const struct rq_gen *prev; /* the running generation (NULL at start) */
+    const char *data_dir;
+    int64_t now;
+    int replaced; /* certificates that changed */
+    char *err;
+    size_t errlen;
+};
+
+static int port_tls(struct build *b, const struct rq_port_cfg *pc, const struct rq_port_rt *prev,
+                    struct rq_port_rt *rt)
 {
-    struct rq_tls_ctx *ctx = pc->tls.mode == RQ_TLS_AUTOMATIC
-                                 ? build_auto(pc, data_dir, rt, err, errlen)
-                                 : build_tls(pc, &rt->tls_print, err, errlen);
+    struct rq_tls_ctx *ctx;
+    if (pc->tls.mode == RQ_TLS_MANUAL) {
+        ctx = build_tls(pc, prev, &rt->tls_print, b->err, b->errlen);
+    } else if (b->kind == B_RENEW && b->now < prev->renew_at) {
+        ctx = atomic_load(&prev->tls); /* not due: the same certificate */
+        rq_tls_ctx_ref(ctx);
+        rt->tls_print = prev->tls_print;
+        rt->renew_at = prev->renew_at;
+    } else {
+        ctx = build_auto(pc, b->data_dir, prev, rt, b->kind == B_RELOAD, b->err, b->errlen);
+        if (!ctx && b->kind == B_RENEW) {
+            rq_log(RQ_LOG_ERROR, NULL, "renewal failed, keeping the current certificate (retry "
+                   "in a minute): %s", b->err);
+            ctx = atomic_load(&prev->tls);
+            rq_tls_ctx_ref(ctx);
+            rt->tls_print = prev->tls_print;
+            rt->renew_at = b->now + 60;
+        }
+    }
     if (!ctx)
         return -1;
     atomic_store(&rt->tls, ctx);
+    if (prev && atomic_load(&prev->tls) != ctx) {
+        b->replaced++;
+        if (pc->tls.mode == RQ_TLS_MANUAL)
+            rq_log(RQ_LOG_INFO, NULL, "reload: port %u now serves the certificate from Secret %s",
+                   pc->port, pc->tls.secret_name);
+    }
     return 0;
 }
 
-int rq_ports_setup(const struct rq_config *cfg, const char *data_dir, struct rq_port_rt *ports,
-                   char *err, size_t errlen)
+static int build_port(struct build *b, const struct rq_config *cfg, const struct rq_port_cfg *pc,
+                      const struct rq_port_rt *prev, struct rq_port_rt *rt)
 {
-    for (size_t i = 0; i < cfg->n_ports; i++) {
-        const struct rq_port_cfg *pc = &cfg->ports[i];
-        struct rq_port_rt *rt = &ports[i];
-        rt->cfg = pc;
-        rt->websocket = pc->protocol == RQ_PROTO_WEBSOCKETS;
-        rt->max_frame = cfg->max_packet_size;
-        if (pc->tls.mode != RQ_TLS_NONE && setup_tls(pc, data_dir, rt, err, errlen) != 0)
+    rt->cfg = pc;
+    rt->websocket = pc->protocol == RQ_PROTO_WEBSOCKETS;
+    rt->max_frame = cfg->max_packet_size;
+    if (pc->tls.mode != RQ_TLS_NONE && port_tls(b, pc, prev, rt) != 0)
+        return -1;
+    if (pc->authn) {
+        char why[500];
+        rt->authn = rq_authn_glue_build(pc->authn, why, sizeof why);
+        if (!rt->authn) {
+            snprintf(b->err, b->errlen, "port %u: %s", pc->port, why);
             return -1;
-        if (pc->authn) {
-            char why[500];
-            rt->authn = rq_authn_glue_build(pc->authn, why, sizeof why);
-            if (!rt->authn) {
-                snprintf(err, errlen, "port %u: %s", pc->port, why);
-                return -1;
-            }
         }
+    }
+    if (b->kind == B_START)
         rq_log(RQ_LOG_INFO, NULL, "listening on %s:%u (MQTT over %s%s, listener %s): %s%s",
                pc->bind_address, pc->port, rt->websocket ? "WebSocket" : "TCP",
                pc->tls.mode != RQ_TLS_NONE ? "+TLS" : "", pc->listener,
                pc->authn ? "authentication " : "authentication disabled on this port",
                pc->authn ? pc->authn->name : "");
-    }
     return 0;
 }
 
-void rq_ports_teardown(struct rq_port_rt *ports, size_t n)
+static void snap_unref(struct rq_gen_snap *sn)
 {
-    for (size_t i = 0; ports && i < n; i++) {
-        rq_tls_ctx_unref(atomic_load(&ports[i].tls));
-        rq_authn_chain_free(ports[i].authn);
-    }
+    if (!sn || --sn->refs > 0)
+        return;
+    if (sn->owned)
+        rq_config_free(sn->cfg);
+    free(sn);
 }
 
-int rq_ports_reload_certs(struct rq_port_rt *ports, size_t n, const struct rq_config *next)
+void rq_ports_gen_free(struct rq_gen *g)
 {
-    int swapped = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct rq_port_rt *rt = &ports[i];
-        if (rt->cfg->tls.mode != RQ_TLS_MANUAL)
-            continue;
-        const struct rq_port_cfg *pc = NULL;
-        for (size_t j = 0; j < next->n_ports && !pc; j++)
-            if (next->ports[j].port == rt->cfg->port)
-                pc = &next->ports[j];
-        if (!pc || pc->tls.mode != RQ_TLS_MANUAL) {
-            rq_log(RQ_LOG_WARN, NULL, "reload: port %u is no longer a Manual TLS port in the "
-                   "configuration; that change needs a restart", rt->cfg->port);
-            continue;
-        }
-        char err[400];
-        uint64_t print = 0;
-        struct rq_tls_ctx *ctx = build_tls(pc, &print, err, sizeof err);
-        if (!ctx) {
-            rq_log(RQ_LOG_ERROR, NULL, "reload: new certificate refused, keeping the old one: %s",
-                   err);
-            continue;
-        }
-        if (print == rt->tls_print) {
-            rq_tls_ctx_unref(ctx);
-            continue;
-        }
-        rt->tls_print = print;
-        rq_tls_ctx_unref(atomic_exchange(&rt->tls, ctx)); /* live connections keep their ref */
-        rq_log(RQ_LOG_INFO, NULL, "reload: port %u now serves the certificate from Secret %s",
-               pc->port, pc->tls.secret_name);
-        swapped++;
+    if (!g)
+        return;
+    for (size_t i = 0; g->ports && i < g->n_ports; i++) {
+        rq_tls_ctx_unref(atomic_load(&g->ports[i].tls));
+        rq_authn_chain_free(g->ports[i].authn);
     }
-    return swapped;
+    free(g->ports);
+    snap_unref(g->snap);
+    free(g);
+}
+
+/* A generation of n listeners from snap: listener i is configured by pcs[i]. Takes the snapshot
+ * reference given (also on failure). NULL with b->err set. */
+static struct rq_gen *build(struct build *b, struct rq_gen_snap *sn,
+                            const struct rq_port_cfg *const *pcs, size_t n)
+{
+    struct rq_gen *g = calloc(1, sizeof *g);
+    if (!g) {
+        snap_unref(sn);
+        snprintf(b->err, b->errlen, "out of memory");
+        return NULL;
+    }
+    g->snap = sn;
+    g->n_ports = n;
+    g->serial = b->prev ? b->prev->serial + 1 : 1;
+    atomic_init(&g->pins, 0);
+    g->ports = calloc(n ? n : 1, sizeof *g->ports);
+    if (!g->ports) {
+        snprintf(b->err, b->errlen, "out of memory");
+        rq_ports_gen_free(g);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct rq_port_rt *prev = b->prev ? &b->prev->ports[i] : NULL;
+        if (build_port(b, sn->cfg, pcs[i], prev, &g->ports[i]) != 0) {
+            rq_ports_gen_free(g);
+            return NULL;
+        }
+    }
+    return g;
+}
+
+struct rq_gen *rq_ports_first(struct rq_config *cfg, const char *data_dir, char *err, size_t errlen)
+{
+    struct rq_gen_snap *sn = calloc(1, sizeof *sn);
+    const struct rq_port_cfg **pcs = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *pcs);
+    if (!sn || !pcs) {
+        free(sn);
+        free(pcs);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *sn = (struct rq_gen_snap){.refs = 1, .cfg = cfg, .owned = false};
+    for (size_t i = 0; i < cfg->n_ports; i++)
+        pcs[i] = &cfg->ports[i];
+    struct build b = {.kind = B_START, .data_dir = data_dir, .err = err, .errlen = errlen};
+    struct rq_gen *g = build(&b, sn, pcs, cfg->n_ports);
+    free(pcs);
+    return g;
+}
+
+const struct rq_config *rq_ports_gen_config(const struct rq_gen *g)
+{
+    return g->snap->cfg;
+}
+
+/* The port of next that configures the running listener `run`, or NULL with err set when the
+ * listener cannot follow it without a restart (gone, other protocol or TLS mode). */
+static const struct rq_port_cfg *match_port(const struct rq_config *next,
+                                            const struct rq_port_cfg *run, char *err, size_t errlen)
+{
+    const struct rq_port_cfg *pc = NULL;
+    for (size_t j = 0; j < next->n_ports && !pc; j++)
+        if (next->ports[j].port == run->port)
+            pc = &next->ports[j];
+    if (!pc) {
+        snprintf(err, errlen, "port %u is no longer in the configuration (removing a listener "
+                 "needs a restart)", run->port);
+        return NULL;
+    }
+    if (pc->protocol != run->protocol || pc->tls.mode != run->tls.mode) {
+        snprintf(err, errlen, "port %u changed its protocol or TLS mode (that needs a "
+                 "restart)", run->port);
+        return NULL;
+    }
+    if (strcmp(pc->bind_address, run->bind_address) != 0)
+        rq_log(RQ_LOG_WARN, NULL, "reload: port %u: bindAddress %s applies at the next restart "
+               "(still listening on %s)", run->port, pc->bind_address, run->bind_address);
+    return pc;
+}
+
+struct rq_gen *rq_ports_reload(const struct rq_gen *cur, struct rq_config *next,
+                               const char *data_dir, int *replaced, char *err, size_t errlen)
+{
+    *replaced = 0;
+    struct rq_gen_snap *sn = calloc(1, sizeof *sn);
+    const struct rq_port_cfg **pcs = calloc(cur->n_ports ? cur->n_ports : 1, sizeof *pcs);
+    if (!sn || !pcs) {
+        free(sn);
+        free(pcs);
+        rq_config_free(next);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *sn = (struct rq_gen_snap){.refs = 1, .cfg = next, .owned = true};
+    for (size_t i = 0; i < cur->n_ports; i++) {
+        pcs[i] = match_port(next, cur->ports[i].cfg, err, errlen);
+        if (!pcs[i]) {
+            free(pcs);
+            snap_unref(sn);
+            return NULL;
+        }
+    }
+    for (size_t j = 0; j < next->n_ports; j++) {
+        bool known = false;
+        for (size_t i = 0; i < cur->n_ports; i++)
+            known |= pcs[i] == &next->ports[j];
+        if (!known)
+            rq_log(RQ_LOG_WARN, NULL, "reload: port %u is new: a new listener needs a restart",
+                   next->ports[j].port);
+    }
+    struct build b = {.kind = B_RELOAD, .prev = cur, .data_dir = data_dir, .err = err,
+                      .errlen = errlen};
+    struct rq_gen *g = build(&b, sn, pcs, cur->n_ports);
+    free(pcs);
+    *replaced = b.replaced;
+    return g;
+}
+
+struct rq_gen *rq_ports_renew(const struct rq_gen *cur, const char *data_dir, int64_t now)
+{
+    bool due = false;
+    for (size_t i = 0; i < cur->n_ports; i++)
+        due |= cur->ports[i].cfg->tls.mode == RQ_TLS_AUTOMATIC && now >= cur->ports[i].renew_at;
+    if (!due)
+        return NULL;
+    const struct rq_port_cfg **pcs = calloc(cur->n_ports, sizeof *pcs);
+    if (!pcs)
+        return NULL;
+    for (size_t i = 0; i < cur->n_ports; i++)
+        pcs[i] = cur->ports[i].cfg;
+    char err[500];
+    struct build b = {.kind = B_RENEW, .prev = cur, .data_dir = data_dir, .now = now,
+                      .err = err, .errlen = sizeof err};
+    cur->snap->refs++;
+    struct rq_gen *g = build(&b, cur->snap, pcs, cur->n_ports);
+    free(pcs);
+    if (!g)
+        rq_log(RQ_LOG_ERROR, NULL, "renewal: %s", err);
+    return g;
 }
 
 static uint64_t print_path(uint64_t h, const char *path)
@@ -235,25 +407,4 @@ uint64_t rq_ports_files_print(const struct rq_config *cfg)
         if (cfg->objects[i].mounted && cfg->objects[i].origin)
             h = print_dir(h, cfg->objects[i].origin);
     return h;
-}
-
-int rq_ports_renew(struct rq_port_rt *ports, size_t n, const char *data_dir, int64_t now)
-{
-    int renewed = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct rq_port_rt *rt = &ports[i];
-        if (rt->cfg->tls.mode != RQ_TLS_AUTOMATIC || now < rt->renew_at)
-            continue;
-        char err[500];
-        struct rq_tls_ctx *ctx = build_auto(rt->cfg, data_dir, rt, err, sizeof err);
-        if (!ctx) {
-            rq_log(RQ_LOG_ERROR, NULL, "renewal failed, keeping the current certificate (retry "
-                   "in a minute): %s", err);
-            rt->renew_at = now + 60;
-            continue;
-        }
-        rq_tls_ctx_unref(atomic_exchange(&rt->tls, ctx));
-        renewed++;
-    }
-    return renewed;
 }

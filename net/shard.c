@@ -24,6 +24,7 @@
 #include "core/inbox.h"
 #include "core/log.h"
 #include "net/authn_glue.h"
+#include "net/gen.h"
 #include "net/shard_int.h"
 #include "net/xport.h"
 
@@ -235,7 +236,8 @@ static void op_authenticate(struct rq_worker *w, void *conn, const struct rq_con
                             struct rq_auth_answer *a)
 {
     struct conn *c = conn;
-    rq_authn_glue_run(c->sh->ports[c->port_index].authn, rq_xport_tls(c->xp), k, a);
+    /* the chain of the generation whose TLS policy let this connection in */
+    rq_authn_glue_run(c->rt_gen->ports[c->port_index].authn, rq_xport_tls(c->xp), k, a);
 }
 
 const struct rq_worker_ops rq_shard_worker_ops = {
@@ -305,6 +307,7 @@ static void conn_free(struct rq_shard *s, struct conn *c, bool close_fd)
     s->n_conns--;
     rq_client_free(&c->cl);
     rq_xport_free(c->xp);
+    rq_gen_unpin(c->rt_gen); /* after the TLS state that came from it */
     rq_buf_free(&c->in);
     rq_buf_free(&c->sending);
     free(c);
@@ -440,6 +443,8 @@ static void finish_migration(struct rq_shard *s, struct conn *c)
     h->port_index = c->port_index;
     h->xp = c->xp;
     c->xp = NULL;
+    h->rt_gen = c->rt_gen;
+    c->rt_gen = NULL;
     h->raw_len = raw_len;
     if (raw_len) {
         memcpy(h->data + c->in.len, raw->data, raw_len);
@@ -463,12 +468,14 @@ static void adopt(struct rq_shard *s, struct handover *h)
     struct conn *c = s->stopping ? NULL : conn_new(s, h->fd, h->port_index, &h->peer);
     if (!c) {
         rq_xport_free(h->xp);
+        rq_gen_unpin(h->rt_gen);
         fd_closed(s, h->fd);
         free(h);
         return;
     }
     c->cl.hops = h->hops;
     c->xp = h->xp;
+    c->rt_gen = h->rt_gen;
     arm_recv(s, c);
     if (wire_len(c))
         mark_dirty(s, c);
@@ -566,7 +573,7 @@ static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
     struct rq_peer peer;
     peer_name(fd, &peer);
     bool failed;
-    struct rq_xport *xp = rq_xport_new(&s->ports[li], &failed);
+    struct rq_xport *xp = rq_xport_new(&s->gen->ports[li], &failed);
     struct conn *c = failed ? NULL : conn_new(s, fd, li, &peer);
     if (!c) {
         size_t none = 0;
@@ -577,6 +584,8 @@ static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
     }
     c->preconnect = true;
     c->xp = xp;
+    c->rt_gen = s->gen; /* pinned until conn_free: its TLS context and chain stay valid */
+    rq_gen_pin(c->rt_gen);
     if (xp)
         c->cl.log.phase = "transport handshake"; /* a stalled one ends at the connect timeout */
     rq_log(RQ_LOG_TRACE, &c->cl.log, "accepted");
@@ -827,7 +836,9 @@ void rq_shard_loop(struct rq_shard *s)
     struct io_uring_cqe *cqe;
     for (;;) {
         w->now = rq_now_ms();
-        if (s->stop_requested && !s->stopping)
+        /* quiescent point: no pointer into a generation is held here but s->gen and pins */
+        s->gen = rq_gens_quiesce(s->gens, s->id, &s->gen_epoch, s->gen);
+        if (atomic_load_explicit(&s->stop_requested, memory_order_relaxed) && !s->stopping)
             begin_stop(s);
         drain_inbox(s);
         unsigned batch = handle_cqes(s);

@@ -17,15 +17,18 @@ int rq_net_probe(char *err, size_t errlen);
 
 /* Opens this shard's listening sockets (one per configured port, SO_REUSEPORT) so bind errors
  * surface before threads start. Returns NULL with err set. */
-struct rq_port_rt;
-/* ports: runtime state of cfg->ports[], shared by all shards, outliving them. */
+struct rq_gens;
+/* gens: the runtime generations of cfg->ports[] (net/gen.h); the shard is reader `id` of it.
+ * Shared by all shards, outliving them. */
 struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_config *cfg,
-                              struct rq_port_rt *ports, char *err, size_t errlen);
+                              struct rq_gens *gens, char *err, size_t errlen);
 /* Starts the thread (pinned to CPU id % online CPUs); waits until its ring is up. 0 or -errno,
  * with err set. */
 int rq_shard_start(struct rq_shard *s, char *err, size_t errlen);
 /* Asks the shard to stop: close listeners, DISCONNECT 0x8B to v5 clients, wills, exit. */
 void rq_shard_stop(struct rq_shard *s);
+/* Wakes the shard's loop so that it takes a newly published generation (control thread). */
+void rq_shard_wake(struct rq_shard *s);
 void rq_shard_join(struct rq_shard *s);
 void rq_shard_free(struct rq_shard *s);
 

@@ -7,6 +7,7 @@
 #include <liburing.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -15,7 +16,8 @@
 #include "net/admit.h"
 #include "net/xport.h"
 
-struct rq_port_rt;
+struct rq_gen;
+struct rq_gens;
 
 #define RING_ENTRIES 1024
 #define BUF_COUNT 256 /* provided buffers per shard */
@@ -84,6 +86,7 @@ struct conn {
     struct rq_xport *xp; /* TLS / WebSocket layers (and their buffers); NULL for plain TCP */
     struct rq_buf sending;
     size_t send_off;
+    struct rq_gen *rt_gen; /* the runtime generation it was accepted under (pinned) */
     struct conn *next_dirty, *next_close;
 };
 
@@ -93,7 +96,8 @@ struct handover {
     uint16_t port;
     uint8_t hops;
     uint32_t port_index;
-    struct rq_xport *xp; /* moves with the connection (TLS state) */
+    struct rq_xport *xp;   /* moves with the connection (TLS state) */
+    struct rq_gen *rt_gen; /* its pin moves with it too */
     struct rq_peer peer;
     size_t len;     /* MQTT bytes (starting with the CONNECT) */
     size_t raw_len; /* then wire bytes received since, not yet through the transport */
@@ -122,7 +126,9 @@ struct rq_shard {
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
 
-    struct rq_port_rt *ports; /* per configured port, shared by all shards */
+    struct rq_gens *gens; /* runtime generations (ports, TLS contexts, authentication) */
+    struct rq_gen *gen;   /* the current one, as of the top of this loop turn */
+    uint64_t gen_epoch;   /* its epoch (rq_gens_quiesce) */
     int *lfd; /* listening sockets, one per configured port */
     uint16_t *lport;
     size_t n_listen;
@@ -145,7 +151,7 @@ struct rq_shard {
     size_t n_paused, cap_paused;
     struct backlog *backlog; /* per target shard, posts that found the inbox full */
     struct conn *dirty, *closing;
-    volatile int stop_requested;
+    atomic_bool stop_requested; /* set by the control thread (rq_shard_stop) */
     bool stopping;
     uint64_t stop_deadline;
     uint64_t stale_cqes;

@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "core/inbox.h"
+#include "net/gen.h"
 #include "net/shard_int.h"
 
 struct rq_shard **rq_shards;
@@ -132,7 +133,7 @@ static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
 }
 
 struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_config *cfg,
-                              struct rq_port_rt *ports, char *err, size_t errlen)
+                              struct rq_gens *gens, char *err, size_t errlen)
 {
     struct rq_shard *s = calloc(1, sizeof *s);
     if (!s) {
@@ -142,7 +143,8 @@ struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_confi
     s->id = id;
     s->b = b;
     s->cfg = cfg;
-    s->ports = ports;
+    s->gens = gens;
+    s->gen = rq_gens_current(gens);
     s->ring_fd = -1;
     sem_init(&s->ready, 0, 0);
     s->n_listen = cfg->n_ports;
@@ -268,6 +270,7 @@ static void *shard_main(void *arg)
     rq_log(RQ_LOG_DEBUG, NULL, "shard %d: ring up (%s), %u connection slots", s->id,
            s->ring_mode, s->n_slots);
     rq_shard_loop(s);
+    rq_gens_offline(s->gens, s->id); /* its connections still pin what they use */
     rq_worker_free(s->w);
     s->w = NULL;
     return NULL;
@@ -294,17 +297,14 @@ static struct io_uring ctl_ring;
 static bool ctl_ring_up;
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void rq_shard_stop(struct rq_shard *s)
+void rq_shard_wake(struct rq_shard *s)
 {
-    s->stop_requested = 1;
-    struct rq_post p = {.kind = RQ_POST_STOP};
-    bool wake = false;
-    rq_inbox_push(s->inbox, &p, &wake);
     pthread_mutex_lock(&ctl_lock);
     if (!ctl_ring_up)
         ctl_ring_up = io_uring_queue_init(8, &ctl_ring, 0) == 0;
     if (ctl_ring_up && s->ring_fd >= 0) {
-        /* always wake: the flag above is seen at the top of the shard's next iteration */
+        /* always wake (a sleeping shard has no timeout): a stop flag or a new generation is
+         * seen at the top of the shard's next iteration */
         struct io_uring_sqe *sqe = io_uring_get_sqe(&ctl_ring);
         if (sqe) {
             io_uring_prep_msg_ring(sqe, s->ring_fd, 0, tag(OP_WAKE, 0, 0), 0);
@@ -316,6 +316,15 @@ void rq_shard_stop(struct rq_shard *s)
         }
     }
     pthread_mutex_unlock(&ctl_lock);
+}
+
+void rq_shard_stop(struct rq_shard *s)
+{
+    atomic_store(&s->stop_requested, true);
+    struct rq_post p = {.kind = RQ_POST_STOP};
+    bool wake = false;
+    rq_inbox_push(s->inbox, &p, &wake);
+    rq_shard_wake(s);
 }
 
 void rq_shard_join(struct rq_shard *s)
@@ -332,6 +341,7 @@ static void discard_post(const struct rq_post *p)
         rq_batch_discard(p->ptr);
     } else if (p->kind == RQ_POST_ADOPT_CONN) {
         struct handover *h = p->ptr;
+        rq_gen_unpin(h->rt_gen);
         rq_xport_free(h->xp);
         close(h->fd);
         rq_admit_fd_closed();

@@ -16,8 +16,9 @@ struct rq_tls_ctx;
 struct rq_port_cfg;
 struct rq_authn_chain;
 
-/* Runtime state of one configured port, shared by all shards (read-only, except the TLS
- * context pointer, which a certificate reload swaps atomically). */
+/* Runtime state of one configured port in one runtime generation (net/gen.h): read-only once
+ * published, shared by all shards, alive while a connection accepted under it lives. A reload
+ * publishes a new generation instead of changing this. */
 struct rq_port_rt {
     const struct rq_port_cfg *cfg;
     _Atomic(struct rq_tls_ctx *) tls; /* NULL: plain TCP */
@@ -25,7 +26,8 @@ struct rq_port_rt {
     uint32_t max_frame; /* WebSocket: largest frame/message accepted */
     struct rq_authn_chain *authn; /* NULL: authentication disabled on this port */
     uint64_t tls_print; /* fingerprint of the certificate material the context was built from */
-    int64_t renew_at;   /* tls mode Automatic: when to issue the next certificate (Unix s) */
+    int64_t renew_at;   /* tls mode Automatic: when to issue the next certificate (Unix s);
+                           control thread only */
 };
 
 struct rq_xport;
