@@ -169,6 +169,11 @@ static void op_want_close(struct rq_worker *w, void *conn)
     mark_dirty(c->sh, c);
 }
 
+static size_t op_out_held(struct rq_worker *w, void *conn)
+{
+    return conn_out_held(conn);
+}
+
 static void wake_shard(struct rq_shard *from, int target)
 {
     struct io_uring_sqe *sqe = get_sqe(from);
@@ -234,6 +239,7 @@ const struct rq_worker_ops rq_shard_worker_ops = {
     .post = op_post,
     .want_flush = op_want_flush,
     .want_close = op_want_close,
+    .out_held = op_out_held,
 };
 
 /* ---- connections ---- */
@@ -533,6 +539,8 @@ static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
     c->send_off += (size_t)cqe->res;
     if (c->send_off < c->sending.len) {
         start_send(s, c); /* partial send: the rest, from the same buffer */
+        if (c->state == C_OPEN && cqe->res > 0)
+            rq_client_on_drained(&c->cl); /* room again for queued messages */
         return;
     }
     rq_buf_reset(&c->sending);

@@ -73,6 +73,16 @@ struct conn {
     struct conn *next_dirty, *next_close;
 };
 
+/* Every byte of output held for c: the MQTT bytes core queued, transport output not yet sent
+ * (TLS records, WebSocket frames) and the unsent part of the send in flight. The one count that
+ * limits deliveries (core's rq_client_writable against RQ_OUT_HIGH_WATER, whatever the
+ * transport). */
+static inline size_t conn_out_held(const struct conn *c)
+{
+    size_t wire = c->xp ? rq_xport_wire(c->xp)->len : 0;
+    return c->cl.out.len + wire + (c->sending.len - c->send_off);
+}
+
 /* A connection on its way to the shard that owns its session. */
 struct handover {
     int fd;
