@@ -5,7 +5,10 @@ WebSocket frames, the send in flight) plus its session queue (subscriberQueueLim
 TCP, TLS, WebSocket and WebSocket over TLS alike. Probe: 1500 x 64 KiB published while the
 subscriber does not read; the broker's RSS (/proc/PID/status VmRSS) grows by a few MB, not by
 the ~94 MB published. When the subscriber reads again, its connection still works. QoS 1
-messages beyond the limit wait in the session queue: none is lost.
+messages beyond the limit wait in the session queue: none is lost. A client that floods
+requests whose answers it does not read (PUBREL -> PUBCOMP; WebSocket ping -> pong) is not read
+either once 2 MiB of answers wait for it, so its sending stalls (TCP flow control) and the
+broker's memory stays bounded; once it reads, every answer arrives and the connection works.
 
 Each case starts its own broker (--threads 1: the publisher and the subscriber on one shard, so
 that each message is flushed on its own, the case in which the old test on the core buffer alone
@@ -226,6 +229,119 @@ def slow_reader_qos1_nothing_lost_wss():
 @case(ringmq_only=ONLY)
 def slow_reader_qos1_nothing_lost_tcp():
     slow_qos1("tcp")
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests whose answers the client does not read.
+
+FLOOD = 32 << 20  # bytes of requests; as many bytes of answers
+# 2 MiB of answers held, what the input already received produced beyond that, and the heap
+# left behind by buffers growing to that size (a few MB measured; ~30 MB before the fix).
+FLOOD_RSS_BOUND_KB = 12 * 1024
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
+
+
+def flood_units(kind):
+    """(request, its answer): a v3.1.1 PUBREL and its PUBCOMP, or over WebSocket a ping frame
+    (masked with the zero key, which leaves the payload as it is) and its pong."""
+    if kind in ("ws", "wss"):
+        return bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"p" * 125, bytes([0x8A, 125]) + b"p" * 125
+    return b"\x62\x02\x00\x01", b"\x70\x02\x00\x01"
+
+
+def send_some(sock, data, off):
+    """One non-blocking send of at most 16 KiB (a TLS write retried after WANT_WRITE must offer
+    the same bytes again: it does, from the same offset). Returns the new offset."""
+    try:
+        return off + sock.send(data[off:off + 16384])
+    except WOULD_BLOCK:
+        return off
+
+
+def send_unread(sock, data, stall=2.0):
+    """Sends without reading until all is sent or nothing more went for `stall` s."""
+    off, last = 0, time.monotonic()
+    while off < len(data) and time.monotonic() - last < stall:
+        _, w, _ = select.select([], [sock], [], 0.2)
+        if w:
+            n = send_some(sock, data, off)
+            if n > off:
+                off, last = n, time.monotonic()
+    return off
+
+
+def finish_reading(sock, data, off, answer, count, timeout=120.0):
+    """Sends the rest while reading every answer; checks each byte of them."""
+    want = answer * (65536 // len(answer) + 2)
+    got, deadline = 0, time.monotonic() + timeout
+    while got < count * len(answer) or off < len(data):
+        check(time.monotonic() < deadline, "answers: %d of %d bytes within %.0f s"
+              % (got, count * len(answer), timeout))
+        r, w, _ = select.select([sock], [sock] if off < len(data) else [], [], 1.0)
+        if w:
+            off = send_some(sock, data, off)
+        if not r:
+            continue
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                check(chunk, "connection closed after %d bytes of answers" % got)
+                k = got % len(answer)
+                check(chunk == want[k:k + len(chunk)], "answer bytes differ at %d" % got)
+                got += len(chunk)
+        except WOULD_BLOCK:
+            pass
+    check_eq(got, count * len(answer), "bytes of answers")
+
+
+def flood_unread(kind):
+    with broker() as b:
+        c = client(b, kind, version=4)
+        check_eq(c.connect(client_id=rq.uniq("flood")).rc, 0, "CONNACK")
+        request, answer = flood_units(kind)
+        count = FLOOD // len(request)
+        data = memoryview(request * count)
+        mark = b.log_mark()
+        c.sock.setblocking(False)
+        rss0 = settle_rss(b)
+        sent = send_unread(c.sock, data)
+        rss1 = settle_rss(b)
+        grew = rss1 - rss0
+        rq.log("%s: %d of %d bytes of requests taken before the broker stopped reading; RSS"
+               " +%d kB" % (kind, sent, len(data), grew))
+        if sanitized(b):
+            rq.log("%s: RSS bound not checked under AddressSanitizer" % kind)
+        else:
+            check(grew < FLOOD_RSS_BOUND_KB, "%s: broker RSS grew by %d kB (bound %d kB) for a"
+                  " client that does not read its answers" % (kind, grew, FLOOD_RSS_BOUND_KB))
+        check(sent < len(data), "%s: the broker took all %d bytes of requests whose answers"
+              " were not read" % (kind, len(data)))
+        check(b.wait_log(r"not reading it until they are", mark) is not None,
+              "%s: no log line says why the client is not read" % kind)
+        finish_reading(c.sock, data, sent, answer, count)
+        c.sock.setblocking(True)
+        c.ping(10)
+        c.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def unread_pubcomps_tcp_bounded():
+    flood_unread("tcp")
+
+
+@case(ringmq_only=ONLY)
+def unread_pubcomps_tls_bounded():
+    flood_unread("tls")
+
+
+@case(ringmq_only=ONLY)
+def unread_pongs_ws_bounded():
+    flood_unread("ws")
+
+
+@case(ringmq_only=ONLY)
+def unread_pongs_wss_bounded():
+    flood_unread("wss")
 
 
 if __name__ == "__main__":
