@@ -5,7 +5,7 @@ WebSocket frames, the send in flight) plus its session queue (subscriberQueueLim
 TCP, TLS, WebSocket and WebSocket over TLS alike. Probe: 1500 x 64 KiB published while the
 subscriber does not read; the broker's RSS (/proc/PID/status VmRSS) grows by a few MB, not by
 the ~94 MB published. When the subscriber reads again, its connection still works. QoS 1
-messages beyond the limit wait in the session queue: none is lost. A client that floods
+and QoS 2 messages beyond the limit wait in the session queue: none is lost. A client that floods
 requests whose answers it does not read (PUBREL -> PUBCOMP; WebSocket ping -> pong) is not read
 either once 2 MiB of answers wait for it, so its sending stalls (TCP flow control) and the
 broker's memory stays bounded; once it reads, every answer arrives and the connection works.
@@ -17,7 +17,6 @@ keeps freed memory; the number of messages held still is. ringmq only."""
 
 import os
 import select
-import socket
 import ssl
 import sys
 import time
@@ -116,10 +115,11 @@ def settle_rss(b, timeout=3.0):
     return b.rss_kb()
 
 
-def flood_slow_subscriber(b, kind, sub_qos, count):
+def flood_slow_subscriber(b, kind, sub_qos, count, pub_qos=1):
     """A subscriber on `kind` that stops reading; `count` messages of MSG bytes published to it
-    from plain TCP at QoS 1 (one PUBACK awaited per message, so each reaches the subscriber's
-    connection on its own). Returns (subscriber, topic, RSS before, RSS after) in kB."""
+    from plain TCP at QoS pub_qos > 0 (each acknowledged before the next, so each reaches the
+    subscriber's connection on its own). Returns (subscriber, topic, RSS before, RSS after) in
+    kB."""
     sub = client(b, kind)
     t = rq.uniq("slow")
     check_eq(sub.connect(client_id=t).rc, 0, "%s subscriber CONNACK" % kind)
@@ -129,8 +129,8 @@ def flood_slow_subscriber(b, kind, sub_qos, count):
     rss0 = settle_rss(b)
     payload = b"s" * MSG
     for i in range(count):
-        ack = pub.publish(t, payload[:-4] + i.to_bytes(4, "big"), qos=1)
-        check(ack.rc in (0, 0x10), "PUBACK %d rc 0x%02x" % (i, ack.rc))
+        ack = pub.publish(t, payload[:-4] + i.to_bytes(4, "big"), qos=pub_qos)
+        check(ack.rc in (0, 0x10), "ack of publish %d: rc 0x%02x" % (i, ack.rc))
     pub.ping(10)
     rss1 = settle_rss(b)
     pub.disconnect()
@@ -207,12 +207,13 @@ def slow_reader_wss_bounded():
 # ---------------------------------------------------------------------------------------------
 # QoS 1: what is over the output limit waits in the session queue, nothing acknowledged is lost.
 
-def slow_qos1(kind):
+def slow_qos1(kind, qos=1):
     n = 200
     with broker(queue=1000) as b:
-        sub, t, _, _ = flood_slow_subscriber(b, kind, 1, n)
+        sub, t, _, _ = flood_slow_subscriber(b, kind, qos, n, pub_qos=qos)
         got = read_again(sub, count=n)
-        check_eq(got, list(range(n)), "%s: QoS 1 messages after the subscriber read again" % kind)
+        check_eq(got, list(range(n)), "%s: QoS %d messages after the subscriber read again"
+                 % (kind, qos))
         still_usable(b, sub, t, kind)
 
 
@@ -227,8 +228,18 @@ def slow_reader_qos1_nothing_lost_wss():
 
 
 @case(ringmq_only=ONLY)
+def slow_reader_qos1_nothing_lost_ws():
+    slow_qos1("ws")
+
+
+@case(ringmq_only=ONLY)
 def slow_reader_qos1_nothing_lost_tcp():
     slow_qos1("tcp")
+
+
+@case(ringmq_only=ONLY)
+def slow_reader_qos2_nothing_lost_tls():
+    slow_qos1("tls", qos=2)
 
 
 # ---------------------------------------------------------------------------------------------
