@@ -87,6 +87,9 @@ struct rq_worker_ops {
     void (*want_flush)(struct rq_worker *w, void *conn);
     /* The client must be closed (after flushing what is queued). */
     void (*want_close)(struct rq_worker *w, void *conn);
+    /* Bytes of output held for the client: its out buffer plus what net holds beyond it
+     * (transport buffers, the send in flight). NULL: the out buffer only. */
+    size_t (*out_held)(struct rq_worker *w, void *conn);
 };
 
 struct rq_broker {
@@ -211,10 +214,12 @@ void rq_client_unbind(struct rq_client *c);
 /* Closes the client: rc is 0 or -RQ_RC_*; v5 clients past CONNECT get DISCONNECT with that
  * reason (and `why` as Reason String), then net closes after flushing. Logs why. */
 void rq_client_close(struct rq_client *c, int rc, const char *why);
-/* Output was flushed: more queued messages may go out now. */
+/* Output was sent (or part of it): more queued messages may go out now. */
 void rq_client_on_drained(struct rq_client *c);
 
-/* The output high-water mark: above it, deliveries stay queued in the session. */
+/* The output high-water mark: while this much output is held for a client (out buffer,
+ * transport buffers and the send in flight: ops->out_held), deliveries stay queued in its
+ * session, under subscriberQueueLimit. */
 #define RQ_OUT_HIGH_WATER (1024u * 1024u)
 
 #endif

@@ -55,9 +55,13 @@ void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int po
                  on_keepalive, c);
 }
 
+/* Judged on every byte held for the client, not only c->out: TLS and WebSocket connections move
+ * c->out into their transport at each flush, so c->out alone says nothing about a backlog. */
 bool rq_client_writable(const struct rq_client *c)
 {
-    return c->out.len < RQ_OUT_HIGH_WATER;
+    const struct rq_worker_ops *ops = c->w->ops;
+    size_t held = ops->out_held ? ops->out_held(c->w, c->conn) : c->out.len;
+    return held < RQ_OUT_HIGH_WATER;
 }
 
 /* ---- output ---- */

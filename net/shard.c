@@ -136,10 +136,24 @@ static void resume_all(struct rq_shard *s)
             continue;
         c->paused = false;
         c->cl.last_rx = s->w->now;
-        if (c->state == C_OPEN && !c->recv_armed)
+        if (c->state == C_OPEN && !c->recv_armed && !c->out_full)
             arm_recv(s, c); /* else the cancel has not completed yet: re-armed when it has */
     }
     s->n_paused = 0;
+}
+
+/* Stops reading c while its output is over OUT_READ_PAUSE (see shard_int.h); on_send reads it
+ * again once the peer has taken enough. Called after its input and its flush. */
+static void hold_reading(struct rq_shard *s, struct conn *c)
+{
+    if (c->state != C_OPEN || c->out_full || conn_out_held(c) < OUT_READ_PAUSE)
+        return;
+    if (c->recv_armed && !cancel_recv(s, c))
+        return;
+    c->out_full = true;
+    c->cl.last_rx = s->w->now; /* keepalive counts from here (and from each send completed) */
+    rq_log(RQ_LOG_DEBUG, &c->cl.log, "%zu bytes of output not taken by the client: not reading"
+           " it until they are", conn_out_held(c));
 }
 
 /* ---- worker ops (called from core on this thread) ---- */
@@ -177,6 +191,11 @@ static void op_want_close(struct rq_worker *w, void *conn)
     }
     mark_closing(c->sh, c);
     mark_dirty(c->sh, c);
+}
+
+static size_t op_out_held(struct rq_worker *w, void *conn)
+{
+    return conn_out_held(conn);
 }
 
 static void wake_shard(struct rq_shard *from, int target)
@@ -245,6 +264,7 @@ const struct rq_worker_ops rq_shard_worker_ops = {
     .post = op_post,
     .want_flush = op_want_flush,
     .want_close = op_want_close,
+    .out_held = op_out_held,
 };
 
 /* ---- connections ---- */
@@ -621,6 +641,7 @@ static void on_recv(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         conn_input(s, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)cqe->res);
         recycle_buffer(s, bid);
+        hold_reading(s, c); /* its answers are not taken: read no more of it */
         if (!more && c->state == C_OPEN)
             mark_dirty(s, c); /* re-armed in the flush phase */
         else if (more && s->w->throttled && c->state == C_OPEN && !c->paused)
@@ -657,8 +678,17 @@ static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
         return;
     }
     c->send_off += (size_t)cqe->res;
+    if (c->out_full) {
+        c->cl.last_rx = s->w->now; /* not read, but taking its output: alive */
+        if (conn_out_held(c) < RQ_OUT_HIGH_WATER) {
+            c->out_full = false;
+            mark_dirty(s, c); /* flush_all reads it again */
+        }
+    }
     if (c->send_off < c->sending.len) {
         start_send(s, c); /* partial send: the rest, from the same buffer */
+        if (c->state == C_OPEN && cqe->res > 0)
+            rq_client_on_drained(&c->cl); /* room again for queued messages */
         return;
     }
     rq_buf_reset(&c->sending);
@@ -713,7 +743,7 @@ static void flush_all(struct rq_shard *s)
         c->dirty = false;
         if (c->state == C_MIGRATING || c->state == C_SHUTDOWN)
             continue;
-        if (c->state == C_OPEN && !c->recv_armed && !c->paused)
+        if (c->state == C_OPEN && !c->recv_armed && !c->paused && !c->out_full)
             arm_recv(s, c);
         struct rq_buf *src = &c->cl.out;
         if (c->xp) {
@@ -734,6 +764,7 @@ static void flush_all(struct rq_shard *s)
             c->send_off = 0;
             start_send(s, c);
         }
+        hold_reading(s, c);
     }
 }
 

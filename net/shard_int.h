@@ -29,6 +29,12 @@ struct rq_gens;
 #define BATCH_BUSY 4       /* completions in one iteration that count as busy */
 #define BATCH_MAX 32       /* at most this many completions awaited together */
 #define BATCH_WAIT_US 100  /* and for at most this long */
+/* A connection is not read while this much output is held for it (conn_out_held), and is read
+ * again once that is below RQ_OUT_HIGH_WATER. Deliveries already stop at RQ_OUT_HIGH_WATER
+ * (core); what goes beyond is one large message or replies to the client's own packets (acks,
+ * PINGRESP, WebSocket pongs): a client that keeps sending without reading them is not read
+ * either, and TCP flow control holds it back. */
+#define OUT_READ_PAUSE (2u * RQ_OUT_HIGH_WATER)
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_IGNORE };
 
@@ -78,6 +84,7 @@ struct conn {
     bool closed_notified;
     bool paused; /* not read (backpressure): its multishot recv was cancelled */
     bool preconnect; /* counted in admit.c as before CONNECT (released once past it) */
+    bool out_full; /* not read while its output is over OUT_READ_PAUSE */
     uint32_t ops;         /* operations in flight (teardown waits for 0) */
     struct rq_peer peer;  /* 20 bytes; formatted only when a line is logged */
     uint64_t close_deadline;
@@ -89,6 +96,16 @@ struct conn {
     struct rq_gen *rt_gen; /* the runtime generation it was accepted under (pinned) */
     struct conn *next_dirty, *next_close;
 };
+
+/* Every byte of output held for c: the MQTT bytes core queued, transport output not yet sent
+ * (TLS records, WebSocket frames) and the unsent part of the send in flight. The one count that
+ * limits deliveries (core's rq_client_writable against RQ_OUT_HIGH_WATER, whatever the
+ * transport) and reading (OUT_READ_PAUSE). */
+static inline size_t conn_out_held(const struct conn *c)
+{
+    size_t wire = c->xp ? rq_xport_wire(c->xp)->len : 0;
+    return c->cl.out.len + wire + (c->sending.len - c->send_off);
+}
 
 /* A connection on its way to the shard that owns its session. */
 struct handover {
