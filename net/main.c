@@ -232,7 +232,7 @@ static void reload(struct ctl *c)
 {
     char err[1024] = "";
     struct rq_config *next = rq_config_load(c->o->config, err, sizeof err);
-    if (next && c->o->port && add_port(next, c->o->port, false) != 0) {
+    if (next && c->o->port && add_port(next, c->o->port, false, c->o->bind) != 0) {
         rq_config_free(next);
         next = NULL;
         snprintf(err, sizeof err, "out of memory");
