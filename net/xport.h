@@ -48,7 +48,10 @@ int rq_xport_tx(struct rq_xport *x, const uint8_t *p, size_t len, struct rq_buf 
                 const char **why);
 /* Buffers the connection keeps in its transport, so that a plain TCP connection has none:
  * wire = transport output waiting for the next send; raw = wire bytes received while the
- * connection is being handed to another shard. Freed with the transport. */
+ * connection is being handed to another shard. Freed with the transport.
+ * Every byte the transport produces lands in wire at once (wolfSSL's send callback appends all
+ * it is given; WebSocket frames and replies go straight there): the layers keep no output of
+ * their own, so wire is the transport's whole backlog for the shard's output accounting. */
 struct rq_buf *rq_xport_wire(struct rq_xport *x);
 struct rq_buf *rq_xport_raw(struct rq_xport *x);
 /* The TLS layer (for the authentication chain), or NULL. */
