@@ -248,11 +248,13 @@ static void reload(struct ctl *c)
         rq_log(RQ_LOG_ERROR, NULL, "reload: %s; the running configuration stays", err);
         return;
     }
+    size_t held = rq_gens_reclaim(c->gens); /* older ones that connections still use */
     publish(c, g);
     rq_log(RQ_LOG_INFO, NULL, "reload: generation %llu in use for new connections (%d "
            "certificate%s replaced; TLS and authentication of every port from the new "
-           "configuration); listeners and broker settings apply at the next restart",
-           (unsigned long long)g->serial, n, n == 1 ? "" : "s");
+           "configuration; %zu older generation%s still in use); listeners and broker settings "
+           "apply at the next restart",
+           (unsigned long long)g->serial, n, n == 1 ? "" : "s", held, held == 1 ? "" : "s");
 }
 
 /* Loads the configuration (or the embedded default) with -p applied. NULL with *rc set when the

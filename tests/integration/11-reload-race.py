@@ -218,6 +218,17 @@ def certificate_swaps_while_connecting():
     check(swaps >= MIN_SWAPS and cert_swaps >= MIN_CERT_SWAPS, "only %d reloads (%d certificate "
           "swaps) within %d s" % (swaps, cert_swaps, SWAP_BUDGET_S))
     check(counts["tls"] > 0, "no TLS handshake completed during the swaps")
+    # Every retired generation is freed once its connections have closed (the loops closed
+    # theirs): a reload reports how many older ones are still in use.
+    held = None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and held != 0:
+        mark = b.log_mark()
+        b.signal(signal.SIGHUP)
+        m = b.wait_log(r"(\d+) older generations? still in use", mark, 5)
+        held = int(m.group(1)) if m else None
+        time.sleep(0.3)
+    check_eq(held, 0, "older generations still in use after the connections closed")
     # still serving: a handshake and an MQTT session on the certificate now installed
     c = rq.RawClient(b.tls_port, tls=srv_ctx, server_hostname="localhost")
     check_eq(c.connect(client_id=rq.uniq("after")).rc, 0, "CONNACK after the swaps")
