@@ -100,7 +100,7 @@ def mqtt31_connect_and_publish(b):
     c.disconnect()
 
 
-@case(mosquitto_differs="2.0.11 assigns an identifier to a 3.1 client")
+@case
 def mqtt31_empty_client_id_rejected(b):
     # MQTT 3.1 section 3.1: the client identifier is 1 to 23 characters; return code 2
     # (identifier rejected) and close, whatever Clean Session says.
@@ -112,7 +112,7 @@ def mqtt31_empty_client_id_rejected(b):
         check(c.expect_closed(3), "connection not closed after CONNACK 2")
 
 
-@case(mosquitto_differs="2.0.11 sets Session Present for 3.1 clients")
+@case
 def mqtt31_connack_first_byte_reserved(b):
     # 3.1 has no Session Present: the CONNACK's first byte is reserved, 0, even on resume.
     cid = rq.uniq("v31sp")

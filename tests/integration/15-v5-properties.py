@@ -255,7 +255,7 @@ def client_maximum_packet_size_counts_properties(b):
     p.disconnect()
 
 
-@case(mosquitto_differs="2.0.11 sends CONNACK and DISCONNECT whatever their size")
+@case(mosquitto_differs="2.0.11 sends no Reason String here to leave out")
 def client_maximum_packet_size_connack(b):
     # [MQTT-3.1.2-25] bounds CONNACK too. A refusing CONNACK drops its Reason String to fit
     # [MQTT-3.2.2-19]; a CONNACK that cannot fit even bare is not sent: the connection closes.
@@ -289,7 +289,7 @@ def client_maximum_packet_size_connack(b):
     rq.check_serves(b.port)
 
 
-@case(mosquitto_differs="2.0.11 sends CONNACK and DISCONNECT whatever their size")
+@case(mosquitto_differs="2.0.11 sends no Reason String here to leave out")
 def client_maximum_packet_size_disconnect(b):
     # [MQTT-3.14.2-3]: DISCONNECT drops its Reason String to fit; it is left out when even the
     # bare DISCONNECT (3 bytes) is too large.
