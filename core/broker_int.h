@@ -59,17 +59,18 @@ struct rq_session {
     /* QoS > 0 messages sent and not yet fully acknowledged, indexed by pid & (inf_cap - 1) */
     struct rq_inflight *inf;
     uint32_t inf_cap, inf_count;
-    uint32_t send_seq; /* next rq_inflight.seq */
     /* Resumed: in-flight entries still to resend, oldest first, as the window allows
-     * [MQTT-4.6.0-1]; NULL when none. inf_resend counts the entries whose resend flag is set. */
+     * [MQTT-4.6.0-1]; NULL when none ([resend_head, resend_n) are left; inf_resend counts the
+     * entries whose resend flag is set). */
     struct rq_resend *resend;
-    uint16_t resend_n, resend_head, inf_resend;
     /* QoS 2 PUBLISHes received from the client, PUBREL not yet: their packet ids. Part of the
      * session so that exactly-once holds across a reconnect [MQTT-4.3.3-..]. */
     uint16_t *qos2_in; /* capacity = our Receive Maximum; NULL until the first QoS 2 */
     struct rq_msg *will;
     uint32_t will_delay;
     uint32_t expiry; /* Session Expiry Interval, seconds; RQ_EXPIRY_NEVER */
+    uint32_t send_seq; /* next rq_inflight.seq */
+    uint16_t resend_n, resend_head, inf_resend;
     uint16_t qos2_in_count;
     uint16_t next_pid;
     uint16_t cid_len;
