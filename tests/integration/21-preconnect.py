@@ -230,6 +230,38 @@ def preconnect_connection_limit():
 
 
 @case(ringmq_only=ONLY)
+def counts_released_on_every_path():
+    """preConnectLimit.connections: 3, two shards. Connections that end every way a connection
+    before CONNECT can end (connected then gone, a session resumed on the other shard, CONNECT
+    refused, first packet not CONNECT, peer gone mid-CONNECT) give their place back: afterwards
+    exactly 3 silent connections fit again and a 4th is refused."""
+    with broker(ringmq={"preConnectLimit": {"connections": 3}}) as b:
+        time.sleep(0.3)  # the start-up probe connection is gone
+        cid = rq.uniq("resume")
+        for i in range(30):
+            c = rq.connected(b.port, client_id=cid, clean=False,
+                             props={"session_expiry_interval": 60})
+            c.disconnect()  # the next one may land on the other shard: handed over
+            c = rq.RawClient(b.port)
+            ack = c.connect(version=5, client_id=rq.uniq("bad"), level=6)  # unsupported level
+            check(ack.rc != 0, "CONNECT with protocol level 6 accepted")
+            c.expect_closed(3)
+            s = raw(b.port)
+            send_quietly(s, bytes.fromhex("c000"))
+            check(wait_closed([s], 3), "PINGREQ first: not closed")
+            s = raw(b.port)
+            send_quietly(s, rq.enc_connect(client_id="x")[:5])
+            s.close()
+        time.sleep(0.5)
+        idle = [raw(b.port) for _ in range(3)]
+        time.sleep(0.3)
+        check(not wait_closed(idle, 0.5), "3 silent connections with a limit of 3 after the "
+              "loop: some refused (places not given back)")
+        extra = raw(b.port)
+        check(wait_closed([extra], 3), "a 4th silent connection was not refused")
+
+
+@case(ringmq_only=ONLY)
 def large_connect_trickled():
     """A CONNECT of ~190 KiB (password, will payload, user property of ~60 KiB each) sent in
     1 KiB pieces is accepted: a large CONNECT announced by its header may be held."""

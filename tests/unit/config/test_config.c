@@ -145,6 +145,8 @@ static void check_full(const struct rq_config *c)
     CHECK_EQ(c->max_topic_levels, 16);
     CHECK_EQ(c->max_topic_alias, 10);
     CHECK_EQ(c->connect_timeout_ms, 5000);
+    CHECK_EQ(c->preconnect_conns, 2000);
+    CHECK_EQ(c->preconnect_bytes, 16777216);
     CHECK(c->log_json);
     CHECK_STR(c->broker_name, "default");
     CHECK_EQ(c->n_ports, 3);
