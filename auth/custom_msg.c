@@ -58,31 +58,49 @@ static bool add_text(cJSON *obj, const char *key, const char *s, size_t len)
     return item != NULL;
 }
 
-static bool add_b64(cJSON *obj, const char *key, const uint8_t *p, size_t len)
+/* The base64 copies of secrets: cJSON only references them, so they are wiped and freed here
+ * after printing instead of going back to the allocator intact inside cJSON. */
+struct secrets {
+    char *s[2];
+    int n;
+};
+
+static void secrets_free(struct secrets *sec)
 {
-    char *z = b64(p, len);
+    for (int i = 0; i < sec->n; i++) {
+        explicit_bzero(sec->s[i], strlen(sec->s[i]));
+        free(sec->s[i]);
+    }
+    sec->n = 0;
+}
+
+static bool add_b64(cJSON *obj, const char *key, const uint8_t *p, size_t len, struct secrets *sec)
+{
+    char *z = sec->n < 2 ? b64(p, len) : NULL;
     if (!z)
         return false;
-    cJSON *item = cJSON_AddStringToObject(obj, key, z);
-    /* the encoded secret is wiped before it goes back to the allocator */
-    memset(z, 0, strlen(z));
-    free(z);
-    return item != NULL;
+    sec->s[sec->n++] = z;
+    cJSON *item = cJSON_CreateStringReference(z);
+    if (item && cJSON_AddItemToObject(obj, key, item))
+        return true;
+    cJSON_Delete(item);
+    return false;
 }
 
 static bool add_enhanced(cJSON *root, const char *method, size_t method_len, const uint8_t *data,
-                         size_t data_len)
+                         size_t data_len, struct secrets *sec)
 {
     cJSON *ea = cJSON_AddObjectToObject(root, "enhancedAuthentication");
     return ea && add_text(ea, "method", method, method_len) &&
-           (!data || add_b64(ea, "data", data, data_len));
+           (!data || add_b64(ea, "data", data, data_len, sec));
 }
 
-/* Prints root unformatted; frees root (wiping the secrets it held). */
-static char *finish(cJSON *root, bool ok, size_t *len, const char **why)
+/* Prints root unformatted; frees root and wipes the secrets' encodings. */
+static char *finish(cJSON *root, bool ok, struct secrets *sec, size_t *len, const char **why)
 {
     char *out = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
+    secrets_free(sec);
     if (!out) {
         *why = "out of memory building the request";
         return NULL;
@@ -109,17 +127,19 @@ char *rq_custom_build_connect(const struct rq_custom_creds *c, size_t *len, cons
         *why = "authentication data without authentication method";
         return NULL;
     }
+    struct secrets sec = {{NULL}, 0};
     cJSON *root = cJSON_CreateObject();
     bool ok = root && cJSON_AddStringToObject(root, "type", "connect");
     if (ok && c->username)
         ok = add_text(root, "username", c->username, c->username_len);
     if (ok && c->password)
-        ok = add_b64(root, "password", c->password, c->password_len);
+        ok = add_b64(root, "password", c->password, c->password_len, &sec);
     if (ok && c->certs)
         ok = add_text(root, "certs", c->certs, c->certs_len);
     if (ok && c->auth_method)
-        ok = add_enhanced(root, c->auth_method, c->auth_method_len, c->auth_data, c->auth_data_len);
-    return finish(root, ok, len, why);
+        ok = add_enhanced(root, c->auth_method, c->auth_method_len, c->auth_data, c->auth_data_len,
+                          &sec);
+    return finish(root, ok, &sec, len, why);
 }
 
 char *rq_custom_build_auth(const char *method, size_t method_len, const uint8_t *data,
@@ -130,10 +150,11 @@ char *rq_custom_build_auth(const char *method, size_t method_len, const uint8_t 
                       : "re-authentication without authentication method";
         return NULL;
     }
+    struct secrets sec = {{NULL}, 0};
     cJSON *root = cJSON_CreateObject();
     bool ok = root && cJSON_AddStringToObject(root, "type", "auth") &&
-              add_enhanced(root, method, method_len, data, data_len);
-    return finish(root, ok, len, why);
+              add_enhanced(root, method, method_len, data, data_len, &sec);
+    return finish(root, ok, &sec, len, why);
 }
 
 /* ---- RFC 3339 ----------------------------------------------------------------------------- */

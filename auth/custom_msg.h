@@ -50,9 +50,10 @@ struct rq_custom_creds {
 /* Builds the body of a CONNECT request:
  *   {"type":"connect","username":..,"password":"<b64>","certs":..,
  *    "enhancedAuthentication":{"method":..,"data":"<b64>"}}
- * with absent fields omitted. Returns a malloc'd NUL-terminated JSON text (free()) and its length
- * in *len, or NULL with *why set (a text field is not valid UTF-8 or holds NUL, auth_data
- * without auth_method, out of memory). */
+ * with absent fields omitted. Returns a malloc'd NUL-terminated JSON text and its length in *len,
+ * or NULL with *why set (a text field is not valid UTF-8 or holds NUL, auth_data without
+ * auth_method, out of memory). The text holds the secrets: wipe it (explicit_bzero) before
+ * free() once sent; the intermediate encodings made here are wiped already. */
 char *rq_custom_build_connect(const struct rq_custom_creds *c, size_t *len, const char **why);
 
 /* Builds the body of a re-authentication request (MQTT v5 AUTH, reason 0x19):
