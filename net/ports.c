@@ -199,8 +199,9 @@ static int build_port(struct build *b, const struct rq_config *cfg, const struct
         }
     }
     if (b->kind == B_START)
-        rq_log(RQ_LOG_INFO, NULL, "listening on %s:%u (MQTT over %s%s, listener %s): %s%s",
-               pc->bind_address, pc->port, rt->websocket ? "WebSocket" : "TCP",
+        rq_log(RQ_LOG_INFO, NULL, "listening on %s%s%s:%u (MQTT over %s%s, listener %s): %s%s",
+               strchr(pc->bind_address, ':') ? "[" : "", pc->bind_address,
+               strchr(pc->bind_address, ':') ? "]" : "", pc->port, rt->websocket ? "WebSocket" : "TCP",
                pc->tls.mode != RQ_TLS_NONE ? "+TLS" : "", pc->listener,
                pc->authn ? "authentication " : "authentication disabled on this port",
                pc->authn ? pc->authn->name : "");
