@@ -213,6 +213,7 @@ struct ctl {
     struct rq_gens *gens;
     struct rq_shard **shards;
     int n_shards;
+    int fast_polls; /* after a publish: look for freeable generations every 100 ms, this often */
 };
 
 /* g becomes the generation new connections get; the shards take it at their next loop turn
@@ -222,6 +223,7 @@ static void publish(struct ctl *c, struct rq_gen *g)
     rq_gens_publish(c->gens, g);
     for (int i = 0; i < c->n_shards; i++)
         rq_shard_wake(c->shards[i]);
+    c->fast_polls = 10;
 }
 
 /* Re-reads the configuration and publishes a new runtime generation built from it: every port's
@@ -335,16 +337,17 @@ static uint64_t files_print(struct ctl *c)
 
 /* The control thread's loop until SIGTERM / SIGINT: SIGHUP reloads the configuration, and every
  * 2 s it renews generated certificates and notices changed configuration files or secrets. Old
- * generations are freed here once no shard and no connection can use them (looked at every
- * 100 ms while some wait). */
+ * generations are freed here once no shard and no connection can use them: looked at every
+ * 100 ms for a second after a swap (the shards pass their quiescent points), then every tick
+ * (a generation that long-lived connections still use). */
 static void serve(struct ctl *c, const sigset_t *set)
 {
     uint64_t files = files_print(c);
     struct timespec last = {0};
     clock_gettime(CLOCK_MONOTONIC, &last);
     for (;;) {
-        size_t waiting = rq_gens_reclaim(c->gens);
-        struct timespec tick = {waiting ? 0 : 2, waiting ? 100000000 : 0}, now;
+        bool fast = rq_gens_reclaim(c->gens) && c->fast_polls > 0 && c->fast_polls--;
+        struct timespec tick = {fast ? 0 : 2, fast ? 100000000 : 0}, now;
         int sig = sigtimedwait(set, NULL, &tick);
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (sig < 0 && now.tv_sec - last.tv_sec < 2)

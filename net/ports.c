@@ -170,8 +170,14 @@ static int port_tls(struct build *b, const struct rq_port_cfg *pc, const struct 
             rt->renew_at = b->now + 60;
         }
     }
-    if (!ctx)
+    if (!ctx) {
+        if (b->kind == B_RELOAD) {
+            char why[600];
+            snprintf(why, sizeof why, "%s", b->err);
+            snprintf(b->err, b->errlen, "new certificate refused, keeping the old one: %s", why);
+        }
         return -1;
+    }
     atomic_store(&rt->tls, ctx);
     if (prev && atomic_load(&prev->tls) != ctx) {
         b->replaced++;

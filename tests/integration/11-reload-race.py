@@ -220,6 +220,7 @@ def certificate_swaps_while_connecting():
     check(counts["tls"] > 0, "no TLS handshake completed during the swaps")
     # Every retired generation is freed once its connections have closed (the loops closed
     # theirs): a reload reports how many older ones are still in use.
+    write_secret(b, p.first)  # the swapper may have stopped between tls.crt and tls.key
     held = None
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and held != 0:

@@ -3,7 +3,8 @@
 (<config dir>/secrets/server-cert/tls.crt, tls.key). Replacing the files makes the broker serve
 the new certificate within a few seconds (it polls every 2 s) without dropping a connected
 client; SIGHUP does the same at once; a broken new certificate (key not matching) is refused
-with a log line and the old certificate stays in use. ringmq only."""
+with a log line and the old certificate stays in use; a reload that also changes a listener
+(which needs a restart) is refused as a whole. ringmq only."""
 
 import os
 import signal
@@ -84,12 +85,21 @@ def write_secret(b, cert_pem, key_pem):
         os.replace(tmp, os.path.join(d, name))
 
 
+def wait_serial(port, want, timeout=5.0):
+    """The serial the port serves once it is `want`, or what it still serves after timeout."""
+    deadline = time.monotonic() + timeout
+    got = serving_serial(port)
+    while got != want and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = serving_serial(port)
+    return got
+
+
 def reload_to(b, leaf, what):
     """Write leaf's chain and key as the port's secret, SIGHUP, and check the port serves it."""
     write_secret(b, leaf.chain_pem, leaf.key_pem)
     b.signal(signal.SIGHUP)
-    time.sleep(0.5)
-    check_eq(serving_serial(b.tls_port), cert_serial(leaf), what)
+    check_eq(wait_serial(b.tls_port, cert_serial(leaf)), cert_serial(leaf), what)
 
 
 def fixture():
@@ -114,11 +124,10 @@ def reload_on_file_change_keeps_clients(b):
     check_eq(c.connect(client_id=rq.uniq("keep")).rc, 0, "CONNACK")
     mark = b.log_mark()
     write_secret(b, p.second.chain_pem, p.second.key_pem)
-    deadline = time.monotonic() + 6
-    while time.monotonic() < deadline and serving_serial(port) != cert_serial(p.second):
-        time.sleep(0.3)
-    check_eq(serving_serial(port), cert_serial(p.second), "serial after the files changed")
-    b.wait_log(r"reload: port %d now serves the certificate" % port, mark, timeout=3)
+    check_eq(wait_serial(port, cert_serial(p.second), timeout=6), cert_serial(p.second),
+             "serial after the files changed")
+    check(b.wait_log(r"reload: port %d now serves the certificate" % port, mark, timeout=3),
+          "the new certificate is logged")
     # the old connection is still up and working
     c.ping(3)
     c.disconnect()
@@ -132,12 +141,40 @@ def broken_certificate_refused_old_stays(b):
     mark = b.log_mark()
     write_secret(b, p.first.chain_pem, p.second.key_pem)  # certificate and key do not match
     b.signal(signal.SIGHUP)
-    b.wait_log(r"new certificate refused, keeping the old one: .*does not match", mark,
-               timeout=3)
+    check(b.wait_log(r"new certificate refused, keeping the old one: .*does not match", mark,
+                     timeout=3), "the refusal is logged with its cause")
     check_eq(serving_serial(port), cert_serial(p.second), "serial after a refused change")
     # a good certificate afterwards is taken again
     reload_to(b, p.first, "serial after a good change")
     check(b.alive(), "broker still running")
+
+
+@case(ringmq_only=ONLY)
+def listener_change_refuses_the_whole_reload(b):
+    """A reload is all or nothing: when the configuration also turns the TLS port into a plain
+    one (a listener change needs a restart), the new certificate is not taken either."""
+    p = pki()
+    port = b.tls_port
+    reload_to(b, p.first, "serial before")
+    path = os.path.join(b.workdir, "ringmq.yaml")
+    with open(path) as fh:
+        yaml = fh.read()
+    tls_line = "\n    tls: {mode: Manual, manual: {secretRef: server-cert}}"
+    check(tls_line in yaml, "the fixture's TLS line")
+    mark = b.log_mark()
+    with open(path, "w") as fh:
+        fh.write(yaml.replace(tls_line, ""))
+    write_secret(b, p.second.chain_pem, p.second.key_pem)
+    b.signal(signal.SIGHUP)
+    check(b.wait_log(r"reload: port %d changed its protocol or TLS mode \(that needs a "
+                     r"restart\); the running configuration stays" % port, mark, timeout=5),
+          "the refused reload is logged")
+    check_eq(serving_serial(port), cert_serial(p.first), "serial after the refused reload")
+    with open(path, "w") as fh:
+        fh.write(yaml)
+    b.signal(signal.SIGHUP)
+    check_eq(wait_serial(port, cert_serial(p.second)), cert_serial(p.second),
+             "serial once the listener is as it was")
 
 
 if __name__ == "__main__":
