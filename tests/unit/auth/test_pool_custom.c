@@ -152,6 +152,12 @@ static bool make_material(void)
            "--hash-password alice --attr group=g1 --iterations 1000 > %s/users.json",
            dir) != 0)
         return false;
+    /* user "big": a pass body over RQ_CUSTOM_MAX_BODY */
+    if (sh("/usr/bin/python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); "
+           "u=dict(d[\"users\"][\"alice\"]); u[\"attributes\"]={\"big\": \"x\"*70000}; "
+           "d[\"users\"][\"big\"]=u; json.dump(d, open(p, \"w\"))' %s/users.json",
+           dir) != 0)
+        return false;
     ca_pem = slurp("ca.crt", &ca_len);
     cca_pem = slurp("cca.crt", &cca_len);
     cli_crt = slurp("cli.crt", &cli_crt_len);
@@ -474,6 +480,10 @@ static void test_not_relevant(struct rq_auth_pool *p, struct rq_custom_method *m
             fprintf(stderr, "  (mode %s)\n", cases[i].mode);
         CHECK(o && !strstr(o->why, "s3cret"));
     }
+    /* a body over RQ_CUSTOM_MAX_BODY: the transfer is aborted */
+    set_mode("pass");
+    const struct rq_authn_outcome *big = one(p, m, "big", "s3cret");
+    CHECK(big && big->verdict == RQ_AUTHN_NOT_RELEVANT && why_has(big, "body over 65536"));
     /* and the pool still works after a dropped connection */
     set_mode("pass");
     const struct rq_authn_outcome *o = one(p, m, "alice", "s3cret");
