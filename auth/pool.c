@@ -354,9 +354,11 @@ struct rq_auth_pool *rq_auth_pool_new(const struct rq_auth_pool_cfg *cfg, rq_aut
         c.request_timeout_ms = cfg->request_timeout_ms;
     if (cfg->max_connections)
         c.max_connections = cfg->max_connections;
-    if (c.threads > 256 || c.max_pending > (1u << 24) || !done) {
+    /* bounds that keep the per-thread inboxes (max_pending cells each) and handle arrays sane */
+    if (c.threads > 64 || c.max_pending > 1000000 || c.max_connections > 1024 || !done) {
         snprintf(err, errlen,
-                 "auth pool: threads (1..256) or maxPending (1..16777216) out of range");
+                 "auth pool: threads (1..64), maxPending (1..1000000) or "
+                 "connections per thread (1..1024) out of range");
         return NULL;
     }
     pthread_once(&curl_once, curl_init);

@@ -39,10 +39,10 @@
 #include <stdint.h>
 
 struct rq_auth_pool_cfg {
-    unsigned threads;            /* K pool threads, >= 1 (default 2) */
-    uint32_t max_pending;        /* accepted, not yet completed jobs (default 10000) */
+    unsigned threads;            /* K pool threads, 1..64 (default 2) */
+    uint32_t max_pending;        /* accepted, not yet completed jobs, 1..1000000 (default 10000) */
     uint32_t request_timeout_ms; /* per job, from submit (default 5000) */
-    unsigned max_connections;    /* transfers in flight per pool thread (default 8) */
+    unsigned max_connections;    /* transfers in flight per pool thread, 1..1024 (default 8) */
 };
 
 /* The defaults above. */

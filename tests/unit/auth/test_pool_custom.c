@@ -383,6 +383,10 @@ static const char *attr(const struct rq_authn_outcome *o, const char *key)
 static void test_config_checks(void)
 {
     char err[200];
+    struct rq_auth_pool_cfg pc = {.threads = 65};
+    CHECK(!rq_auth_pool_new(&pc, on_done, NULL, err, sizeof err));
+    pc = (struct rq_auth_pool_cfg){.max_pending = 1000001};
+    CHECK(!rq_auth_pool_new(&pc, on_done, NULL, err, sizeof err));
     struct rq_custom_cfg cfg = {.endpoint = "http://localhost:1/"};
     CHECK(!rq_custom_method_new(&cfg, err, sizeof err));
     CHECK(strstr(err, "https"));
@@ -550,8 +554,8 @@ static void test_timeout(struct rq_custom_method *m)
 
 static void test_burst(struct rq_custom_method *m)
 {
-    enum { N = 200, THREADS = 2, CONNS = 4 };
-    struct rq_auth_pool *p = pool_with(THREADS, 10000, 20000, CONNS);
+    enum { N = 200, THREADS = 2, CONNS = 8 }; /* the defaults */
+    struct rq_auth_pool *p = pool_with(0, 0, 20000, 0);
     if (!p) {
         CHECK(p);
         return;
@@ -573,9 +577,12 @@ static void test_burst(struct rq_custom_method *m)
     /* minus one: the second /_stats call is a connection of its own */
     j = stats(&plain);
     long hs = num(j, "handshakes") - hs0 - 1, rq = num(j, "requests") - rq0;
+    long resumed = num(j, "resumed");
     cJSON_Delete(j);
-    fprintf(stderr, "burst: %d jobs, %ld requests, %ld TLS handshakes (at most %d)\n", N, rq, hs,
-            THREADS * CONNS);
+    fprintf(stderr,
+            "burst: %d jobs, %ld requests, %ld TLS handshakes (at most %d; server's resumed "
+            "sessions so far: %ld)\n",
+            N, rq, hs, THREADS * CONNS, resumed);
     CHECK_EQ(rq, N);
     CHECK(hs >= 1 && hs <= THREADS * CONNS);
     CHECK_EQ(rq_auth_pool_pending(p), 0);
