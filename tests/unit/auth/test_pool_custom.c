@@ -464,6 +464,40 @@ static void test_deny(struct rq_auth_pool *p, struct rq_custom_method *m)
     CHECK(o && o->verdict == RQ_AUTHN_DENY && o->reason == 0x87);
 }
 
+/* MQTT v5 re-authentication: {"type":"auth"} with the AUTH packet's method and data. */
+static void test_reauth(struct rq_auth_pool *p, struct rq_custom_method *m)
+{
+    set_mode("users,expire:600");
+    long before = stat_num(&plain, "auth");
+    const char *why = NULL;
+    const char *data = "alice:s3cret";
+    struct rq_auth_job *job = rq_custom_job_auth(m, "alice", "ringmq-userpass", 15,
+                                                 (const uint8_t *)data, strlen(data), &why);
+    CHECK(job != NULL);
+    reset_results();
+    if (job && rq_auth_pool_submit(p, job, 0) != 0) {
+        job->ops->free(job);
+        job = NULL;
+    }
+    const struct rq_authn_outcome *o = job && wait_done(1) ? results[0] : NULL;
+    CHECK(o && o->verdict == RQ_AUTHN_ALLOW);
+    CHECK_STR(o ? o->principal.username : NULL, "alice");
+    CHECK(o && o->principal.expiry > (int64_t)time(NULL));
+    CHECK_EQ(stat_num(&plain, "auth"), before + 1);
+    /* wrong password in the data: denied 0x86 */
+    data = "alice:nope";
+    job = rq_custom_job_auth(m, "alice", "ringmq-userpass", 15, (const uint8_t *)data, strlen(data),
+                             &why);
+    reset_results();
+    if (job && rq_auth_pool_submit(p, job, 0) != 0) {
+        job->ops->free(job);
+        job = NULL;
+    }
+    o = job && wait_done(1) ? results[0] : NULL;
+    CHECK(o && o->verdict == RQ_AUTHN_DENY && o->reason == 0x86);
+    set_mode("pass");
+}
+
 static void test_not_relevant(struct rq_auth_pool *p, struct rq_custom_method *m)
 {
     static const struct {
@@ -752,6 +786,7 @@ int main(void)
     if (p && m) {
         test_pass_and_headers(p, m);
         test_deny(p, m);
+        test_reauth(p, m);
         test_not_relevant(p, m);
         test_tls_trust(p);
         test_mtls(p);
