@@ -2,15 +2,16 @@
  *
  * What it does: validates the method's configuration, builds pool jobs (URL, headers, JSON
  * body, TLS material from memory), reads the response (status, Content-Type, Cache-Control,
- * body bounded at RQ_CUSTOM_MAX_BODY) into an rq_authn_outcome, and keeps the optional verdict
- * cache. What it does not do: JSON (custom_msg.c), threads and timeouts (pool.c), logging (the
- * caller logs o->why).
+ * body bounded at RQ_CUSTOM_MAX_BODY) into an rq_authn_outcome, and decides what goes into the
+ * verdict cache (custom_cache.c holds it). What it does not do: JSON (custom_msg.c), threads and
+ * timeouts (pool.c), logging (the caller logs o->why).
  *
  * A job's TLS blobs point into the method state (CURL_BLOB_NOCOPY): the job holds a reference,
  * and the pool resets the easy handle before it frees the job, so the memory outlives every use.
  */
 #include "auth/custom.h"
 
+#include "auth/custom_cache.h"
 #include "core/log.h"
 
 #include <wolfssl/options.h>
@@ -18,7 +19,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,7 +28,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define KEY_LEN 32
+#define KEY_LEN RQ_CUSTOM_CACHE_KEY
 
 /* snprintf for log texts that may be cut short on purpose (no truncation warning). */
 __attribute__((format(printf, 3, 4))) static void textf(char *out, size_t size, const char *fmt,
@@ -40,26 +40,6 @@ __attribute__((format(printf, 3, 4))) static void textf(char *out, size_t size, 
     va_end(ap);
 }
 
-struct cache_entry {
-    uint8_t key[KEY_LEN];
-    int64_t until; /* unix seconds: the entry is dead from then on */
-    int verdict;   /* RQ_AUTHN_ALLOW or RQ_AUTHN_DENY */
-    uint8_t reason;
-    int64_t expiry;
-    size_t n_attrs;
-    char **keys, **values;
-    char why[160];
-    struct cache_entry *next;
-};
-
-struct cache {
-    pthread_mutex_t mu;
-    struct cache_entry **buckets;
-    size_t mask;
-    size_t n, max;
-    int64_t last_sweep;
-};
-
 struct rq_custom_method {
     _Atomic int refs;
     char *endpoint;
@@ -68,8 +48,8 @@ struct rq_custom_method {
     size_t ca_len;
     char *cert, *key;
     size_t cert_len, key_len;
-    struct curl_slist *headers; /* read-only once built: shared by every transfer */
-    struct cache *cache;        /* NULL = no cache */
+    struct curl_slist *headers;    /* read-only once built: shared by every transfer */
+    struct rq_custom_cache *cache; /* NULL = no cache */
 };
 
 struct custom_job {
@@ -181,9 +161,6 @@ fail:
     return NULL;
 }
 
-static struct cache *cache_new(uint32_t max);
-static void cache_free(struct cache *c);
-
 static void method_free(struct rq_custom_method *m)
 {
     if (m->key)
@@ -194,7 +171,7 @@ static void method_free(struct rq_custom_method *m)
     free(m->url);
     free(m->endpoint);
     curl_slist_free_all(m->headers);
-    cache_free(m->cache);
+    rq_custom_cache_free(m->cache);
     free(m);
 }
 
@@ -222,7 +199,7 @@ static const char *method_fill(struct rq_custom_method *m, const struct rq_custo
     }
     if (!(m->headers = build_headers(cfg)))
         return "out of memory";
-    if (cfg->cache_entries && !(m->cache = cache_new(cfg->cache_entries)))
+    if (cfg->cache_entries && !(m->cache = rq_custom_cache_new(cfg->cache_entries)))
         return "out of memory";
     return NULL;
 }
@@ -301,200 +278,21 @@ static int cache_key(const struct rq_custom_method *m, const struct rq_custom_cr
     return rc == 0 ? 0 : -ENOMEM;
 }
 
-/* ---- the cache ------------------------------------------------------------------------------ */
-
-static struct cache *cache_new(uint32_t max)
-{
-    struct cache *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    size_t nb = 16;
-    while (nb < max && nb < (1u << 24))
-        nb <<= 1;
-    c->buckets = calloc(nb, sizeof *c->buckets);
-    if (!c->buckets) {
-        free(c);
-        return NULL;
-    }
-    pthread_mutex_init(&c->mu, NULL);
-    c->mask = nb - 1;
-    c->max = max;
-    return c;
-}
-
-static void entry_free(struct cache_entry *e)
-{
-    for (size_t i = 0; i < e->n_attrs; i++) {
-        free(e->keys[i]);
-        free(e->values[i]);
-    }
-    free(e->keys);
-    free(e->values);
-    free(e);
-}
-
-static void cache_free(struct cache *c)
-{
-    if (!c)
-        return;
-    for (size_t i = 0; i <= c->mask; i++) {
-        struct cache_entry *e = c->buckets[i], *next;
-        for (; e; e = next) {
-            next = e->next;
-            entry_free(e);
-        }
-    }
-    free(c->buckets);
-    pthread_mutex_destroy(&c->mu);
-    free(c);
-}
-
-static struct cache_entry **bucket(struct cache *c, const uint8_t key[KEY_LEN])
-{
-    uint64_t h;
-    memcpy(&h, key, sizeof h); /* a SHA-256 output: its first bytes are a fine hash */
-    return &c->buckets[h & c->mask];
-}
-
-/* Removes entries dead at now. Called with the lock held. */
-static void cache_sweep(struct cache *c, int64_t now)
-{
-    for (size_t i = 0; i <= c->mask; i++) {
-        for (struct cache_entry **pp = &c->buckets[i]; *pp;) {
-            struct cache_entry *e = *pp;
-            if (e->until <= now) {
-                *pp = e->next;
-                entry_free(e);
-                c->n--;
-            } else {
-                pp = &e->next;
-            }
-        }
-    }
-    c->last_sweep = now;
-}
-
-static struct cache_entry *entry_from(const struct rq_authn_outcome *o, const uint8_t *key,
-                                      int64_t until)
-{
-    struct cache_entry *e = calloc(1, sizeof *e);
-    const struct rq_principal *p = &o->principal;
-    if (!e)
-        return NULL;
-    memcpy(e->key, key, KEY_LEN);
-    e->until = until;
-    e->verdict = o->verdict;
-    e->reason = o->reason;
-    e->expiry = p->expiry;
-    textf(e->why, sizeof e->why, "%s (cached)", o->why);
-    if (p->n_attrs) {
-        e->keys = calloc(p->n_attrs, sizeof *e->keys);
-        e->values = calloc(p->n_attrs, sizeof *e->values);
-        if (!e->keys || !e->values)
-            goto fail;
-    }
-    for (size_t i = 0; i < p->n_attrs; i++, e->n_attrs++) {
-        e->keys[i] = strdup(p->keys[i]);
-        e->values[i] = strdup(p->values[i]);
-        if (!e->keys[i] || !e->values[i]) {
-            e->n_attrs++;
-            goto fail;
-        }
-    }
-    return e;
-fail:
-    entry_free(e);
-    return NULL;
-}
-
-/* Stores (or replaces) a verdict until `until`. Refused when full of live entries. */
-static void cache_store(struct cache *c, const uint8_t *key, const struct rq_authn_outcome *o,
-                        int64_t now, int64_t until)
-{
-    struct cache_entry *e = entry_from(o, key, until);
-    if (!e)
-        return;
-    pthread_mutex_lock(&c->mu);
-    struct cache_entry **b = bucket(c, key);
-    for (struct cache_entry **pp = b; *pp; pp = &(*pp)->next) {
-        if (memcmp((*pp)->key, key, KEY_LEN) == 0) {
-            struct cache_entry *old = *pp;
-            e->next = old->next;
-            *pp = e;
-            entry_free(old);
-            e = NULL;
-            break;
-        }
-    }
-    if (e && c->n >= c->max && now > c->last_sweep)
-        cache_sweep(c, now);
-    if (e && c->n < c->max) {
-        e->next = *b;
-        *b = e;
-        c->n++;
-        e = NULL;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (e)
-        entry_free(e); /* full: refused */
-}
-
-static int entry_copy(const struct cache_entry *e, const struct rq_custom_creds *cr,
-                      struct rq_authn_outcome *o)
-{
-    o->verdict = e->verdict;
-    o->reason = e->reason;
-    o->method = "Custom";
-    snprintf(o->why, sizeof o->why, "%s", e->why);
-    if (e->verdict != RQ_AUTHN_ALLOW)
-        return 0;
-    o->principal.expiry = e->expiry;
-    if (cr->username && !(o->principal.username = dup_mem(cr->username, cr->username_len)))
-        return -ENOMEM;
-    for (size_t i = 0; i < e->n_attrs; i++)
-        if (rq_principal_add_attr(&o->principal, e->keys[i], e->values[i]) != 0)
-            return -ENOMEM;
-    return 0;
-}
+/* ---- the cache --------------------------------------------------------------------------------
+ */
 
 int rq_custom_cache_lookup(struct rq_custom_method *m, const struct rq_custom_creds *cr,
                            int64_t now, struct rq_authn_outcome *o)
 {
-    struct cache *c = m->cache;
     uint8_t key[KEY_LEN];
-    if (!c || cache_key(m, cr, key) != 0)
+    if (!m->cache || cache_key(m, cr, key) != 0)
         return 0;
-    int rc = 0;
-    pthread_mutex_lock(&c->mu);
-    for (struct cache_entry **pp = bucket(c, key); *pp; pp = &(*pp)->next) {
-        struct cache_entry *e = *pp;
-        if (memcmp(e->key, key, KEY_LEN) != 0)
-            continue;
-        if (e->until <= now) {
-            *pp = e->next;
-            entry_free(e);
-            c->n--;
-        } else {
-            rc = entry_copy(e, cr, o) == 0 ? 1 : -ENOMEM;
-        }
-        break;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (rc < 0) {
-        rq_authn_outcome_free(o);
-        rq_authn_outcome_init(o);
-    }
-    return rc;
+    return rq_custom_cache_get(m->cache, key, cr->username, cr->username_len, now, o);
 }
 
 size_t rq_custom_cache_size(struct rq_custom_method *m)
 {
-    if (!m->cache)
-        return 0;
-    pthread_mutex_lock(&m->cache->mu);
-    size_t n = m->cache->n;
-    pthread_mutex_unlock(&m->cache->mu);
-    return n;
+    return m->cache ? rq_custom_cache_count(m->cache) : 0;
 }
 
 /* ---- the transfer ----------------------------------------------------------------------- */
@@ -690,7 +488,7 @@ static void maybe_cache(struct custom_job *j, long status, const struct rq_authn
     if (o->verdict == RQ_AUTHN_ALLOW && o->principal.expiry && o->principal.expiry < until)
         until = o->principal.expiry;
     if (until > now)
-        cache_store(j->m->cache, j->key, o, now, until);
+        rq_custom_cache_put(j->m->cache, j->key, o, now, until);
 }
 
 static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq_authn_outcome *o)
