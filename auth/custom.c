@@ -15,6 +15,7 @@
 #include "core/log.h"
 
 #include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include <ctype.h>
@@ -570,4 +571,83 @@ struct rq_auth_job *rq_custom_job_auth(struct rq_custom_method *m, const char *u
         return NULL;
     }
     return &j->base;
+}
+
+/* ---- credentials from the chain ------------------------------------------------------------ */
+
+#define PEM_BEGIN "-----BEGIN CERTIFICATE-----\n"
+#define PEM_END "-----END CERTIFICATE-----\n"
+
+/* Appends one certificate's PEM block at out; returns the bytes written or 0 on failure. cap is
+ * what pem_size counted for it. */
+static size_t pem_block(const uint8_t *der, size_t len, char *out)
+{
+    size_t b64_len = (len + 2) / 3 * 4;
+    char *b64 = malloc(b64_len + 1);
+    word32 olen = (word32)(b64_len + 1);
+    if (!b64 || Base64_Encode_NoNl(der, (word32)len, (byte *)b64, &olen) != 0) {
+        free(b64);
+        return 0;
+    }
+    char *p = out;
+    memcpy(p, PEM_BEGIN, sizeof PEM_BEGIN - 1);
+    p += sizeof PEM_BEGIN - 1;
+    for (word32 i = 0; i < olen; i += 64) {
+        word32 n = olen - i < 64 ? olen - i : 64;
+        memcpy(p, b64 + i, n);
+        p += n;
+        *p++ = '\n';
+    }
+    memcpy(p, PEM_END, sizeof PEM_END - 1);
+    p += sizeof PEM_END - 1;
+    free(b64);
+    return (size_t)(p - out);
+}
+
+char *rq_custom_pem_chain(const uint8_t *const *der, const size_t *lens, size_t n, size_t *len)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] == 0 || lens[i] > (1u << 24))
+            return NULL;
+        size_t b64 = (lens[i] + 2) / 3 * 4;
+        cap += sizeof PEM_BEGIN + sizeof PEM_END + b64 + b64 / 64 + 1;
+    }
+    char *out = n ? malloc(cap) : NULL;
+    size_t at = 0;
+    for (size_t i = 0; out && i < n; i++) {
+        size_t w = pem_block(der[i], lens[i], out + at);
+        if (w == 0) {
+            free(out);
+            return NULL;
+        }
+        at += w;
+    }
+    if (out) {
+        out[at] = '\0';
+        *len = at;
+    }
+    return out;
+}
+
+void rq_custom_creds_from(const struct rq_authn_creds *a, const char *pem, size_t pem_len,
+                          struct rq_custom_creds *out)
+{
+    memset(out, 0, sizeof *out);
+    if (a->has_username) {
+        out->username = (const char *)a->username;
+        out->username_len = a->username_len;
+    }
+    if (a->has_password) {
+        out->password = a->password;
+        out->password_len = a->password_len;
+    }
+    out->certs = pem;
+    out->certs_len = pem ? pem_len : 0;
+    if (a->has_auth_method) {
+        out->auth_method = (const char *)a->auth_method;
+        out->auth_method_len = a->auth_method_len;
+        out->auth_data = a->auth_data; /* NULL = no Authentication Data */
+        out->auth_data_len = a->auth_data ? a->auth_data_len : 0;
+    }
 }

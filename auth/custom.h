@@ -82,6 +82,17 @@ struct rq_auth_job *rq_custom_job_auth(struct rq_custom_method *m, const char *u
                                        const char *method, size_t method_len, const uint8_t *data,
                                        size_t data_len, const char **why);
 
+/* The "certs" text for a client's certificates: each DER certificate as a PEM block (64-column
+ * base64), in the order given (leaf first). malloc'd and NUL-terminated, *len without the NUL;
+ * NULL when n is 0 or out of memory. Any thread. */
+char *rq_custom_pem_chain(const uint8_t *const *der, const size_t *lens, size_t n, size_t *len);
+
+/* The Custom credentials of what the chain hands a method: username and password when present,
+ * the v5 Authentication Method and Data when a method is present, certs = pem/pem_len (from
+ * rq_custom_pem_chain over a->certs, or NULL). Pointers are borrowed from a and pem. */
+void rq_custom_creds_from(const struct rq_authn_creds *a, const char *pem, size_t pem_len,
+                          struct rq_custom_creds *out);
+
 /* Cache lookup for a CONNECT: 1 and *o filled (ALLOW / DENY as from a response; o must be
  * initialised and empty) on a live hit, 0 on a miss or without a cache, -ENOMEM. Any thread. */
 int rq_custom_cache_lookup(struct rq_custom_method *m, const struct rq_custom_creds *c, int64_t now,
