@@ -7,12 +7,13 @@
  *  1. Control thread: m = rq_custom_method_new(&cfg, err, len) from the configuration (endpoint,
  *     CA bundle, client certificate and key, headers, cache size). m is immutable afterwards
  *     except for its verdict cache (internally locked) and its reference count.
- *  2. Shard, per CONNECT: rq_custom_cache_lookup(m, creds, now, &o) == 1 -> o holds the verdict,
- *     no request. Otherwise job = rq_custom_job_connect(m, creds, &why) (copies what it needs,
- *     including the secrets, into the JSON body; the creds may be freed right after), then
- *     rq_auth_pool_submit(pool, job, tag); if submit fails the job is still the caller's: free
- *     it with job->ops->free(job) (-EBUSY -> CONNACK 0x89 / 3.1.1 return code 3).
- *     MQTT v5 re-authentication: rq_custom_job_auth, same flow, never cached.
+ *  2. Shard, per CONNECT: creds = rq_custom_creds_from(the chain's creds, PEM of the client's
+ *     DER certificates from rq_custom_pem_chain). rq_custom_cache_lookup(m, creds, now, &o) == 1
+ *     -> o holds the verdict, no request. Otherwise job = rq_custom_job_connect(m, creds, &why)
+ *     (copies what it needs, including the secrets, into the JSON body; the creds may be freed
+ *     right after), then rq_auth_pool_submit(pool, job, tag); if submit fails the job is still
+ *     the caller's: free it with job->ops->free(job) (-EBUSY -> CONNACK 0x89 / 3.1.1 return
+ *     code 3). MQTT v5 re-authentication: rq_custom_job_auth, same flow, never cached.
  *  3. The pool's done(ctx, tag, o) gets the outcome (o->method = "Custom"):
  *      - ALLOW: principal.username = the CONNECT user name (NULL without one), attributes and
  *        expiry (0 = none) from the response.

@@ -87,8 +87,10 @@ struct rq_auth_pool *rq_auth_pool_new(const struct rq_auth_pool_cfg *cfg, rq_aut
                                       void *ctx, char *err, size_t errlen);
 
 /* Hands job to the pool. 0: accepted, the pool owns the job and done(ctx, tag, ..) will be
- * called exactly once. Otherwise the job is still the caller's (free it with job->ops->free):
- * -EBUSY over max_pending, -ESHUTDOWN after stop, -ENOMEM. Any thread, never blocks. */
+ * called exactly once, possibly on a pool thread before submit has returned (so record what the
+ * verdict needs before submitting, or let done() only post to the submitter's own queue). Otherwise
+ * the job is still the caller's (free it with job->ops->free): -EBUSY over max_pending, -ESHUTDOWN
+ * after stop, -ENOMEM. Any thread, never blocks. */
 int rq_auth_pool_submit(struct rq_auth_pool *p, struct rq_auth_job *job, uint64_t tag);
 
 /* Accepted jobs not yet completed (for stats and tests). */
