@@ -396,6 +396,18 @@ fail:
     return NULL;
 }
 
+/* One more accepted job, unless max_pending are. A CAS loop rather than add-then-undo, so that
+ * the counter never reads above max_pending, not even for an instant. */
+static bool take_slot(struct rq_auth_pool *p)
+{
+    uint32_t n = atomic_load(&p->pending);
+    do {
+        if (n >= p->cfg.max_pending)
+            return false;
+    } while (!atomic_compare_exchange_weak(&p->pending, &n, n + 1));
+    return true;
+}
+
 int rq_auth_pool_submit(struct rq_auth_pool *p, struct rq_auth_job *job, uint64_t tag)
 {
     atomic_fetch_add(&p->submitters, 1);
@@ -404,8 +416,7 @@ int rq_auth_pool_submit(struct rq_auth_pool *p, struct rq_auth_job *job, uint64_
         rc = -ESHUTDOWN;
         goto out;
     }
-    if (atomic_fetch_add(&p->pending, 1) >= p->cfg.max_pending) {
-        atomic_fetch_sub(&p->pending, 1);
+    if (!take_slot(p)) {
         rc = -EBUSY;
         goto out;
     }
