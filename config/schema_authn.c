@@ -160,6 +160,16 @@ static int set_endpoint(struct rq_ld *ld, yaml_node_t *v, void *obj)
                              "endpoint must be an https:// URL without spaces, got '%s' (the "
                              "custom authentication server is only reached over TLS)",
                              rq_walk_text(v, t, sizeof t));
+    /* what auth/custom.c builds from (rq_custom_method_new): a host, no query or fragment (the
+     * request URL is <endpoint>/?api-version=0.5.0), ASCII only */
+    if (s[8] == '/')
+        return rq_walk_error(ld, v, "endpoint '%s' has no host", rq_walk_text(v, t, sizeof t));
+    for (size_t i = 0; s[i]; i++)
+        if (s[i] == '?' || s[i] == '#' || s[i] >= 0x80)
+            return rq_walk_error(ld, v,
+                                 "endpoint '%s' must not hold '?', '#' or non-ASCII characters "
+                                 "(ringmq appends /?api-version=0.5.0; percent-encode the rest)",
+                                 rq_walk_text(v, t, sizeof t));
     if (!(c->endpoint = strdup(sval(v))))
         return rq_ld_oom(ld);
     return 0;
@@ -189,6 +199,13 @@ static int header_entry(struct rq_ld *ld, yaml_node_t *k, yaml_node_t *v, void *
     if (!header_name(sval(k)))
         return rq_walk_error(ld, k, "header name '%s' must be letters, digits and !#$%%&'*+-.^_`|~",
                              rq_walk_text(k, t, sizeof t));
+    /* the method sends these itself (auth/custom.c refuses them too) */
+    static const char *const own[] = {"Content-Type", "Content-Length", "Host", "Expect",
+                                      "Transfer-Encoding"};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (strcasecmp(sval(k), own[i]) == 0)
+            return rq_walk_error(
+                ld, k, "header %s is set by ringmq itself and cannot be configured", own[i]);
     if (text_value(ld, v) < 0)
         return -1;
     const char *s = sval(v);
@@ -374,8 +391,7 @@ static int one_x509(struct rq_ld *ld, yaml_node_t *method, struct rq_pos *first)
                          first->line, first->col);
 }
 
-static int walk_method(struct rq_ld *ld, yaml_node_t *item, size_t index,
-                       struct rq_pos *first_x509)
+static int walk_method(struct rq_ld *ld, yaml_node_t *item, size_t index, struct rq_pos *first_x509)
 {
     struct rq_authn_cfg *a = ld->doc.authn;
     struct method_walk mw = {.m = &a->methods[index], .map = item};

@@ -1,0 +1,477 @@
+/* The authentication service pool: see pool.h for the contract.
+ *
+ * What it does: moves jobs from any thread to K pool threads (one core/inbox each), runs them as
+ * libcurl transfers on a per-thread multi handle with at most max_connections in flight, enforces
+ * each job's deadline (also while it waits for a free connection), calls done() once per job,
+ * and stops cleanly. What it does not do: know what a request means (the job's ops do), retry,
+ * or post verdicts to shards (done() does).
+ *
+ * Why its own FIFO instead of CURLMOPT_MAX_HOST_CONNECTIONS: libcurl starts a transfer's timeout
+ * clock only when it leaves its internal pending state, so a job could wait there far longer
+ * than its timeout; here the wait counts.
+ *
+ * Stop protocol: submit increments `submitters`, then reads `stopping` (both seq_cst); stop sets
+ * `stopping`, then waits until `submitters` is 0. Either a submit sees `stopping` and refuses, or
+ * stop sees it in flight and waits for its push (and curl_multi_wakeup) to finish, so no job
+ * lands in an inbox after its thread exited and no wake-up touches a freed multi handle. Only
+ * then is `quit` set and are the threads woken; each drains its inbox, cancels its transfers and
+ * completes every job before it exits. */
+#include "auth/pool.h"
+
+#include "core/inbox.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SHUTDOWN_WHY "authentication service pool shutting down"
+#define MAX_POLL_MS 1000
+
+struct worker {
+    struct rq_auth_pool *pool;
+    pthread_t tid;
+    bool started;
+    struct rq_inbox *inbox;
+    CURLM *multi;
+    CURLSH *share;
+    struct rq_auth_job *wait_head, *wait_tail; /* accepted, waiting for a free connection */
+    struct rq_auth_job *inflight;              /* running transfers (linked by next) */
+    unsigned n_inflight;
+    CURL **spare; /* reset easy handles, reused */
+    unsigned n_spare;
+};
+
+struct rq_auth_pool {
+    struct rq_auth_pool_cfg cfg;
+    rq_auth_pool_done_fn done;
+    void *ctx;
+    _Atomic uint32_t pending;
+    _Atomic unsigned rr;
+    _Atomic int stopping;
+    _Atomic int submitters;
+    _Atomic int quit; /* set after stopping once no submit is in progress: threads exit */
+    bool stopped;     /* stop finished (only the stopping thread touches it) */
+    unsigned n;
+    struct worker w[];
+};
+
+struct entry {
+    struct rq_auth_job *job;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void rq_auth_pool_cfg_default(struct rq_auth_pool_cfg *cfg)
+{
+    cfg->threads = 2;
+    cfg->max_pending = 10000;
+    cfg->request_timeout_ms = 5000;
+    cfg->max_connections = 8;
+}
+
+void rq_auth_outcome_release(struct rq_authn_outcome *o)
+{
+    if (!o)
+        return;
+    rq_authn_outcome_free(o);
+    free(o);
+}
+
+uint32_t rq_auth_pool_pending(const struct rq_auth_pool *p)
+{
+    return atomic_load(&p->pending);
+}
+
+/* ---- completing jobs -------------------------------------------------------------------- */
+
+static void not_relevant(struct rq_authn_outcome *o, const char *why)
+{
+    rq_authn_outcome_free(o);
+    rq_authn_outcome_init(o);
+    o->verdict = RQ_AUTHN_NOT_RELEVANT;
+    snprintf(o->why, sizeof o->why, "%s", why);
+}
+
+/* Hands the outcome to done() and frees the job. The counter drops first so that a receiver
+ * that counts completions sees the pool's pending count settled. */
+static void complete(struct rq_auth_pool *p, struct rq_auth_job *job)
+{
+    struct rq_authn_outcome *o = job->out;
+    uint64_t tag = job->tag;
+    job->out = NULL;
+    job->ops->free(job);
+    atomic_fetch_sub(&p->pending, 1);
+    p->done(p->ctx, tag, o);
+}
+
+static void complete_with(struct rq_auth_pool *p, struct rq_auth_job *job, const char *why)
+{
+    not_relevant(job->out, why);
+    complete(p, job);
+}
+
+/* ---- easy handles ------------------------------------------------------------------------ */
+
+static CURL *easy_get(struct worker *w)
+{
+    if (w->n_spare)
+        return w->spare[--w->n_spare];
+    return curl_easy_init();
+}
+
+static void easy_put(struct worker *w, CURL *e)
+{
+    if (w->n_spare < w->pool->cfg.max_connections) {
+        curl_easy_reset(e);
+        w->spare[w->n_spare++] = e;
+    } else {
+        curl_easy_cleanup(e);
+    }
+}
+
+/* ---- the FIFO and the transfers ------------------------------------------------------------ */
+
+static void wait_push(struct worker *w, struct rq_auth_job *job)
+{
+    job->next = NULL;
+    if (w->wait_tail)
+        w->wait_tail->next = job;
+    else
+        w->wait_head = job;
+    w->wait_tail = job;
+}
+
+static struct rq_auth_job *wait_pop(struct worker *w)
+{
+    struct rq_auth_job *job = w->wait_head;
+    if (job) {
+        w->wait_head = job->next;
+        if (!w->wait_head)
+            w->wait_tail = NULL;
+        job->next = NULL;
+    }
+    return job;
+}
+
+static void drain_inbox(struct worker *w)
+{
+    struct entry e;
+    while (rq_inbox_pop(w->inbox, &e))
+        wait_push(w, e.job);
+}
+
+static void inflight_remove(struct worker *w, struct rq_auth_job *job)
+{
+    for (struct rq_auth_job **pp = &w->inflight; *pp; pp = &(*pp)->next) {
+        if (*pp == job) {
+            *pp = job->next;
+            job->next = NULL;
+            w->n_inflight--;
+            return;
+        }
+    }
+}
+
+/* Starts one job as a transfer. On failure the job is completed here. */
+static void start_job(struct worker *w, struct rq_auth_job *job, int64_t now)
+{
+    char why[200] = "could not start the request";
+    CURL *e = easy_get(w);
+    if (!e) {
+        complete_with(w->pool, job, "out of memory starting the request");
+        return;
+    }
+    if (job->ops->start(job, e, why, sizeof why) != 0) {
+        easy_put(w, e);
+        complete_with(w->pool, job, why);
+        return;
+    }
+    int64_t left = job->deadline_ms - now;
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(left > 0 ? left : 1));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_SHARE, w->share);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)job);
+    if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
+        easy_put(w, e);
+        complete_with(w->pool, job, "could not start the request (libcurl)");
+        return;
+    }
+    job->easy = e;
+    job->next = w->inflight;
+    w->inflight = job;
+    w->n_inflight++;
+}
+
+/* Jobs whose deadline passed while they waited for a connection. The FIFO is in submit order
+ * per thread, so only its head needs looking at. */
+static void expire_waiting(struct worker *w, int64_t now)
+{
+    while (w->wait_head && w->wait_head->deadline_ms <= now)
+        complete_with(w->pool, wait_pop(w), "timed out waiting for a connection to the server");
+}
+
+static void start_waiting(struct worker *w, int64_t now)
+{
+    while (w->wait_head && w->n_inflight < w->pool->cfg.max_connections)
+        start_job(w, wait_pop(w), now);
+}
+
+static void finish_transfer(struct worker *w, CURL *e, CURLcode rc)
+{
+    struct rq_auth_job *job = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&job);
+    curl_multi_remove_handle(w->multi, e);
+    inflight_remove(w, job);
+    job->ops->finish(job, e, rc, job->out);
+    job->easy = NULL;
+    easy_put(w, e);
+    complete(w->pool, job);
+}
+
+/* Completes every finished transfer; returns how many. */
+static unsigned reap(struct worker *w)
+{
+    unsigned n = 0;
+    int left;
+    CURLMsg *m;
+    while ((m = curl_multi_info_read(w->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        finish_transfer(w, m->easy_handle, m->data.result);
+        n++;
+    }
+    return n;
+}
+
+static int poll_timeout(const struct worker *w, int64_t now)
+{
+    int64_t t = MAX_POLL_MS;
+    if (w->wait_head) {
+        int64_t left = w->wait_head->deadline_ms - now;
+        if (left < t)
+            t = left < 0 ? 0 : left;
+    }
+    return (int)t;
+}
+
+/* Stop: every job this thread holds or will find in its inbox ends "shutting down". */
+static void worker_shutdown(struct worker *w)
+{
+    struct rq_auth_job *job;
+    while ((job = w->inflight)) {
+        w->inflight = job->next;
+        w->n_inflight--;
+        curl_multi_remove_handle(w->multi, job->easy);
+        easy_put(w, job->easy);
+        job->easy = NULL;
+        complete_with(w->pool, job, SHUTDOWN_WHY);
+    }
+    drain_inbox(w);
+    while ((job = wait_pop(w)))
+        complete_with(w->pool, job, SHUTDOWN_WHY);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    while (!atomic_load(&w->pool->quit)) {
+        drain_inbox(w);
+        int64_t now = now_ms();
+        expire_waiting(w, now);
+        int running;
+        do {
+            start_waiting(w, now);
+            curl_multi_perform(w->multi, &running);
+            now = now_ms();
+        } while (reap(w) && w->wait_head);
+        if (rq_inbox_sleep(w->inbox))
+            continue; /* jobs raced in: no sleeping */
+        curl_multi_poll(w->multi, NULL, 0, poll_timeout(w, now), NULL);
+    }
+    worker_shutdown(w);
+    return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+static int worker_init(struct rq_auth_pool *p, struct worker *w)
+{
+    w->pool = p;
+    w->inbox = rq_inbox_new(p->cfg.max_pending, sizeof(struct entry));
+    w->multi = curl_multi_init();
+    w->share = curl_share_init();
+    w->spare = calloc(p->cfg.max_connections, sizeof *w->spare);
+    if (!w->inbox || !w->multi || !w->share || !w->spare)
+        return -ENOMEM;
+    curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    /* idle connections kept for reuse: at least one per transfer that may run at once */
+    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)p->cfg.max_connections);
+    return 0;
+}
+
+static void worker_cleanup(struct worker *w)
+{
+    for (unsigned i = 0; i < w->n_spare; i++)
+        curl_easy_cleanup(w->spare[i]);
+    free(w->spare);
+    if (w->multi)
+        curl_multi_cleanup(w->multi); /* closes the cached connections */
+    if (w->share)
+        curl_share_cleanup(w->share);
+    rq_inbox_free(w->inbox);
+}
+
+struct rq_auth_pool *rq_auth_pool_new(const struct rq_auth_pool_cfg *cfg, rq_auth_pool_done_fn done,
+                                      void *ctx, char *err, size_t errlen)
+{
+    struct rq_auth_pool_cfg c;
+    rq_auth_pool_cfg_default(&c);
+    if (cfg->threads)
+        c.threads = cfg->threads;
+    if (cfg->max_pending)
+        c.max_pending = cfg->max_pending;
+    if (cfg->request_timeout_ms)
+        c.request_timeout_ms = cfg->request_timeout_ms;
+    if (cfg->max_connections)
+        c.max_connections = cfg->max_connections;
+    /* bounds that keep the per-thread inboxes (max_pending cells each) and handle arrays sane */
+    if (c.threads > 64 || c.max_pending > 1000000 || c.max_connections > 1024 || !done) {
+        snprintf(err, errlen,
+                 "auth pool: threads (1..64), maxPending (1..1000000) or "
+                 "connections per thread (1..1024) out of range");
+        return NULL;
+    }
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK) {
+        snprintf(err, errlen, "auth pool: libcurl initialisation failed: %s",
+                 curl_easy_strerror(curl_init_rc));
+        return NULL;
+    }
+    struct rq_auth_pool *p = calloc(1, sizeof *p + c.threads * sizeof p->w[0]);
+    if (!p) {
+        snprintf(err, errlen, "auth pool: out of memory");
+        return NULL;
+    }
+    p->cfg = c;
+    p->done = done;
+    p->ctx = ctx;
+    p->n = c.threads;
+    for (unsigned i = 0; i < p->n; i++) {
+        if (worker_init(p, &p->w[i]) != 0) {
+            snprintf(err, errlen, "auth pool: out of memory");
+            goto fail;
+        }
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        int rc = pthread_create(&p->w[i].tid, NULL, worker_main, &p->w[i]);
+        if (rc != 0) {
+            snprintf(err, errlen, "auth pool: cannot start a thread: %s", strerror(rc));
+            goto fail;
+        }
+        p->w[i].started = true;
+    }
+    return p;
+fail:
+    rq_auth_pool_free(p);
+    return NULL;
+}
+
+/* One more accepted job, unless max_pending are. A CAS loop rather than add-then-undo, so that
+ * the counter never reads above max_pending, not even for an instant. */
+static bool take_slot(struct rq_auth_pool *p)
+{
+    uint32_t n = atomic_load(&p->pending);
+    do {
+        if (n >= p->cfg.max_pending)
+            return false;
+    } while (!atomic_compare_exchange_weak(&p->pending, &n, n + 1));
+    return true;
+}
+
+int rq_auth_pool_submit(struct rq_auth_pool *p, struct rq_auth_job *job, uint64_t tag)
+{
+    atomic_fetch_add(&p->submitters, 1);
+    int rc = 0;
+    if (atomic_load(&p->stopping)) {
+        rc = -ESHUTDOWN;
+        goto out;
+    }
+    if (!take_slot(p)) {
+        rc = -EBUSY;
+        goto out;
+    }
+    job->out = calloc(1, sizeof *job->out);
+    if (!job->out) {
+        atomic_fetch_sub(&p->pending, 1);
+        rc = -ENOMEM;
+        goto out;
+    }
+    job->tag = tag;
+    job->deadline_ms = now_ms() + p->cfg.request_timeout_ms;
+    job->next = NULL;
+    job->easy = NULL;
+    /* pending <= max_pending <= each inbox's capacity: the push cannot find it full */
+    struct worker *w = &p->w[atomic_fetch_add(&p->rr, 1) % p->n];
+    struct entry e = {job};
+    bool wake;
+    if (!rq_inbox_push(w->inbox, &e, &wake)) {
+        free(job->out);
+        job->out = NULL;
+        atomic_fetch_sub(&p->pending, 1);
+        rc = -EBUSY;
+        goto out;
+    }
+    if (wake)
+        curl_multi_wakeup(w->multi);
+out:
+    atomic_fetch_sub(&p->submitters, 1);
+    return rc;
+}
+
+void rq_auth_pool_stop(struct rq_auth_pool *p)
+{
+    if (!p || p->stopped)
+        return;
+    atomic_store(&p->stopping, 1);
+    while (atomic_load(&p->submitters))
+        sched_yield(); /* a submit in progress: it never blocks, so this is short */
+    atomic_store(&p->quit, 1);
+    for (unsigned i = 0; i < p->n; i++) {
+        if (p->w[i].started) {
+            curl_multi_wakeup(p->w[i].multi);
+            pthread_join(p->w[i].tid, NULL);
+            p->w[i].started = false;
+        }
+    }
+    p->stopped = true;
+}
+
+void rq_auth_pool_free(struct rq_auth_pool *p)
+{
+    if (!p)
+        return;
+    rq_auth_pool_stop(p);
+    for (unsigned i = 0; i < p->n; i++)
+        worker_cleanup(&p->w[i]);
+    free(p);
+}
