@@ -118,13 +118,13 @@ struct rq_authn_chain *rq_authn_glue_build(const struct rq_authn_cfg *cfg, char 
     return ch;
 }
 
-void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls,
-                       const struct rq_connect *k, struct rq_auth_answer *a)
+void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls, uint64_t conn_id,
+                       const struct rq_connect *k, struct rq_auth_verdict *v)
 {
-    memset(a, 0, sizeof *a);
+    memset(v, 0, sizeof *v);
+    v->conn = conn_id;
     if (!ch)
-        return;
-    a->enabled = true;
+        return; /* RQ_AUTH_OFF */
     enum { MAXC = 12 };
     const uint8_t *certs[MAXC];
     size_t lens[MAXC];
@@ -149,24 +149,40 @@ void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls,
         .cert_lens = lens,
         .n_certs = n,
         .now = (int64_t)time(NULL),
+        .conn_id = conn_id,
     };
     struct rq_authn_outcome o;
     rq_authn_outcome_init(&o);
     size_t pending_at = 0;
-    int v = rq_authn_chain_run(ch, 0, &c, &o, &pending_at);
-    a->method = o.method;
-    snprintf(a->why, sizeof a->why, "%s", o.why);
-    if (v == RQ_AUTHN_ALLOW) {
-        a->allowed = true;
-        a->username = o.principal.username;
-        o.principal.username = NULL;
-        a->expiry_unix = o.principal.expiry;
-    } else if (v == RQ_AUTHN_PENDING) {
-        /* No method answers asynchronously yet (ServiceAccountToken and Custom are next). */
-        a->reason = 0x88;
-        snprintf(a->why, sizeof a->why, "asynchronous authentication is not built yet");
-    } else {
-        a->reason = o.reason;
-    }
+    rq_authn_glue_translate(rq_authn_chain_run(ch, 0, &c, &o, &pending_at), &o, v);
     rq_authn_outcome_free(&o);
+}
+
+void rq_authn_glue_translate(int verdict, struct rq_authn_outcome *o, struct rq_auth_verdict *v)
+{
+    v->method = o->method;
+    snprintf(v->why, sizeof v->why, "%s", o->why);
+    switch (verdict) {
+    case RQ_AUTHN_ALLOW:
+        if (!o->principal.method)
+            o->principal.method = o->method;
+        v->principal = rq_principal_take(&o->principal);
+        if (!v->principal) {
+            v->result = RQ_AUTH_DENY;
+            v->reason = 0x88; /* Server unavailable */
+            snprintf(v->why, sizeof v->why, "out of memory");
+            return;
+        }
+        v->result = RQ_AUTH_ALLOW;
+        return;
+    case RQ_AUTHN_PENDING:
+        /* The pending method has handed the check elsewhere (an auth pool thread), tagged
+         * with c.conn_id; its verdict comes back as RQ_POST_AUTH_VERDICT (net/post.h). */
+        v->result = RQ_AUTH_PENDING;
+        return;
+    default:
+        v->result = RQ_AUTH_DENY;
+        v->reason = o->reason;
+        return;
+    }
 }

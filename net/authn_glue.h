@@ -3,6 +3,7 @@
 #define RQ_AUTHN_GLUE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/broker.h"
 
@@ -19,8 +20,18 @@ int rq_authn_glue_collect_pem(const struct rq_config_object *o, struct rq_buf *o
 /* Control thread. NULL with err set ("BrokerAuthentication x, method 1: ..."). */
 struct rq_authn_chain *rq_authn_glue_build(const struct rq_authn_cfg *cfg, char *err,
                                            size_t errlen);
-/* Shard thread. ch NULL: authentication disabled on the port (a->enabled false). */
-void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls,
-                       const struct rq_connect *k, struct rq_auth_answer *a);
+struct rq_authn_outcome;
+
+/* Shard thread: runs the port's chain for a CONNECT on connection conn_id (net/post.h
+ * rq_conn_id) and fills core's verdict v. ch NULL: authentication disabled on the port
+ * (RQ_AUTH_OFF). PENDING: a method handed the check to another thread, tagged with conn_id; its
+ * verdict comes back through RQ_POST_AUTH_VERDICT. */
+void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls, uint64_t conn_id,
+                       const struct rq_connect *k, struct rq_auth_verdict *v);
+/* The chain's answer (verdict: enum rq_authn_verdict, outcome o) in core's terms: ALLOW moves
+ * o's principal into a heap one (v->principal, with the method name), DENY keeps the reason,
+ * PENDING stays pending. v->method points at the method's static name. Any thread (an auth
+ * pool thread builds the verdict it posts with it; v->conn is left as it is). */
+void rq_authn_glue_translate(int verdict, struct rq_authn_outcome *o, struct rq_auth_verdict *v);
 
 #endif

@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "net/authn_glue.h"
 #include "net/gen.h"
+#include "net/post.h"
 #include "net/shard_int.h"
 #include "net/xport.h"
 
@@ -136,7 +137,7 @@ static void resume_all(struct rq_shard *s)
             continue;
         c->paused = false;
         c->cl.last_rx = s->w->now;
-        if (c->state == C_OPEN && !c->recv_armed && !c->out_full)
+        if (c->state == C_OPEN && !c->recv_armed && !c->out_full && !c->in_held)
             arm_recv(s, c); /* else the cancel has not completed yet: re-armed when it has */
     }
     s->n_paused = 0;
@@ -252,15 +253,36 @@ static void retry_backlog(struct rq_shard *s)
 }
 
 static void op_authenticate(struct rq_worker *w, void *conn, const struct rq_connect *k,
-                            struct rq_auth_answer *a)
+                            struct rq_auth_verdict *v)
 {
     struct conn *c = conn;
     /* the chain of the generation whose TLS policy let this connection in */
-    rq_authn_glue_run(c->rt_gen->ports[c->port_index].authn, rq_xport_tls(c->xp), k, a);
+    rq_authn_glue_run(c->rt_gen->ports[c->port_index].authn, rq_xport_tls(c->xp), c->id, k, v);
+}
+
+static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len);
+static void account_first_packet(struct rq_shard *s, struct conn *c);
+static void hold_input(struct rq_shard *s, struct conn *c);
+
+/* Core resumed c's CONNECT: parse what was kept (the CONNECT first), read it again. */
+static void op_resume_input(struct rq_worker *w, void *conn)
+{
+    struct conn *c = conn;
+    struct rq_shard *s = c->sh;
+    if (c->in_held) {
+        c->in_held = false;
+        mark_dirty(s, c); /* flush_all arms its recv again */
+    }
+    if (c->state != C_OPEN)
+        return;
+    feed(s, c, NULL, 0);
+    account_first_packet(s, c);
+    hold_input(s, c);
 }
 
 const struct rq_worker_ops rq_shard_worker_ops = {
     .authenticate = op_authenticate,
+    .resume_input = op_resume_input,
     .post = op_post,
     .want_flush = op_want_flush,
     .want_close = op_want_close,
@@ -293,7 +315,9 @@ static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index,
     }
     c->sh = s;
     c->slot = slot;
-    c->gen = ++s->gen_counter & 0xFFFFFF; /* tells a stale CQE of the slot's last user apart */
+    uint64_t serial = ++s->conn_serial;
+    c->gen = (uint32_t)serial & 0xFFFFFF; /* tells a stale CQE of the slot's last user apart */
+    c->id = rq_conn_id(s->id, slot, serial);
     c->fd = fd;
     c->port = port;
     c->port_index = port_index;
@@ -378,8 +402,22 @@ static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t le
         rq_buf_consume(&c->in, (size_t)used);
     else if ((size_t)used < n)
         rq_buf_append(&c->in, data + used, n - (size_t)used);
-    if (c->cl.migrate_to >= 0)
+    if (c->cl.migrate_to >= 0 && c->cl.phase == RQ_PH_HANDED_OVER)
         start_migration(s, c);
+}
+
+/* c's CONNECT is suspended (its verdict is pending) and IN_HOLD_MAX of its input is held: stop
+ * reading it (as hold_reading does for output) until op_resume_input. */
+static void hold_input(struct rq_shard *s, struct conn *c)
+{
+    if (c->state != C_OPEN || c->in_held || !rq_client_suspended(&c->cl) ||
+        c->in.len < IN_HOLD_MAX)
+        return;
+    if (c->recv_armed && !cancel_recv(s, c))
+        return;
+    c->in_held = true;
+    rq_log(RQ_LOG_DEBUG, &c->cl.log, "%zu bytes received while its CONNECT waits: not reading "
+           "it until the CONNECT goes on", c->in.len);
 }
 
 /* Before CONNECT a connection is anonymous: what it holds of its first packet counts against
@@ -419,6 +457,7 @@ static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, siz
     if (!c->xp) {
         feed(s, c, p, len);
         account_first_packet(s, c);
+        hold_input(s, c);
         return;
     }
     const char *why = "transport error";
@@ -436,6 +475,7 @@ static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, siz
     if (rc < 0 && !c->cl.closing)
         rq_client_close(&c->cl, 0, why);
     account_first_packet(s, c);
+    hold_input(s, c);
 }
 
 /* The session of this connection lives on another shard: stop reading here, wait for the recv
@@ -465,6 +505,8 @@ static void finish_migration(struct rq_shard *s, struct conn *c)
     c->xp = NULL;
     h->rt_gen = c->rt_gen;
     c->rt_gen = NULL;
+    h->principal = c->cl.principal; /* the owner shard does not authenticate it again */
+    c->cl.principal = NULL;
     h->raw_len = raw_len;
     if (raw_len) {
         memcpy(h->data + c->in.len, raw->data, raw_len);
@@ -489,6 +531,7 @@ static void adopt(struct rq_shard *s, struct handover *h)
     if (!c) {
         rq_xport_free(h->xp);
         rq_gen_unpin(h->rt_gen);
+        rq_principal_free(h->principal);
         fd_closed(s, h->fd);
         free(h);
         return;
@@ -500,10 +543,10 @@ static void adopt(struct rq_shard *s, struct handover *h)
     if (wire_len(c))
         mark_dirty(s, c);
     rq_buf_append(&c->in, h->data, h->len);
+    /* the same resume as an authentication verdict's: parses the CONNECT in c->in again */
+    rq_client_handover_arrived(&c->cl, h->principal);
     if (c->xp && h->raw_len)
-        conn_input(s, c, h->data + h->len, h->raw_len); /* decrypts, then feeds all of c->in */
-    else
-        feed(s, c, NULL, 0);
+        conn_input(s, c, h->data + h->len, h->raw_len); /* decrypts, then feeds */
     free(h);
 }
 
@@ -743,7 +786,7 @@ static void flush_all(struct rq_shard *s)
         c->dirty = false;
         if (c->state == C_MIGRATING || c->state == C_SHUTDOWN)
             continue;
-        if (c->state == C_OPEN && !c->recv_armed && !c->paused && !c->out_full)
+        if (c->state == C_OPEN && !c->recv_armed && !c->paused && !c->out_full && !c->in_held)
             arm_recv(s, c);
         struct rq_buf *src = &c->cl.out;
         if (c->xp) {
@@ -855,6 +898,8 @@ static void drain_inbox(struct rq_shard *s)
             io_uring_get_events(&s->ring);
             handle_cqes(s);
             adopt(s, p.ptr);
+        } else if (p.kind == RQ_POST_AUTH_VERDICT) {
+            rq_post_on_verdict(s, p.ptr);
         } else {
             rq_worker_on_post(s->w, &p);
         }

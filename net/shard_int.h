@@ -35,6 +35,10 @@ struct rq_gens;
  * PINGRESP, WebSocket pongs): a client that keeps sending without reading them is not read
  * either, and TCP flow control holds it back. */
 #define OUT_READ_PAUSE (2u * RQ_OUT_HIGH_WATER)
+/* While its CONNECT is suspended (waiting for an authentication verdict), a connection's input
+ * is kept, not parsed; once this much is held it is not read until the CONNECT resumes. Before
+ * CONNACK the held bytes also count against preConnectLimit.bytes (admit.c). */
+#define IN_HOLD_MAX (64u * 1024u)
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_IGNORE };
 
@@ -85,8 +89,10 @@ struct conn {
     bool paused; /* not read (backpressure): its multishot recv was cancelled */
     bool preconnect; /* counted in admit.c as before CONNECT (released once past it) */
     bool out_full; /* not read while its output is over OUT_READ_PAUSE */
+    bool in_held;  /* not read: IN_HOLD_MAX held while its CONNECT is suspended */
     uint32_t ops;         /* operations in flight (teardown waits for 0) */
     struct rq_peer peer;  /* 20 bytes; formatted only when a line is logged */
+    uint64_t id;          /* stable identity (net/post.h rq_conn_id): shard, slot, serial */
     uint64_t close_deadline;
     struct rq_buf in;    /* MQTT bytes not yet consumed (a partial packet) */
     size_t pre_bytes;    /* of in, charged to the pre-CONNECT byte budget (admit.c) */
@@ -115,6 +121,7 @@ struct handover {
     uint32_t port_index;
     struct rq_xport *xp;   /* moves with the connection (TLS state) */
     struct rq_gen *rt_gen; /* its pin moves with it too */
+    struct rq_principal *principal; /* authenticated here (owned), NULL: no authentication */
     struct rq_peer peer;
     size_t len;     /* MQTT bytes (starting with the CONNECT) */
     size_t raw_len; /* then wire bytes received since, not yet through the transport */
@@ -173,8 +180,19 @@ struct rq_shard {
     uint64_t stop_deadline;
     uint64_t stale_cqes;
     struct rq_ratelog rl[RL_KINDS]; /* lines peers and storms can repeat */
-    uint32_t gen_counter;
+    /* Connection serials: never reused (36 bits in a connection's identity, see net/post.h);
+     * the low 24 bits tag its CQEs (conn.gen). */
+    uint64_t conn_serial;
+    uint64_t verdicts_applied; /* RQ_POST_AUTH_VERDICT that resumed a CONNECT */
+    uint64_t verdicts_dropped; /* ... for a connection gone, reused or no longer waiting */
 };
+
+/* The connection with identity id on this shard, or NULL when it is gone or its slot now
+ * holds another connection (net/post.c). Shard thread. */
+struct conn *rq_conn_lookup(struct rq_shard *s, uint64_t id);
+/* Handles RQ_POST_AUTH_VERDICT on this shard: resumes the connection's CONNECT, or drops the
+ * verdict and counts it. Frees v. */
+void rq_post_on_verdict(struct rq_shard *s, struct rq_auth_verdict *v);
 
 /* Every shard by id, for cross-shard wake-ups (ring fds and inboxes); set up by the first
  * rq_shard_new, freed with the last shard. */
