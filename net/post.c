@@ -126,10 +126,11 @@ void rq_post_on_verdict(struct rq_shard *s, struct rq_auth_verdict *v)
         s->verdicts_applied++;
     } else {
         s->verdicts_dropped++;
+        /* rq_log names the shard through c's context; without one, say it */
         rq_log(RQ_LOG_DEBUG, c ? &c->cl.log : NULL,
-               "shard %d: authentication verdict for connection %016llx dropped: %s (%llu "
-               "dropped so far)",
-               s->id, (unsigned long long)v->conn,
+               "%sauthentication verdict for connection %016llx dropped: %s (%llu dropped so "
+               "far on this shard)",
+               c ? "" : "shard: ", (unsigned long long)v->conn,
                !c ? "the connection is gone" : "it no longer waits for one",
                (unsigned long long)s->verdicts_dropped);
     }
