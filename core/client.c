@@ -66,7 +66,7 @@ void rq_client_phase(struct rq_client *c, enum rq_client_phase to)
     switch (to) {
     case RQ_PH_AUTHENTICATING: c->log.phase = "authenticating"; break;
     case RQ_PH_ATTACHING: c->log.phase = "connect"; break;
-    case RQ_PH_HANDED_OVER: c->log.phase = "hand-over"; break;
+    case RQ_PH_HANDED_OVER: c->log.phase = "connect"; break;
     case RQ_PH_CONNECTED:
         c->connected = true;
         c->log.phase = "session";

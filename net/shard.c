@@ -507,6 +507,7 @@ static void finish_migration(struct rq_shard *s, struct conn *c)
     c->rt_gen = NULL;
     h->principal = c->cl.principal; /* the owner shard does not authenticate it again */
     c->cl.principal = NULL;
+    snprintf(h->cid, sizeof h->cid, "%s", c->cl.log.client_id ? c->cl.log.client_id : "");
     h->raw_len = raw_len;
     if (raw_len) {
         memcpy(h->data + c->in.len, raw->data, raw_len);
@@ -543,6 +544,8 @@ static void adopt(struct rq_shard *s, struct handover *h)
     if (wire_len(c))
         mark_dirty(s, c);
     rq_buf_append(&c->in, h->data, h->len);
+    if (h->cid[0] && (c->cl.client_id_print = strdup(h->cid)))
+        c->cl.log.client_id = c->cl.client_id_print; /* its lines name it from the start */
     /* the same resume as an authentication verdict's: parses the CONNECT in c->in again */
     rq_client_handover_arrived(&c->cl, h->principal);
     if (c->xp && h->raw_len)

@@ -122,6 +122,7 @@ struct handover {
     struct rq_xport *xp;   /* moves with the connection (TLS state) */
     struct rq_gen *rt_gen; /* its pin moves with it too */
     struct rq_principal *principal; /* authenticated here (owned), NULL: no authentication */
+    char cid[80]; /* the client id as logs print it, until the CONNECT is parsed there again */
     struct rq_peer peer;
     size_t len;     /* MQTT bytes (starting with the CONNECT) */
     size_t raw_len; /* then wire bytes received since, not yet through the transport */
