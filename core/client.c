@@ -304,6 +304,9 @@ static void on_keepalive(struct rq_timer *t, void *arg)
     if (c->closing)
         return;
     if (c->phase == RQ_PH_AUTHENTICATING) {
+        /* info: an operator looks for this when an auth server is slow or unreachable */
+        rq_log(RQ_LOG_INFO, &c->log, "CONNECT still waiting for authentication at the connect "
+               "timeout (%u ms): closing the connection", rq_client_cfg(c)->connect_timeout_ms);
         rq_client_close(c, 0, "CONNECT still waiting for authentication at the connect timeout");
         return;
     }

@@ -265,9 +265,17 @@ int main(void)
     posted++;
     CHECK_EQ(expect_connack(fb, 4, 0, true), 4);
 
+    /* 2b. denied (3.1.1) with a reason other than 0x86: return code 5 */
+    int fb2 = connect_client(port, 4, 4, 0);
+    uint64_t idb2 = wait_pending(2);
+    CHECK_EQ(post_from_thread(idb2, RQ_AUTH_DENY, 0x8A), 0);
+    posted++;
+    CHECK_EQ(expect_connack(fb2, 4, 0, true), 5);
+    close(fb2);
+
     /* 3. pending past the connect timeout: closed without CONNACK; its late verdict is dropped */
     int fc = connect_client(port, 5, 2, 1);
-    uint64_t idc = wait_pending(2);
+    uint64_t idc = wait_pending(3);
     uint8_t x[4];
     bool eof;
     CHECK_EQ(read_some(fc, x, sizeof x, 10000, &eof), 0);
@@ -280,7 +288,7 @@ int main(void)
      * reading is held while it waits) is all processed, in order, after CONNACK. */
     size_t pings = 48 * 1024; /* 96 KiB of PINGREQs */
     int fd = connect_client(port, 5, 3, pings);
-    uint64_t idd = wait_pending(3);
+    uint64_t idd = wait_pending(4);
     CHECK(idd != 0);
     uint64_t stale = rq_conn_id(0, rq_conn_id_slot(idd), rq_conn_id_serial(idc));
     CHECK(stale != idd);
@@ -307,7 +315,7 @@ int main(void)
     close(fd);
     rq_shard_stop(sh);
     rq_shard_join(sh);
-    CHECK_EQ(sh->verdicts_applied, 3);
+    CHECK_EQ(sh->verdicts_applied, 4);
     CHECK_EQ(sh->verdicts_dropped, 3);
     CHECK_EQ(sh->verdicts_applied + sh->verdicts_dropped, (uint64_t)posted);
     /* 6. a verdict still in the inbox when the shard is freed is freed with it */
