@@ -261,9 +261,11 @@ static void refuse_verdict(struct rq_client *c, const struct rq_auth_verdict *v)
     int rc = v->result != RQ_AUTH_DENY ? RQ_RC_SERVER_UNAVAILABLE
              : v->reason >= 0x80      ? v->reason
                                       : RQ_RC_NOT_AUTHORIZED;
-    /* MQTT 3.1.1 has two return codes for a denial: 4 for 0x86 (bad user name or password),
-     * 5 (not authorized) for every other reason a method gives. */
-    if (c->version != 5 && v->result == RQ_AUTH_DENY && rc != RQ_RC_BAD_USERNAME_OR_PASSWORD)
+    /* MQTT 3.1.1 return codes for a denial: 4 for 0x86 (bad user name or password), 3 for
+     * 0x88 / 0x89 (server unavailable / busy: e.g. the auth pool is full), 5 (not authorized)
+     * for every other reason a method gives. */
+    if (c->version != 5 && v->result == RQ_AUTH_DENY && rc != RQ_RC_BAD_USERNAME_OR_PASSWORD &&
+        rc != RQ_RC_SERVER_UNAVAILABLE && rc != RQ_RC_SERVER_BUSY)
         rc = RQ_RC_NOT_AUTHORIZED;
     rq_client_connack_fail(c, c->version, rc, why);
 }

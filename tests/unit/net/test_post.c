@@ -273,9 +273,17 @@ int main(void)
     CHECK_EQ(expect_connack(fb2, 4, 0, true), 5);
     close(fb2);
 
+    /* 2c. denied (3.1.1) as server busy (0x89, a full auth pool): return code 3 */
+    int fb3 = connect_client(port, 4, 5, 0);
+    uint64_t idb3 = wait_pending(3);
+    CHECK_EQ(post_from_thread(idb3, RQ_AUTH_DENY, 0x89), 0);
+    posted++;
+    CHECK_EQ(expect_connack(fb3, 4, 0, true), 3);
+    close(fb3);
+
     /* 3. pending past the connect timeout: closed without CONNACK; its late verdict is dropped */
     int fc = connect_client(port, 5, 2, 1);
-    uint64_t idc = wait_pending(3);
+    uint64_t idc = wait_pending(4);
     uint8_t x[4];
     bool eof;
     CHECK_EQ(read_some(fc, x, sizeof x, 10000, &eof), 0);
@@ -288,7 +296,7 @@ int main(void)
      * reading is held while it waits) is all processed, in order, after CONNACK. */
     size_t pings = 48 * 1024; /* 96 KiB of PINGREQs */
     int fd = connect_client(port, 5, 3, pings);
-    uint64_t idd = wait_pending(4);
+    uint64_t idd = wait_pending(5);
     CHECK(idd != 0);
     uint64_t stale = rq_conn_id(0, rq_conn_id_slot(idd), rq_conn_id_serial(idc));
     CHECK(stale != idd);
@@ -315,7 +323,7 @@ int main(void)
     close(fd);
     rq_shard_stop(sh);
     rq_shard_join(sh);
-    CHECK_EQ(sh->verdicts_applied, 4);
+    CHECK_EQ(sh->verdicts_applied, 5);
     CHECK_EQ(sh->verdicts_dropped, 3);
     CHECK_EQ(sh->verdicts_applied + sh->verdicts_dropped, (uint64_t)posted);
     /* 6. a verdict still in the inbox when the shard is freed is freed with it */
