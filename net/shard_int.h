@@ -188,6 +188,30 @@ struct rq_shard {
     uint64_t verdicts_dropped; /* ... for a connection gone, reused or no longer waiting */
 };
 
+/* Connection helpers of the loop (shard.c) that the hand-over (handover.c) uses. */
+struct conn *rq_conn_new(struct rq_shard *s, int fd, uint32_t port_index,
+                         const struct rq_peer *peer);
+/* Frees c (its descriptor too when close_fd). */
+void rq_conn_free(struct rq_shard *s, struct conn *c, bool close_fd);
+/* Closes a connection's descriptor and lets accepting go on if it waited for descriptors. */
+void rq_conn_fd_closed(struct rq_shard *s, int fd);
+void rq_conn_arm_recv(struct rq_shard *s, struct conn *c);
+/* Cancels c's multishot recv; false when no SQE was available. */
+bool rq_conn_cancel_recv(struct rq_shard *s, struct conn *c);
+void rq_conn_mark_dirty(struct rq_shard *s, struct conn *c);
+void rq_conn_mark_closing(struct rq_shard *s, struct conn *c);
+/* Bytes received for c (wire bytes: through its transport, then to core). */
+void rq_conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len);
+
+/* handover.c: c's CONNECT is HANDED_OVER: stop reading it, close-list it. */
+void rq_handover_start(struct rq_shard *s, struct conn *c);
+/* Its receive ended (reap): pass it to the owner shard; c is freed here. */
+void rq_handover_finish(struct rq_shard *s, struct conn *c);
+/* On the owner shard (RQ_POST_ADOPT_CONN): a connection from h, resumed. Frees h. */
+void rq_handover_adopt(struct rq_shard *s, struct handover *h);
+/* A hand-over that will not be adopted (shutdown): everything it holds released. */
+void rq_handover_discard(struct handover *h);
+
 /* The connection with identity id on this shard, or NULL when it is gone or its slot now
  * holds another connection (net/post.c). Shard thread. */
 struct conn *rq_conn_lookup(struct rq_shard *s, uint64_t id);
