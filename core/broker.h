@@ -40,6 +40,9 @@ enum rq_post_kind {
      * gone, whose slot was reused, or that no longer waits is dropped and counted. The
      * receiver (or the inbox's discard at shutdown) frees it. */
     RQ_POST_AUTH_VERDICT,
+    /* ptr = net-specific: one method's answer for a pending CONNECT (net/post.h
+     * struct rq_authn_reply); the shard goes on with the connection's chain from there. */
+    RQ_POST_AUTHN_REPLY,
 };
 
 struct rq_post {

@@ -28,6 +28,15 @@ struct rq_authn_outcome;
  * verdict comes back through RQ_POST_AUTH_VERDICT. */
 void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls, uint64_t conn_id,
                        const struct rq_connect *k, struct rq_auth_verdict *v);
+/* Shard thread: the method at pending_at of a CONNECT's chain answered o (posted back by the
+ * thread that ran it, RQ_POST_AUTHN_REPLY, net/post.h): allow / deny end the chain, not relevant
+ * goes on with the next method, which may answer pending again (then v is PENDING and a new
+ * reply is due). k: the CONNECT, decoded again from the connection's kept input; tls: its TLS
+ * state. ch NULL (cannot happen while the connection pins its generation): DENY. Fills v as
+ * rq_authn_glue_run does; o is consumed (its principal moves into v). */
+void rq_authn_glue_resume(const struct rq_authn_chain *ch, size_t pending_at, struct rq_tls *tls,
+                          uint64_t conn_id, const struct rq_connect *k,
+                          struct rq_authn_outcome *o, struct rq_auth_verdict *v);
 /* The chain's answer (verdict: enum rq_authn_verdict, outcome o) in core's terms: ALLOW moves
  * o's principal into a heap one (v->principal, with the method name), DENY keeps the reason,
  * PENDING stays pending. v->method points at the method's static name. Any thread (an auth

@@ -6,10 +6,15 @@
 #include <errno.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "core/codec.h"
 #include "core/inbox.h"
 #include "core/log.h"
+#include "net/authn_glue.h"
+#include "net/gen.h"
 #include "net/shard.h"
 #include "net/shard_int.h"
 
@@ -108,6 +113,20 @@ int rq_shard_post_verdict(struct rq_auth_verdict *v)
     return rq_shard_post_external(rq_conn_id_shard(v->conn), &p);
 }
 
+int rq_shard_post_authn_reply(struct rq_authn_reply *r)
+{
+    struct rq_post p = {.kind = RQ_POST_AUTHN_REPLY, .ptr = r};
+    return rq_shard_post_external(rq_conn_id_shard(r->conn), &p);
+}
+
+void rq_authn_reply_free(struct rq_authn_reply *r)
+{
+    if (!r)
+        return;
+    rq_authn_outcome_free(&r->o);
+    free(r);
+}
+
 /* ---- on the shard ---- */
 
 struct conn *rq_conn_lookup(struct rq_shard *s, uint64_t id)
@@ -119,20 +138,65 @@ struct conn *rq_conn_lookup(struct rq_shard *s, uint64_t id)
     return c && c->id == id ? c : NULL;
 }
 
+static void dropped(struct rq_shard *s, struct conn *c, uint64_t id, const char *what);
+
 void rq_post_on_verdict(struct rq_shard *s, struct rq_auth_verdict *v)
 {
     struct conn *c = rq_conn_lookup(s, v->conn);
     if (c && c->state == C_OPEN && rq_client_auth_resume(&c->cl, v)) {
         s->verdicts_applied++;
     } else {
-        s->verdicts_dropped++;
-        /* rq_log names the shard through c's context; without one, say it */
-        rq_log(RQ_LOG_DEBUG, c ? &c->cl.log : NULL,
-               "%sauthentication verdict for connection %016llx dropped: %s (%llu dropped so "
-               "far on this shard)",
-               c ? "" : "shard: ", (unsigned long long)v->conn,
-               !c ? "the connection is gone" : "it no longer waits for one",
-               (unsigned long long)s->verdicts_dropped);
+        dropped(s, c, v->conn, "authentication verdict");
     }
     rq_auth_verdict_free(v);
+}
+
+static void dropped(struct rq_shard *s, struct conn *c, uint64_t id, const char *what)
+{
+    s->verdicts_dropped++;
+    /* rq_log names the shard through c's context; without one, say it */
+    rq_log(RQ_LOG_DEBUG, c ? &c->cl.log : NULL,
+           "%s%s for connection %016llx dropped: %s (%llu dropped so far on this shard)",
+           c ? "" : "shard: ", what, (unsigned long long)id,
+           !c ? "the connection is gone" : "it no longer waits for one",
+           (unsigned long long)s->verdicts_dropped);
+}
+
+/* The CONNECT at the start of c's kept input (it stays there while the CONNECT is suspended). */
+static bool held_connect(struct conn *c, struct rq_packet *pk)
+{
+    const char *why = "";
+    size_t hdr;
+    long n = rq_codec_frame(c->in.data, c->in.len, UINT32_MAX, &hdr, &why);
+    if (n <= 0 || (size_t)n > c->in.len)
+        return false;
+    int version = c->cl.level == 3 ? 3 : c->cl.version ? c->cl.version : 4;
+    return rq_codec_decode(c->in.data, (size_t)n, version, pk, &why) == 0 &&
+           pk->type == RQ_CONNECT;
+}
+
+void rq_post_on_authn_reply(struct rq_shard *s, struct rq_authn_reply *r)
+{
+    struct conn *c = rq_conn_lookup(s, r->conn);
+    struct rq_packet pk;
+    if (!c || c->state != C_OPEN || c->cl.phase != RQ_PH_AUTHENTICATING) {
+        dropped(s, c, r->conn, "authentication reply");
+        rq_authn_reply_free(r);
+        return;
+    }
+    struct rq_auth_verdict v;
+    if (held_connect(c, &pk)) {
+        rq_authn_glue_resume(c->rt_gen->ports[c->port_index].authn, r->pending_at,
+                             rq_xport_tls(c->xp), c->id, &pk.u.connect, &r->o, &v);
+    } else { /* cannot happen: the CONNECT was decoded before it was suspended */
+        memset(&v, 0, sizeof v);
+        v.result = RQ_AUTH_DENY;
+        v.reason = 0x83; /* Implementation specific error */
+        snprintf(v.why, sizeof v.why, "the suspended CONNECT could not be read again");
+    }
+    s->verdicts_applied++;
+    if (v.result != RQ_AUTH_PENDING) /* else the next method is pending: a new reply is due */
+        rq_client_auth_resume(&c->cl, &v);
+    rq_principal_free(v.principal); /* taken by the client unless refused */
+    rq_authn_reply_free(r);
 }

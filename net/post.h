@@ -14,13 +14,24 @@
  * by the posting thread (8 entries, SINGLE_ISSUER, IOSQE_CQE_SKIP_SUCCESS), created on the
  * thread's first post and freed when the thread exits (or by rq_shard_post_thread_exit).
  * Rule: every thread that posts is joined (or stops posting) before the shards are freed
- * (rq_shard_free closes the rings and the inboxes it posts to). */
+ * (rq_shard_free closes the rings and the inboxes it posts to).
+ *
+ * How an asynchronous method uses this (the auth service pool): its check() runs on the shard,
+ * gets creds->conn_id, copies what it needs of the borrowed creds, queues the work and answers
+ * RQ_AUTHN_PENDING; the CONNECT is then suspended (core: AUTHENTICATING; input kept and bounded;
+ * the connect timer running). When the work is done, the pool thread posts either
+ *  - the method's own answer: rq_shard_post_authn_reply (the shard continues the chain: the
+ *    usual case, since a "not relevant" must fall through to the next method), or
+ *  - a final verdict in core's terms: rq_shard_post_verdict (rq_authn_glue_translate builds it
+ *    from a chain outcome).
+ * Either is dropped and counted on the shard if the connection has gone meanwhile. */
 #ifndef RQ_POST_H
 #define RQ_POST_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth/authn.h"
 #include "core/broker.h"
 
 #define RQ_CONN_SHARD_BITS 8
@@ -57,6 +68,25 @@ int rq_shard_post_external(int shard, const struct rq_post *p);
  * RQ_POST_AUTH_VERDICT. Same threads and errors as rq_shard_post_external; on success the shard
  * owns v, on failure the caller still does. */
 int rq_shard_post_verdict(struct rq_auth_verdict *v);
+
+/* One method's answer for a pending CONNECT, as the thread that ran the method has it: the shard
+ * of `conn` goes on with the connection's chain from method pending_at (rq_authn_chain_resume
+ * there, with the CONNECT decoded again from the connection's kept input), so the thread never
+ * touches the chain after its method answered and a "not relevant" falls through to the next
+ * method on the shard [AIO chain rule]. Heap (malloc), o owned (rq_authn_outcome_init'ed and
+ * filled by the method's code). */
+struct rq_authn_reply {
+    uint64_t conn;     /* creds->conn_id of the pending check */
+    size_t pending_at; /* the method that answered: the chain index rq_authn_chain_run gave */
+    struct rq_authn_outcome o;
+};
+
+/* Posts r to the shard of r->conn (RQ_POST_AUTHN_REPLY). Same threads and errors as
+ * rq_shard_post_external; on success the shard owns r (and frees it, dropping and counting it
+ * when the connection is gone or no longer waits), on failure the caller still does. */
+int rq_shard_post_authn_reply(struct rq_authn_reply *r);
+/* Frees a reply and its outcome (NULL is fine). */
+void rq_authn_reply_free(struct rq_authn_reply *r);
 
 /* Frees this thread's posting ring now (it is freed at thread exit anyway). */
 void rq_shard_post_thread_exit(void);

@@ -825,6 +825,8 @@ static void drain_inbox(struct rq_shard *s)
             rq_handover_adopt(s, p.ptr);
         } else if (p.kind == RQ_POST_AUTH_VERDICT) {
             rq_post_on_verdict(s, p.ptr);
+        } else if (p.kind == RQ_POST_AUTHN_REPLY) {
+            rq_post_on_authn_reply(s, p.ptr);
         } else {
             rq_worker_on_post(s->w, &p);
         }

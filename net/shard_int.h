@@ -184,7 +184,7 @@ struct rq_shard {
     /* Connection serials: never reused (36 bits in a connection's identity, see net/post.h);
      * the low 24 bits tag its CQEs (conn.gen). */
     uint64_t conn_serial;
-    uint64_t verdicts_applied; /* RQ_POST_AUTH_VERDICT that resumed a CONNECT */
+    uint64_t verdicts_applied; /* RQ_POST_AUTH_VERDICT / _AUTHN_REPLY that reached a CONNECT */
     uint64_t verdicts_dropped; /* ... for a connection gone, reused or no longer waiting */
 };
 
@@ -218,6 +218,11 @@ struct conn *rq_conn_lookup(struct rq_shard *s, uint64_t id);
 /* Handles RQ_POST_AUTH_VERDICT on this shard: resumes the connection's CONNECT, or drops the
  * verdict and counts it. Frees v. */
 void rq_post_on_verdict(struct rq_shard *s, struct rq_auth_verdict *v);
+/* Handles RQ_POST_AUTHN_REPLY (struct rq_authn_reply, net/post.h): goes on with the
+ * connection's chain from the method that answered, then resumes the CONNECT (or leaves it
+ * suspended when the next method is pending too); dropped and counted like a verdict. Frees r. */
+struct rq_authn_reply;
+void rq_post_on_authn_reply(struct rq_shard *s, struct rq_authn_reply *r);
 
 /* Every shard by id, for cross-shard wake-ups (ring fds and inboxes); set up by the first
  * rq_shard_new, freed with the last shard. */

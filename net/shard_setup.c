@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "core/inbox.h"
 #include "net/gen.h"
+#include "net/post.h"
 #include "net/shard_int.h"
 
 struct rq_shard **rq_shards;
@@ -343,6 +344,8 @@ static void discard_post(const struct rq_post *p)
         rq_handover_discard(p->ptr);
     } else if (p->kind == RQ_POST_AUTH_VERDICT) {
         rq_auth_verdict_free(p->ptr);
+    } else if (p->kind == RQ_POST_AUTHN_REPLY) {
+        rq_authn_reply_free(p->ptr);
     }
 }
 

@@ -5,7 +5,8 @@
  * a live connection's slot with a stale serial, are dropped and counted; a pending CONNECT
  * that outlives the connect timeout is closed; a verdict left in the inbox at shutdown is
  * freed (ASan). The port's chain is one test method that answers "pending" and records the
- * connection identity it was given. */
+ * connection identity it was given, then one that allows (reached through a "not relevant"
+ * reply). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -56,6 +57,21 @@ static void no_free(void *state)
 static const struct rq_authn_method_ops pending_ops = {
     .name = "TestPending", .check = pending_check, .free = no_free};
 
+/* The chain's second method: allows everyone as "bob" (reached when the first one answers
+ * "not relevant" through a reply). */
+static void allow_check(const void *state, const struct rq_authn_creds *c,
+                        struct rq_authn_outcome *o)
+{
+    (void)state;
+    (void)c;
+    o->verdict = RQ_AUTHN_ALLOW;
+    o->principal.username = strdup("bob");
+    rq_principal_add_attr(&o->principal, "tier", "second");
+}
+
+static const struct rq_authn_method_ops allow_ops = {
+    .name = "TestSync", .check = allow_check, .free = no_free};
+
 /* The identity of the n-th CONNECT that reached the method (0 after 10 s). */
 static uint64_t wait_pending(int n)
 {
@@ -94,6 +110,40 @@ static void *poster(void *arg)
     if (j->rc != 0)
         rq_auth_verdict_free(v);
     return NULL; /* the thread's posting ring is freed at exit */
+}
+
+/* A method-level reply (RQ_POST_AUTHN_REPLY) from a plain thread. */
+struct reply_job {
+    uint64_t conn;
+    int verdict; /* enum rq_authn_verdict */
+    uint8_t reason;
+    int rc;
+};
+
+static void *replier(void *arg)
+{
+    struct reply_job *j = arg;
+    struct rq_authn_reply *r = calloc(1, sizeof *r);
+    r->conn = j->conn;
+    r->pending_at = 0;
+    rq_authn_outcome_init(&r->o);
+    r->o.verdict = j->verdict;
+    r->o.reason = j->reason;
+    snprintf(r->o.why, sizeof r->o.why, "test reply");
+    j->rc = rq_shard_post_authn_reply(r);
+    if (j->rc != 0)
+        rq_authn_reply_free(r);
+    return NULL;
+}
+
+static int reply_from_thread(uint64_t conn, int verdict, uint8_t reason)
+{
+    struct reply_job j = {conn, verdict, reason, -1};
+    pthread_t t;
+    if (pthread_create(&t, NULL, replier, &j) != 0)
+        return -1;
+    pthread_join(t, NULL);
+    return j.rc;
 }
 
 static int post_from_thread(uint64_t conn, int result, uint8_t reason)
@@ -231,6 +281,7 @@ int main(void)
     }
     struct rq_authn_chain *ch = rq_authn_chain_new("test");
     rq_authn_chain_add(ch, &pending_ops, NULL);
+    rq_authn_chain_add(ch, &allow_ops, NULL);
     g->ports[0].authn = ch; /* freed with the generation */
     struct rq_gens *gens = rq_gens_new(1, g, rq_ports_gen_free);
     struct rq_broker *b = rq_broker_new(cfg, 1);
@@ -313,7 +364,25 @@ int main(void)
     posted++;
     CHECK(quiet(fd, 300));
 
-    /* 5. a shard that does not exist */
+    /* 5. method-level replies: "not relevant" falls through to the chain's next method on the
+     * shard (it allows), a deny ends the chain, a reply for a gone connection is dropped */
+    int fe = connect_client(port, 5, 6, 2);
+    uint64_t ide = wait_pending(6);
+    CHECK(quiet(fe, 200));
+    CHECK_EQ(reply_from_thread(ide, RQ_AUTHN_NOT_RELEVANT, 0), 0);
+    posted++;
+    CHECK_EQ(expect_connack(fe, 5, 2, false), 0x00);
+    int ff = connect_client(port, 5, 7, 1);
+    uint64_t idf = wait_pending(7);
+    CHECK_EQ(reply_from_thread(idf, RQ_AUTHN_DENY, 0x8A), 0);
+    posted++;
+    CHECK_EQ(expect_connack(ff, 5, 0, true), 0x8A);
+    CHECK_EQ(reply_from_thread(idc, RQ_AUTHN_ALLOW, 0), 0); /* the timed-out one */
+    posted++;
+    close(fe);
+    close(ff);
+
+    /* 6. a shard that does not exist */
     struct rq_post none = {.kind = RQ_POST_STOP};
     CHECK_EQ(rq_shard_post_external(7, &none), -ENOENT);
 
@@ -323,16 +392,22 @@ int main(void)
     close(fd);
     rq_shard_stop(sh);
     rq_shard_join(sh);
-    CHECK_EQ(sh->verdicts_applied, 5);
-    CHECK_EQ(sh->verdicts_dropped, 3);
+    CHECK_EQ(sh->verdicts_applied, 7);
+    CHECK_EQ(sh->verdicts_dropped, 4);
     CHECK_EQ(sh->verdicts_applied + sh->verdicts_dropped, (uint64_t)posted);
-    /* 6. a verdict still in the inbox when the shard is freed is freed with it */
+    /* 7. a verdict and a reply still in the inbox when the shard is freed are freed with it */
     struct rq_post late = {.kind = RQ_POST_AUTH_VERDICT,
                            .ptr = rq_auth_verdict_new(ida, RQ_AUTH_ALLOW)};
     struct rq_principal p = {.username = strdup("late")};
     ((struct rq_auth_verdict *)late.ptr)->principal = rq_principal_take(&p);
     bool wake;
     CHECK(rq_inbox_push(sh->inbox, &late, &wake));
+    struct rq_authn_reply *lr = calloc(1, sizeof *lr);
+    rq_authn_outcome_init(&lr->o);
+    lr->o.verdict = RQ_AUTHN_ALLOW;
+    lr->o.principal.username = strdup("late");
+    struct rq_post late2 = {.kind = RQ_POST_AUTHN_REPLY, .ptr = lr};
+    CHECK(rq_inbox_push(sh->inbox, &late2, &wake));
     rq_shard_free(sh);
     rq_broker_free(b);
     rq_gens_free(gens);
