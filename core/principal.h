@@ -21,9 +21,9 @@
 struct rq_principal {
     char *username; /* heap, NULL when none */
     size_t n_attrs;
-    char **keys;   /* heap array of heap strings */
-    char **values; /* same */
-    int64_t expiry; /* Unix seconds when the credentials expire; 0 = never */
+    char **keys;        /* heap array of heap strings */
+    char **values;      /* same */
+    int64_t expiry;     /* Unix seconds when the credentials expire; 0 = never */
     const char *method; /* the method that authenticated ("X509"): a static string, or NULL */
 };
 
@@ -46,11 +46,11 @@ enum rq_auth_result {
 };
 
 struct rq_auth_verdict {
-    uint64_t conn;  /* the connection it is for (net/post.h rq_conn_id); posted verdicts only */
-    int result;     /* enum rq_auth_result */
-    uint8_t reason; /* DENY: the v5 CONNACK reason code (>= 0x80; 0x87 when unset) */
-    const char *method;  /* the method that decided (static string), or NULL */
-    char why[240];       /* for the log; never secrets */
+    uint64_t conn;      /* the connection it is for (net/post.h rq_conn_id); posted verdicts only */
+    int result;         /* enum rq_auth_result */
+    uint8_t reason;     /* DENY: the v5 CONNACK reason code (>= 0x80; 0x87 when unset) */
+    const char *method; /* the method that decided (static string), or NULL */
+    char why[240];      /* for the log; never secrets */
     struct rq_principal *principal; /* ALLOW: heap, owned by the verdict until core takes it */
 };
 

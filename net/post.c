@@ -171,8 +171,7 @@ static bool held_connect(struct conn *c, struct rq_packet *pk)
     if (n <= 0 || (size_t)n > c->in.len)
         return false;
     int version = c->cl.level == 3 ? 3 : c->cl.version ? c->cl.version : 4;
-    return rq_codec_decode(c->in.data, (size_t)n, version, pk, &why) == 0 &&
-           pk->type == RQ_CONNECT;
+    return rq_codec_decode(c->in.data, (size_t)n, version, pk, &why) == 0 && pk->type == RQ_CONNECT;
 }
 
 void rq_post_on_authn_reply(struct rq_shard *s, struct rq_authn_reply *r)
