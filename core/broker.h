@@ -228,8 +228,10 @@ void rq_worker_shutdown(struct rq_worker *w);
 void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int port,
                     const struct rq_peer *peer);
 /* Processes as many complete packets from p[0..len) as there are. Returns bytes consumed
- * (the rest is an incomplete packet to keep, or, when c->migrate_to >= 0, the input that goes
- * with the connection to that shard), or -1 when the client is now closing. */
+ * (the rest is an incomplete packet to keep, or, while the CONNECT is suspended
+ * (rq_client_suspended: waiting for a verdict, or HANDED_OVER to c->migrate_to), the input from
+ * that CONNECT on, which net keeps and feeds again when ops->resume_input asks), or -1 when the
+ * client is now closing. Returns 0 at once while suspended. */
 long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len);
 /* The connection is gone (peer closed, error, or our close completed). Publishes the will
  * when due, detaches the session. Idempotent. */
