@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/principal.h"
+
 enum rq_authn_verdict {
     RQ_AUTHN_NOT_RELEVANT = 0, /* not this method's credentials (or its server unreachable) */
     RQ_AUTHN_ALLOW = 1,
@@ -36,16 +38,12 @@ struct rq_authn_creds {
     const size_t *cert_lens;
     size_t n_certs;
     int64_t now; /* Unix seconds */
+    uint64_t conn_id; /* the connection (net/post.h rq_conn_id): a pending method tags its
+                         request with it, so that its verdict finds the connection again */
 };
 
-/* Who the client is once allowed: used by authorization and logs. Owned by the outcome. */
-struct rq_principal {
-    char *username; /* NULL when none */
-    size_t n_attrs;
-    char **keys;
-    char **values;
-    int64_t expiry; /* Unix seconds when the credentials expire; 0 = never */
-};
+/* Who the client is once allowed (struct rq_principal, core/principal.h: username, attributes,
+ * expiry, method): used by authorization and logs. Owned by the outcome. */
 
 struct rq_authn_outcome {
     int verdict;            /* enum rq_authn_verdict */

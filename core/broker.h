@@ -19,6 +19,7 @@
 #include "core/codec.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "core/principal.h"
 #include "core/timer.h"
 #include "core/topic.h"
 
@@ -33,6 +34,15 @@ enum rq_post_kind {
     RQ_POST_END_SESSION, /* a = session id: a clean-start connect elsewhere took its client id */
     RQ_POST_ADOPT_CONN,  /* ptr = net-specific connection hand-over record */
     RQ_POST_STOP,        /* shutdown */
+    /* ptr = struct rq_auth_verdict * (heap, principal.h) for the connection v->conn; posted by
+     * any thread (an auth pool thread: net/post.h rq_shard_post_external). The shard looks the
+     * connection up by identity and resumes its CONNECT; a verdict for a connection that is
+     * gone, whose slot was reused, or that no longer waits is dropped and counted. The
+     * receiver (or the inbox's discard at shutdown) frees it. */
+    RQ_POST_AUTH_VERDICT,
+    /* ptr = net-specific: one method's answer for a pending CONNECT (net/post.h
+     * struct rq_authn_reply); the shard goes on with the connection's chain from there. */
+    RQ_POST_AUTHN_REPLY,
 };
 
 struct rq_post {
@@ -63,23 +73,18 @@ struct rq_batch {
 /* Releases a batch that will not be delivered (its messages' references). */
 void rq_batch_discard(struct rq_batch *bt);
 
-/* The answer of a port's authentication to a CONNECT (filled by net, which runs the chain). */
-struct rq_auth_answer {
-    bool enabled;        /* the port has an authentication chain */
-    bool allowed;
-    uint8_t reason;      /* deny: v5 CONNACK reason code */
-    const char *method;  /* the method that decided */
-    char why[240];       /* for the log, never secrets */
-    char *username;      /* principal username (heap; core takes it), NULL if none */
-    int64_t expiry_unix; /* credentials expire then (0 = never) */
-};
-
 /* What net provides to core. Called on the worker's own thread. */
 struct rq_worker_ops {
     /* Authenticates a CONNECT on this connection (its port's chain, its TLS certificates).
-     * Synchronous for now; asynchronous methods arrive with the SAT/Custom issue. */
+     * Fills v (zeroed by the caller): OFF, ALLOW (v->principal: heap, core takes it), DENY, or
+     * PENDING: the verdict comes later through rq_client_auth_resume, and until then the
+     * client's input is not parsed (bytes kept, bounded by net). */
     void (*authenticate)(struct rq_worker *w, void *conn, const struct rq_connect *k,
-                         struct rq_auth_answer *a);
+                         struct rq_auth_verdict *v);
+    /* A suspended CONNECT was resumed (rq_client_auth_resume): parse the input kept for the
+     * client again (starting at that CONNECT) and read it again if reading was held. Called
+     * from rq_client_auth_resume, never from inside rq_client_on_bytes. */
+    void (*resume_input)(struct rq_worker *w, void *conn);
     /* Queue a post to another shard's inbox (and wake it when needed). Returns false when the
      * target inbox is full. */
     bool (*post)(struct rq_worker *from, int shard, const struct rq_post *p);
@@ -142,6 +147,27 @@ struct rq_pending {
     _Alignas(64) _Atomic uint64_t n;
 };
 
+/* Where a connection is in its CONNECT: one state machine owned by core, changed only by
+ * rq_client_phase (which logs the change).
+ *   PRECONNECT -> (CONNECT) -> AUTHENTICATING (the verdict is pending elsewhere) -> ATTACHING
+ *   PRECONNECT -> ATTACHING (synchronous verdict, or none) -> CONNECTED
+ *   ATTACHING -> HANDED_OVER (the session lives on another shard: the connection moves there,
+ *                with its input and its principal; there it resumes in ATTACHING)
+ *   any -> CLOSING
+ * AUTHENTICATING and HANDED_OVER are suspended: input is not parsed (net keeps the bytes, the
+ * CONNECT first, and stops reading at a bound); the connect timer keeps running in
+ * AUTHENTICATING. One entry point resumes both: rq_client_auth_resume. Packets the client
+ * pipelined after CONNECT are parsed after CONNACK 0x00, in order, and never when the CONNECT
+ * is refused [MQTT-3.1.4-5]. */
+enum rq_client_phase {
+    RQ_PH_PRECONNECT = 0,
+    RQ_PH_AUTHENTICATING,
+    RQ_PH_ATTACHING,
+    RQ_PH_HANDED_OVER,
+    RQ_PH_CONNECTED,
+    RQ_PH_CLOSING,
+};
+
 /* Per-connection protocol state. net embeds it in its connection. */
 struct rq_client {
     /* Every connection holds one of these: keep it small (fields ordered to leave no holes). */
@@ -151,8 +177,7 @@ struct rq_client {
     uint64_t last_rx;
     uint64_t cred_expires;    /* w->now-based ms when the credentials expire; 0 = never */
     struct rq_timer ka_timer; /* connect timeout, then keepalive and credential expiry */
-    char *principal;          /* authenticated username, NULL if none / no authentication */
-    const char *auth_method;  /* method that authenticated the client, NULL if none */
+    struct rq_principal *principal; /* owned; NULL: not authenticated (none on the port) */
     struct rq_str *alias_in;  /* [alias_in_max + 1], heap copies */
     struct rq_alias_out *alias_out;
     struct rq_buf out;
@@ -170,6 +195,7 @@ struct rq_client {
     uint8_t version; /* 0 until CONNECT; 4 for MQTT 3.1 and 3.1.1, 5 */
     uint8_t level;   /* the CONNECT's protocol level: 3 (MQTT 3.1), 4 or 5 */
     uint8_t hops;    /* how many times this connection was handed over */
+    uint8_t phase;   /* enum rq_client_phase; connected / closing mirror it */
     bool connected;
     bool closing;
     bool graceful;   /* DISCONNECT 0x00 received: no will */
@@ -202,8 +228,10 @@ void rq_worker_shutdown(struct rq_worker *w);
 void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int port,
                     const struct rq_peer *peer);
 /* Processes as many complete packets from p[0..len) as there are. Returns bytes consumed
- * (the rest is an incomplete packet to keep, or, when c->migrate_to >= 0, the input that goes
- * with the connection to that shard), or -1 when the client is now closing. */
+ * (the rest is an incomplete packet to keep, or, while the CONNECT is suspended
+ * (rq_client_suspended: waiting for a verdict, or HANDED_OVER to c->migrate_to), the input from
+ * that CONNECT on, which net keeps and feeds again when ops->resume_input asks), or -1 when the
+ * client is now closing. Returns 0 at once while suspended. */
 long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len);
 /* The connection is gone (peer closed, error, or our close completed). Publishes the will
  * when due, detaches the session. Idempotent. */
@@ -211,6 +239,25 @@ void rq_client_on_closed(struct rq_client *c, const char *why);
 void rq_client_free(struct rq_client *c);
 /* The client leaves its session (c->s = NULL); log lines keep naming the client id. */
 void rq_client_unbind(struct rq_client *c);
+/* The one transition function of the CONNECT state machine (see enum rq_client_phase): sets
+ * c->phase, keeps c->connected / c->closing and the log's phase name in step, logs the change. */
+void rq_client_phase(struct rq_client *c, enum rq_client_phase to);
+const char *rq_client_phase_name(int phase);
+/* Input is not parsed now (AUTHENTICATING or HANDED_OVER): net keeps what arrives. */
+bool rq_client_suspended(const struct rq_client *c);
+/* Resumes a suspended CONNECT with its verdict: the one entry point for an asynchronous
+ * authentication verdict (from AUTHENTICATING) and for a connection handed over from another
+ * shard (see rq_client_handover_arrived). ALLOW / OFF: the client takes v->principal and the
+ * CONNECT goes on (ops->resume_input parses it again, then what followed it); DENY: CONNACK with
+ * v->reason (3.1.1: its return code) and close, nothing after the CONNECT is parsed. Returns
+ * false, touching nothing, when the client is not waiting for a verdict (closing, or already
+ * resumed): the caller drops the verdict and frees it. Worker thread; never from inside
+ * rq_client_on_bytes. */
+bool rq_client_auth_resume(struct rq_client *c, struct rq_auth_verdict *v);
+/* A connection handed over from another shard, its input (the CONNECT first) in place: resumes
+ * it with the principal it was authenticated as there (taken; NULL when the port has no
+ * authentication), so this shard never authenticates it again. */
+void rq_client_handover_arrived(struct rq_client *c, struct rq_principal *principal);
 /* Closes the client: rc is 0 or -RQ_RC_*; v5 clients past CONNECT get DISCONNECT with that
  * reason (and `why` as Reason String), then net closes after flushing. Logs why. */
 void rq_client_close(struct rq_client *c, int rc, const char *why);

@@ -151,8 +151,9 @@ static inline void rq_client_flush(struct rq_client *c)
 }
 
 /* connect.c */
-/* Handles CONNECT. Returns 0 (connected), -1 (refused: CONNACK written, closing) or -2 (the
- * session lives on another shard: c->migrate_to says which). */
+/* Handles CONNECT. Returns 0 (connected), -1 (refused: CONNACK written, closing) or -2
+ * (suspended, with the CONNECT kept as unconsumed input: AUTHENTICATING, the verdict is pending;
+ * or HANDED_OVER, the session lives on another shard, c->migrate_to says which). */
 int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k);
 /* Refuses a CONNECT: CONNACK with the reason (v5) or the 3.1.1 return code, then close. */
 void rq_client_connack_fail(struct rq_client *c, int version, int rc, const char *why);

@@ -39,6 +39,48 @@ const char *rq_rc_name(int rc)
     }
 }
 
+/* ---- the CONNECT state machine (enum rq_client_phase in broker.h) ---- */
+
+static const char *const phase_names[] = {
+    [RQ_PH_PRECONNECT] = "pre-CONNECT", [RQ_PH_AUTHENTICATING] = "authenticating",
+    [RQ_PH_ATTACHING] = "attaching",    [RQ_PH_HANDED_OVER] = "handed over",
+    [RQ_PH_CONNECTED] = "connected",    [RQ_PH_CLOSING] = "closing",
+};
+
+const char *rq_client_phase_name(int phase)
+{
+    return phase >= 0 && phase <= RQ_PH_CLOSING ? phase_names[phase] : "?";
+}
+
+void rq_client_phase(struct rq_client *c, enum rq_client_phase to)
+{
+    if (c->phase == to || c->phase == RQ_PH_CLOSING)
+        return; /* closing is final */
+    /* The suspensions are what an operator looks for when a CONNECT hangs: debug; the rest of
+     * every connection's path is trace. */
+    bool rare = to == RQ_PH_AUTHENTICATING || to == RQ_PH_HANDED_OVER ||
+                c->phase == RQ_PH_AUTHENTICATING || c->phase == RQ_PH_HANDED_OVER;
+    rq_log(rare ? RQ_LOG_DEBUG : RQ_LOG_TRACE, &c->log, "phase %s -> %s",
+           phase_names[c->phase], phase_names[to]);
+    c->phase = (uint8_t)to;
+    switch (to) {
+    case RQ_PH_AUTHENTICATING: c->log.phase = "authenticating"; break;
+    case RQ_PH_ATTACHING: c->log.phase = "connect"; break;
+    case RQ_PH_HANDED_OVER: c->log.phase = "connect"; break;
+    case RQ_PH_CONNECTED:
+        c->connected = true;
+        c->log.phase = "session";
+        break;
+    case RQ_PH_CLOSING: c->closing = true; break; /* lines keep saying what it was doing */
+    default: break;
+    }
+}
+
+bool rq_client_suspended(const struct rq_client *c)
+{
+    return c->phase == RQ_PH_AUTHENTICATING || c->phase == RQ_PH_HANDED_OVER;
+}
+
 void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int port,
                     const struct rq_peer *peer)
 {
@@ -143,7 +185,7 @@ void rq_client_close(struct rq_client *c, int rc, const char *why)
         rq_log(level, &c->log, "closing connection: %s", why);
     if (rc < 0)
         rq_client_send_disconnect(c, (uint8_t)-rc, why);
-    c->closing = true;
+    rq_client_phase(c, RQ_PH_CLOSING);
     c->w->ops->want_close(c->w, c->conn);
 }
 
@@ -261,6 +303,13 @@ static void on_keepalive(struct rq_timer *t, void *arg)
     struct rq_client *c = arg;
     if (c->closing)
         return;
+    if (c->phase == RQ_PH_AUTHENTICATING) {
+        /* info: an operator looks for this when an auth server is slow or unreachable */
+        rq_log(RQ_LOG_INFO, &c->log, "CONNECT still waiting for authentication at the connect "
+               "timeout (%u ms): closing the connection", rq_client_cfg(c)->connect_timeout_ms);
+        rq_client_close(c, 0, "CONNECT still waiting for authentication at the connect timeout");
+        return;
+    }
     if (!c->connected) {
         rq_client_close(c, 0, "no CONNECT within the connect timeout");
         return;
@@ -269,7 +318,7 @@ static void on_keepalive(struct rq_timer *t, void *arg)
         /* The network connection is closed without DISCONNECT (as AIO does), so the will is
          * published. */
         rq_log(RQ_LOG_INFO, &c->log, "credentials expired (%s): closing the connection",
-               c->auth_method ? c->auth_method : "authentication");
+               c->principal && c->principal->method ? c->principal->method : "authentication");
         rq_client_close(c, 0, "credentials expired");
         return;
     }
@@ -590,7 +639,7 @@ static int on_disconnect(struct rq_client *c, const struct rq_reason *r, const c
     }
     c->graceful = r->reason != RQ_RC_DISCONNECT_WITH_WILL; /* 0x04 keeps the will */
     rq_log(RQ_LOG_DEBUG, &c->log, "client disconnected (reason 0x%02X)", r->reason);
-    c->closing = true;
+    rq_client_phase(c, RQ_PH_CLOSING);
     c->w->ops->want_close(c->w, c->conn);
     return 0;
 }
@@ -682,6 +731,8 @@ static bool connect_refused(struct rq_client *c, const struct rq_connect *k, int
 long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
 {
     size_t used = 0;
+    if (rq_client_suspended(c))
+        return 0; /* parsing stopped: net keeps the bytes until the CONNECT resumes */
     c->last_rx = c->w->now;
     /* The first packet must be CONNECT [MQTT-3.1.0-1]: type 1, reserved flags 0 [MQTT-2.1.3-1].
      * Its first byte tells, so anything else is refused there, before its length is read: not
@@ -709,7 +760,7 @@ long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
             if (rc == 0) {
                 rc = on_packet(c, &pk, &why);
                 if (rc == -2)
-                    return (long)used; /* hand-over: this CONNECT goes along */
+                    return (long)used; /* suspended: this CONNECT and what follows are kept */
             } else if (!c->connected && pk.type == RQ_CONNECT) {
                 if (connect_refused(c, &pk.u.connect, rc, why))
                     return -1;
@@ -739,8 +790,8 @@ void rq_client_on_closed(struct rq_client *c, const char *why)
         rq_log(RQ_LOG_DEBUG, &c->log, "connection closed: %s", why);
         rq_session_detach(s, !c->graceful);
     }
+    rq_client_phase(c, RQ_PH_CLOSING);
     c->connected = false;
-    c->closing = true;
 }
 
 void rq_client_borrow_id(struct rq_client *c)
@@ -765,7 +816,7 @@ void rq_client_free(struct rq_client *c)
     if (c->s)
         rq_client_on_closed(c, "freed");
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
-    free(c->principal);
+    rq_principal_free(c->principal);
     free(c->client_id_print);
     if (c->over_limit)
         atomic_fetch_sub(&c->w->b->connections, 1);

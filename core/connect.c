@@ -47,7 +47,7 @@ void rq_client_connack_fail(struct rq_client *c, int version, int rc, const char
     }
     if (sent)
         rq_client_flush(c);
-    c->closing = true;
+    rq_client_phase(c, RQ_PH_CLOSING);
     c->w->ops->want_close(c->w, c->conn);
 }
 
@@ -209,47 +209,124 @@ static void send_connack(struct rq_client *c, const struct rq_connect *k, bool p
         rq_client_close(c, 0, "CONNACK larger than the client's Maximum Packet Size");
 }
 
-/* Runs the port's authentication. Returns 0 (go on) or -1 (refused, connection closing). */
+/* The credentials expire at expiry_unix (0 = never): the client's timer closes it then. */
+static void set_cred_expiry(struct rq_client *c, int64_t expiry_unix)
+{
+    c->cred_expires = 0;
+    if (!expiry_unix)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t left_ms = (expiry_unix - ts.tv_sec) * 1000 - ts.tv_nsec / 1000000;
+    if (left_ms < 0)
+        left_ms = 0;
+    c->cred_expires = c->w->now + (uint64_t)left_ms;
+    if (!c->cred_expires)
+        c->cred_expires = 1; /* 0 means "never" */
+}
+
+/* An allowing verdict: the client takes its principal (an empty one when the method named
+ * nobody, so that "authenticated" is always c->principal != NULL). */
+static void accept_verdict(struct rq_client *c, struct rq_auth_verdict *v, bool log)
+{
+    if (v->result != RQ_AUTH_ALLOW)
+        return;
+    struct rq_principal *p = v->principal;
+    v->principal = NULL;
+    if (!p)
+        p = calloc(1, sizeof *p);
+    if (p && !p->method)
+        p->method = v->method;
+    rq_principal_free(c->principal);
+    c->principal = p;
+    if (log) {
+        char user[128], what[320];
+        rq_log(RQ_LOG_INFO, &c->log, "authenticated by %s as \"%s\": %s",
+               v->method ? v->method : "?",
+               rq_log_escape_str(user, sizeof user, p ? p->username : NULL), /* a CN, say */
+               rq_log_escape_str(what, sizeof what, v->why));
+    }
+    set_cred_expiry(c, p ? p->expiry : 0);
+}
+
+static void refuse_verdict(struct rq_client *c, const struct rq_auth_verdict *v)
+{
+    char why[300];
+    if (v->result == RQ_AUTH_DENY)
+        snprintf(why, sizeof why, "authentication failed (%s): %s",
+                 v->method ? v->method : "no method", v->why);
+    else
+        snprintf(why, sizeof why, "authentication gave no verdict (%s)",
+                 v->method ? v->method : "no method");
+    int rc = v->result != RQ_AUTH_DENY ? RQ_RC_SERVER_UNAVAILABLE
+             : v->reason >= 0x80      ? v->reason
+                                      : RQ_RC_NOT_AUTHORIZED;
+    /* MQTT 3.1.1 return codes for a denial: 4 for 0x86 (bad user name or password), 3 for
+     * 0x88 / 0x89 (server unavailable / busy: e.g. the auth pool is full), 5 (not authorized)
+     * for every other reason a method gives. */
+    if (c->version != 5 && v->result == RQ_AUTH_DENY && rc != RQ_RC_BAD_USERNAME_OR_PASSWORD &&
+        rc != RQ_RC_SERVER_UNAVAILABLE && rc != RQ_RC_SERVER_BUSY)
+        rc = RQ_RC_NOT_AUTHORIZED;
+    rq_client_connack_fail(c, c->version, rc, why);
+}
+
+/* Runs the port's authentication. Returns 0 (go on: ATTACHING), -1 (refused, connection
+ * closing) or -2 (the verdict is pending: AUTHENTICATING, suspended until
+ * rq_client_auth_resume). A resumed CONNECT (ATTACHING) has its verdict already. */
 static int authenticate(struct rq_client *c, const struct rq_connect *k)
 {
+    if (c->phase == RQ_PH_ATTACHING)
+        return 0;
     struct rq_worker *w = c->w;
-    struct rq_auth_answer a = {0};
+    struct rq_auth_verdict v = {0};
     if (w->ops->authenticate)
-        w->ops->authenticate(w, c->conn, k, &a);
-    if (!a.enabled) {
+        w->ops->authenticate(w, c->conn, k, &v);
+    switch (v.result) {
+    case RQ_AUTH_OFF:
         if (c->version == 5 && RQ_PROP_HAS(&k->props, RQ_PROP_AUTH_METHOD)) {
             rq_client_connack_fail(c, 5, RQ_RC_BAD_AUTH_METHOD,
                                    "enhanced authentication is not configured on this listener");
             return -1;
         }
-        return 0;
-    }
-    if (!a.allowed) {
-        char why[300];
-        snprintf(why, sizeof why, "authentication failed (%s): %s",
-                 a.method ? a.method : "no method", a.why);
-        free(a.username);
-        rq_client_connack_fail(c, c->version, a.reason >= 0x80 ? a.reason : RQ_RC_NOT_AUTHORIZED,
-                               why);
+        break;
+    case RQ_AUTH_PENDING:
+        rq_client_phase(c, RQ_PH_AUTHENTICATING); /* the connect timer keeps running */
+        return -2;
+    case RQ_AUTH_ALLOW:
+        accept_verdict(c, &v, true);
+        break;
+    default:
+        rq_principal_free(v.principal);
+        refuse_verdict(c, &v);
         return -1;
     }
-    c->principal = a.username;
-    c->auth_method = a.method;
-    char user[128], what[320];
-    rq_log(RQ_LOG_INFO, &c->log, "authenticated by %s as \"%s\": %s", a.method ? a.method : "?",
-           rq_log_escape_str(user, sizeof user, a.username), /* a certificate's CN, say */
-           rq_log_escape_str(what, sizeof what, a.why));
-    if (a.expiry_unix) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t left_ms = (a.expiry_unix - ts.tv_sec) * 1000 - ts.tv_nsec / 1000000;
-        if (left_ms < 0)
-            left_ms = 0;
-        c->cred_expires = w->now + (uint64_t)left_ms;
-        if (!c->cred_expires)
-            c->cred_expires = 1; /* 0 means "never" */
-    }
+    rq_client_phase(c, RQ_PH_ATTACHING);
     return 0;
+}
+
+bool rq_client_auth_resume(struct rq_client *c, struct rq_auth_verdict *v)
+{
+    if (!rq_client_suspended(c))
+        return false;
+    bool arrived = c->phase == RQ_PH_HANDED_OVER; /* authenticated on the shard it came from */
+    if (v->result != RQ_AUTH_ALLOW && v->result != RQ_AUTH_OFF) {
+        refuse_verdict(c, v);
+        return true;
+    }
+    accept_verdict(c, v, !arrived);
+    rq_client_phase(c, RQ_PH_ATTACHING);
+    c->w->ops->resume_input(c->w, c->conn); /* the CONNECT again, then what followed it */
+    return true;
+}
+
+void rq_client_handover_arrived(struct rq_client *c, struct rq_principal *principal)
+{
+    struct rq_auth_verdict v = {.result = principal ? RQ_AUTH_ALLOW : RQ_AUTH_OFF,
+                                .method = principal ? principal->method : NULL,
+                                .principal = principal};
+    rq_client_phase(c, RQ_PH_HANDED_OVER);
+    rq_client_auth_resume(c, &v);
+    rq_principal_free(v.principal); /* taken unless the client was closing */
 }
 
 /* The client identifier: the CONNECT's, or one assigned by the broker when it is empty (a v5
@@ -339,8 +416,9 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     if (client_id(c, k, assigned, sizeof assigned, &cid, &cid_len) != 0)
         return -1;
     client_id_printable(c, cid, cid_len);
-    if (!c->principal && authenticate(c, k) != 0)
-        return -1;
+    int auth = authenticate(c, k);
+    if (auth != 0)
+        return auth; /* -1 refused, -2 pending: suspended with the CONNECT kept */
     if (count_connection(c) != 0)
         return -1;
     const char *reserved = k->will ? rq_topic_reserved(k->will_topic.p, k->will_topic.len) : NULL;
@@ -355,8 +433,10 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     int rc = 0;
     struct rq_session *s = attach_session(c, k, cid, cid_len, &present, &rc);
     if (!s) {
-        if (c->migrate_to >= 0)
+        if (c->migrate_to >= 0) {
+            rq_client_phase(c, RQ_PH_HANDED_OVER); /* net moves it, resumed on the owner */
             return -2;
+        }
         rq_client_connack_fail(c, c->version, rc, "could not create the session");
         return -1;
     }
@@ -378,8 +458,7 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     s->client = c;
     c->s = s;
     rq_client_borrow_id(c);
-    c->connected = true;
-    c->log.phase = "session";
+    rq_client_phase(c, RQ_PH_CONNECTED);
     c->last_rx = c->w->now;
     rq_client_arm_timer(c);
     send_connack(c, k, present, k->client_id.len == 0 && c->version == 5 ? cid : NULL, cid_len,

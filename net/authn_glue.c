@@ -118,21 +118,22 @@ struct rq_authn_chain *rq_authn_glue_build(const struct rq_authn_cfg *cfg, char 
     return ch;
 }
 
-void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls,
-                       const struct rq_connect *k, struct rq_auth_answer *a)
+/* The chain's view of a CONNECT: borrowed from k and the TLS state for the call. */
+enum { MAX_CERTS = 12 };
+struct creds_buf {
+    struct rq_authn_creds c;
+    const uint8_t *certs[MAX_CERTS];
+    size_t lens[MAX_CERTS];
+};
+
+static void fill_creds(struct creds_buf *cb, struct rq_tls *tls, uint64_t conn_id,
+                       const struct rq_connect *k)
 {
-    memset(a, 0, sizeof *a);
-    if (!ch)
-        return;
-    a->enabled = true;
-    enum { MAXC = 12 };
-    const uint8_t *certs[MAXC];
-    size_t lens[MAXC];
     size_t n = 0;
-    for (size_t i = 0; tls && i < rq_tls_peer_count(tls) && n < MAXC; i++)
-        if (rq_tls_peer_der(tls, i, &certs[n], &lens[n]))
+    for (size_t i = 0; tls && i < rq_tls_peer_count(tls) && n < MAX_CERTS; i++)
+        if (rq_tls_peer_der(tls, i, &cb->certs[n], &cb->lens[n]))
             n++;
-    struct rq_authn_creds c = {
+    cb->c = (struct rq_authn_creds){
         .version = k->version == 5 ? 5 : 4,
         .has_username = k->has_username,
         .username = k->username.p,
@@ -145,28 +146,73 @@ void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls,
         .auth_method_len = k->props.auth_method.len,
         .auth_data = k->props.auth_data.p,
         .auth_data_len = k->props.auth_data.len,
-        .certs = certs,
-        .cert_lens = lens,
+        .certs = cb->certs,
+        .cert_lens = cb->lens,
         .n_certs = n,
         .now = (int64_t)time(NULL),
+        .conn_id = conn_id,
     };
+}
+
+void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls, uint64_t conn_id,
+                       const struct rq_connect *k, struct rq_auth_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    v->conn = conn_id;
+    if (!ch)
+        return; /* RQ_AUTH_OFF */
+    struct creds_buf cb;
+    fill_creds(&cb, tls, conn_id, k);
     struct rq_authn_outcome o;
     rq_authn_outcome_init(&o);
     size_t pending_at = 0;
-    int v = rq_authn_chain_run(ch, 0, &c, &o, &pending_at);
-    a->method = o.method;
-    snprintf(a->why, sizeof a->why, "%s", o.why);
-    if (v == RQ_AUTHN_ALLOW) {
-        a->allowed = true;
-        a->username = o.principal.username;
-        o.principal.username = NULL;
-        a->expiry_unix = o.principal.expiry;
-    } else if (v == RQ_AUTHN_PENDING) {
-        /* No method answers asynchronously yet (ServiceAccountToken and Custom are next). */
-        a->reason = 0x88;
-        snprintf(a->why, sizeof a->why, "asynchronous authentication is not built yet");
-    } else {
-        a->reason = o.reason;
-    }
+    rq_authn_glue_translate(rq_authn_chain_run(ch, 0, &cb.c, &o, &pending_at), &o, v);
     rq_authn_outcome_free(&o);
+}
+
+void rq_authn_glue_resume(const struct rq_authn_chain *ch, size_t pending_at, struct rq_tls *tls,
+                          uint64_t conn_id, const struct rq_connect *k,
+                          struct rq_authn_outcome *o, struct rq_auth_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    v->conn = conn_id;
+    if (!ch) {
+        v->result = RQ_AUTH_DENY;
+        v->reason = 0x87;
+        snprintf(v->why, sizeof v->why, "the port's authentication chain is gone");
+        return;
+    }
+    struct creds_buf cb;
+    fill_creds(&cb, tls, conn_id, k);
+    size_t next = 0;
+    rq_authn_glue_translate(rq_authn_chain_resume(ch, pending_at, &cb.c, o, &next), o, v);
+}
+
+void rq_authn_glue_translate(int verdict, struct rq_authn_outcome *o, struct rq_auth_verdict *v)
+{
+    v->method = o->method;
+    snprintf(v->why, sizeof v->why, "%s", o->why);
+    switch (verdict) {
+    case RQ_AUTHN_ALLOW:
+        if (!o->principal.method)
+            o->principal.method = o->method;
+        v->principal = rq_principal_take(&o->principal);
+        if (!v->principal) {
+            v->result = RQ_AUTH_DENY;
+            v->reason = 0x88; /* Server unavailable */
+            snprintf(v->why, sizeof v->why, "out of memory");
+            return;
+        }
+        v->result = RQ_AUTH_ALLOW;
+        return;
+    case RQ_AUTHN_PENDING:
+        /* The pending method has handed the check elsewhere (an auth pool thread), tagged
+         * with c.conn_id; its verdict comes back as RQ_POST_AUTH_VERDICT (net/post.h). */
+        v->result = RQ_AUTH_PENDING;
+        return;
+    default:
+        v->result = RQ_AUTH_DENY;
+        v->reason = o->reason;
+        return;
+    }
 }

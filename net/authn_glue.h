@@ -3,6 +3,7 @@
 #define RQ_AUTHN_GLUE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/broker.h"
 
@@ -19,8 +20,27 @@ int rq_authn_glue_collect_pem(const struct rq_config_object *o, struct rq_buf *o
 /* Control thread. NULL with err set ("BrokerAuthentication x, method 1: ..."). */
 struct rq_authn_chain *rq_authn_glue_build(const struct rq_authn_cfg *cfg, char *err,
                                            size_t errlen);
-/* Shard thread. ch NULL: authentication disabled on the port (a->enabled false). */
-void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls,
-                       const struct rq_connect *k, struct rq_auth_answer *a);
+struct rq_authn_outcome;
+
+/* Shard thread: runs the port's chain for a CONNECT on connection conn_id (net/post.h
+ * rq_conn_id) and fills core's verdict v. ch NULL: authentication disabled on the port
+ * (RQ_AUTH_OFF). PENDING: a method handed the check to another thread, tagged with conn_id; its
+ * verdict comes back through RQ_POST_AUTH_VERDICT. */
+void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls, uint64_t conn_id,
+                       const struct rq_connect *k, struct rq_auth_verdict *v);
+/* Shard thread: the method at pending_at of a CONNECT's chain answered o (posted back by the
+ * thread that ran it, RQ_POST_AUTHN_REPLY, net/post.h): allow / deny end the chain, not relevant
+ * goes on with the next method, which may answer pending again (then v is PENDING and a new
+ * reply is due). k: the CONNECT, decoded again from the connection's kept input; tls: its TLS
+ * state. ch NULL (cannot happen while the connection pins its generation): DENY. Fills v as
+ * rq_authn_glue_run does; o is consumed (its principal moves into v). */
+void rq_authn_glue_resume(const struct rq_authn_chain *ch, size_t pending_at, struct rq_tls *tls,
+                          uint64_t conn_id, const struct rq_connect *k,
+                          struct rq_authn_outcome *o, struct rq_auth_verdict *v);
+/* The chain's answer (verdict: enum rq_authn_verdict, outcome o) in core's terms: ALLOW moves
+ * o's principal into a heap one (v->principal, with the method name), DENY keeps the reason,
+ * PENDING stays pending. v->method points at the method's static name. Any thread (an auth
+ * pool thread builds the verdict it posts with it; v->conn is left as it is). */
+void rq_authn_glue_translate(int verdict, struct rq_authn_outcome *o, struct rq_auth_verdict *v);
 
 #endif

@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "net/authn_glue.h"
 #include "net/gen.h"
+#include "net/post.h"
 #include "net/shard_int.h"
 #include "net/xport.h"
 
@@ -65,7 +66,7 @@ static void arm_accept(struct rq_shard *s, size_t i)
     s->accept_armed[i] = true;
 }
 
-static void arm_recv(struct rq_shard *s, struct conn *c)
+void rq_conn_arm_recv(struct rq_shard *s, struct conn *c)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe)
@@ -93,7 +94,7 @@ static void start_send(struct rq_shard *s, struct conn *c)
 
 /* Cancels c's multishot recv; its last CQE (-ECANCELED, no F_MORE) says when it has ended.
  * False when no SQE was available. */
-static bool cancel_recv(struct rq_shard *s, struct conn *c)
+bool rq_conn_cancel_recv(struct rq_shard *s, struct conn *c)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
     if (!sqe)
@@ -118,14 +119,13 @@ static void pause_conn(struct rq_shard *s, struct conn *c)
         s->paused = nv;
         s->cap_paused = ncap;
     }
-    if (!cancel_recv(s, c))
+    if (!rq_conn_cancel_recv(s, c))
         return;
     c->paused = true;
     c->cl.last_rx = s->w->now; /* a paused client is not idle: keepalive counts from here */
     s->paused[s->n_paused++] = (uint64_t)c->gen << 32 | c->slot;
 }
 
-static void arm_recv(struct rq_shard *s, struct conn *c);
 
 static void resume_all(struct rq_shard *s)
 {
@@ -136,8 +136,8 @@ static void resume_all(struct rq_shard *s)
             continue;
         c->paused = false;
         c->cl.last_rx = s->w->now;
-        if (c->state == C_OPEN && !c->recv_armed && !c->out_full)
-            arm_recv(s, c); /* else the cancel has not completed yet: re-armed when it has */
+        if (c->state == C_OPEN && !c->recv_armed && !c->out_full && !c->in_held)
+            rq_conn_arm_recv(s, c); /* else the cancel has not completed yet: re-armed when it has */
     }
     s->n_paused = 0;
 }
@@ -148,7 +148,7 @@ static void hold_reading(struct rq_shard *s, struct conn *c)
 {
     if (c->state != C_OPEN || c->out_full || conn_out_held(c) < OUT_READ_PAUSE)
         return;
-    if (c->recv_armed && !cancel_recv(s, c))
+    if (c->recv_armed && !rq_conn_cancel_recv(s, c))
         return;
     c->out_full = true;
     c->cl.last_rx = s->w->now; /* keepalive counts from here (and from each send completed) */
@@ -158,7 +158,7 @@ static void hold_reading(struct rq_shard *s, struct conn *c)
 
 /* ---- worker ops (called from core on this thread) ---- */
 
-static void mark_dirty(struct rq_shard *s, struct conn *c)
+void rq_conn_mark_dirty(struct rq_shard *s, struct conn *c)
 {
     if (c->dirty)
         return;
@@ -167,7 +167,7 @@ static void mark_dirty(struct rq_shard *s, struct conn *c)
     s->dirty = c;
 }
 
-static void mark_closing(struct rq_shard *s, struct conn *c)
+void rq_conn_mark_closing(struct rq_shard *s, struct conn *c)
 {
     if (c->closing_listed)
         return;
@@ -179,7 +179,7 @@ static void mark_closing(struct rq_shard *s, struct conn *c)
 static void op_want_flush(struct rq_worker *w, void *conn)
 {
     struct conn *c = conn;
-    mark_dirty(c->sh, c);
+    rq_conn_mark_dirty(c->sh, c);
 }
 
 static void op_want_close(struct rq_worker *w, void *conn)
@@ -189,8 +189,8 @@ static void op_want_close(struct rq_worker *w, void *conn)
         c->state = C_CLOSING;
         c->close_deadline = w->now + CLOSE_LINGER_MS;
     }
-    mark_closing(c->sh, c);
-    mark_dirty(c->sh, c);
+    rq_conn_mark_closing(c->sh, c);
+    rq_conn_mark_dirty(c->sh, c);
 }
 
 static size_t op_out_held(struct rq_worker *w, void *conn)
@@ -252,15 +252,36 @@ static void retry_backlog(struct rq_shard *s)
 }
 
 static void op_authenticate(struct rq_worker *w, void *conn, const struct rq_connect *k,
-                            struct rq_auth_answer *a)
+                            struct rq_auth_verdict *v)
 {
     struct conn *c = conn;
     /* the chain of the generation whose TLS policy let this connection in */
-    rq_authn_glue_run(c->rt_gen->ports[c->port_index].authn, rq_xport_tls(c->xp), k, a);
+    rq_authn_glue_run(c->rt_gen->ports[c->port_index].authn, rq_xport_tls(c->xp), c->id, k, v);
+}
+
+static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len);
+static void account_first_packet(struct rq_shard *s, struct conn *c);
+static void hold_input(struct rq_shard *s, struct conn *c);
+
+/* Core resumed c's CONNECT: parse what was kept (the CONNECT first), read it again. */
+static void op_resume_input(struct rq_worker *w, void *conn)
+{
+    struct conn *c = conn;
+    struct rq_shard *s = c->sh;
+    if (c->in_held) {
+        c->in_held = false;
+        rq_conn_mark_dirty(s, c); /* flush_all arms its recv again */
+    }
+    if (c->state != C_OPEN)
+        return;
+    feed(s, c, NULL, 0);
+    account_first_packet(s, c);
+    hold_input(s, c);
 }
 
 const struct rq_worker_ops rq_shard_worker_ops = {
     .authenticate = op_authenticate,
+    .resume_input = op_resume_input,
     .post = op_post,
     .want_flush = op_want_flush,
     .want_close = op_want_close,
@@ -269,7 +290,7 @@ const struct rq_worker_ops rq_shard_worker_ops = {
 
 /* ---- connections ---- */
 
-static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index,
+struct conn *rq_conn_new(struct rq_shard *s, int fd, uint32_t port_index,
                              const struct rq_peer *peer)
 {
     uint16_t port = s->lport[port_index];
@@ -293,7 +314,9 @@ static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index,
     }
     c->sh = s;
     c->slot = slot;
-    c->gen = ++s->gen_counter & 0xFFFFFF; /* tells a stale CQE of the slot's last user apart */
+    uint64_t serial = ++s->conn_serial;
+    c->gen = (uint32_t)serial & 0xFFFFFF; /* tells a stale CQE of the slot's last user apart */
+    c->id = rq_conn_id(s->id, slot, serial);
     c->fd = fd;
     c->port = port;
     c->port_index = port_index;
@@ -306,7 +329,7 @@ static struct conn *conn_new(struct rq_shard *s, int fd, uint32_t port_index,
 
 /* A connection's descriptor is closed: one more fits in the budget, and accepting, if it was
  * waiting for descriptors, tries again now. */
-static void fd_closed(struct rq_shard *s, int fd)
+void rq_conn_fd_closed(struct rq_shard *s, int fd)
 {
     close(fd);
     rq_admit_fd_closed();
@@ -314,12 +337,12 @@ static void fd_closed(struct rq_shard *s, int fd)
         s->accept_retry_at = s->w->now;
 }
 
-static void conn_free(struct rq_shard *s, struct conn *c, bool close_fd)
+void rq_conn_free(struct rq_shard *s, struct conn *c, bool close_fd)
 {
     int minus_one = -1;
     io_uring_register_files_update(&s->ring, c->slot, &minus_one, 1);
     if (close_fd)
-        fd_closed(s, c->fd);
+        rq_conn_fd_closed(s, c->fd);
     if (c->preconnect)
         rq_admit_preconnect_done(&c->pre_bytes);
     s->slots[c->slot] = NULL;
@@ -353,8 +376,6 @@ static void peer_name(int fd, struct rq_peer *out)
     }
 }
 
-static void start_migration(struct rq_shard *s, struct conn *c);
-static void mark_dirty(struct rq_shard *s, struct conn *c);
 
 /* Feeds MQTT bytes to core; keeps an incomplete tail in c->in. p == NULL: just c->in. */
 static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len)
@@ -378,8 +399,22 @@ static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t le
         rq_buf_consume(&c->in, (size_t)used);
     else if ((size_t)used < n)
         rq_buf_append(&c->in, data + used, n - (size_t)used);
-    if (c->cl.migrate_to >= 0)
-        start_migration(s, c);
+    if (c->cl.migrate_to >= 0 && c->cl.phase == RQ_PH_HANDED_OVER)
+        rq_handover_start(s, c);
+}
+
+/* c's CONNECT is suspended (its verdict is pending) and IN_HOLD_MAX of its input is held: stop
+ * reading it (as hold_reading does for output) until op_resume_input. */
+static void hold_input(struct rq_shard *s, struct conn *c)
+{
+    if (c->state != C_OPEN || c->in_held || !rq_client_suspended(&c->cl) ||
+        c->in.len < IN_HOLD_MAX)
+        return;
+    if (c->recv_armed && !rq_conn_cancel_recv(s, c))
+        return;
+    c->in_held = true;
+    rq_log(RQ_LOG_DEBUG, &c->cl.log, "%zu bytes received while its CONNECT waits: not reading "
+           "it until the CONNECT goes on", c->in.len);
 }
 
 /* Before CONNECT a connection is anonymous: what it holds of its first packet counts against
@@ -407,7 +442,7 @@ static void account_first_packet(struct rq_shard *s, struct conn *c)
     rq_client_close(&c->cl, 0, "preConnectLimit.bytes reached");
 }
 
-static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len)
+void rq_conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len)
 {
     if (c->state == C_MIGRATING) {
         /* travels with the connection: MQTT bytes for plain TCP, wire bytes otherwise */
@@ -419,6 +454,7 @@ static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, siz
     if (!c->xp) {
         feed(s, c, p, len);
         account_first_packet(s, c);
+        hold_input(s, c);
         return;
     }
     const char *why = "transport error";
@@ -426,7 +462,7 @@ static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, siz
     size_t before = wire->len;
     int rc = rq_xport_rx(c->xp, p, len, &c->in, wire, &why);
     if (wire->len != before)
-        mark_dirty(s, c);
+        rq_conn_mark_dirty(s, c);
     if (rc == -1)
         rq_log(RQ_LOG_INFO, &c->cl.log, "%s: closing connection: %s", rq_xport_name(c->xp),
                why);
@@ -436,75 +472,7 @@ static void conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, siz
     if (rc < 0 && !c->cl.closing)
         rq_client_close(&c->cl, 0, why);
     account_first_packet(s, c);
-}
-
-/* The session of this connection lives on another shard: stop reading here, wait for the recv
- * to end, then pass the socket and the unconsumed input (the CONNECT) to the owner. */
-static void start_migration(struct rq_shard *s, struct conn *c)
-{
-    c->state = C_MIGRATING;
-    rq_timer_cancel(&s->w->wheel, &c->cl.ka_timer);
-    if (c->recv_armed)
-        (void)cancel_recv(s, c);
-    mark_closing(s, c);
-}
-
-static void finish_migration(struct rq_shard *s, struct conn *c)
-{
-    struct rq_buf *raw = c->xp ? rq_xport_raw(c->xp) : NULL;
-    size_t raw_len = raw ? raw->len : 0;
-    struct handover *h = malloc(sizeof *h + c->in.len + raw_len);
-    if (!h) {
-        conn_free(s, c, true);
-        return;
-    }
-    h->fd = c->fd;
-    h->port = c->port;
-    h->port_index = c->port_index;
-    h->xp = c->xp;
-    c->xp = NULL;
-    h->rt_gen = c->rt_gen;
-    c->rt_gen = NULL;
-    h->raw_len = raw_len;
-    if (raw_len) {
-        memcpy(h->data + c->in.len, raw->data, raw_len);
-        rq_buf_free(raw);
-    }
-    h->hops = (uint8_t)(c->cl.hops + 1);
-    h->peer = c->peer;
-    h->len = c->in.len;
-    if (c->in.len)
-        memcpy(h->data, c->in.data, c->in.len);
-    int target = c->cl.migrate_to;
-    rq_log(RQ_LOG_DEBUG, &c->cl.log, "session lives on shard %d: handing the connection over",
-           target);
-    conn_free(s, c, false);
-    struct rq_post p = {.kind = RQ_POST_ADOPT_CONN, .ptr = h};
-    op_post(s->w, target, &p);
-}
-
-static void adopt(struct rq_shard *s, struct handover *h)
-{
-    struct conn *c = s->stopping ? NULL : conn_new(s, h->fd, h->port_index, &h->peer);
-    if (!c) {
-        rq_xport_free(h->xp);
-        rq_gen_unpin(h->rt_gen);
-        fd_closed(s, h->fd);
-        free(h);
-        return;
-    }
-    c->cl.hops = h->hops;
-    c->xp = h->xp;
-    c->rt_gen = h->rt_gen;
-    arm_recv(s, c);
-    if (wire_len(c))
-        mark_dirty(s, c);
-    rq_buf_append(&c->in, h->data, h->len);
-    if (c->xp && h->raw_len)
-        conn_input(s, c, h->data + h->len, h->raw_len); /* decrypts, then feeds all of c->in */
-    else
-        feed(s, c, NULL, 0);
-    free(h);
+    hold_input(s, c);
 }
 
 /* ---- completions ---- */
@@ -594,22 +562,22 @@ static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
     peer_name(fd, &peer);
     bool failed;
     struct rq_xport *xp = rq_xport_new(&s->gen->ports[li], &failed);
-    struct conn *c = failed ? NULL : conn_new(s, fd, li, &peer);
+    struct conn *c = failed ? NULL : rq_conn_new(s, fd, li, &peer);
     if (!c) {
         size_t none = 0;
         rq_xport_free(xp);
-        fd_closed(s, fd);
+        rq_conn_fd_closed(s, fd);
         rq_admit_preconnect_done(&none);
         return;
     }
     c->preconnect = true;
     c->xp = xp;
-    c->rt_gen = s->gen; /* pinned until conn_free: its TLS context and chain stay valid */
+    c->rt_gen = s->gen; /* pinned until rq_conn_free: its TLS context and chain stay valid */
     rq_gen_pin(c->rt_gen);
     if (xp)
         c->cl.log.phase = "transport handshake"; /* a stalled one ends at the connect timeout */
     rq_log(RQ_LOG_TRACE, &c->cl.log, "accepted");
-    arm_recv(s, c);
+    rq_conn_arm_recv(s, c);
 }
 
 static void recycle_buffer(struct rq_shard *s, uint16_t bid)
@@ -627,7 +595,7 @@ static void conn_peer_gone(struct rq_shard *s, struct conn *c, const char *why)
     } else if (c->state == C_CLOSING) {
         c->state = C_SHUTDOWN;
     }
-    mark_closing(s, c);
+    rq_conn_mark_closing(s, c);
 }
 
 static void on_recv(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
@@ -639,24 +607,24 @@ static void on_recv(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
     }
     if (cqe->res > 0) {
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-        conn_input(s, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)cqe->res);
+        rq_conn_input(s, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)cqe->res);
         recycle_buffer(s, bid);
         hold_reading(s, c); /* its answers are not taken: read no more of it */
         if (!more && c->state == C_OPEN)
-            mark_dirty(s, c); /* re-armed in the flush phase */
+            rq_conn_mark_dirty(s, c); /* re-armed in the flush phase */
         else if (more && s->w->throttled && c->state == C_OPEN && !c->paused)
             pause_conn(s, c);
         return;
     }
     if (cqe->res == -ENOBUFS) {
         if (c->state == C_OPEN)
-            mark_dirty(s, c); /* buffers are back after this batch: re-arm then */
+            rq_conn_mark_dirty(s, c); /* buffers are back after this batch: re-arm then */
         return;
     }
     if (c->state == C_MIGRATING)
         return;
     if (cqe->res == -ECANCELED && c->state == C_OPEN) {
-        mark_dirty(s, c); /* paused, or resumed before the cancel completed: flush decides */
+        rq_conn_mark_dirty(s, c); /* paused, or resumed before the cancel completed: flush decides */
         return;
     }
     if (cqe->res == 0)
@@ -664,7 +632,7 @@ static void on_recv(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
     else if (cqe->res != -ECANCELED)
         conn_peer_gone(s, c, strerror(-cqe->res));
     else
-        mark_closing(s, c);
+        rq_conn_mark_closing(s, c);
 }
 
 static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe)
@@ -682,7 +650,7 @@ static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
         c->cl.last_rx = s->w->now; /* not read, but taking its output: alive */
         if (conn_out_held(c) < RQ_OUT_HIGH_WATER) {
             c->out_full = false;
-            mark_dirty(s, c); /* flush_all reads it again */
+            rq_conn_mark_dirty(s, c); /* flush_all reads it again */
         }
     }
     if (c->send_off < c->sending.len) {
@@ -706,7 +674,7 @@ static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
         if (c->in.len == 0)
             rq_buf_free(&c->in);
     }
-    mark_dirty(s, c);
+    rq_conn_mark_dirty(s, c);
 }
 
 static void handle_cqe(struct rq_shard *s, struct io_uring_cqe *cqe)
@@ -743,8 +711,8 @@ static void flush_all(struct rq_shard *s)
         c->dirty = false;
         if (c->state == C_MIGRATING || c->state == C_SHUTDOWN)
             continue;
-        if (c->state == C_OPEN && !c->recv_armed && !c->paused && !c->out_full)
-            arm_recv(s, c);
+        if (c->state == C_OPEN && !c->recv_armed && !c->paused && !c->out_full && !c->in_held)
+            rq_conn_arm_recv(s, c);
         struct rq_buf *src = &c->cl.out;
         if (c->xp) {
             /* MQTT bytes through WebSocket framing and/or TLS records into the wire buffer */
@@ -796,9 +764,9 @@ static void reap(struct rq_shard *s)
                     }
             }
             if (c->state == C_MIGRATING)
-                finish_migration(s, c);
+                rq_handover_finish(s, c);
             else
-                conn_free(s, c, true);
+                rq_conn_free(s, c, true);
             continue;
         }
         pp = &c->next_close;
@@ -854,7 +822,11 @@ static void drain_inbox(struct rq_shard *s)
              * sees those packets before the takeover. */
             io_uring_get_events(&s->ring);
             handle_cqes(s);
-            adopt(s, p.ptr);
+            rq_handover_adopt(s, p.ptr);
+        } else if (p.kind == RQ_POST_AUTH_VERDICT) {
+            rq_post_on_verdict(s, p.ptr);
+        } else if (p.kind == RQ_POST_AUTHN_REPLY) {
+            rq_post_on_authn_reply(s, p.ptr);
         } else {
             rq_worker_on_post(s->w, &p);
         }

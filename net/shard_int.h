@@ -35,6 +35,10 @@ struct rq_gens;
  * PINGRESP, WebSocket pongs): a client that keeps sending without reading them is not read
  * either, and TCP flow control holds it back. */
 #define OUT_READ_PAUSE (2u * RQ_OUT_HIGH_WATER)
+/* While its CONNECT is suspended (waiting for an authentication verdict), a connection's input
+ * is kept, not parsed; once this much is held it is not read until the CONNECT resumes. Before
+ * CONNACK the held bytes also count against preConnectLimit.bytes (admit.c). */
+#define IN_HOLD_MAX (64u * 1024u)
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_IGNORE };
 
@@ -85,8 +89,10 @@ struct conn {
     bool paused; /* not read (backpressure): its multishot recv was cancelled */
     bool preconnect; /* counted in admit.c as before CONNECT (released once past it) */
     bool out_full; /* not read while its output is over OUT_READ_PAUSE */
+    bool in_held;  /* not read: IN_HOLD_MAX held while its CONNECT is suspended */
     uint32_t ops;         /* operations in flight (teardown waits for 0) */
     struct rq_peer peer;  /* 20 bytes; formatted only when a line is logged */
+    uint64_t id;          /* stable identity (net/post.h rq_conn_id): shard, slot, serial */
     uint64_t close_deadline;
     struct rq_buf in;    /* MQTT bytes not yet consumed (a partial packet) */
     size_t pre_bytes;    /* of in, charged to the pre-CONNECT byte budget (admit.c) */
@@ -115,6 +121,8 @@ struct handover {
     uint32_t port_index;
     struct rq_xport *xp;   /* moves with the connection (TLS state) */
     struct rq_gen *rt_gen; /* its pin moves with it too */
+    struct rq_principal *principal; /* authenticated here (owned), NULL: no authentication */
+    char cid[80]; /* the client id as logs print it, until the CONNECT is parsed there again */
     struct rq_peer peer;
     size_t len;     /* MQTT bytes (starting with the CONNECT) */
     size_t raw_len; /* then wire bytes received since, not yet through the transport */
@@ -173,8 +181,48 @@ struct rq_shard {
     uint64_t stop_deadline;
     uint64_t stale_cqes;
     struct rq_ratelog rl[RL_KINDS]; /* lines peers and storms can repeat */
-    uint32_t gen_counter;
+    /* Connection serials: never reused (36 bits in a connection's identity, see net/post.h);
+     * the low 24 bits tag its CQEs (conn.gen). */
+    uint64_t conn_serial;
+    uint64_t verdicts_applied; /* RQ_POST_AUTH_VERDICT / _AUTHN_REPLY that reached a CONNECT */
+    uint64_t verdicts_dropped; /* ... for a connection gone, reused or no longer waiting */
 };
+
+/* Connection helpers of the loop (shard.c) that the hand-over (handover.c) uses. */
+struct conn *rq_conn_new(struct rq_shard *s, int fd, uint32_t port_index,
+                         const struct rq_peer *peer);
+/* Frees c (its descriptor too when close_fd). */
+void rq_conn_free(struct rq_shard *s, struct conn *c, bool close_fd);
+/* Closes a connection's descriptor and lets accepting go on if it waited for descriptors. */
+void rq_conn_fd_closed(struct rq_shard *s, int fd);
+void rq_conn_arm_recv(struct rq_shard *s, struct conn *c);
+/* Cancels c's multishot recv; false when no SQE was available. */
+bool rq_conn_cancel_recv(struct rq_shard *s, struct conn *c);
+void rq_conn_mark_dirty(struct rq_shard *s, struct conn *c);
+void rq_conn_mark_closing(struct rq_shard *s, struct conn *c);
+/* Bytes received for c (wire bytes: through its transport, then to core). */
+void rq_conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len);
+
+/* handover.c: c's CONNECT is HANDED_OVER: stop reading it, close-list it. */
+void rq_handover_start(struct rq_shard *s, struct conn *c);
+/* Its receive ended (reap): pass it to the owner shard; c is freed here. */
+void rq_handover_finish(struct rq_shard *s, struct conn *c);
+/* On the owner shard (RQ_POST_ADOPT_CONN): a connection from h, resumed. Frees h. */
+void rq_handover_adopt(struct rq_shard *s, struct handover *h);
+/* A hand-over that will not be adopted (shutdown): everything it holds released. */
+void rq_handover_discard(struct handover *h);
+
+/* The connection with identity id on this shard, or NULL when it is gone or its slot now
+ * holds another connection (net/post.c). Shard thread. */
+struct conn *rq_conn_lookup(struct rq_shard *s, uint64_t id);
+/* Handles RQ_POST_AUTH_VERDICT on this shard: resumes the connection's CONNECT, or drops the
+ * verdict and counts it. Frees v. */
+void rq_post_on_verdict(struct rq_shard *s, struct rq_auth_verdict *v);
+/* Handles RQ_POST_AUTHN_REPLY (struct rq_authn_reply, net/post.h): goes on with the
+ * connection's chain from the method that answered, then resumes the CONNECT (or leaves it
+ * suspended when the next method is pending too); dropped and counted like a verdict. Frees r. */
+struct rq_authn_reply;
+void rq_post_on_authn_reply(struct rq_shard *s, struct rq_authn_reply *r);
 
 /* Every shard by id, for cross-shard wake-ups (ring fds and inboxes); set up by the first
  * rq_shard_new, freed with the last shard. */

@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "core/inbox.h"
 #include "net/gen.h"
+#include "net/post.h"
 #include "net/shard_int.h"
 
 struct rq_shard **rq_shards;
@@ -340,12 +341,11 @@ static void discard_post(const struct rq_post *p)
     if (p->kind == RQ_POST_DELIVER) {
         rq_batch_discard(p->ptr);
     } else if (p->kind == RQ_POST_ADOPT_CONN) {
-        struct handover *h = p->ptr;
-        rq_gen_unpin(h->rt_gen);
-        rq_xport_free(h->xp);
-        close(h->fd);
-        rq_admit_fd_closed();
-        free(h);
+        rq_handover_discard(p->ptr);
+    } else if (p->kind == RQ_POST_AUTH_VERDICT) {
+        rq_auth_verdict_free(p->ptr);
+    } else if (p->kind == RQ_POST_AUTHN_REPLY) {
+        rq_authn_reply_free(p->ptr);
     }
 }
 
