@@ -3,7 +3,8 @@
 #
 #   bash deploy/container/build.sh [--tag NAME] [--rebuild-base]
 #
-# 1. Installs podman, buildah, mmdebstrap and runc with apt when missing (root or sudo).
+# 1. Installs podman, buildah, mmdebstrap, runc (and catatonit, the pause process of `podman kube
+#    play`) with apt when missing (root or sudo).
 # 2. Builds a minimal Debian 12 (bookworm) base image from Debian's packages with mmdebstrap,
 #    from the Debian mirror apt already uses here, and imports it (podman import) as
 #    localhost/ringmq-debian:bookworm; once, unless --rebuild-base.
@@ -36,7 +37,7 @@ die() { say "error: $*"; exit 1; }
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 missing=()
-for p in podman buildah mmdebstrap runc uidmap; do
+for p in podman buildah mmdebstrap runc uidmap catatonit; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
