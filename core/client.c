@@ -39,48 +39,6 @@ const char *rq_rc_name(int rc)
     }
 }
 
-/* ---- the CONNECT state machine (enum rq_client_phase in broker.h) ---- */
-
-static const char *const phase_names[] = {
-    [RQ_PH_PRECONNECT] = "pre-CONNECT", [RQ_PH_AUTHENTICATING] = "authenticating",
-    [RQ_PH_ATTACHING] = "attaching",    [RQ_PH_HANDED_OVER] = "handed over",
-    [RQ_PH_CONNECTED] = "connected",    [RQ_PH_CLOSING] = "closing",
-};
-
-const char *rq_client_phase_name(int phase)
-{
-    return phase >= 0 && phase <= RQ_PH_CLOSING ? phase_names[phase] : "?";
-}
-
-void rq_client_phase(struct rq_client *c, enum rq_client_phase to)
-{
-    if (c->phase == to || c->phase == RQ_PH_CLOSING)
-        return; /* closing is final */
-    /* The suspensions are what an operator looks for when a CONNECT hangs: debug; the rest of
-     * every connection's path is trace. */
-    bool rare = to == RQ_PH_AUTHENTICATING || to == RQ_PH_HANDED_OVER ||
-                c->phase == RQ_PH_AUTHENTICATING || c->phase == RQ_PH_HANDED_OVER;
-    rq_log(rare ? RQ_LOG_DEBUG : RQ_LOG_TRACE, &c->log, "phase %s -> %s",
-           phase_names[c->phase], phase_names[to]);
-    c->phase = (uint8_t)to;
-    switch (to) {
-    case RQ_PH_AUTHENTICATING: c->log.phase = "authenticating"; break;
-    case RQ_PH_ATTACHING: c->log.phase = "connect"; break;
-    case RQ_PH_HANDED_OVER: c->log.phase = "connect"; break;
-    case RQ_PH_CONNECTED:
-        c->connected = true;
-        c->log.phase = "session";
-        break;
-    case RQ_PH_CLOSING: c->closing = true; break; /* lines keep saying what it was doing */
-    default: break;
-    }
-}
-
-bool rq_client_suspended(const struct rq_client *c)
-{
-    return c->phase == RQ_PH_AUTHENTICATING || c->phase == RQ_PH_HANDED_OVER;
-}
-
 void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int port,
                     const struct rq_peer *peer)
 {

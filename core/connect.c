@@ -1,4 +1,6 @@
-/* CONNECT: client identifier (assigned when empty), authentication through the port's methods,
+/* CONNECT: the state machine of a connection until its session is attached (rq_client_phase),
+ * client identifier (assigned when empty), authentication through the port's methods (a
+ * pending verdict suspends the CONNECT until rq_client_auth_resume),
  * the connection limit, finding / taking over / creating the session (or handing the
  * connection to the shard that owns it), the limits that apply to this client, and CONNACK. */
 #include "core/broker_int.h"
@@ -10,6 +12,48 @@
 #include <time.h>
 
 #include "config/config.h"
+
+/* ---- the CONNECT state machine (enum rq_client_phase in broker.h) ---- */
+
+static const char *const phase_names[] = {
+    [RQ_PH_PRECONNECT] = "pre-CONNECT", [RQ_PH_AUTHENTICATING] = "authenticating",
+    [RQ_PH_ATTACHING] = "attaching",    [RQ_PH_HANDED_OVER] = "handed over",
+    [RQ_PH_CONNECTED] = "connected",    [RQ_PH_CLOSING] = "closing",
+};
+
+const char *rq_client_phase_name(int phase)
+{
+    return phase >= 0 && phase <= RQ_PH_CLOSING ? phase_names[phase] : "?";
+}
+
+void rq_client_phase(struct rq_client *c, enum rq_client_phase to)
+{
+    if (c->phase == to || c->phase == RQ_PH_CLOSING)
+        return; /* closing is final */
+    /* The suspensions are what an operator looks for when a CONNECT hangs: debug; the rest of
+     * every connection's path is trace. */
+    bool rare = to == RQ_PH_AUTHENTICATING || to == RQ_PH_HANDED_OVER ||
+                c->phase == RQ_PH_AUTHENTICATING || c->phase == RQ_PH_HANDED_OVER;
+    rq_log(rare ? RQ_LOG_DEBUG : RQ_LOG_TRACE, &c->log, "phase %s -> %s",
+           phase_names[c->phase], phase_names[to]);
+    c->phase = (uint8_t)to;
+    switch (to) {
+    case RQ_PH_AUTHENTICATING: c->log.phase = "authenticating"; break;
+    case RQ_PH_ATTACHING: c->log.phase = "connect"; break;
+    case RQ_PH_HANDED_OVER: c->log.phase = "connect"; break;
+    case RQ_PH_CONNECTED:
+        c->connected = true;
+        c->log.phase = "session";
+        break;
+    case RQ_PH_CLOSING: c->closing = true; break; /* lines keep saying what it was doing */
+    default: break;
+    }
+}
+
+bool rq_client_suspended(const struct rq_client *c)
+{
+    return c->phase == RQ_PH_AUTHENTICATING || c->phase == RQ_PH_HANDED_OVER;
+}
 
 /* Refuses a CONNECT: CONNACK with the reason (v5) or the 3.1.1 return code, then close. A v5
  * CONNACK leaves out its Reason String when the client's Maximum Packet Size needs it to, and is
