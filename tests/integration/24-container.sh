@@ -50,7 +50,7 @@ if [ "${RQ_CONTAINER_REUSE:-0}" != 1 ] || ! podman image exists "$image"; then
   rm -f "${TMPDIR:-/tmp}/$name-build.log"
 fi
 
-cleanup() { podman rm -f -t 0 "$name" "$name-noring" >/dev/null 2>&1; }
+cleanup() { podman rm -f -v -i -t 0 "$name" "$name-noring" >/dev/null 2>&1; }
 trap cleanup EXIT
 port="$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 
