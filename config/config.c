@@ -45,6 +45,9 @@ static struct rq_config *config_new(const char *source)
     c->max_topic_alias = 64;
     c->shard_backlog = 32768;
     c->connect_timeout_ms = 10000;
+    c->auth_threads = 2;
+    c->auth_max_pending = 10000;
+    c->auth_request_timeout_ms = 5000;
     c->preconnect_conns = 10000;
     c->preconnect_bytes = 64u << 20;
     c->log_json = false;
@@ -606,8 +609,28 @@ static int load_dir(struct rq_ld *ld, const char *dir)
 
 /* Rules that need every document: a brokerRef must name the Broker when there is one; the
  * references to Secrets, ConfigMaps and BrokerAuthentications resolve (refs.c). */
+/* An authentication request must end before the CONNECT it answers times out, so that its
+ * verdict (or the fall-through to the next method) still reaches the client. */
+static int check_auth_timeout(struct rq_ld *ld)
+{
+    struct rq_config *c = ld->cfg;
+    if (c->auth_request_timeout_ms < c->connect_timeout_ms)
+        return 0;
+    if (ld->auth_timeout_set)
+        return rq_walk_error_pos(ld, ld->auth_timeout_pos,
+                                 "requestTimeoutSeconds (%u) must be below connectTimeoutSeconds "
+                                 "(%u)",
+                                 c->auth_request_timeout_ms / 1000, c->connect_timeout_ms / 1000);
+    /* the default (5 s) with a short connect timeout: one second less, or half of it */
+    c->auth_request_timeout_ms = c->connect_timeout_ms > 1000 ? c->connect_timeout_ms - 1000
+                                                               : c->connect_timeout_ms / 2;
+    return 0;
+}
+
 static int finalize(struct rq_ld *ld)
 {
+    if (check_auth_timeout(ld) != 0)
+        return -1;
     const char *broker = ld->cfg->broker_name;
     for (size_t i = 0; broker[0] && i < ld->n_refs; i++)
         if (strcmp(ld->refs[i].name, broker) != 0)

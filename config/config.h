@@ -197,6 +197,13 @@ struct rq_config {
     uint16_t max_topic_alias;    /* Topic Alias Maximum we accept from clients; default 64 */
     uint32_t shard_backlog;      /* backpressure: messages waiting at a shard; default 32768 */
     uint32_t connect_timeout_ms; /* default 10000 */
+    /* spec.ringmq.auth: the authentication service pool (auth/pool.h) that runs the Custom
+     * method's HTTPS requests. threads: default 2; max_pending: accepted and unanswered requests,
+     * default 10000; request_timeout_ms: requestTimeoutSeconds, default 5000 and always below
+     * connect_timeout_ms (given: an error otherwise; defaulted: lowered to fit). */
+    uint32_t auth_threads;
+    uint32_t auth_max_pending;
+    uint32_t auth_request_timeout_ms;
     /* preConnectLimit: what peers that have not completed CONNECT may hold, all shards
      * together. connections: accepted and not yet past CONNECT (more are closed at accept);
      * default 10000. bytes: of unfinished first packets; default 67108864 (64 MiB). */
@@ -226,7 +233,7 @@ struct rq_config *rq_config_default(void);
 /* Loads a YAML file or a directory of *.yaml / *.yml files (sorted by name), each possibly holding
  * several documents. On error returns NULL and writes "file:line:col: what is wrong" to err.
  * Unknown keys, wrong types, out-of-range values and unsupported features (authorizationRef,
- * authentication methods ServiceAccountToken and Custom on a port, BrokerAuthorization) are
+ * authentication method ServiceAccountToken on a port, BrokerAuthorization) are
  * errors. Secret and ConfigMap references resolve to a document of the stream or else to a
  * mounted directory under the config directory (path itself when it is a directory, else the
  * directory holding the file): <dir>/secrets/<name>/, <dir>/configmaps/<name>/. Mounted objects

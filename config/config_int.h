@@ -136,6 +136,10 @@ struct rq_ld {
     size_t n_xrefs, xrefs_cap;
     struct rq_method_pos *method_pos;
     size_t n_method_pos, method_pos_cap;
+    /* spec.ringmq.auth.requestTimeoutSeconds: where it was written (checked against
+     * connectTimeoutSeconds once the document is read); set = it was given */
+    struct rq_pos auth_timeout_pos;
+    bool auth_timeout_set;
 };
 
 /* walk.c: generic walking of libyaml nodes against field tables. All int functions return 0 or

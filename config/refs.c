@@ -236,7 +236,8 @@ static struct rq_pos method_pos(const struct rq_ld *ld, size_t authn, size_t met
 }
 
 /* The BrokerAuthentication exists, and ringmq builds each of its methods for this port: X509
- * needs TLS on the port; ServiceAccountToken and Custom are parsed but not built yet. */
+ * needs TLS on the port; Custom needs nothing of the port; ServiceAccountToken is parsed but not
+ * built yet. */
 static int check_port_authn(struct rq_ld *ld, const struct rq_ref *r)
 {
     static const char *const names[] = {"Custom", "ServiceAccountToken", "X509"};
@@ -251,6 +252,8 @@ static int check_port_authn(struct rq_ld *ld, const struct rq_ref *r)
     for (size_t i = 0; i < a->n_methods; i++) {
         struct rq_pos at = method_pos(ld, (size_t)(a - c->authns), i);
         int kind = a->methods[i].kind;
+        if (kind == RQ_AUTHN_CUSTOM)
+            continue;
         if (kind != RQ_AUTHN_X509)
             return rq_walk_error_pos(ld, at,
                                      "authentication method %s is not supported yet "

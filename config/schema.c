@@ -57,6 +57,25 @@ static int set_connect_timeout(struct rq_ld *ld, yaml_node_t *v, void *obj)
     return 0;
 }
 
+static int set_auth_timeout(struct rq_ld *ld, yaml_node_t *v, void *obj)
+{
+    uint64_t s;
+    if (rq_walk_uint(ld, v, 1, 3599, &s) < 0)
+        return -1;
+    ((struct rq_config *)obj)->auth_request_timeout_ms = (uint32_t)(s * 1000);
+    ld->auth_timeout_pos = rq_walk_pos(ld, v);
+    ld->auth_timeout_set = true;
+    return 0;
+}
+
+/* The authentication service pool (Custom method requests). */
+static const struct rq_field auth_fields[] = {
+    UINT("threads", auth_threads, 1, 64),
+    UINT("maxPending", auth_max_pending, 1, 1000000),
+    CUSTOM("requestTimeoutSeconds", set_auth_timeout),
+    END,
+};
+
 static const struct rq_field queue_limit_fields[] = {
     UINT("length", queue_limit, 1, UINT32_MAX),
     {.key = "strategy", .type = RQ_F_ENUM, .choices = "None|DropOldest", CFG(queue_strategy)},
@@ -109,6 +128,7 @@ static const struct rq_field ringmq_fields[] = {
     UINT("shardBacklogLimit", shard_backlog, 16, 16777216),
     CUSTOM("connectTimeoutSeconds", set_connect_timeout),
     SECTION("preConnectLimit", preconnect_fields),
+    SECTION("auth", auth_fields),
     {.key = "logFormat", .type = RQ_F_ENUM, .choices = "text|json", CFG(log_json)},
     {.key = "dataDir", .type = RQ_F_STR, CFG(data_dir)},
     END,

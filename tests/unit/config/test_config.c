@@ -315,6 +315,21 @@ static void test_empty_and_defaults(void)
         CHECK_EQ(c->preconnect_bytes, 1099511627776ull);
     }
     rq_config_free(c);
+    /* spec.ringmq.auth: defaults, values, and the default timeout lowered under a short
+     * connect timeout */
+    c = load(BROKER "spec: {}\n", err, sizeof err);
+    CHECK(c && c->auth_threads == 2 && c->auth_max_pending == 10000 &&
+          c->auth_request_timeout_ms == 5000);
+    rq_config_free(c);
+    c = load(BROKER "spec:\n  ringmq:\n    auth: {threads: 64, maxPending: 1, "
+                    "requestTimeoutSeconds: 9}\n",
+             err, sizeof err);
+    CHECK(c && c->auth_threads == 64 && c->auth_max_pending == 1 &&
+          c->auth_request_timeout_ms == 9000);
+    rq_config_free(c);
+    c = load(BROKER "spec:\n  ringmq:\n    connectTimeoutSeconds: 3\n", err, sizeof err);
+    CHECK(c && c->auth_request_timeout_ms == 2000);
+    rq_config_free(c);
 }
 
 static void test_enums_any_case(void)
@@ -432,6 +447,14 @@ static void test_bad_ranges(void)
                  "x.yaml:7:22: maxTopicAliases must be 0..65535, got 65536");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    connectTimeoutSeconds: 3601\n",
                  "x.yaml:7:28: connectTimeoutSeconds must be 1..3600, got 3601");
+    /* spec.ringmq.auth: bounds, and the request timeout below the connect timeout */
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    auth: {threads: 0}\n",
+                 "x.yaml:7:21: threads must be 1..64, got 0");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    auth: {maxPending: 1000001}\n",
+                 "x.yaml:7:24: maxPending must be 1..1000000, got 1000001");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    connectTimeoutSeconds: 5\n"
+                        "    auth: {requestTimeoutSeconds: 5}\n",
+                 "x.yaml:8:35: requestTimeoutSeconds (5) must be below connectTimeoutSeconds (5)");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    shardBacklogLimit: 15\n",
                  "x.yaml:7:24: shardBacklogLimit must be 16..16777216, got 15");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    preConnectLimit: {connections: 0}\n",
@@ -1403,14 +1426,23 @@ static void test_port_authn(void)
                  "    serviceAccountTokenSettings: {audiences: [aio-internal]}\n",
                  "x.yaml:16:13: authentication method ServiceAccountToken is not supported yet "
                  "(BrokerAuthentication 'sat' is used by port 1883 at x.yaml:8:24)");
-    EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 8883\n    authenticationRef: chain\n"
-                 "    tls: {mode: Automatic}\n"
-                 "---\n" AUTHN("chain") "spec:\n  authenticationMethods:\n"
-                 "  - method: X509\n    x509Settings: {}\n"
-                 "  - method: Custom\n    customSettings: {endpoint: \"https://auth:8443\"}\n"
-                 "---\n" CA_CONFIGMAP("client-ca"),
-                 "x.yaml:19:13: authentication method Custom is not supported yet "
-                 "(BrokerAuthentication 'chain' is used by port 8883 at x.yaml:8:24)");
+    /* Custom is built: X509 then Custom on a TLS port, Custom alone on a plain one. */
+    {
+        char e2[512] = "";
+        struct rq_config *cc = load(
+            LISTENER("lst") "spec:\n  ports:\n  - port: 8883\n    authenticationRef: chain\n"
+            "    tls: {mode: Automatic}\n  - port: 1883\n    authenticationRef: chain2\n"
+            "---\n" AUTHN("chain") "spec:\n  authenticationMethods:\n"
+            "  - method: X509\n    x509Settings: {}\n"
+            "  - method: Custom\n    customSettings: {endpoint: \"https://auth:8443\"}\n"
+            "---\n" AUTHN("chain2") "spec:\n  authenticationMethods:\n"
+            "  - method: Custom\n    customSettings: {endpoint: \"https://auth:8443\"}\n"
+            "---\n" CA_CONFIGMAP("client-ca"),
+            e2, sizeof e2);
+        CHECK(cc != NULL);
+        CHECK_STR(e2, "");
+        rq_config_free(cc);
+    }
     /* X509 needs TLS on the port. */
     EXPECT_ERROR(AUTHN("x509") "spec:\n  authenticationMethods:\n"
                  "  - {method: X509, x509Settings: {}}\n"
