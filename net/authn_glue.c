@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/codec.h"
+#include "net/authn_custom.h"
 #include "net/tls.h"
 
 int rq_authn_glue_collect_pem(const struct rq_config_object *o, struct rq_buf *out)
@@ -105,9 +106,10 @@ struct rq_authn_chain *rq_authn_glue_build(const struct rq_authn_cfg *cfg, char 
         int rc = -1;
         if (m->kind == RQ_AUTHN_X509)
             rc = add_x509(ch, &m->x509, why, sizeof why);
+        else if (m->kind == RQ_AUTHN_CUSTOM)
+            rc = rq_authn_custom_add(ch, &m->custom, why, sizeof why);
         else
-            snprintf(why, sizeof why, "method %s is not built yet",
-                     m->kind == RQ_AUTHN_SAT ? "ServiceAccountToken" : "Custom");
+            snprintf(why, sizeof why, "method ServiceAccountToken is not built yet");
         if (rc != 0) {
             snprintf(err, errlen, "BrokerAuthentication %s, method %zu: %s", cfg->name, i + 1,
                      why);

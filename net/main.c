@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/broker.h"
 #include "core/log.h"
+#include "net/authn_custom.h"
 #include "net/gen.h"
 #include "net/ports.h"
 #include "net/shard.h"
@@ -34,6 +35,8 @@ static void usage(FILE *f)
             "                      -p or the embedded default: other hosts can then connect, and\n"
             "                      without authentication\n"
             "  -t, --threads N     shard threads (default: config, else online CPUs)\n"
+            "      --auth-threads N  authentication service pool threads (Custom method; default:\n"
+            "                      config spec.ringmq.auth.threads, else 2)\n"
             "  -d, --data-dir DIR  where broker-issued certificates live (tls mode Automatic)\n"
             "  -v, --verbose       debug logging (twice: trace)\n"
             "      --check-config  validate the configuration and exit (0 = valid)\n"
@@ -49,6 +52,7 @@ struct opts {
     const char *bind; /* --bind: the -p / embedded default listener's address */
     int port;
     int threads;
+    int auth_threads; /* --auth-threads; 0 = from the configuration */
     int verbose;
     int check;
 };
@@ -60,7 +64,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"threads", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'},
         {"data-dir", required_argument, 0, 'd'}, {"bind", required_argument, 0, 'B'},
         {"check-config", no_argument, 0, 'C'}, {"version", no_argument, 0, 'V'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},         {"auth-threads", required_argument, 0, 'A'},
+        {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "c:p:t:d:vh", lo, NULL)) != -1) {
         char *end;
@@ -93,6 +98,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->threads = (int)strtol(optarg, &end, 10);
             if (*end || o->threads < 1 || o->threads > 256) {
                 fprintf(stderr, "ringmq: --threads must be 1..256, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'A':
+            o->auth_threads = (int)strtol(optarg, &end, 10);
+            if (*end || o->auth_threads < 1 || o->auth_threads > 64) {
+                fprintf(stderr, "ringmq: --auth-threads must be 1..64, got '%s'\n", optarg);
                 return 2;
             }
             break;
@@ -241,6 +253,14 @@ static void reload(struct ctl *c)
     }
     if (!next) {
         rq_log(RQ_LOG_ERROR, NULL, "reload failed, the running configuration stays: %s", err);
+        return;
+    }
+    /* the first Custom method: its pool starts now (before a shard can run the new chain) */
+    if (rq_authn_custom_needed(next) &&
+        rq_authn_custom_pool_start(next, (unsigned)c->o->auth_threads, err, sizeof err) != 0) {
+        rq_log(RQ_LOG_ERROR, NULL, "reload: authentication service pool: %s; the running "
+               "configuration stays", err);
+        rq_config_free(next);
         return;
     }
     int n = 0;
@@ -475,15 +495,27 @@ int main(int argc, char **argv)
     struct ctl c = {.o = &o, .data_dir = data_dir_of(&o, cfg, dd_buf, sizeof dd_buf),
                     .shards = shards, .n_shards = n};
     c.gens = first_generation(cfg, c.data_dir, n);
-    rc = c.gens ? start_shards(b, cfg, c.gens, shards, n, &started) : 1;
+    rc = c.gens ? 0 : 1;
+    /* The pool runs only when a port's chain has a Custom method (or a reload brings one). */
+    if (rc == 0 && rq_authn_custom_needed(cfg) &&
+        rq_authn_custom_pool_start(cfg, (unsigned)o.auth_threads, err, sizeof err) != 0) {
+        rq_log(RQ_LOG_ERROR, NULL, "authentication service pool: %s", err);
+        rc = 1;
+    }
+    if (rc == 0)
+        rc = start_shards(b, cfg, c.gens, shards, n, &started);
     if (rc == 0) {
         log_startup(cfg, n);
         serve(&c, &set);
     }
+    /* Pending authentication requests are answered (posted) while the shards still run; the
+     * pool's threads are joined before any shard is freed (net/post.h). */
+    rq_authn_custom_pool_stop();
     for (int i = 0; i < started; i++)
         rq_shard_stop(shards[i]);
     for (int i = 0; i < started; i++)
         rq_shard_join(shards[i]);
+    rq_authn_custom_pool_free();
     for (int i = 0; i < n; i++)
         rq_shard_free(shards[i]); /* may unpin generations (connections in flight) */
     free(shards);
