@@ -50,22 +50,22 @@ class Env:
         self.users = os.path.join(self.dir, "users.json")
         with open(self.users, "w") as fh:
             fh.write(users)
-        self.start_server()
+        self.auth_port = self.start_server()
 
-    def start_server(self):
-        port_file = os.path.join(self.dir, "auth-port")
+    def start_server(self, client_ca=None, name="auth-port"):
+        port_file = os.path.join(self.dir, name)
         if os.path.exists(port_file):
             os.unlink(port_file)
         self.server = subprocess.Popen(
             ["/usr/bin/python3", TOOL, "--cert", self.auth_srv.cert, "--key", self.auth_srv.key,
              "--users", self.users, "--port", "0", "--port-file", port_file, "--stats",
-             "--mode-file", self.mode_file], stderr=subprocess.DEVNULL)
+             "--mode-file", self.mode_file] + (["--client-ca", client_ca] if client_ca else []),
+            stderr=subprocess.DEVNULL)
         rq.on_cleanup(self.server.kill)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if os.path.exists(port_file) and open(port_file).read().strip():
-                self.auth_port = int(open(port_file).read())
-                return
+                return int(open(port_file).read())
             time.sleep(0.05)
         raise AssertionError("auth server did not start")
 
@@ -404,6 +404,78 @@ def cache_control_verdict_cached(b):
     c.close()
     check_eq(e.stats()["requests"], n, "requests after a cached verdict")
     e.set_mode("users")
+
+
+@case(ringmq_only=ONLY)
+def mtls_client_certificate_from_secret():
+    """customSettings.auth.x509.secretRef: the broker presents that certificate to an auth
+    server that requires one; without it the server refuses the handshake (not relevant)."""
+    e = env()
+    bc = e.f.client("/CN=ringmq-broker", e.client_ca, name="broker-client")
+    mport = e.start_server(client_ca=e.client_ca.cert, name="mtls-port")
+    port, port2 = rq.free_port(), rq.free_port()
+    y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\n"
+         "metadata: {name: listeners}\nspec:\n  ports:\n"
+         "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: mtls}\n"
+         "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: nocert}\n" % (port, port2))
+    y += authn("mtls", custom_method("https://127.0.0.1:%d" % mport) +
+               "      auth: {x509: {secretRef: broker-client}}\n")
+    y += authn("nocert", custom_method("https://127.0.0.1:%d" % mport))
+    y += certs.secret_yaml("broker-client", bc.chain_pem, bc.key_pem)
+    y += certs.configmap_yaml("auth-ca", {"ca.crt": e.auth_ca.pem})
+    b = rq.start_broker(y)
+    try:
+        c = rq.RawClient(port, timeout=10)
+        check_eq(c.connect(username="alice", password=PASSWORD).rc, 0, "with the client cert")
+        c.close()
+        c = rq.RawClient(port2, timeout=10)
+        check_eq(c.connect(username="alice", password=PASSWORD).rc, 0x87, "without it")
+    finally:
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
+
+
+@case(ringmq_only=ONLY)
+def sigterm_with_requests_pending():
+    """SIGTERM while CONNECTs wait on a slow server: the pool answers them (not relevant), is
+    joined before the shards are freed, and the broker exits 0 promptly; --auth-threads is
+    used."""
+    e = env()
+    e.set_mode("users,slow:4")
+    ports = {k: rq.free_port() for k in ("plain", "custom", "down", "custom_x509", "down_x509",
+                                         "deadport")}
+    b = rq.start_broker(broker_yaml(e, ports), extra_args=["--auth-threads", "3"])
+    try:
+        check(b.wait_log(r"authentication service pool: 3 threads", 0, 5), "--auth-threads 3")
+        check(rq.port_open(ports["custom"], 5.0), "port")
+        cs = []
+        for i in range(5):
+            c = rq.RawClient(ports["custom"], timeout=10)
+            c.send_connect(client_id="term-%d" % i, username="alice", password=PASSWORD)
+            cs.append(c)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
+        check(time.monotonic() - t0 < 3.5, "stopped before the slow answers")
+    finally:
+        e.set_mode("users")
+
+
+@case(ringmq_only=ONLY)
+def request_timeout_must_be_below_connect_timeout():
+    e = env()
+    ports = {k: rq.free_port() for k in ("plain", "custom", "down", "custom_x509", "down_x509",
+                                         "deadport")}
+    y = broker_yaml(e, ports).replace("connectTimeoutSeconds: 10", "connectTimeoutSeconds: 5")
+    d = os.path.join(e.dir, "bad.yaml")
+    with open(d, "w") as fh:
+        fh.write(y)
+    r = subprocess.run([rq.broker_bin(), "-c", d, "--check-config"], capture_output=True,
+                       text=True, timeout=20)
+    check(r.returncode != 0 and "requestTimeoutSeconds (5) must be below connectTimeoutSeconds (5)"
+          in r.stderr, "config error: %r" % r.stderr)
+    r = subprocess.run([rq.broker_bin(), "-c", d, "--auth-threads", "0"], capture_output=True,
+                       text=True, timeout=20)
+    check(r.returncode == 2 and "--auth-threads must be 1..64" in r.stderr, "bad --auth-threads")
 
 
 @case(ringmq_only=ONLY)
