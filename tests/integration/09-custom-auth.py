@@ -362,7 +362,8 @@ def verdict_after_client_left_is_dropped(b):
         c.send_connect(client_id="leaver-%d" % i, username="alice", password=PASSWORD)
         time.sleep(0.1)
         c.close()
-    time.sleep(3.5)
+    expect_log(b, mark, r"authentication reply for connection [0-9a-f]+ dropped: the connection "
+               r"is gone", "late verdict dropped", timeout=15)
     e.set_mode("users")
     c = raw(b)
     check_eq(c.connect(username="alice", password=PASSWORD).rc, 0, "after the leavers")
