@@ -8,8 +8,9 @@ pipelined after CONNECT wait for the verdict, configured headers reach the serve
 verdicts are cached, maxPending answers 0x89 / return code 3, a verdict for a client that left
 is dropped, and the password never reaches the log. ringmq only."""
 
-import os
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -477,6 +478,49 @@ def request_timeout_must_be_below_connect_timeout():
     r = subprocess.run([rq.broker_bin(), "-c", d, "--auth-threads", "0"], capture_output=True,
                        text=True, timeout=20)
     check(r.returncode == 2 and "--auth-threads must be 1..64" in r.stderr, "bad --auth-threads")
+
+
+@case(ringmq_only=ONLY)
+def reload_brings_custom_and_swaps_it_mid_request():
+    """A broker started without any Custom method starts the pool on the SIGHUP that brings
+    one; a reload while a request is in flight (the job holds the old method state) still
+    answers the waiting client, and the broker stays ASan-clean."""
+    import signal as _signal
+    e = env()
+    e.set_mode("users")
+    ports = {k: rq.free_port() for k in ("plain", "custom", "down", "custom_x509", "down_x509",
+                                         "deadport")}
+    full = broker_yaml(e, ports)
+    bare = re.sub(r", authenticationRef: [a-z0-9-]+\}", "}", full)
+    bare = re.sub(r"\n    authenticationRef: [a-z0-9-]+", "", bare)
+    b = rq.start_broker(bare)
+    try:
+        check(b.wait_log(r"authentication service pool", 0, 0.5) is None, "no pool at start")
+        c = rq.RawClient(ports["custom"], timeout=10)
+        check_eq(c.connect().rc, 0, "no authentication before the reload")
+        c.close()
+        cfg = b.argv[b.argv.index("-c") + 1]
+        with open(cfg, "w") as fh:
+            fh.write(full)
+        mark = b.log_mark()
+        b.signal(_signal.SIGHUP)
+        expect_log(b, mark, r"authentication service pool: 2 threads", "pool started on reload")
+        expect_log(b, mark, r"reload: generation", "reload done")
+        c = rq.RawClient(ports["custom"], timeout=10)
+        check_eq(c.connect().rc, 0x87, "no credentials after the reload")
+        e.set_mode("users,slow:2")
+        c = rq.RawClient(ports["custom"], timeout=10)
+        c.send_connect(client_id="mid-reload", username="alice", password=PASSWORD)
+        time.sleep(0.5)
+        mark = b.log_mark()
+        b.signal(_signal.SIGHUP)
+        expect_log(b, mark, r"reload: generation", "second reload")
+        ack = c.recv_packet(15)
+        check(ack is not None and ack.type == rq.CONNACK and ack.rc == 0, "answer %r" % ack)
+        c.close()
+    finally:
+        e.set_mode("users")
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
 
 
 @case(ringmq_only=ONLY)
