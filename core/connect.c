@@ -239,6 +239,12 @@ static void send_connack(struct rq_client *c, const struct rq_connect *k, bool p
             p->present |= RQ_PROP_BIT(RQ_PROP_SERVER_KEEP_ALIVE);
             p->server_keep_alive = c->keepalive;
         }
+        /* The method the CONNECT named decided (a listener without authentication refused it
+         * already): the CONNACK names it too [MQTT-3.2.2.3.17] */
+        if (RQ_PROP_HAS(&k->props, RQ_PROP_AUTH_METHOD)) {
+            p->present |= RQ_PROP_BIT(RQ_PROP_AUTH_METHOD);
+            p->auth_method = k->props.auth_method;
+        }
         if (RQ_PROP_HAS(&k->props, RQ_PROP_SESSION_EXPIRY) && k->props.session_expiry != expiry) {
             p->present |= RQ_PROP_BIT(RQ_PROP_SESSION_EXPIRY);
             p->session_expiry = expiry;

@@ -220,6 +220,25 @@ def pass_paho_and_mosquitto_pub(b):
 
 
 @case(ringmq_only=ONLY)
+def enhanced_authentication_at_connect(b):
+    """A v5 CONNECT with an Authentication Method goes to the server as enhancedAuthentication
+    (the reference server reads the data as user:password)."""
+    e = env()
+    e.set_mode("users")
+    c = raw(b)
+    ack = c.connect(client_id="enh", props={"authentication_method": "ringmq-userpass",
+                                            "authentication_data": b"alice:" + PASSWORD.encode()})
+    check_eq(ack.rc, 0, "CONNACK")
+    check_eq(ack.props.get("authentication_method"), "ringmq-userpass",
+             "the CONNACK names the Authentication Method")
+    c.close()
+    c = raw(b)
+    ack = c.connect(props={"authentication_method": "ringmq-userpass",
+                           "authentication_data": b"alice:wrong"})
+    check_eq(ack.rc, 0x86, "CONNACK with bad authentication data")
+
+
+@case(ringmq_only=ONLY)
 def deny_reason_codes(b):
     e = env()
     e.set_mode("users")
