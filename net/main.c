@@ -339,13 +339,17 @@ static int start_shards(struct rq_broker *b, const struct rq_config *cfg, struct
             return 1;
         }
     }
-    for (int i = 0; i < n; i++, (*started)++) {
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
         if (rq_shard_start(shards[i], err, sizeof err) != 0) {
             rq_log(RQ_LOG_ERROR, NULL, "%s", err);
-            return 1;
+            rc = 1;
+        } else {
+            (*started)++;
         }
     }
-    return 0;
+    rq_shards_go(); /* after every ring is up; on failure too, so started shards can stop */
+    return rc;
 }
 
 /* Fingerprint of the files the running generation was loaded from. */

@@ -25,6 +25,11 @@ struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_confi
 /* Starts the thread (pinned to CPU id % online CPUs); waits until its ring is up. 0 or -errno,
  * with err set. */
 int rq_shard_start(struct rq_shard *s, char *err, size_t errlen);
+/* Lets every started shard enter its loop (and so accept connections). Called once by the
+ * control thread after all shards have started, or failed to: a shard that accepted while a
+ * later one was still creating its ring could take the descriptors that ring needs (EMFILE at
+ * setup under a low RLIMIT_NOFILE). Idempotent. */
+void rq_shards_go(void);
 /* Asks the shard to stop: close listeners, DISCONNECT 0x8B to v5 clients, wills, exit. */
 void rq_shard_stop(struct rq_shard *s);
 /* Wakes the shard's loop so that it takes a newly published generation (control thread). */

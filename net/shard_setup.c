@@ -246,6 +246,27 @@ static void pin(struct rq_shard *s)
         rq_log(RQ_LOG_WARN, NULL, "shard %d: could not pin to CPU %ld", s->id, s->id % n);
 }
 
+/* The start gate (rq_shards_go): shards set up their rings, then wait here before looping. */
+static pthread_mutex_t go_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t go_cond = PTHREAD_COND_INITIALIZER;
+static bool go_open;
+
+void rq_shards_go(void)
+{
+    pthread_mutex_lock(&go_lock);
+    go_open = true;
+    pthread_cond_broadcast(&go_cond);
+    pthread_mutex_unlock(&go_lock);
+}
+
+static void wait_for_go(void)
+{
+    pthread_mutex_lock(&go_lock);
+    while (!go_open)
+        pthread_cond_wait(&go_cond, &go_lock);
+    pthread_mutex_unlock(&go_lock);
+}
+
 static void *shard_main(void *arg)
 {
     struct rq_shard *s = arg;
@@ -270,6 +291,7 @@ static void *shard_main(void *arg)
         return NULL;
     rq_log(RQ_LOG_DEBUG, NULL, "shard %d: ring up (%s), %u connection slots", s->id,
            s->ring_mode, s->n_slots);
+    wait_for_go();
     rq_shard_loop(s);
     rq_gens_offline(s->gens, s->id); /* its connections still pin what they use */
     rq_worker_free(s->w);

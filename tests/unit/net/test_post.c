@@ -292,6 +292,7 @@ int main(void)
             return 77;
         return 1;
     }
+    rq_shards_go();
     struct sockaddr_in a;
     socklen_t al = sizeof a;
     getsockname(sh->lfd[0], (struct sockaddr *)&a, &al);
