@@ -196,6 +196,10 @@ struct rq_config {
     uint16_t max_topic_levels;   /* default 200 */
     uint16_t max_topic_alias;    /* Topic Alias Maximum we accept from clients; default 64 */
     uint32_t shard_backlog;      /* backpressure: messages waiting at a shard; default 32768 */
+    /* batchWaitMicroseconds: how long a shard that has work in sight may let completions
+     * gather before it wakes (io_uring min_wait, net/shard.c wait_events); 0 = wake on the
+     * first one. Bounds the latency it adds. */
+    uint32_t batch_wait_us;
     uint32_t connect_timeout_ms; /* default 10000 */
     /* spec.ringmq.auth: the authentication service pool (auth/pool.h) that runs the Custom
      * method's HTTPS requests. threads: default 2; max_pending: accepted and unanswered requests,

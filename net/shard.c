@@ -833,10 +833,59 @@ static void drain_inbox(struct rq_shard *s)
     }
 }
 
+/* Sleeps until completions arrive or `ms` passes (-1: no limit), submitting what is queued.
+ *
+ * Waking costs more than the MQTT work of a message (a context switch each time; at 10,000
+ * msg/s that was half of the broker's CPU, bench/README.md). With a 6.12+ kernel the wait asks
+ * for a batch and sets min_wait_usec = batchWaitMicroseconds: the kernel wakes the shard when
+ * BATCH_MAX completions are in, or once that time has passed since the wait began and at least
+ * one is. A completion that arrives after a long idle wait therefore wakes at once; one that
+ * arrives early in the wait waits at most batchWaitMicroseconds. Older kernels: after a busy
+ * iteration wait for a batch for at most BATCH_WAIT_US, else wake on the first completion. */
+static void wait_events(struct rq_shard *s, unsigned batch, int64_t ms)
+{
+    uint32_t min_us = s->cfg->batch_wait_us;
+    struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    if (s->min_wait && min_us) {
+        /* liburing 2.3 has no call for min_wait: publish the queued SQEs and enter directly */
+        struct io_uring_sq *sq = &s->ring.sq;
+        if (sq->sqe_head != sq->sqe_tail) {
+            sq->sqe_head = sq->sqe_tail;
+            io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
+        }
+        unsigned to_submit = sq->sqe_tail - IO_URING_READ_ONCE(*sq->khead);
+        /* Always with an overall timeout: without one the kernel (6.18) ends the whole wait
+         * when min_wait passes, events or not, and an idle shard would wake every
+         * batchWaitMicroseconds. One second when nothing is due is a harmless idle turn. */
+        if (ms < 0)
+            ts = (struct __kernel_timespec){.tv_sec = 1};
+        struct io_uring_getevents_arg arg = {
+            .pad = min_us, /* min_wait_usec */
+            .ts = (uint64_t)(uintptr_t)&ts,
+        };
+        int rc = io_uring_enter2((unsigned)s->ring.ring_fd, to_submit, BATCH_MAX,
+                                 IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg,
+                                 sizeof arg);
+        if (rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
+            return;
+        s->min_wait = false; /* refused (a kernel without it): the classic wait from now on */
+        rq_log(RQ_LOG_WARN, NULL, "shard %d: io_uring min_wait refused (%s); waking per completion",
+               s->id, strerror(-rc));
+    }
+    struct io_uring_cqe *cqe;
+    unsigned want = 1;
+    if (batch >= BATCH_BUSY) {
+        want = batch < BATCH_MAX ? batch : BATCH_MAX;
+        if (ms < 0 || ms * 1000 > BATCH_WAIT_US)
+            ts = (struct __kernel_timespec){0, BATCH_WAIT_US * 1000};
+        ms = 0;
+    }
+    io_uring_submit_and_wait_timeout(&s->ring, &cqe, want, ms >= 0 ? &ts : NULL, NULL);
+}
+
 void rq_shard_loop(struct rq_shard *s)
 {
     struct rq_worker *w = s->w;
-    struct io_uring_cqe *cqe;
     for (;;) {
         w->now = rq_now_ms();
         /* quiescent point: no pointer into a generation is held here but s->gen and pins */
@@ -885,17 +934,6 @@ void rq_shard_loop(struct rq_shard *s)
             io_uring_submit_and_get_events(&s->ring);
             continue;
         }
-        /* Under load, sleeping and waking per completion costs more CPU than the MQTT work
-         * (a context switch each time). After a busy iteration, wait for a batch of
-         * completions, at most BATCH_WAIT_US; when idle, wake on the first one. */
-        unsigned want = 1;
-        struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-        if (batch >= BATCH_BUSY) {
-            want = batch < BATCH_MAX ? batch : BATCH_MAX;
-            if (ms < 0 || ms * 1000 > BATCH_WAIT_US)
-                ts = (struct __kernel_timespec){0, BATCH_WAIT_US * 1000};
-            ms = 0;
-        }
-        io_uring_submit_and_wait_timeout(&s->ring, &cqe, want, ms >= 0 ? &ts : NULL, NULL);
+        wait_events(s, batch, ms);
     }
 }

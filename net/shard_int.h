@@ -29,6 +29,8 @@ struct rq_gens;
 #define BATCH_BUSY 4       /* completions in one iteration that count as busy */
 #define BATCH_MAX 32       /* at most this many completions awaited together */
 #define BATCH_WAIT_US 100  /* and for at most this long */
+/* Kernel 6.12+: io_uring_getevents_arg's pad word is min_wait_usec (liburing 2.3 predates it). */
+#define RQ_FEAT_MIN_TIMEOUT (1U << 15)
 /* A connection is not read while this much output is held for it (conn_out_held), and is read
  * again once that is below RQ_OUT_HIGH_WATER. Deliveries already stop at RQ_OUT_HIGH_WATER
  * (core); what goes beyond is one large message or replies to the client's own packets (acks,
@@ -148,6 +150,7 @@ struct rq_shard {
     struct io_uring ring;
     int ring_fd;
     const char *ring_mode;
+    bool min_wait; /* the kernel honours io_uring_getevents_arg.min_wait_usec (6.12+) */
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
 

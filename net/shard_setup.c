@@ -282,6 +282,7 @@ static void *shard_main(void *arg)
             rc = -ENOMEM;
     }
     s->ring_fd = s->ring.ring_fd;
+    s->min_wait = rc == 0 && (s->ring.features & RQ_FEAT_MIN_TIMEOUT);
     s->start_err = rc;
     if (rc)
         snprintf(s->start_msg, sizeof s->start_msg, "shard %d: io_uring setup failed: %s", s->id,
@@ -289,8 +290,11 @@ static void *shard_main(void *arg)
     sem_post(&s->ready);
     if (rc)
         return NULL;
-    rq_log(RQ_LOG_DEBUG, NULL, "shard %d: ring up (%s), %u connection slots", s->id,
-           s->ring_mode, s->n_slots);
+    rq_log(RQ_LOG_DEBUG, NULL, "shard %d: ring up (%s), %u connection slots, %s", s->id,
+           s->ring_mode, s->n_slots,
+           !s->cfg->batch_wait_us ? "waking on the first completion"
+           : s->min_wait          ? "completions batched by min_wait"
+                                  : "kernel without min_wait: batching only when busy");
     wait_for_go();
     rq_shard_loop(s);
     rq_gens_offline(s->gens, s->id); /* its connections still pin what they use */

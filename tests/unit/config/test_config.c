@@ -300,6 +300,7 @@ static void test_empty_and_defaults(void)
                     "      maxPacketSizeBytes: 268435456\n  ringmq:\n    threads: 1024\n"
                     "    maxTopicAliases: 0\n    maxConnections: 10000000\n"
                     "    connectTimeoutSeconds: 3600\n    shardBacklogLimit: 16777216\n"
+                    "    batchWaitMicroseconds: 10000\n"
                     "    preConnectLimit: {connections: 1, bytes: 1099511627776}\n",
              err, sizeof err);
     CHECK(c != NULL);
@@ -311,6 +312,7 @@ static void test_empty_and_defaults(void)
         CHECK_EQ(c->max_connections, 10000000);
         CHECK_EQ(c->connect_timeout_ms, 3600000);
         CHECK_EQ(c->shard_backlog, 16777216);
+        CHECK_EQ(c->batch_wait_us, 10000);
         CHECK_EQ(c->preconnect_conns, 1);
         CHECK_EQ(c->preconnect_bytes, 1099511627776ull);
     }
@@ -455,6 +457,8 @@ static void test_bad_ranges(void)
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    connectTimeoutSeconds: 5\n"
                         "    auth: {requestTimeoutSeconds: 5}\n",
                  "x.yaml:8:35: requestTimeoutSeconds (5) must be below connectTimeoutSeconds (5)");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    batchWaitMicroseconds: 10001\n",
+                 "x.yaml:7:28: batchWaitMicroseconds must be 0..10000, got 10001");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    shardBacklogLimit: 15\n",
                  "x.yaml:7:24: shardBacklogLimit must be 16..16777216, got 15");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    preConnectLimit: {connections: 0}\n",
