@@ -863,8 +863,13 @@ static void wait_events(struct rq_shard *s, unsigned batch, int64_t ms)
             .pad = min_us, /* min_wait_usec */
             .ts = (uint64_t)(uintptr_t)&ts,
         };
-        int rc = io_uring_enter2((unsigned)s->ring.ring_fd, to_submit, BATCH_MAX,
-                                 IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg,
+        unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+        int fd = s->ring.ring_fd;
+        if (s->reg_ring) {
+            flags |= IORING_ENTER_REGISTERED_RING;
+            fd = s->ring.enter_ring_fd;
+        }
+        int rc = io_uring_enter2((unsigned)fd, to_submit, BATCH_MAX, flags, (sigset_t *)&arg,
                                  sizeof arg);
         if (rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
             return;

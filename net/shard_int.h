@@ -150,6 +150,7 @@ struct rq_shard {
     struct io_uring ring;
     int ring_fd;
     const char *ring_mode;
+    bool reg_ring; /* the ring's fd is registered (io_uring_register_ring_fd): enter skips fget */
     bool min_wait; /* the kernel honours io_uring_getevents_arg.min_wait_usec (6.12+) */
     struct io_uring_buf_ring *br;
     uint8_t *bufs;

@@ -283,6 +283,9 @@ static void *shard_main(void *arg)
     }
     s->ring_fd = s->ring.ring_fd;
     s->min_wait = rc == 0 && (s->ring.features & RQ_FEAT_MIN_TIMEOUT);
+    /* every io_uring_enter otherwise looks the ring's file up (fget: ~1.3 % of the CPU at
+     * 10,000 msg/s); liburing's own calls use the registered index from now on */
+    s->reg_ring = rc == 0 && io_uring_register_ring_fd(&s->ring) == 1;
     s->start_err = rc;
     if (rc)
         snprintf(s->start_msg, sizeof s->start_msg, "shard %d: io_uring setup failed: %s", s->id,
