@@ -172,6 +172,7 @@ struct rq_shard {
     struct conn **slots;
     uint32_t n_slots;
     uint32_t *free_slots;
+    int *slot_fd; /* what a queued IORING_OP_FILES_UPDATE installs in a slot (read at submit) */
     uint32_t n_free;
     uint32_t n_conns;
 

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,8 @@ static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    /* accepted sockets inherit it (Linux): no setsockopt per connection */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
         int e = errno;
         snprintf(err, errlen, "cannot listen on %s:%u: %s", pc->bind_address, pc->port,
@@ -226,7 +229,8 @@ static int setup_files(struct rq_shard *s)
     s->n_slots = (uint32_t)want;
     s->slots = calloc(want, sizeof *s->slots);
     s->free_slots = malloc(want * sizeof *s->free_slots);
-    if (!s->slots || !s->free_slots)
+    s->slot_fd = malloc(want * sizeof *s->slot_fd);
+    if (!s->slots || !s->free_slots || !s->slot_fd)
         return -ENOMEM;
     for (uint32_t i = 0; i < s->n_slots; i++)
         s->free_slots[i] = s->n_slots - 1 - i;
@@ -393,6 +397,7 @@ void rq_shard_free(struct rq_shard *s)
         munmap(s->bufs, (size_t)BUF_COUNT * BUF_SIZE);
     free(s->slots);
     free(s->free_slots);
+    free(s->slot_fd);
     for (int t = 0; s->backlog && t < s->b->n_shards; t++) {
         for (size_t i = 0; i < s->backlog[t].n; i++)
             discard_post(&s->backlog[t].v[i]);
