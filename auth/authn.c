@@ -10,6 +10,7 @@
 struct method {
     const struct rq_authn_method_ops *ops;
     void *state;
+    bool reauth; /* its check() handles re-authentication (rq_authn_chain_add_reauth) */
 };
 
 struct rq_authn_chain {
@@ -26,8 +27,8 @@ struct rq_authn_chain *rq_authn_chain_new(const char *name)
     return ch;
 }
 
-int rq_authn_chain_add(struct rq_authn_chain *ch, const struct rq_authn_method_ops *ops,
-                       void *state)
+static int add(struct rq_authn_chain *ch, const struct rq_authn_method_ops *ops, void *state,
+               bool reauth)
 {
     if (ch->n == ch->cap) {
         size_t ncap = ch->cap ? ch->cap * 2 : 4;
@@ -39,8 +40,20 @@ int rq_authn_chain_add(struct rq_authn_chain *ch, const struct rq_authn_method_o
         ch->m = nm;
         ch->cap = ncap;
     }
-    ch->m[ch->n++] = (struct method){ops, state};
+    ch->m[ch->n++] = (struct method){ops, state, reauth};
     return 0;
+}
+
+int rq_authn_chain_add(struct rq_authn_chain *ch, const struct rq_authn_method_ops *ops,
+                       void *state)
+{
+    return add(ch, ops, state, false);
+}
+
+int rq_authn_chain_add_reauth(struct rq_authn_chain *ch, const struct rq_authn_method_ops *ops,
+                              void *state)
+{
+    return add(ch, ops, state, true);
 }
 
 void rq_authn_chain_free(struct rq_authn_chain *ch)
@@ -117,6 +130,8 @@ static int settle(const struct rq_authn_chain *ch, size_t i, struct rq_authn_out
     o->method = ch->m[i].ops->name;
     if (o->verdict == RQ_AUTHN_DENY && o->reason < 0x80)
         o->reason = 0x87; /* Not authorized unless the method named a better code */
+    if (o->verdict == RQ_AUTHN_ALLOW)
+        o->principal.chain_pos = (uint32_t)i + 1; /* re-authentication runs this one again */
     return o->verdict;
 }
 
@@ -156,4 +171,44 @@ int rq_authn_chain_resume(const struct rq_authn_chain *ch, size_t pending_at,
     if (o->verdict == RQ_AUTHN_ALLOW || o->verdict == RQ_AUTHN_DENY)
         return settle(ch, pending_at, o);
     return rq_authn_chain_run(ch, pending_at + 1, c, o, next_pending);
+}
+
+/* ---- re-authentication (authn.h) ---- */
+
+int rq_authn_chain_reauth_resume(const struct rq_authn_chain *ch, size_t at,
+                                 struct rq_authn_outcome *o)
+{
+    if (at >= ch->n)
+        return RQ_AUTHN_DENY;
+    if (o->verdict == RQ_AUTHN_ALLOW || o->verdict == RQ_AUTHN_DENY)
+        return settle(ch, at, o);
+    /* Not relevant, or a method that answered pending twice: undecided, never another method
+     * (the client keeps what it authenticated with and may try again later). */
+    if (o->verdict != RQ_AUTHN_NOT_RELEVANT) {
+        rq_authn_outcome_free(o);
+        o->verdict = RQ_AUTHN_NOT_RELEVANT;
+    }
+    o->method = ch->m[at].ops->name;
+    return RQ_AUTHN_NOT_RELEVANT;
+}
+
+int rq_authn_chain_reauth(const struct rq_authn_chain *ch, size_t at,
+                          const struct rq_authn_creds *c, struct rq_authn_outcome *o)
+{
+    rq_authn_outcome_free(o);
+    rq_authn_outcome_init(o);
+    if (at >= ch->n || !ch->m[at].reauth) {
+        o->verdict = RQ_AUTHN_DENY;
+        o->reason = 0x8C; /* Bad authentication method */
+        o->method = at < ch->n ? ch->m[at].ops->name : NULL;
+        snprintf(o->why, sizeof o->why, "%s%s cannot re-authenticate a client",
+                 at < ch->n ? "method " : "", at < ch->n ? ch->m[at].ops->name : "no method");
+        return RQ_AUTHN_DENY;
+    }
+    ch->m[at].ops->check(ch->m[at].state, c, o);
+    if (o->verdict == RQ_AUTHN_PENDING) {
+        o->method = ch->m[at].ops->name;
+        return RQ_AUTHN_PENDING;
+    }
+    return rq_authn_chain_reauth_resume(ch, at, o);
 }

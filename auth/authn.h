@@ -40,6 +40,11 @@ struct rq_authn_creds {
     int64_t now; /* Unix seconds */
     uint64_t conn_id; /* the connection (net/post.h rq_conn_id): a pending method tags its
                          request with it, so that its verdict finds the connection again */
+    /* MQTT v5 re-authentication (AUTH 0x19 on a connected client; see "Re-authentication"
+     * below): auth_method / auth_data are the AUTH packet's, username is the one the connection
+     * authenticated as (its principal's, absent when it has none), no password, certs as at
+     * CONNECT. A pending method copies this flag into its reply (net/post.h rq_authn_reply). */
+    bool reauth;
 };
 
 /* Who the client is once allowed (struct rq_principal, core/principal.h: username, attributes,
@@ -66,6 +71,11 @@ struct rq_authn_chain *rq_authn_chain_new(const char *name);
 /* Appends a method; the chain owns state from now on (freed with ops->free). 0 or -ENOMEM. */
 int rq_authn_chain_add(struct rq_authn_chain *ch, const struct rq_authn_method_ops *ops,
                        void *state);
+/* The same for a method whose check() also handles re-authentication (creds->reauth, see
+ * "Re-authentication" below). A method added with rq_authn_chain_add cannot re-authenticate the
+ * clients it authenticated (X509: the credential is the TLS session's). */
+int rq_authn_chain_add_reauth(struct rq_authn_chain *ch, const struct rq_authn_method_ops *ops,
+                              void *state);
 void rq_authn_chain_free(struct rq_authn_chain *ch);
 const char *rq_authn_chain_name(const struct rq_authn_chain *ch);
 size_t rq_authn_chain_len(const struct rq_authn_chain *ch);
@@ -82,6 +92,43 @@ int rq_authn_chain_run(const struct rq_authn_chain *ch, size_t start,
 int rq_authn_chain_resume(const struct rq_authn_chain *ch, size_t pending_at,
                           const struct rq_authn_creds *c, struct rq_authn_outcome *o,
                           size_t *next_pending);
+
+/* ---- Re-authentication (MQTT v5 AUTH 0x19, AIO-INTERFACES.md 5.2) ----
+ *
+ * A connected v5 client that gave an Authentication Method at CONNECT may re-authenticate with
+ * an AUTH packet (reason 0x19, the same method, new Authentication Data). Only the method that
+ * authenticated it runs again: its position in the chain is kept in the client's principal
+ * (rq_principal.chain_pos = 1 + index, set here whenever a method allows), and the chain is the
+ * one of the configuration generation the connection pinned when it was accepted (the same chain
+ * object, so the index still names the same method after any number of reloads; a reload
+ * affects new connections only).
+ *
+ * How a method supports it (e.g. Custom, net/authn_custom.c; ServiceAccountToken the same way):
+ *  1. it is added with rq_authn_chain_add_reauth (not rq_authn_chain_add);
+ *  2. its check() looks at creds->reauth: when set, it checks creds->auth_method/auth_data (the
+ *     AUTH packet's) for the connection that authenticated as creds->username, never consults
+ *     or fills a verdict cache for it, and answers ALLOW (a whole new principal: username,
+ *     attributes and expiry replace the old ones; expiry 0 = none), DENY (reason >= 0x80 is the
+ *     DISCONNECT reason, 0x87 otherwise), NOT_RELEVANT (could not decide now: server
+ *     unreachable, timeout, bad answer, too busy: the client gets AUTH 0x18 and keeps its
+ *     connection and old credentials) or PENDING;
+ *  3. when PENDING, its worker posts the answer exactly as for a CONNECT
+ *     (rq_shard_post_authn_reply, net/post.h) with reply->reauth = creds->reauth; the shard
+ *     routes it to the re-authentication of that connection (dropped and counted when the
+ *     connection left or no re-authentication waits).
+ * The chain never falls through to another method on re-authentication: a NOT_RELEVANT of the
+ * method stays NOT_RELEVANT. */
+
+/* Runs method `at` (chain_pos - 1 of the client's principal) alone for a re-authentication (c
+ * with reauth set). Returns the verdict, also in o (o->method set; an ALLOW's principal gets
+ * chain_pos = at + 1; a DENY's reason is >= 0x80). A method without .reauth, or `at` outside
+ * the chain: DENY 0x8C (Bad authentication method) without calling anything. */
+int rq_authn_chain_reauth(const struct rq_authn_chain *ch, size_t at,
+                          const struct rq_authn_creds *c, struct rq_authn_outcome *o);
+/* The pending method `at` of a re-authentication answered o: settles it as
+ * rq_authn_chain_reauth does (PENDING again counts as NOT_RELEVANT). Returns the verdict. */
+int rq_authn_chain_reauth_resume(const struct rq_authn_chain *ch, size_t at,
+                                 struct rq_authn_outcome *o);
 
 void rq_authn_outcome_init(struct rq_authn_outcome *o);
 void rq_authn_outcome_free(struct rq_authn_outcome *o);

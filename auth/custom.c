@@ -4,7 +4,8 @@
  * body, TLS material from memory), reads the response (status, Content-Type, Cache-Control,
  * body bounded at RQ_CUSTOM_MAX_BODY) into an rq_authn_outcome, and decides what goes into the
  * verdict cache (custom_cache.c holds it). What it does not do: JSON (custom_msg.c), threads and
- * timeouts (pool.c), logging (the caller logs o->why).
+ * timeouts (pool.c), logging of allow / deny (the caller logs o->why; "not relevant" answers
+ * are logged here, rate-limited).
  *
  * A job's TLS blobs point into the method state (CURL_BLOB_NOCOPY): the job holds a reference,
  * and the pool resets the easy handle before it frees the job, so the memory outlives every use.
@@ -13,6 +14,7 @@
 
 #include "auth/custom_cache.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
@@ -51,6 +53,11 @@ struct rq_custom_method {
     size_t cert_len, key_len;
     struct curl_slist *headers;    /* read-only once built: shared by every transfer */
     struct rq_custom_cache *cache; /* NULL = no cache */
+    /* "not relevant" answers (transport failure, bad status, unreadable body, 422): each is
+     * logged with its cause, at most RQ_RATELIMIT_BURST lines a second per method, the rest
+     * counted and reported on the next line (a dead auth server under a connect storm must not
+     * flood the log). Shared by the pool threads. */
+    struct rq_ratelimit nr_log;
 };
 
 struct custom_job {
@@ -60,6 +67,7 @@ struct custom_job {
     size_t body_len;
     char *username; /* for the principal; NULL = none */
     bool cacheable;
+    bool reauth; /* {"type":"auth"}: a re-authentication */
     uint8_t key[KEY_LEN];
     /* the response */
     uint8_t *resp;
@@ -173,6 +181,7 @@ static void method_free(struct rq_custom_method *m)
     free(m->endpoint);
     curl_slist_free_all(m->headers);
     rq_custom_cache_free(m->cache);
+    rq_ratelimit_destroy(&m->nr_log);
     free(m);
 }
 
@@ -224,6 +233,7 @@ struct rq_custom_method *rq_custom_method_new(const struct rq_custom_cfg *cfg, c
         goto bad;
     }
     atomic_init(&m->refs, 1);
+    rq_ratelimit_init(&m->nr_log, RQ_RATELIMIT_BURST, RQ_RATELIMIT_INTERVAL_MS);
     if ((why = method_fill(m, cfg))) {
         method_free(m);
         goto bad;
@@ -492,6 +502,36 @@ static void maybe_cache(struct custom_job *j, long status, const struct rq_authn
         rq_custom_cache_put(j->m->cache, j->key, o, now, until);
 }
 
+/* The endpoint as log lines show it: without any user:password@ part. */
+static const char *endpoint_for_log(const struct rq_custom_method *m, char *buf, size_t size)
+{
+    const char *host = m->endpoint + 8; /* after "https://" (checked at configuration) */
+    size_t hl = strcspn(host, "/");
+    const char *at = memchr(host, '@', hl);
+    if (at)
+        host = at + 1;
+    textf(buf, size, "https://%s", host);
+    return buf;
+}
+
+/* A "not relevant" answer: logged with its cause (o->why, escaped where it quotes the server),
+ * rate-limited per method. */
+static void log_not_relevant(struct custom_job *j, const struct rq_authn_outcome *o)
+{
+    uint64_t skipped = 0;
+    if (RQ_LOG_WARN > rq_log_level ||
+        !rq_ratelimit_allow(&j->m->nr_log, rq_ratelimit_now_ms(), &skipped))
+        return;
+    char ep[160], more[64] = "";
+    if (skipped)
+        snprintf(more, sizeof more, " (%llu similar suppressed)", (unsigned long long)skipped);
+    rq_log(RQ_LOG_WARN, NULL, "Custom %s: %s: not relevant to the %s%s",
+           endpoint_for_log(j->m, ep, sizeof ep), o->why,
+           j->reauth ? "re-authentication (AUTH 0x18, the client keeps its credentials)"
+                     : "CONNECT (the chain goes on with the next method)",
+           more);
+}
+
 static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq_authn_outcome *o)
 {
     struct custom_job *j = (struct custom_job *)base;
@@ -499,6 +539,7 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     o->method = "Custom";
     if (rc != CURLE_OK) {
         transport_failed(j, rc, o);
+        log_not_relevant(j, o);
         return;
     }
     long status = 0;
@@ -509,6 +550,8 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     map_verdict(j, &v, o);
     rq_custom_verdict_free(&v);
     maybe_cache(j, status, o);
+    if (o->verdict == RQ_AUTHN_NOT_RELEVANT)
+        log_not_relevant(j, o);
 }
 
 static void job_free(struct rq_auth_job *base)
@@ -565,6 +608,7 @@ struct rq_auth_job *rq_custom_job_auth(struct rq_custom_method *m, const char *u
     struct custom_job *j = job_new(m, username, username ? strlen(username) : 0, why);
     if (!j)
         return NULL;
+    j->reauth = true;
     j->body = rq_custom_build_auth(method, method_len, data, data_len, &j->body_len, why);
     if (!j->body) {
         job_free(&j->base);

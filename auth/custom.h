@@ -22,6 +22,10 @@
  *      - NOT_RELEVANT: connection, TLS or timeout failure, a status other than 200/403, 422, an
  *        unreadable or oversized body; the chain goes on (rq_authn_chain_resume).
  *     o->why never holds a secret; server text in it is escaped with rq_log_escape.
+ *     Every NOT_RELEVANT answer of a transfer is logged here (warning, with its cause and
+ *     whether it was for a CONNECT or a re-authentication), rate-limited per method state:
+ *     at most RQ_RATELIMIT_BURST lines a second, the next line saying how many similar ones
+ *     were suppressed (core/ratelimit.h).
  *  4. Each job holds a reference on m, so a configuration reload may release m
  *     (rq_custom_method_release) while requests are in flight: the last job frees it.
  *

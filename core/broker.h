@@ -81,6 +81,15 @@ struct rq_worker_ops {
      * client's input is not parsed (bytes kept, bounded by net). */
     void (*authenticate)(struct rq_worker *w, void *conn, const struct rq_connect *k,
                          struct rq_auth_verdict *v);
+    /* MQTT v5 re-authentication (AUTH 0x19) of a connected client: runs again the method that
+     * authenticated it (who->chain_pos, in the chain the connection pinned) with the AUTH
+     * packet's Authentication Method and Data (auth). Fills v (zeroed by the caller): ALLOW
+     * (v->principal: heap, core takes it and it replaces the client's whole), DENY (v->reason:
+     * the DISCONNECT reason), RETRY (undecided now: AUTH 0x18), or PENDING: the verdict comes
+     * later through rq_client_reauth_resume, and the client's input goes on being parsed
+     * meanwhile. NULL: no client can re-authenticate (DISCONNECT 0x8C). */
+    void (*reauthenticate)(struct rq_worker *w, void *conn, const struct rq_principal *who,
+                           const struct rq_reason *auth, struct rq_auth_verdict *v);
     /* A suspended CONNECT was resumed (rq_client_auth_resume): parse the input kept for the
      * client again (starting at that CONNECT) and read it again if reading was held. Called
      * from rq_client_auth_resume, never from inside rq_client_on_bytes. */
@@ -178,6 +187,8 @@ struct rq_client {
     uint64_t cred_expires;    /* w->now-based ms when the credentials expire; 0 = never */
     struct rq_timer ka_timer; /* connect timeout, then keepalive and credential expiry */
     struct rq_principal *principal; /* owned; NULL: not authenticated (none on the port) */
+    uint8_t *auth_method; /* v5 CONNECT's Authentication Method (heap copy), NULL: none; AUTH
+                             packets must name it [MQTT-4.12.0-5] (core/reauth.c) */
     struct rq_str *alias_in;  /* [alias_in_max + 1], heap copies */
     struct rq_alias_out *alias_out;
     struct rq_buf out;
@@ -192,6 +203,7 @@ struct rq_client {
     uint16_t alias_in_max;
     uint16_t alias_out_max;
     uint16_t alias_out_used;
+    uint16_t auth_method_len;
     uint8_t version; /* 0 until CONNECT; 4 for MQTT 3.1 and 3.1.1, 5 */
     uint8_t level;   /* the CONNECT's protocol level: 3 (MQTT 3.1), 4 or 5 */
     uint8_t hops;    /* how many times this connection was handed over */
@@ -200,6 +212,7 @@ struct rq_client {
     bool closing;
     bool graceful;   /* DISCONNECT 0x00 received: no will */
     bool over_limit; /* counted in broker connections */
+    bool reauth_pending; /* a re-authentication's verdict is awaited (rq_client_reauth_resume) */
 };
 
 /* Creates the broker for a config snapshot (not owned) and n shards. */
@@ -254,6 +267,13 @@ bool rq_client_suspended(const struct rq_client *c);
  * resumed): the caller drops the verdict and frees it. Worker thread; never from inside
  * rq_client_on_bytes. */
 bool rq_client_auth_resume(struct rq_client *c, struct rq_auth_verdict *v);
+/* The verdict of a pending re-authentication (MQTT v5 AUTH 0x19, core/reauth.c): ALLOW replaces
+ * the principal and the credential expiry and answers AUTH 0x00; RETRY answers AUTH 0x18 and
+ * keeps both; DENY sends DISCONNECT with v->reason and closes [MQTT-4.12.1-2]. v->principal is
+ * taken on ALLOW (the caller frees what is left). Returns false, touching nothing, when the
+ * client awaits no re-authentication (closing, or the verdict is stale): the caller drops and
+ * counts it. Worker thread; never from inside rq_client_on_bytes. */
+bool rq_client_reauth_resume(struct rq_client *c, struct rq_auth_verdict *v);
 /* A connection handed over from another shard, its input (the CONNECT first) in place: resumes
  * it with the principal it was authenticated as there (taken; NULL when the port has no
  * authentication), so this shard never authenticates it again. */

@@ -157,5 +157,15 @@ static inline void rq_client_flush(struct rq_client *c)
 int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k);
 /* Refuses a CONNECT: CONNACK with the reason (v5) or the 3.1.1 return code, then close. */
 void rq_client_connack_fail(struct rq_client *c, int version, int rc, const char *why);
+/* The credentials expire at expiry_unix (Unix seconds, 0 = never): sets c->cred_expires (the
+ * caller arms the timer when connected). */
+void rq_client_set_cred_expiry(struct rq_client *c, int64_t expiry_unix);
+
+/* reauth.c: MQTT v5 re-authentication */
+/* Connected: keeps the CONNECT's Authentication Method (v5), which every AUTH must name. */
+void rq_client_keep_auth_method(struct rq_client *c, const struct rq_connect *k);
+/* An AUTH packet from a connected client. Returns 0 (handled: answered, pending, or closing
+ * with its DISCONNECT sent) or -RQ_RC_PROTOCOL_ERROR with why. */
+int rq_client_on_auth(struct rq_client *c, const struct rq_reason *r, const char **why);
 
 #endif

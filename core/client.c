@@ -646,8 +646,7 @@ static int on_packet(struct rq_client *c, struct rq_packet *pk, const char **why
     case RQ_DISCONNECT:
         return on_disconnect(c, &pk->u.reason, why);
     case RQ_AUTH:
-        *why = "AUTH without enhanced authentication [MQTT-4.12.0-1]";
-        return -RQ_RC_PROTOCOL_ERROR;
+        return rq_client_on_auth(c, &pk->u.reason, why); /* re-authentication, reauth.c */
     default:
         *why = "packet type a client must not send";
         return -RQ_RC_PROTOCOL_ERROR;
@@ -775,6 +774,7 @@ void rq_client_free(struct rq_client *c)
         rq_client_on_closed(c, "freed");
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
     rq_principal_free(c->principal);
+    free(c->auth_method);
     free(c->client_id_print);
     if (c->over_limit)
         atomic_fetch_sub(&c->w->b->connections, 1);

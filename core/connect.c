@@ -260,7 +260,7 @@ static void send_connack(struct rq_client *c, const struct rq_connect *k, bool p
 }
 
 /* The credentials expire at expiry_unix (0 = never): the client's timer closes it then. */
-static void set_cred_expiry(struct rq_client *c, int64_t expiry_unix)
+void rq_client_set_cred_expiry(struct rq_client *c, int64_t expiry_unix)
 {
     c->cred_expires = 0;
     if (!expiry_unix)
@@ -296,7 +296,7 @@ static void accept_verdict(struct rq_client *c, struct rq_auth_verdict *v, bool 
                rq_log_escape_str(user, sizeof user, p ? p->username : NULL), /* a CN, say */
                rq_log_escape_str(what, sizeof what, v->why));
     }
-    set_cred_expiry(c, p ? p->expiry : 0);
+    rq_client_set_cred_expiry(c, p ? p->expiry : 0);
 }
 
 static void refuse_verdict(struct rq_client *c, const struct rq_auth_verdict *v)
@@ -508,6 +508,7 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     s->client = c;
     c->s = s;
     rq_client_borrow_id(c);
+    rq_client_keep_auth_method(c, k); /* for re-authentication */
     rq_client_phase(c, RQ_PH_CONNECTED);
     c->last_rx = c->w->now;
     rq_client_arm_timer(c);

@@ -25,6 +25,9 @@ struct rq_principal {
     char **values;      /* same */
     int64_t expiry;     /* Unix seconds when the credentials expire; 0 = never */
     const char *method; /* the method that authenticated ("X509"): a static string, or NULL */
+    /* 1 + the position of that method in the port's chain (auth/authn.h): re-authentication
+     * runs that method again, in the chain of the generation the connection pinned. 0: none. */
+    uint32_t chain_pos;
 };
 
 /* Heap copy of *src, taking its contents (src is left empty). NULL when out of memory (src
@@ -42,7 +45,11 @@ enum rq_auth_result {
     RQ_AUTH_OFF = 0, /* the port has no authentication chain */
     RQ_AUTH_ALLOW,
     RQ_AUTH_DENY,
-    RQ_AUTH_PENDING, /* decided elsewhere: the verdict arrives later (rq_client_auth_resume) */
+    RQ_AUTH_PENDING, /* decided elsewhere: the verdict arrives later (rq_client_auth_resume,
+                        or rq_client_reauth_resume for a re-authentication) */
+    /* Re-authentication only: the method could not decide now (auth server unreachable,
+     * timeout, unusable answer): AUTH 0x18, the connection keeps its old principal. */
+    RQ_AUTH_RETRY,
 };
 
 struct rq_auth_verdict {

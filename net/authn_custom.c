@@ -30,6 +30,7 @@ static _Atomic uint64_t g_dropped;
 struct pend {
     uint64_t conn;
     size_t at;
+    bool reauth; /* a re-authentication (creds->reauth): the reply says so */
 };
 
 struct custom_state {
@@ -81,6 +82,7 @@ static void on_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o)
     }
     r->conn = p->conn;
     r->pending_at = p->at;
+    r->reauth = p->reauth;
     describe_allow(o);
     r->o = *o; /* moves the outcome's strings */
     free(o);
@@ -154,6 +156,29 @@ static void not_relevant(struct rq_authn_outcome *o, const char *why)
     snprintf(o->why, sizeof o->why, "Custom: %s", why);
 }
 
+/* The pool job for these credentials: {"type":"connect"} for a CONNECT, {"type":"auth"} for a
+ * re-authentication (the AUTH packet's method and data; the connection's user name for the
+ * principal of the answer). */
+static struct rq_auth_job *make_job(const struct custom_state *s, const struct rq_authn_creds *a,
+                                    const struct rq_custom_creds *c, const char **why)
+{
+    if (!a->reauth)
+        return rq_custom_job_connect(s->m, c, why);
+    if (!c->auth_method) {
+        *why = "a re-authentication without an Authentication Method";
+        return NULL;
+    }
+    char *user = a->has_username ? strndup((const char *)a->username, a->username_len) : NULL;
+    if (a->has_username && !user) {
+        *why = "out of memory";
+        return NULL;
+    }
+    struct rq_auth_job *job = rq_custom_job_auth(s->m, user, c->auth_method, c->auth_method_len,
+                                                 c->auth_data, c->auth_data_len, why);
+    free(user);
+    return job;
+}
+
 /* Hands the request to the pool: PENDING, or an answer now when it cannot be sent. */
 static void submit(const struct custom_state *s, const struct rq_authn_creds *a,
                    const struct rq_custom_creds *c, struct rq_authn_outcome *o)
@@ -163,12 +188,12 @@ static void submit(const struct custom_state *s, const struct rq_authn_creds *a,
         return not_relevant(o, "the authentication service pool is not running");
     struct pend *p = malloc(sizeof *p);
     const char *why = "out of memory";
-    struct rq_auth_job *job = p ? rq_custom_job_connect(s->m, c, &why) : NULL;
+    struct rq_auth_job *job = p ? make_job(s, a, c, &why) : NULL;
     if (!job) {
         free(p);
         return not_relevant(o, why);
     }
-    *p = (struct pend){.conn = a->conn_id, .at = s->index};
+    *p = (struct pend){.conn = a->conn_id, .at = s->index, .reauth = a->reauth};
     int rc = rq_auth_pool_submit(pool, job, (uint64_t)(uintptr_t)p);
     if (rc == 0) {
         o->verdict = RQ_AUTHN_PENDING;
@@ -176,14 +201,17 @@ static void submit(const struct custom_state *s, const struct rq_authn_creds *a,
     }
     job->ops->free(job);
     free(p);
-    if (rc == -EBUSY) {
+    /* A connected client re-authenticating is not refused for a full pool: it may try again
+     * (AUTH 0x18), as when the server is unreachable. */
+    if (rc == -EBUSY && !a->reauth) {
         o->verdict = RQ_AUTHN_DENY;
         o->reason = 0x89; /* Server busy; 3.1.1: return code 3 */
         snprintf(o->why, sizeof o->why, "Custom: too many authentication requests pending");
         return;
     }
-    not_relevant(o, rc == -ESHUTDOWN ? "the authentication service pool is stopping"
-                                     : "out of memory");
+    not_relevant(o, rc == -EBUSY       ? "too many authentication requests pending"
+                    : rc == -ESHUTDOWN ? "the authentication service pool is stopping"
+                                       : "out of memory");
 }
 
 static void custom_check(const void *state, const struct rq_authn_creds *a,
@@ -191,11 +219,13 @@ static void custom_check(const void *state, const struct rq_authn_creds *a,
 {
     const struct custom_state *s = state;
     size_t pem_len = 0;
-    char *pem = a->n_certs ? rq_custom_pem_chain(a->certs, a->cert_lens, a->n_certs, &pem_len)
-                           : NULL;
+    /* an AUTH request carries no certs: no PEM for a re-authentication */
+    bool certs = a->n_certs && !a->reauth;
+    char *pem = certs ? rq_custom_pem_chain(a->certs, a->cert_lens, a->n_certs, &pem_len) : NULL;
     struct rq_custom_creds c;
     rq_custom_creds_from(a, pem, pem_len, &c);
-    int hit = rq_custom_cache_lookup(s->m, &c, a->now, o);
+    /* a re-authentication is never answered from (nor stored in) the verdict cache */
+    int hit = a->reauth ? 0 : rq_custom_cache_lookup(s->m, &c, a->now, o);
     if (hit == 1) {
         describe_allow(o);
     } else {
@@ -277,7 +307,8 @@ int rq_authn_custom_add(struct rq_authn_chain *ch, const struct rq_authn_custom 
         goto out;
     }
     st->index = rq_authn_chain_len(ch);
-    rc = rq_authn_chain_add(ch, &custom_ops, st); /* frees st on failure */
+    /* Custom re-authenticates: check() sends {"type":"auth"} when creds->reauth is set */
+    rc = rq_authn_chain_add_reauth(ch, &custom_ops, st); /* frees st on failure */
     st = NULL;
     if (rc != 0)
         snprintf(err, errlen, "out of memory");

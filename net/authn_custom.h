@@ -14,6 +14,10 @@
  *    (connection id, the method's index in the chain) and answers PENDING. The job holds a
  *    reference on the method state (auth/custom.h), so a reload that frees the chain meanwhile
  *    is safe.
+ *  - Re-authentication (creds->reauth, MQTT v5 AUTH 0x19; auth/authn.h): the method is added
+ *    with rq_authn_chain_add_reauth; check() sends {"type":"auth","enhancedAuthentication":
+ *    {method, data}} (rq_custom_job_auth), never uses the verdict cache, and a full pool is
+ *    "not relevant" (AUTH 0x18) rather than 0x89; the reply carries reauth = true.
  *  - done() runs on a pool thread: it posts the answer; an inbox that stays full is retried for
  *    up to 2 s (1 ms sleeps), then the answer is dropped and counted, as it is when the shard
  *    is gone. */

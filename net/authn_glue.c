@@ -218,3 +218,67 @@ void rq_authn_glue_translate(int verdict, struct rq_authn_outcome *o, struct rq_
         return;
     }
 }
+
+/* ---- re-authentication ---- */
+
+/* A re-authentication's answer in core's terms: as for a CONNECT, except that "not relevant"
+ * (the method could not decide) is RETRY, never a denial. */
+static void translate_reauth(int verdict, struct rq_authn_outcome *o, struct rq_auth_verdict *v)
+{
+    if (verdict != RQ_AUTHN_NOT_RELEVANT) {
+        rq_authn_glue_translate(verdict, o, v);
+        return;
+    }
+    v->method = o->method;
+    snprintf(v->why, sizeof v->why, "%s", o->why[0] ? o->why : "not relevant");
+    v->result = RQ_AUTH_RETRY;
+}
+
+void rq_authn_glue_reauth(const struct rq_authn_chain *ch, struct rq_tls *tls, uint64_t conn_id,
+                          const struct rq_principal *who, const struct rq_reason *auth,
+                          struct rq_auth_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    v->conn = conn_id;
+    if (!ch || !who || !who->chain_pos) {
+        v->result = RQ_AUTH_DENY;
+        v->reason = 0x8C; /* Bad authentication method */
+        v->method = who ? who->method : NULL;
+        snprintf(v->why, sizeof v->why, "no method of the port can re-authenticate this client");
+        return;
+    }
+    /* The creds as for a CONNECT that names only the AUTH's method and data: borrowed. */
+    struct rq_connect k = {.version = 5};
+    k.props.present = auth->props.present &
+                      (RQ_PROP_BIT(RQ_PROP_AUTH_METHOD) | RQ_PROP_BIT(RQ_PROP_AUTH_DATA));
+    k.props.auth_method = auth->props.auth_method;
+    k.props.auth_data = auth->props.auth_data;
+    if (who->username) {
+        k.has_username = true;
+        k.username = (struct rq_str){(const uint8_t *)who->username,
+                                     (uint32_t)strlen(who->username)};
+    }
+    struct creds_buf cb;
+    fill_creds(&cb, tls, conn_id, &k);
+    cb.c.reauth = true;
+    if (!RQ_PROP_HAS(&auth->props, RQ_PROP_AUTH_DATA))
+        cb.c.auth_data = NULL; /* absent, not empty */
+    struct rq_authn_outcome o;
+    rq_authn_outcome_init(&o);
+    translate_reauth(rq_authn_chain_reauth(ch, who->chain_pos - 1, &cb.c, &o), &o, v);
+    rq_authn_outcome_free(&o);
+}
+
+void rq_authn_glue_reauth_resume(const struct rq_authn_chain *ch, size_t pending_at,
+                                 uint64_t conn_id, struct rq_authn_outcome *o,
+                                 struct rq_auth_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    v->conn = conn_id;
+    if (!ch) { /* cannot happen while the connection pins its generation */
+        v->result = RQ_AUTH_RETRY;
+        snprintf(v->why, sizeof v->why, "the port's authentication chain is gone");
+        return;
+    }
+    translate_reauth(rq_authn_chain_reauth_resume(ch, pending_at, o), o, v);
+}

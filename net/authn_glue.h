@@ -37,6 +37,21 @@ void rq_authn_glue_run(const struct rq_authn_chain *ch, struct rq_tls *tls, uint
 void rq_authn_glue_resume(const struct rq_authn_chain *ch, size_t pending_at, struct rq_tls *tls,
                           uint64_t conn_id, const struct rq_connect *k,
                           struct rq_authn_outcome *o, struct rq_auth_verdict *v);
+/* Shard thread: MQTT v5 re-authentication of connection conn_id (core's ops->reauthenticate):
+ * runs only the method that authenticated it (who->chain_pos) of ch, the chain of the generation
+ * the connection pinned, with auth's Authentication Method and Data, who's user name and the
+ * TLS peer certificates (creds.reauth set). Fills v: ALLOW (a whole new principal), DENY,
+ * RETRY (the method could not decide: not relevant), or PENDING (the method's reply comes back
+ * as RQ_POST_AUTHN_REPLY with reauth set, then rq_authn_glue_reauth_resume). ch NULL or no
+ * chain_pos: DENY 0x8C. */
+void rq_authn_glue_reauth(const struct rq_authn_chain *ch, struct rq_tls *tls, uint64_t conn_id,
+                          const struct rq_principal *who, const struct rq_reason *auth,
+                          struct rq_auth_verdict *v);
+/* Shard thread: the pending method at pending_at of a re-authentication answered o (consumed):
+ * fills v as rq_authn_glue_reauth does. */
+void rq_authn_glue_reauth_resume(const struct rq_authn_chain *ch, size_t pending_at,
+                                 uint64_t conn_id, struct rq_authn_outcome *o,
+                                 struct rq_auth_verdict *v);
 /* The chain's answer (verdict: enum rq_authn_verdict, outcome o) in core's terms: ALLOW moves
  * o's principal into a heap one (v->principal, with the method name), DENY keeps the reason,
  * PENDING stays pending. v->method points at the method's static name. Any thread (an auth

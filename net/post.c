@@ -174,8 +174,34 @@ static bool held_connect(struct conn *c, struct rq_packet *pk)
     return rq_codec_decode(c->in.data, (size_t)n, version, pk, &why) == 0 && pk->type == RQ_CONNECT;
 }
 
+/* A method's answer to a re-authentication (r->reauth): only the method that authenticated the
+ * connection ran, so the answer settles it (no fall-through), in the chain the connection
+ * pinned. */
+static void on_reauth_reply(struct rq_shard *s, struct rq_authn_reply *r)
+{
+    struct conn *c = rq_conn_lookup(s, r->conn);
+    if (!c || c->state != C_OPEN || !c->cl.reauth_pending) {
+        dropped(s, c, r->conn, "re-authentication reply");
+        rq_authn_reply_free(r);
+        return;
+    }
+    struct rq_auth_verdict v;
+    rq_authn_glue_reauth_resume(c->rt_gen->ports[c->port_index].authn, r->pending_at, c->id,
+                                &r->o, &v);
+    if (rq_client_reauth_resume(&c->cl, &v))
+        s->verdicts_applied++;
+    else
+        dropped(s, c, r->conn, "re-authentication reply");
+    rq_principal_free(v.principal); /* taken by the client on ALLOW */
+    rq_authn_reply_free(r);
+}
+
 void rq_post_on_authn_reply(struct rq_shard *s, struct rq_authn_reply *r)
 {
+    if (r->reauth) {
+        on_reauth_reply(s, r);
+        return;
+    }
     struct conn *c = rq_conn_lookup(s, r->conn);
     struct rq_packet pk;
     if (!c || c->state != C_OPEN || c->cl.phase != RQ_PH_AUTHENTICATING) {

@@ -24,7 +24,13 @@
  *    usual case, since a "not relevant" must fall through to the next method), or
  *  - a final verdict in core's terms: rq_shard_post_verdict (rq_authn_glue_translate builds it
  *    from a chain outcome).
- * Either is dropped and counted on the shard if the connection has gone meanwhile. */
+ * Either is dropped and counted on the shard if the connection has gone meanwhile.
+ *
+ * Re-authentication (MQTT v5 AUTH 0x19 of a connected client) uses the same path: the method's
+ * check() sees creds->reauth, answers PENDING, and its thread posts rq_shard_post_authn_reply
+ * with reply->reauth = true; see struct rq_authn_reply. The connection is not suspended
+ * meanwhile (it keeps publishing and receiving); a second AUTH while one is pending is refused
+ * by core (DISCONNECT 0x82), so at most one re-authentication reply per connection is due. */
 #ifndef RQ_POST_H
 #define RQ_POST_H
 
@@ -78,6 +84,16 @@ int rq_shard_post_verdict(struct rq_auth_verdict *v);
 struct rq_authn_reply {
     uint64_t conn;     /* creds->conn_id of the pending check */
     size_t pending_at; /* the method that answered: the chain index rq_authn_chain_run gave */
+    /* creds->reauth of the pending check: the answer is for a re-authentication (MQTT v5 AUTH
+     * 0x19) of a connected client, not for a CONNECT. The shard then applies it to that
+     * connection's pending re-authentication only (rq_authn_glue_reauth_resume, then core's
+     * rq_client_reauth_resume: ALLOW -> AUTH 0x00 and the principal replaced, DENY ->
+     * DISCONNECT, NOT_RELEVANT -> AUTH 0x18) and never continues the chain with another
+     * method; it is dropped and counted like a CONNECT's when the connection left, was taken
+     * over, or awaits no re-authentication. A method that re-authenticates (auth/authn.h,
+     * "Re-authentication") sets it from the creds and otherwise posts exactly as for a
+     * CONNECT. */
+    bool reauth;
     struct rq_authn_outcome o;
 };
 

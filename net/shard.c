@@ -259,6 +259,16 @@ static void op_authenticate(struct rq_worker *w, void *conn, const struct rq_con
     rq_authn_glue_run(c->rt_gen->ports[c->port_index].authn, rq_xport_tls(c->xp), c->id, k, v);
 }
 
+/* MQTT v5 re-authentication: the chain of the generation the connection pinned (the same one
+ * that authenticated it, so who->chain_pos still names that method). */
+static void op_reauthenticate(struct rq_worker *w, void *conn, const struct rq_principal *who,
+                              const struct rq_reason *auth, struct rq_auth_verdict *v)
+{
+    struct conn *c = conn;
+    rq_authn_glue_reauth(c->rt_gen->ports[c->port_index].authn, rq_xport_tls(c->xp), c->id, who,
+                         auth, v);
+}
+
 static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len);
 static void account_first_packet(struct rq_shard *s, struct conn *c);
 static void hold_input(struct rq_shard *s, struct conn *c);
@@ -281,6 +291,7 @@ static void op_resume_input(struct rq_worker *w, void *conn)
 
 const struct rq_worker_ops rq_shard_worker_ops = {
     .authenticate = op_authenticate,
+    .reauthenticate = op_reauthenticate,
     .resume_input = op_resume_input,
     .post = op_post,
     .want_flush = op_want_flush,

@@ -1,5 +1,6 @@
 /* The authentication chain: order, relevance, the first relevant method decides, nothing
  * relevant denies, pending answers resume at the right method. Methods here are scripted. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,15 @@ static void no_free(void *state)
 static const struct rq_authn_method_ops a_ops = {"A", scripted_check, no_free};
 static const struct rq_authn_method_ops b_ops = {"B", scripted_check, no_free};
 static const struct rq_authn_method_ops c_ops = {"C", scripted_check, no_free};
+
+static bool saw_reauth;
+static void reauth_check(const void *state, const struct rq_authn_creds *c,
+                         struct rq_authn_outcome *o)
+{
+    saw_reauth = c->reauth;
+    scripted_check(state, c, o);
+}
+static const struct rq_authn_method_ops rr_ops = {"RR", reauth_check, no_free};
 
 static struct rq_authn_chain *chain3(struct script *a, struct script *b, struct script *c)
 {
@@ -142,8 +152,73 @@ static void chain_queries(void)
     rq_authn_chain_free(ch);
 }
 
+/* Re-authentication runs only the method that authenticated (chain_pos - 1), never falls
+ * through, and refuses methods that cannot do it with 0x8C. */
+static void reauth_runs_only_that_method(void)
+{
+    struct script a = {RQ_AUTHN_NOT_RELEVANT, 0, 0}, r = {RQ_AUTHN_ALLOW, 0, 0},
+                  c = {RQ_AUTHN_ALLOW, 0, 0};
+    struct rq_authn_chain *ch = rq_authn_chain_new("re");
+    rq_authn_chain_add(ch, &a_ops, &a);
+    rq_authn_chain_add_reauth(ch, &rr_ops, &r);
+    rq_authn_chain_add(ch, &c_ops, &c);
+    struct rq_authn_outcome o;
+    size_t p;
+    /* CONNECT: A not relevant, RR allows: its position is in the principal */
+    CHECK_EQ(run(ch, &o, &p), RQ_AUTHN_ALLOW);
+    CHECK_EQ(o.principal.chain_pos, 2);
+    CHECK(!saw_reauth);
+    size_t at = o.principal.chain_pos - 1;
+    rq_authn_outcome_free(&o);
+
+    struct rq_authn_creds cr = {.version = 5, .reauth = true};
+    rq_authn_outcome_init(&o);
+    CHECK_EQ(rq_authn_chain_reauth(ch, at, &cr, &o), RQ_AUTHN_ALLOW);
+    CHECK(saw_reauth);
+    CHECK_STR(o.method, "RR");
+    CHECK_EQ(o.principal.chain_pos, 2);
+    CHECK_EQ(a.calls, 1); /* only at CONNECT */
+    CHECK_EQ(c.calls, 0);
+    /* not relevant stays not relevant: C (which would allow) is never asked */
+    r.verdict = RQ_AUTHN_NOT_RELEVANT;
+    CHECK_EQ(rq_authn_chain_reauth(ch, at, &cr, &o), RQ_AUTHN_NOT_RELEVANT);
+    CHECK_EQ(c.calls, 0);
+    CHECK_STR(o.method, "RR");
+    /* deny with a success-range code: 0x87 */
+    r.verdict = RQ_AUTHN_DENY;
+    r.reason = 0x10;
+    CHECK_EQ(rq_authn_chain_reauth(ch, at, &cr, &o), RQ_AUTHN_DENY);
+    CHECK_EQ(o.reason, 0x87);
+    /* pending, then the answer settles without another method */
+    r.verdict = RQ_AUTHN_PENDING;
+    CHECK_EQ(rq_authn_chain_reauth(ch, at, &cr, &o), RQ_AUTHN_PENDING);
+    rq_authn_outcome_free(&o);
+    rq_authn_outcome_init(&o);
+    o.verdict = RQ_AUTHN_NOT_RELEVANT;
+    CHECK_EQ(rq_authn_chain_reauth_resume(ch, at, &o), RQ_AUTHN_NOT_RELEVANT);
+    CHECK_EQ(c.calls, 0);
+    rq_authn_outcome_init(&o);
+    o.verdict = RQ_AUTHN_ALLOW;
+    CHECK_EQ(rq_authn_chain_reauth_resume(ch, at, &o), RQ_AUTHN_ALLOW);
+    CHECK_EQ(o.principal.chain_pos, 2);
+    rq_authn_outcome_init(&o);
+    o.verdict = RQ_AUTHN_PENDING; /* a method that answers pending twice: undecided */
+    CHECK_EQ(rq_authn_chain_reauth_resume(ch, at, &o), RQ_AUTHN_NOT_RELEVANT);
+    /* a method added without re-authentication (A, C) or a position outside the chain: 0x8C, nothing called */
+    int calls = a.calls + c.calls;
+    CHECK_EQ(rq_authn_chain_reauth(ch, 2, &cr, &o), RQ_AUTHN_DENY);
+    CHECK_EQ(o.reason, 0x8C);
+    CHECK(strstr(o.why, "cannot re-authenticate") != NULL);
+    CHECK_EQ(rq_authn_chain_reauth(ch, 7, &cr, &o), RQ_AUTHN_DENY);
+    CHECK_EQ(o.reason, 0x8C);
+    CHECK_EQ(a.calls + c.calls, calls);
+    rq_authn_outcome_free(&o);
+    rq_authn_chain_free(ch);
+}
+
 int main(void)
 {
+    reauth_runs_only_that_method();
     first_relevant_decides();
     nothing_relevant_denies();
     deny_without_code_is_not_authorized();
