@@ -2,8 +2,8 @@
  *
  * What it does: moves jobs from any thread to K pool threads (one core/inbox each), runs them as
  * libcurl transfers on a per-thread multi handle with at most max_connections in flight, enforces
- * each job's deadline (also while it waits for a free connection), calls done() once per job,
- * and stops cleanly. What it does not do: know what a request means (the job's ops do), retry,
+ * each job's deadline (also while it waits for a free connection), hands each outcome to done()
+ * (holding it on its lane while done() says the lane is busy), and stops cleanly. What it does not do: know what a request means (the job's ops do), retry,
  * or post verdicts to shards (done() does).
  *
  * Why its own FIFO instead of CURLMOPT_MAX_HOST_CONNECTIONS: libcurl starts a transfer's timeout
@@ -32,6 +32,21 @@
 
 #define SHUTDOWN_WHY "authentication service pool shutting down"
 #define MAX_POLL_MS 1000
+/* While outcomes wait on a busy lane, poll at least this often: a shard drains its inbox in far
+ * less, and a waiting verdict holds its client's CONNECT. */
+#define RETRY_POLL_MS 2
+
+/* An outcome done() could not take yet: its lane was busy. */
+struct held {
+    struct held *next;
+    uint64_t tag;
+    struct rq_authn_outcome *o;
+    int64_t drop_at; /* from then on it is handed over with last = true */
+};
+
+struct lane {
+    struct held *head, *tail;
+};
 
 struct worker {
     struct rq_auth_pool *pool;
@@ -45,6 +60,9 @@ struct worker {
     unsigned n_inflight;
     CURL **spare; /* reset easy handles, reused */
     unsigned n_spare;
+    struct lane *lanes; /* RQ_AUTH_POOL_LANES; outcomes waiting for their lane */
+    unsigned n_held;
+    bool final; /* stopping: every done() call is the last one */
 };
 
 struct rq_auth_pool {
@@ -52,6 +70,8 @@ struct rq_auth_pool {
     rq_auth_pool_done_fn done;
     void *ctx;
     _Atomic uint32_t pending;
+    _Atomic uint32_t waiting;     /* outcomes held on lanes, all threads */
+    _Atomic uint64_t busy_total;  /* done() answered busy */
     _Atomic unsigned rr;
     _Atomic int stopping;
     _Atomic int submitters;
@@ -86,6 +106,7 @@ void rq_auth_pool_cfg_default(struct rq_auth_pool_cfg *cfg)
     cfg->max_pending = 10000;
     cfg->request_timeout_ms = 5000;
     cfg->max_connections = 8;
+    cfg->deliver_timeout_ms = 10000;
 }
 
 void rq_auth_outcome_release(struct rq_authn_outcome *o)
@@ -101,6 +122,16 @@ uint32_t rq_auth_pool_pending(const struct rq_auth_pool *p)
     return atomic_load(&p->pending);
 }
 
+uint32_t rq_auth_pool_waiting(const struct rq_auth_pool *p)
+{
+    return atomic_load(&p->waiting);
+}
+
+uint64_t rq_auth_pool_busy_total(const struct rq_auth_pool *p)
+{
+    return atomic_load(&p->busy_total);
+}
+
 /* ---- completing jobs -------------------------------------------------------------------- */
 
 static void not_relevant(struct rq_authn_outcome *o, const char *why)
@@ -111,22 +142,78 @@ static void not_relevant(struct rq_authn_outcome *o, const char *why)
     snprintf(o->why, sizeof o->why, "%s", why);
 }
 
-/* Hands the outcome to done() and frees the job. The counter drops first so that a receiver
- * that counts completions sees the pool's pending count settled. */
-static void complete(struct rq_auth_pool *p, struct rq_auth_job *job)
+/* Offers o to done(). 0: taken, and the job no longer counts as pending; otherwise done()'s
+ * busy answer. A last call is always taken (the contract says done() must). */
+static int deliver(struct worker *w, uint64_t tag, struct rq_authn_outcome *o, bool last)
 {
-    struct rq_authn_outcome *o = job->out;
-    uint64_t tag = job->tag;
-    job->out = NULL;
-    job->ops->free(job);
-    atomic_fetch_sub(&p->pending, 1);
-    p->done(p->ctx, tag, o);
+    struct rq_auth_pool *p = w->pool;
+    int rc = p->done(p->ctx, tag, o, last);
+    if (rc == 0 || last) {
+        atomic_fetch_sub(&p->pending, 1);
+        return 0;
+    }
+    atomic_fetch_add(&p->busy_total, 1);
+    return rc;
 }
 
-static void complete_with(struct rq_auth_pool *p, struct rq_auth_job *job, const char *why)
+/* Keeps o on its lane until done() takes it (retry_held). */
+static void hold(struct worker *w, int busy, uint64_t tag, struct rq_authn_outcome *o,
+                 int64_t drop_at)
+{
+    struct held *h = malloc(sizeof *h);
+    if (!h) {
+        deliver(w, tag, o, true); /* nowhere to keep it: done() delivers now or drops it */
+        return;
+    }
+    *h = (struct held){.tag = tag, .o = o, .drop_at = drop_at};
+    struct lane *l = &w->lanes[(unsigned)(busy - 1) % RQ_AUTH_POOL_LANES];
+    if (l->tail)
+        l->tail->next = h;
+    else
+        l->head = h;
+    l->tail = h;
+    w->n_held++;
+    atomic_fetch_add(&w->pool->waiting, 1);
+}
+
+/* Offers every held outcome again, oldest first per lane; a lane that is still busy is left
+ * for the next turn, the others go on. */
+static void retry_held(struct worker *w, int64_t now)
+{
+    for (unsigned i = 0; w->n_held && i < RQ_AUTH_POOL_LANES; i++) {
+        struct lane *l = &w->lanes[i];
+        struct held *h;
+        while ((h = l->head)) {
+            if (deliver(w, h->tag, h->o, w->final || now >= h->drop_at) != 0)
+                break;
+            l->head = h->next;
+            if (!l->head)
+                l->tail = NULL;
+            w->n_held--;
+            atomic_fetch_sub(&w->pool->waiting, 1);
+            free(h);
+        }
+    }
+}
+
+/* Frees the job and hands its outcome over (or holds it). */
+static void complete(struct worker *w, struct rq_auth_job *job)
+{
+    const struct rq_auth_pool_cfg *c = &w->pool->cfg;
+    struct rq_authn_outcome *o = job->out;
+    uint64_t tag = job->tag;
+    int64_t drop_at = job->deadline_ms - c->request_timeout_ms + c->deliver_timeout_ms;
+    job->out = NULL;
+    job->ops->free(job);
+    int rc = deliver(w, tag, o, w->final);
+    if (rc != 0)
+        hold(w, rc, tag, o, drop_at);
+}
+
+static void complete_with(struct worker *w, struct rq_auth_job *job, const char *why)
 {
     not_relevant(job->out, why);
-    complete(p, job);
+    complete(w, job);
 }
 
 /* ---- easy handles ------------------------------------------------------------------------ */
@@ -197,12 +284,12 @@ static void start_job(struct worker *w, struct rq_auth_job *job, int64_t now)
     char why[200] = "could not start the request";
     CURL *e = easy_get(w);
     if (!e) {
-        complete_with(w->pool, job, "out of memory starting the request");
+        complete_with(w, job, "out of memory starting the request");
         return;
     }
     if (job->ops->start(job, e, why, sizeof why) != 0) {
         easy_put(w, e);
-        complete_with(w->pool, job, why);
+        complete_with(w, job, why);
         return;
     }
     int64_t left = job->deadline_ms - now;
@@ -212,7 +299,7 @@ static void start_job(struct worker *w, struct rq_auth_job *job, int64_t now)
     curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)job);
     if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
         easy_put(w, e);
-        complete_with(w->pool, job, "could not start the request (libcurl)");
+        complete_with(w, job, "could not start the request (libcurl)");
         return;
     }
     job->easy = e;
@@ -226,7 +313,7 @@ static void start_job(struct worker *w, struct rq_auth_job *job, int64_t now)
 static void expire_waiting(struct worker *w, int64_t now)
 {
     while (w->wait_head && w->wait_head->deadline_ms <= now)
-        complete_with(w->pool, wait_pop(w), "timed out waiting for a connection to the server");
+        complete_with(w, wait_pop(w), "timed out waiting for a connection to the server");
 }
 
 static void start_waiting(struct worker *w, int64_t now)
@@ -244,7 +331,7 @@ static void finish_transfer(struct worker *w, CURL *e, CURLcode rc)
     job->ops->finish(job, e, rc, job->out);
     job->easy = NULL;
     easy_put(w, e);
-    complete(w->pool, job);
+    complete(w, job);
 }
 
 /* Completes every finished transfer; returns how many. */
@@ -264,7 +351,7 @@ static unsigned reap(struct worker *w)
 
 static int poll_timeout(const struct worker *w, int64_t now)
 {
-    int64_t t = MAX_POLL_MS;
+    int64_t t = w->n_held ? RETRY_POLL_MS : MAX_POLL_MS;
     if (w->wait_head) {
         int64_t left = w->wait_head->deadline_ms - now;
         if (left < t)
@@ -277,25 +364,28 @@ static int poll_timeout(const struct worker *w, int64_t now)
 static void worker_shutdown(struct worker *w)
 {
     struct rq_auth_job *job;
+    w->final = true;
     while ((job = w->inflight)) {
         w->inflight = job->next;
         w->n_inflight--;
         curl_multi_remove_handle(w->multi, job->easy);
         easy_put(w, job->easy);
         job->easy = NULL;
-        complete_with(w->pool, job, SHUTDOWN_WHY);
+        complete_with(w, job, SHUTDOWN_WHY);
     }
     drain_inbox(w);
     while ((job = wait_pop(w)))
-        complete_with(w->pool, job, SHUTDOWN_WHY);
+        complete_with(w, job, SHUTDOWN_WHY);
+    retry_held(w, now_ms());
 }
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     while (!atomic_load(&w->pool->quit)) {
-        drain_inbox(w);
         int64_t now = now_ms();
+        retry_held(w, now);
+        drain_inbox(w);
         expire_waiting(w, now);
         int running;
         do {
@@ -320,7 +410,8 @@ static int worker_init(struct rq_auth_pool *p, struct worker *w)
     w->multi = curl_multi_init();
     w->share = curl_share_init();
     w->spare = calloc(p->cfg.max_connections, sizeof *w->spare);
-    if (!w->inbox || !w->multi || !w->share || !w->spare)
+    w->lanes = calloc(RQ_AUTH_POOL_LANES, sizeof *w->lanes);
+    if (!w->inbox || !w->multi || !w->share || !w->spare || !w->lanes)
         return -ENOMEM;
     curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
@@ -334,6 +425,7 @@ static void worker_cleanup(struct worker *w)
     for (unsigned i = 0; i < w->n_spare; i++)
         curl_easy_cleanup(w->spare[i]);
     free(w->spare);
+    free(w->lanes); /* empty: worker_shutdown handed every outcome over */
     if (w->multi)
         curl_multi_cleanup(w->multi); /* closes the cached connections */
     if (w->share)
@@ -354,6 +446,8 @@ struct rq_auth_pool *rq_auth_pool_new(const struct rq_auth_pool_cfg *cfg, rq_aut
         c.request_timeout_ms = cfg->request_timeout_ms;
     if (cfg->max_connections)
         c.max_connections = cfg->max_connections;
+    if (cfg->deliver_timeout_ms)
+        c.deliver_timeout_ms = cfg->deliver_timeout_ms;
     /* bounds that keep the per-thread inboxes (max_pending cells each) and handle arrays sane */
     if (c.threads > 64 || c.max_pending > 1000000 || c.max_connections > 1024 || !done) {
         snprintf(err, errlen,

@@ -14,13 +14,23 @@
  *    threads * max_connections questions at a time (the others wait and may time out).
  *  - Each job has a deadline: submit time + cfg.request_timeout_ms. Time spent waiting in the
  *    FIFO counts; the transfer gets the rest as CURLOPT_TIMEOUT_MS.
- *  - When a job ends, the pool thread calls done(ctx, tag, outcome) exactly once per accepted
- *    job. The callee owns the outcome (release it with rq_auth_outcome_release) and must not
- *    block (the broker posts it to the originating shard's inbox). The tag is the caller's: e.g.
- *    (shard, slot, generation) packed into 64 bits, so a late verdict is recognised and dropped.
+ *  - When a job ends, the pool thread calls done(ctx, tag, outcome, last). done() either takes
+ *    the outcome (returns 0; it owns it from then on, release it with rq_auth_outcome_release)
+ *    or, when its destination is momentarily full (the originating shard's inbox) and last is
+ *    false, returns RQ_AUTH_POOL_BUSY(lane) and leaves outcome and tag as they were. The pool
+ *    thread then keeps the outcome on a per-lane list (lane: the shard) and calls done() again
+ *    with it after each curl_multi_poll turn, in order, until it is taken; a busy lane is not
+ *    retried again in the same turn, other lanes go on. Nothing ever waits: one full shard
+ *    inbox holds up neither the pool thread nor the verdicts for other shards. Once
+ *    cfg.deliver_timeout_ms has passed since submit (the connection's connect timeout has
+ *    surely passed), or when the pool stops, done() is called with last = true and must take
+ *    the outcome (delivering it if it can, else dropping and counting it). The tag is the
+ *    caller's: e.g. a pointer to what the verdict needs (shard, slot, generation), so a late
+ *    verdict is recognised and dropped.
  *
- * Bounded: at most cfg.max_pending jobs are accepted and not yet completed (one atomic counter,
- * exact). Over it submit returns -EBUSY (the broker answers CONNACK 0x89 Server busy / 3.1.1
+ * Bounded: at most cfg.max_pending jobs are accepted and not yet delivered (one atomic counter,
+ * exact; an outcome waiting for its lane still counts, so the lanes are bounded too, and the
+ * counter drops right after done() took an outcome). Over it submit returns -EBUSY (the broker answers CONNACK 0x89 Server busy / 3.1.1
  * return code 3).
  *
  * Shutdown: rq_auth_pool_stop (also done by rq_auth_pool_free) makes submit return -ESHUTDOWN,
@@ -35,14 +45,17 @@
 
 #include <curl/curl.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct rq_auth_pool_cfg {
     unsigned threads;            /* K pool threads, 1..64 (default 2) */
-    uint32_t max_pending;        /* accepted, not yet completed jobs, 1..1000000 (default 10000) */
+    uint32_t max_pending;        /* accepted, not yet delivered jobs, 1..1000000 (default 10000) */
     uint32_t request_timeout_ms; /* per job, from submit (default 5000) */
     unsigned max_connections;    /* transfers in flight per pool thread, 1..1024 (default 8) */
+    uint32_t deliver_timeout_ms; /* from submit: an outcome whose lane stays busy this long is
+                                    handed over with last = true (default 10000) */
 };
 
 /* The defaults above. */
@@ -76,9 +89,16 @@ struct rq_auth_job {
     CURL *easy;
 };
 
-/* The callee owns o from now on; must not block. Called on a pool thread (or the stopping
- * thread, see above). */
-typedef void (*rq_auth_pool_done_fn)(void *ctx, uint64_t tag, struct rq_authn_outcome *o);
+/* Lanes of outcomes waiting for delivery (per pool thread): a lane is typically a shard. */
+#define RQ_AUTH_POOL_LANES 256
+/* done()'s answer "not now, lane is full" (lane taken modulo RQ_AUTH_POOL_LANES). */
+#define RQ_AUTH_POOL_BUSY(lane) (1 + (int)((unsigned)(lane) % RQ_AUTH_POOL_LANES))
+
+/* Returns 0 when it took o (the callee owns it from now on), or RQ_AUTH_POOL_BUSY(lane) when
+ * last is false and o cannot be delivered now (o and tag untouched; called again later). Must
+ * not block. Called on a pool thread (or the stopping thread, see above). */
+typedef int (*rq_auth_pool_done_fn)(void *ctx, uint64_t tag, struct rq_authn_outcome *o,
+                                    bool last);
 
 struct rq_auth_pool;
 
@@ -93,8 +113,11 @@ struct rq_auth_pool *rq_auth_pool_new(const struct rq_auth_pool_cfg *cfg, rq_aut
  * after stop, -ENOMEM. Any thread, never blocks. */
 int rq_auth_pool_submit(struct rq_auth_pool *p, struct rq_auth_job *job, uint64_t tag);
 
-/* Accepted jobs not yet completed (for stats and tests). */
+/* Accepted jobs not yet delivered (for stats and tests). */
 uint32_t rq_auth_pool_pending(const struct rq_auth_pool *p);
+/* Of those, outcomes waiting on a busy lane now; and how many times done() answered busy. */
+uint32_t rq_auth_pool_waiting(const struct rq_auth_pool *p);
+uint64_t rq_auth_pool_busy_total(const struct rq_auth_pool *p);
 
 /* Stops as described above. Idempotent. Must not be called from a done() callback. */
 void rq_auth_pool_stop(struct rq_auth_pool *p);

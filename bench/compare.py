@@ -14,6 +14,11 @@ TLS scenarios (fanin-tls, connect-tls, connect-tls-x509) use certificates made a
 the openssl command line tool in the run's temporary directory; both brokers then get two more
 listeners with the same server certificate: TLS, and TLS with X.509 client authentication.
 
+Custom authentication scenarios (connect-custom-cached, connect-custom) run against ringmq only
+(mosquitto has no Custom method): tools/custom-auth-server.py is started over HTTPS with the
+same certificates, ringmq gets one more plain-TCP listener whose chain is Custom, and the auth
+server's own CPU time is read from /proc around each storm.
+
 What it does not do: build anything (pass --ringmq / --ringbench or use build-bench/), tune the
 machine, or target anything but 127.0.0.0/8. Only the Python standard library is used.
 """
@@ -46,6 +51,16 @@ FULL = [
     # connect first, on fresh brokers, so that RSS is not inflated by earlier runs
     ("connect", "connect storm + 10,000 idle connections",
      ["--connect", "10000", "--concurrency", "64", "--hold", "3", "--duration", "120"]),
+    # the same storm through the Custom method (ringmq only): every CONNECT has the same
+    # username and password; "cached": the auth server's verdicts carry Cache-Control, so only
+    # the first CONNECTs (those in flight before the first answer) make a request; "uncached":
+    # no Cache-Control, one HTTPS request per CONNECT over the pool's kept-alive connections
+    ("connect-custom-cached", "connect storm through Custom auth, cached verdict, 10,000",
+     ["--connect", "10000", "--concurrency", "64", "--hold", "3", "--duration", "120"],
+     "custom"),
+    ("connect-custom", "connect storm through Custom auth, one request per CONNECT, 10,000",
+     ["--connect", "10000", "--concurrency", "64", "--hold", "3", "--duration", "120"],
+     "custom"),
     ("fanin-qos0", "fan-in 8->1, QoS 0, 64 B",
      ["--max", "--pattern", "fanin", "--pubs", "8", "--subs", "1", "--qos", "0"]),
     ("fanout-qos0", "fan-out 1->100, QoS 0, 64 B",
@@ -94,7 +109,13 @@ SMOKE = [
       "--check"], "tls"),
     ("connect-tls-x509", "connect 50 over TLS with client certificates (X.509 auth)",
      ["--connect", "50", "--hold", "0.2", "--duration", "20", "--check"], "x509"),
+    ("connect-custom", "connect 50 through Custom auth (one request each; ringmq only)",
+     ["--connect", "50", "--hold", "0.2", "--duration", "20", "--check"], "custom"),
 ]
+
+# The auth server's mode (tools/custom-auth-server.py --mode-file) for each Custom scenario.
+CUSTOM_MODE = {"connect-custom-cached": "users,cache:3600", "connect-custom": "users"}
+CUSTOM_USER, CUSTOM_PASSWORD = "bench-user", "bench-Pa55word"
 
 # Table rows: (label, scenario, metric, higher_is_better, target advantage or None)
 ROWS = [
@@ -121,6 +142,23 @@ ROWS = [
     ("broker CPU us/msg, fan-in over TLS", "fanin-tls", "cpu", False, None),
     ("TLS connections per second", "connect-tls", "cps", True, None),
     ("TLS + X.509 auth connections per second", "connect-tls-x509", "cps", True, None),
+] + [
+    ("broker CPU us per CONNECT (10k storm)", "connect", "cpu_conn", False, None),
+    ("Custom auth, cached verdict: connections per second", "connect-custom-cached", "cps", True,
+     None),
+    ("Custom auth, cached verdict: broker CPU us per CONNECT", "connect-custom-cached",
+     "cpu_conn", False, None),
+    ("Custom auth, cached verdict: requests to the auth server", "connect-custom-cached",
+     "auth_requests", False, None),
+    ("Custom auth, uncached: connections per second", "connect-custom", "cps", True, None),
+    ("Custom auth, uncached: broker CPU us per CONNECT", "connect-custom", "cpu_conn", False,
+     None),
+    ("Custom auth, uncached: auth server CPU us per CONNECT", "connect-custom", "auth_cpu_conn",
+     False, None),
+    ("Custom auth, uncached: auth server busy (cores)", "connect-custom", "auth_cores", False,
+     None),
+    ("Custom auth, uncached: TLS handshakes to the auth server", "connect-custom",
+     "auth_handshakes", False, None),
 ]
 
 SMOKE_ROWS = [
@@ -130,6 +168,17 @@ SMOKE_ROWS = [
     ("connections per second", "connect", "cps", True, None),
     ("delivered msg/s, fan-in 2->1 over TLS at 500/s", "fanin-tls", "rate", True, None),
     ("TLS + X.509 auth connections per second", "connect-tls-x509", "cps", True, None),
+    ("Custom auth (uncached) connections per second", "connect-custom", "cps", True, None),
+    ("Custom auth (uncached): TLS handshakes to the auth server", "connect-custom",
+     "auth_handshakes", False, None),
+]
+
+# Custom against plain, ringmq only: (label, scenario, metric, plain metric, bound, at least?)
+CUSTOM_TARGETS = [
+    ("cached Custom CONNECTs/s / plain CONNECTs/s", "connect-custom-cached", "cps", "cps", 0.9,
+     True),
+    ("uncached Custom broker CPU per CONNECT / plain", "connect-custom", "cpu_conn", "cpu_conn",
+     2.0, False),
 ]
 
 
@@ -200,6 +249,7 @@ authorityKeyIdentifier = keyid
 
 SERVER_SECRET = "bench-server"      # ringmq: <config dir>/secrets/bench-server/tls.{crt,key}
 CLIENT_CA_CONFIGMAP = "bench-client-ca"  # ringmq: <config dir>/configmaps/bench-client-ca/
+AUTH_CA_CONFIGMAP = "bench-auth-ca"  # the CA that verifies the Custom auth server
 
 
 def make_pki(workdir):
@@ -242,6 +292,10 @@ def make_pki(workdir):
     shutil.copy(pki["server.crt"], os.path.join(sec, "tls.crt"))
     shutil.copy(pki["server.key"], os.path.join(sec, "tls.key"))
     shutil.copy(pki["ca.crt"], os.path.join(cm, "client_ca.pem"))
+    # the auth server of the Custom scenarios serves the same server certificate
+    acm = os.path.join(workdir, "configmaps", AUTH_CA_CONFIGMAP)
+    os.makedirs(acm, exist_ok=True)
+    shutil.copy(pki["ca.crt"], os.path.join(acm, "ca.crt"))
     return pki
 
 
@@ -267,7 +321,10 @@ def mosquitto_tls_files(workdir, pki):
 
 
 def tls_args(listener, pki):
-    """ringbench arguments of a listener kind: the server is always verified against the CA."""
+    """ringbench arguments of a listener kind: the server is always verified against the CA;
+    the Custom listener (plain TCP) gets the credentials the auth server knows."""
+    if listener == "custom":
+        return ["--username", CUSTOM_USER, "--password", CUSTOM_PASSWORD]
     if listener == "plain":
         return []
     args = ["--tls", "--cafile", pki["ca.crt"]]
@@ -309,6 +366,8 @@ RINGMQ_TLS_PORTS = """\
     protocol: Mqtt
     authenticationRef: bench-x509
     tls: {{mode: Manual, manual: {{secretRef: {secret}}}}}
+"""
+RINGMQ_X509_AUTHN = """\
 ---
 apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerAuthentication
@@ -317,6 +376,24 @@ spec:
   authenticationMethods:
   - method: X509
     x509Settings: {{trustedClientCaCert: {configmap}}}
+"""
+
+# The Custom listener (plain TCP, as the plain connect storm) and its chain.
+RINGMQ_CUSTOM_PORT = """\
+  - port: {custom_port}
+    bindAddress: 127.0.0.1
+    protocol: Mqtt
+    authenticationRef: bench-custom
+"""
+RINGMQ_CUSTOM_AUTHN = """\
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {{name: bench-custom}}
+spec:
+  authenticationMethods:
+  - method: Custom
+    customSettings: {{endpoint: "https://127.0.0.1:{auth_port}", caCertConfigMap: {configmap}}}
 """
 
 # The same limits as the ringmq YAML: 100 QoS 1/2 messages in flight per client, 1000 queued
@@ -381,15 +458,23 @@ class Broker:
             self.proc.wait(5)
 
 
-def start_ringmq(binary, threads, workdir, pki=None):
+def start_ringmq(binary, threads, workdir, pki=None, auth=None):
     port = free_port()
     ports = {"tls": free_port(), "x509": free_port()} if pki else {}
+    if auth:
+        ports["custom"] = free_port()
     cfg = os.path.join(workdir, "ringmq.yaml")  # its directory holds secrets/ and configmaps/
     with open(cfg, "w") as f:
         f.write(RINGMQ_YAML.format(port=port, threads=threads))
-        if pki:
+        if pki:  # more ports of the listener, then the BrokerAuthentication documents
             f.write(RINGMQ_TLS_PORTS.format(tls_port=ports["tls"], x509_port=ports["x509"],
-                                            secret=SERVER_SECRET, configmap=CLIENT_CA_CONFIGMAP))
+                                            secret=SERVER_SECRET))
+        if auth:
+            f.write(RINGMQ_CUSTOM_PORT.format(custom_port=ports["custom"]))
+        if pki:
+            f.write(RINGMQ_X509_AUTHN.format(configmap=CLIENT_CA_CONFIGMAP))
+        if auth:
+            f.write(RINGMQ_CUSTOM_AUTHN.format(auth_port=auth.port, configmap=AUTH_CA_CONFIGMAP))
     log = open(os.path.join(workdir, "ringmq.log"), "w")
     proc = subprocess.Popen([binary, "-c", cfg], stdout=log, stderr=subprocess.STDOUT)
     if not all(wait_port(p, proc) for p in [port] + list(ports.values())):
@@ -421,6 +506,101 @@ def start_mosquitto(binary, workdir, pki=None):
     except (OSError, subprocess.TimeoutExpired):
         pass
     return Broker("mosquitto", port, proc.pid, proc, log.name, ver, ports)
+
+
+class AuthServer:
+    """tools/custom-auth-server.py for the Custom scenarios: HTTPS with the run's server
+    certificate, one user (PBKDF2 with few iterations: the server remembers verified passwords
+    anyway), a mode file switched per scenario, /_stats for its request and handshake counts.
+    Its CPU time (all threads) comes from /proc/PID/stat."""
+
+    TOOL = os.path.join(ROOT, "tools", "custom-auth-server.py")
+
+    def __init__(self, workdir, pki):
+        d = os.path.join(workdir, "auth-server")
+        os.makedirs(d, exist_ok=True)
+        self.ca = pki["ca.crt"]
+        self.mode_file = os.path.join(d, "mode")
+        self.set_mode("users")
+        users = subprocess.run(
+            [sys.executable, self.TOOL, "--hash-password", CUSTOM_USER, "--password-env", "PW",
+             "--iterations", "1000"], env=dict(os.environ, PW=CUSTOM_PASSWORD),
+            capture_output=True, text=True, timeout=60)
+        if users.returncode != 0:
+            raise RuntimeError("custom-auth-server.py --hash-password: %s" % users.stderr[-300:])
+        with open(os.path.join(d, "users.json"), "w") as f:
+            f.write(users.stdout)
+        port_file = os.path.join(d, "port")
+        self.log = os.path.join(d, "auth-server.log")
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, self.TOOL, "--cert", pki["server.crt"], "--key",
+                 pki["server.key"], "--users", os.path.join(d, "users.json"), "--port", "0",
+                 "--port-file", port_file, "--stats", "--mode-file", self.mode_file],
+                stdout=log, stderr=subprocess.DEVNULL)  # one line per request: not kept
+        self.pid = self.proc.pid
+        end = time.time() + 20
+        self.port = None
+        while time.time() < end and self.port is None and self.proc.poll() is None:
+            if os.path.exists(port_file) and open(port_file).read().strip():
+                self.port = int(open(port_file).read())
+            else:
+                time.sleep(0.05)
+        if self.port is None:
+            self.stop()
+            raise RuntimeError("custom-auth-server.py did not start")
+
+    def set_mode(self, mode):
+        with open(self.mode_file, "w") as f:
+            f.write(mode)
+
+    def cpu_us(self):
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) * 1e6 / os.sysconf("SC_CLK_TCK")
+
+    def stats(self):
+        import ssl
+        import urllib.request
+        ctx = ssl.create_default_context(cafile=self.ca)
+        try:
+            with urllib.request.urlopen("https://127.0.0.1:%d/_stats" % self.port, context=ctx,
+                                        timeout=10) as r:
+                return json.loads(r.read())
+        except OSError:
+            return {}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def run_custom(auth, run, scen):
+    """Runs one Custom scenario (run() -> ringbench result) and adds what the auth server did:
+    its CPU time, requests and TLS handshakes (minus the /_stats call's own) during the run."""
+    auth.set_mode(CUSTOM_MODE.get(scen, "users"))
+    st0, cpu0, t0 = auth.stats(), auth.cpu_us(), time.time()
+    res = run()
+    cpu1, wall, st1 = auth.cpu_us(), time.time() - t0, auth.stats()
+    if res is not None and cpu0 is not None and cpu1 is not None:
+        res["auth_server"] = {
+            "mode": CUSTOM_MODE.get(scen, "users"), "cpu_us": cpu1 - cpu0,
+            "cores": (cpu1 - cpu0) / 1e6 / wall if wall > 0 else None,
+            "requests": st1.get("requests", 0) - st0.get("requests", 0),
+            "handshakes": st1.get("handshakes", 0) - st0.get("handshakes", 0) - 1}
+        a = res["auth_server"]
+        say("    auth server: %d requests, %d TLS handshakes, %.0f ms CPU (%.2f cores over the "
+            "run, ringbench's whole run)" % (a["requests"], a["handshakes"], a["cpu_us"] / 1e3,
+                                             a["cores"] or 0))
+    return res
 
 
 def parse_extra(spec):
@@ -496,6 +676,15 @@ def metric(res, m):
         return r["broker"]["rss_per_conn_bytes"] if r["connected"] else None
     if m == "cps":
         return r["conn_per_s"]
+    if m == "cpu_conn":  # broker CPU from the storm's start to the end of --hold, per CONNECT
+        return r["broker"]["cpu_us"] / r["connected"] if r.get("connected") else None
+    a = res.get("auth_server")
+    if m == "auth_cpu_conn":
+        return a["cpu_us"] / r["connected"] if a and r.get("connected") else None
+    if m == "auth_cores":
+        return a.get("cores") if a else None
+    if m in ("auth_requests", "auth_handshakes"):
+        return a[m[5:]] if a else None
     return None
 
 
@@ -518,8 +707,12 @@ def fmt(v, m):
         return "-"
     if m in ("rate", "cps", "probe"):
         return "{:,.0f}".format(v)
-    if m in ("rss_conn", "rss_base"):
+    if m in ("rss_conn", "rss_base", "auth_requests", "auth_handshakes"):
         return "{:,.0f}".format(v)
+    if m in ("cpu_conn", "auth_cpu_conn"):
+        return "%.1f" % v
+    if m == "auth_cores":
+        return "%.2f" % v
     if m == "cpu":
         return "%.3f" % v
     return "%.3f" % v
@@ -669,11 +862,19 @@ def main():
             shutil.rmtree(workdir, ignore_errors=True)
             raise SystemExit("compare: %s" % e)
     mosq_pki = mosquitto_tls_files(workdir, pki) if pki and use_mosq else pki
+    auth = None
+    if any(scen_listener(e) == "custom" for e in scen):
+        try:
+            auth = AuthServer(workdir, pki)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise SystemExit("compare: %s" % e)
+        say("  started custom-auth-server.py on 127.0.0.1:%d, pid %d" % (auth.port, auth.pid))
 
     def start_all():
         """Fresh brokers for every scenario: an overloaded scenario must not leave a backlog or
         a grown heap to the next one."""
-        bs = [start_ringmq(a.ringmq, a.threads, workdir, pki)]
+        bs = [start_ringmq(a.ringmq, a.threads, workdir, pki, auth)]
         if use_mosq:
             try:
                 bs.append(start_mosquitto(a.mosquitto, workdir, mosq_pki))
@@ -712,13 +913,17 @@ def main():
                 say("[%d/%d] %s: %s" % (i + 1, len(scen), name, desc))
                 for b in order:
                     if listener not in b.ports:
-                        say("    %s: no %s listener known, skipped" % (b.name, listener))
+                        say("    %s: %s, skipped" % (b.name, "no Custom authentication method"
+                                                     if listener == "custom" else
+                                                     "no %s listener known" % listener))
                         continue
                     if not b.alive():
                         raise RuntimeError("%s is not running any more (log: %s)" % (b.name, b.log))
                     budget = 60 if a.smoke else 900
-                    res = run_bench(a.ringbench, b, name, args, workdir, a.gen_threads, budget,
-                                    listener, pki)
+                    def run(b=b, name=name, args=args, budget=budget, listener=listener):
+                        return run_bench(a.ringbench, b, name, args, workdir, a.gen_threads,
+                                         budget, listener, pki)
+                    res = run_custom(auth, run, name) if listener == "custom" else run()
                     if res is not None:
                         res["broker_version"] = b.version
                     results.setdefault(name, {}).setdefault(b.name, []).append(res)
@@ -737,9 +942,12 @@ def main():
     finally:
         for b in brokers:
             b.stop()
+        if auth:
+            auth.stop()
 
     print()
     print_table(table, names)
+    custom = custom_vs_plain(results)
     heads = [headroom(r) for s in results.values() for rs in s.values() for r in rs]
     hr = [h for h, _ in heads if h is not None]
     busy = [m for _, m in heads if m is not None]
@@ -764,6 +972,7 @@ def main():
                     for b in brokers],
         "elapsed_s": round(time.time() - started, 1),
         "table": table,
+        "custom_vs_plain": custom,
         "results": results,
     }
     with open(prefix + ".json", "w") as f:
@@ -775,6 +984,27 @@ def main():
     if a.smoke:
         return smoke_verdict(results, names, scen)
     return 0
+
+
+def custom_vs_plain(results):
+    """ringmq's Custom connect storms against its plain one (the issue's targets); printed."""
+    out = []
+    for label, scen, m, pm, bound, at_least in CUSTOM_TARGETS:
+        v = med([metric(r, m) for r in results.get(scen, {}).get("ringmq", [])])
+        p = med([metric(r, pm) for r in results.get("connect", {}).get("ringmq", [])])
+        if v is None or not p:
+            continue
+        ratio = v / p
+        met = ratio >= bound if at_least else ratio <= bound
+        out.append({"metric": label, "scenario": scen, "value": v, "plain": p, "ratio": ratio,
+                    "target": ("<= " if not at_least else ">= ") + "%gx" % bound, "met": met})
+    if out:
+        print("Custom authentication against plain CONNECTs (ringmq only; mosquitto has no "
+              "Custom method):")
+        for o in out:
+            print("  %-50s %8.2fx  target %-7s %s" % (o["metric"], o["ratio"], o["target"],
+                                                    "yes" if o["met"] else "NO"))
+    return out
 
 
 def smoke_verdict(results, names, scenarios):
@@ -792,9 +1022,12 @@ def smoke_verdict(results, names, scenarios):
                     bad.append("%s/%s: no result%s" % (scen, name, why))
                     continue
                 res = r["result"]
-                if r.get("listener", "plain") != "plain" and not (r.get("tls") or {}).get(
+                if r.get("listener", "plain") in ("tls", "x509") and not (r.get("tls") or {}).get(
                         "version"):
                     bad.append("%s/%s: no TLS handshake completed" % (scen, name))
+                if r.get("listener") == "custom" and not (r.get("auth_server") or {}).get(
+                        "requests"):
+                    bad.append("%s/%s: no request reached the Custom auth server" % (scen, name))
                 if r["mode"] == "connect":
                     if res["connected"] != res["connections"] or res["failed"]:
                         bad.append("%s/%s: %d/%d connected" % (scen, name, res["connected"],

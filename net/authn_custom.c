@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,8 @@ static _Atomic uint64_t g_dropped;
 struct pend {
     uint64_t conn;
     size_t at;
-    bool reauth; /* a re-authentication (creds->reauth): the reply says so */
+    bool reauth;    /* a re-authentication (creds->reauth): the reply says so */
+    bool described; /* describe_allow ran (an answer offered again after a full inbox) */
 };
 
 struct custom_state {
@@ -68,40 +70,40 @@ static void describe_allow(struct rq_authn_outcome *o)
     memcpy(o->why, buf, sizeof o->why);
 }
 
-/* Pool thread (or the stopping thread): posts the answer to the connection's shard. */
-static void on_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o)
+/* Pool thread (or the stopping thread): posts the answer to the connection's shard. When the
+ * shard's inbox is full the pool keeps the answer on that shard's lane and offers it again
+ * (auth/pool.h); a last offer that still finds it full drops it. */
+static int on_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o, bool last)
 {
     (void)ctx;
     struct pend *p = (struct pend *)(uintptr_t)tag;
     struct rq_authn_reply *r = malloc(sizeof *r);
-    if (!r) {
-        rq_auth_outcome_release(o);
-        free(p);
-        atomic_fetch_add(&g_dropped, 1);
-        return;
-    }
-    r->conn = p->conn;
-    r->pending_at = p->at;
-    r->reauth = p->reauth;
-    describe_allow(o);
-    r->o = *o; /* moves the outcome's strings */
-    free(o);
-    free(p);
-    /* A full inbox drains quickly: retry briefly, never forever (a stuck shard must not stall
-     * the pool thread and every other answer it carries). */
-    for (int tries = 0;; tries++) {
-        int rc = rq_shard_post_authn_reply(r);
-        if (rc == 0)
-            return;
-        if (rc != -EAGAIN || tries >= 2000) {
-            rq_log(RQ_LOG_WARN, NULL, "Custom authentication answer dropped: %s",
-                   rc == -EAGAIN ? "the shard's inbox stayed full" : "the shard is gone");
-            rq_authn_reply_free(r);
-            atomic_fetch_add(&g_dropped, 1);
-            return;
+    int rc = -ENOMEM;
+    if (r) {
+        if (!p->described)
+            describe_allow(o);
+        p->described = true;
+        r->conn = p->conn;
+        r->pending_at = p->at;
+        r->reauth = p->reauth;
+        r->o = *o; /* moves the outcome's strings, unless the post fails */
+        rc = rq_shard_post_authn_reply(r);
+        if (rc == 0) {
+            free(o);
+            free(p);
+            return 0;
         }
-        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        free(r);
+        if (rc == -EAGAIN && !last)
+            return RQ_AUTH_POOL_BUSY(rq_conn_id_shard(p->conn));
     }
+    rq_log(RQ_LOG_WARN, NULL, "Custom authentication answer dropped: %s",
+           rc == -EAGAIN ? "the shard's inbox stayed full" : rc == -ENOMEM ? "out of memory"
+                                                                           : "the shard is gone");
+    rq_auth_outcome_release(o);
+    free(p);
+    atomic_fetch_add(&g_dropped, 1);
+    return 0;
 }
 
 int rq_authn_custom_pool_start(const struct rq_config *cfg, unsigned threads_override, char *err,
@@ -117,6 +119,9 @@ int rq_authn_custom_pool_start(const struct rq_config *cfg, unsigned threads_ove
     /* Up to 32 requests in flight per thread (the pool's default is 8): with a slow server a
      * burst of CONNECTs otherwise queues behind 8 and times out in the FIFO. */
     pc.max_connections = 32;
+    /* an answer a full shard inbox holds up is dropped once the client's connect timeout has
+     * surely passed (counted from the submit, which comes after the client's connect) */
+    pc.deliver_timeout_ms = cfg->connect_timeout_ms;
     struct rq_auth_pool *p = rq_auth_pool_new(&pc, on_done, NULL, err, errlen);
     if (!p)
         return -1;

@@ -27,6 +27,15 @@ static const struct rq_authn_x509 *x509_settings(const struct rq_authn_cfg *a)
     return NULL;
 }
 
+/* Custom forwards the client's certificate chain: its ports ask for one (optional). */
+static bool has_custom(const struct rq_authn_cfg *a)
+{
+    for (size_t i = 0; a && i < a->n_methods; i++)
+        if (a->methods[i].kind == RQ_AUTHN_CUSTOM)
+            return true;
+    return false;
+}
+
 static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -60,6 +69,7 @@ static struct rq_tls_ctx *make_ctx(const struct rq_port_cfg *pc, const char *wha
     uint64_t h = 1469598103934665603ULL;
     h = mix(mix(mix(h, crt, crt_len), key, key_len), cas.data, cas.len);
     h = mix(h, "req", x && pc->authn->n_methods == 1 ? 3 : 0);
+    h = mix(h, "opt", has_custom(pc->authn) ? 3 : 0);
     *print = h;
     struct rq_tls_ctx *shared = prev ? atomic_load(&prev->tls) : NULL;
     if (shared && prev->tls_print == h) {
@@ -75,6 +85,7 @@ static struct rq_tls_ctx *make_ctx(const struct rq_port_cfg *pc, const char *wha
         .ca_pem = x ? cas.data : NULL,
         .ca_len = cas.len,
         .require_client_cert = x && pc->authn->n_methods == 1,
+        .want_client_cert = has_custom(pc->authn),
     };
     char why[300];
     struct rq_tls_ctx *ctx = rq_tls_ctx_new(&o, why, sizeof why);

@@ -27,10 +27,11 @@
 
 #define MAX_PEER_CERTS RQ_TLS_PATH_MAX
 
-/* The client's verified path (DER, leaf first, trust anchor last): one allocation, made in the
- * handshake on ports that verify client certificates. */
+/* The client's verified path (DER, leaf first, trust anchor last), or on ports without client
+ * CAs the chain as presented: one allocation, made in the handshake. */
 struct peer_chain {
     uint32_t n;
+    bool verified;
     uint32_t off[MAX_PEER_CERTS + 1]; /* certificate i is der[off[i] .. off[i + 1]) */
     uint8_t der[];
 };
@@ -65,18 +66,20 @@ static bool trusted_copy(const struct rq_tls *t, const WOLFSSL_X509_STORE_CTX *s
     return rq_tls_anchors_has(t->ctx->anchors, c->buffer, c->length);
 }
 
-/* Copies the verified path (leaf to trust anchor) of the presented certificates. 0 or -1 with
- * t->path_why set. */
-static int keep_path(struct rq_tls *t, const WOLFSSL_X509_STORE_CTX *store)
+/* The certificates the client presented, leaf first (at most MAX_PEER_CERTS; pointers valid
+ * during the verify callback only). */
+static size_t presented_certs(const WOLFSSL_X509_STORE_CTX *store, struct rq_tls_der *out)
 {
-    struct rq_tls_der presented[MAX_PEER_CERTS], path[MAX_PEER_CERTS];
     size_t np = (size_t)store->totalCerts < MAX_PEER_CERTS ? (size_t)store->totalCerts
                                                             : MAX_PEER_CERTS;
     for (size_t i = 0; i < np; i++)
-        presented[i] = (struct rq_tls_der){store->certs[i].buffer, store->certs[i].length};
-    size_t n = rq_tls_path_build(t->ctx->anchors, presented, np, path, &t->path_why);
-    if (n == 0)
-        return -1;
+        out[i] = (struct rq_tls_der){store->certs[i].buffer, store->certs[i].length};
+    return np;
+}
+
+/* Copies path[0..n) into t->chain. 0 or -1 with t->path_why set. */
+static int copy_chain(struct rq_tls *t, const struct rq_tls_der *path, size_t n, bool verified)
+{
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += path[i].len;
@@ -86,6 +89,7 @@ static int keep_path(struct rq_tls *t, const WOLFSSL_X509_STORE_CTX *store)
         return -1;
     }
     c->n = (uint32_t)n;
+    c->verified = verified;
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         c->off[i] = (uint32_t)off;
@@ -95,6 +99,18 @@ static int keep_path(struct rq_tls *t, const WOLFSSL_X509_STORE_CTX *store)
     c->off[n] = (uint32_t)off;
     t->chain = c;
     return 0;
+}
+
+/* Copies the verified path (leaf to trust anchor) of the presented certificates. 0 or -1 with
+ * t->path_why set. */
+static int keep_path(struct rq_tls *t, const WOLFSSL_X509_STORE_CTX *store)
+{
+    struct rq_tls_der presented[MAX_PEER_CERTS], path[MAX_PEER_CERTS];
+    size_t np = presented_certs(store, presented);
+    size_t n = rq_tls_path_build(t->ctx->anchors, presented, np, path, &t->path_why);
+    if (n == 0)
+        return -1;
+    return copy_chain(t, path, n, true);
 }
 
 /* Verify callback: wolfSSL calls it for the client's leaf certificate once every presented
@@ -112,6 +128,21 @@ static int keep_chain(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (!preverify || t->chain)
         return preverify;
     return keep_path(t, store) == 0;
+}
+
+/* Verify callback on ports without client CAs that ask for a certificate for Custom: whatever
+ * wolfSSL thinks of the chain (it has no CA to verify it against), the handshake goes on and the
+ * chain is kept as presented, for the auth server to judge. wolfSSL still checks that the
+ * client holds the leaf's key (CertificateVerify). Called for each certificate that fails
+ * verification and for the leaf (WOLFSSL_ALWAYS_VERIFY_CB); the leaf's call keeps the chain. */
+static int keep_presented(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    (void)preverify;
+    struct rq_tls *t = store ? store->userCtx : NULL;
+    if (!t || !store->certs || store->totalCerts <= 0 || store->error_depth != 0 || t->chain)
+        return 1;
+    struct rq_tls_der presented[MAX_PEER_CERTS];
+    return copy_chain(t, presented, presented_certs(store, presented), false) == 0;
 }
 
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
@@ -141,6 +172,15 @@ static void lib_error(char *err, size_t errlen, const char *what, int code)
     char reason[80];
     wolfSSL_ERR_error_string_n((unsigned long)code, reason, sizeof reason);
     snprintf(err, errlen, "%s: %s (%d)", what, reason, code);
+}
+
+/* On ports that take client certificates: a resumed session presents no certificate, and every
+ * connection's certificate (and its validity period) is to be checked. */
+static void no_resumption(WOLFSSL_CTX *ctx)
+{
+    wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+    wolfSSL_CTX_NoTicketTLSv12(ctx);
+    wolfSSL_CTX_no_ticket_TLSv13(ctx);
 }
 
 struct rq_tls_ctx *rq_tls_ctx_new(const struct rq_tls_ctx_opts *o, char *err, size_t errlen)
@@ -193,11 +233,10 @@ struct rq_tls_ctx *rq_tls_ctx_new(const struct rq_tls_ctx_opts *o, char *err, si
         if (o->require_client_cert)
             mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
         wolfSSL_CTX_set_verify(ctx, mode, keep_chain);
-        /* No resumption on these ports: a resumed session presents no certificate, and every
-         * connection's certificate (and its validity period) is to be checked. */
-        wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
-        wolfSSL_CTX_NoTicketTLSv12(ctx);
-        wolfSSL_CTX_no_ticket_TLSv13(ctx);
+        no_resumption(ctx);
+    } else if (o->want_client_cert) {
+        wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, keep_presented);
+        no_resumption(ctx);
     } else {
         wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
     }
@@ -363,4 +402,9 @@ bool rq_tls_peer_der(struct rq_tls *t, size_t i, const uint8_t **der, size_t *le
     *der = t->chain->der + t->chain->off[i];
     *len = t->chain->off[i + 1] - t->chain->off[i];
     return true;
+}
+
+bool rq_tls_peer_verified(const struct rq_tls *t)
+{
+    return t->chain && t->chain->verified;
 }

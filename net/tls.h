@@ -27,6 +27,10 @@ struct rq_tls_ctx_opts {
     const uint8_t *ca_pem; /* trusted client CAs (PEM bundle); NULL: no client certificates */
     size_t ca_len;
     bool require_client_cert; /* X509 is the port's only method: no certificate, no handshake */
+    /* The port's chain has Custom: ask for an optional client certificate so that Custom can
+     * forward it. With ca_pem (X509 on the port too) it is verified as above; without, the
+     * presented chain is kept as is, unverified (the auth server decides). */
+    bool want_client_cert;
 };
 
 /* NULL on error with err set (which file/what is wrong; never key material). */
@@ -51,11 +55,15 @@ bool rq_tls_established(const struct rq_tls *t);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256" for logs. */
 const char *rq_tls_describe(const struct rq_tls *t, char *buf, size_t len);
 
-/* The client's verified certificate path (DER): the leaf first, then each certificate whose key
- * verified the one before it, ending with a trusted client CA (net/tls_path.h). Certificates
- * the client presented that are not on this path are not here. Empty without a client
- * certificate. */
+/* The client's certificates (DER), leaf first. On a port with trusted client CAs: the verified
+ * path, each certificate's key having verified the one before it, ending with a trusted client
+ * CA (net/tls_path.h); certificates the client presented that are not on this path are not
+ * here. On a port without them that asked for a certificate (want_client_cert): the chain as
+ * presented, at most RQ_TLS_PATH_MAX certificates, NOT verified (only the client's possession
+ * of the leaf's key is, by the handshake). Empty without a client certificate. */
 size_t rq_tls_peer_count(struct rq_tls *t);
 bool rq_tls_peer_der(struct rq_tls *t, size_t i, const uint8_t **der, size_t *len);
+/* True when the certificates above are a verified path (false without any). */
+bool rq_tls_peer_verified(const struct rq_tls *t);
 
 #endif

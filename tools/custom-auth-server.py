@@ -41,7 +41,8 @@ Example: --mode pass,expire:5,cache:60
 
 Other options: --client-ca requires a client certificate signed by that CA (mTLS); --lifetime
 makes the server exit by itself; --stats serves GET /_stats (JSON counters: connections, TLS
-handshakes, requests, and the last request's headers; a test aid, off by default); --log appends
+handshakes, requests, the last request's headers, connect requests that carried "certs" and
+the last connect request's "certs" PEM; a test aid, off by default); --log appends
 one JSON line per request (never passwords or authentication data).
 """
 
@@ -178,7 +179,7 @@ class Stats:
         self.lock = threading.Lock()
         self.c = {"connections": 0, "handshakes": 0, "handshake_failures": 0, "resumed": 0,
                   "requests": 0, "connect": 0, "auth": 0, "last_headers": {},
-                  "last_client_cert": None}
+                  "last_client_cert": None, "with_certs": 0, "last_certs": None}
 
     def add(self, key, n=1):
         with self.lock:
@@ -324,6 +325,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not isinstance(req, dict) or req.get("type") not in ("connect", "auth"):
             return self.error(400, "type must be \"connect\" or \"auth\"")
         st.add(req["type"])
+        if req["type"] == "connect":
+            certs = req.get("certs") if isinstance(req.get("certs"), str) else None
+            st.add("with_certs", certs is not None)
+            st.set("last_certs", certs)
         self.answer(req, self.server.mode())
 
     def answer(self, req, mode):

@@ -48,7 +48,7 @@ static void job_free(struct rq_auth_job *j)
 
 static const struct rq_auth_job_ops ops = {job_start, job_finish, job_free};
 
-static void on_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o)
+static int on_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o, bool last)
 {
     if (atomic_load(&stop_returned))
         atomic_fetch_add(&late_done, 1); /* a completion after stop returned */
@@ -56,6 +56,7 @@ static void on_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o)
         atomic_fetch_add(&bad_verdict, 1); /* CHECK is not thread-safe: counted here */
     atomic_fetch_add(&completed, 1);
     rq_auth_outcome_release(o);
+    return 0;
 }
 
 struct producer {
