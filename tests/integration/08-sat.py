@@ -436,6 +436,29 @@ def chain_order_with_custom_and_x509():
 
 
 @case(ringmq_only=ONLY)
+def sigterm_with_reviews_pending():
+    """SIGTERM while CONNECTs wait on a slow API server: the pool answers them (Server
+    unavailable), is joined before the shards are freed, and the broker exits 0 promptly."""
+    e = env()
+    b = start()
+    e.api.mode = "slow:3"
+    try:
+        cs = []
+        for i in range(5):
+            c = rq.RawClient(b.ports["sat"], timeout=10)
+            c.send_connect(client_id="term-%d" % i,
+                           props={"authentication_method": "K8S-SAT",
+                                  "authentication_data": e.token().encode()})
+            cs.append(c)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
+        check(time.monotonic() - t0 < 2.8, "stopped before the slow answers")
+    finally:
+        e.api.mode = "ok"
+
+
+@case(ringmq_only=ONLY)
 def tokens_never_logged(b):
     no_tokens_logged(b)
 
