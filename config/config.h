@@ -141,9 +141,31 @@ struct rq_authn_x509 {
     size_t n_rules;
 };
 
+/* serviceAccountTokenSettings.ringmq.localVerification */
+enum rq_sat_local {
+    RQ_SAT_LOCAL_DISABLED = 0,
+    RQ_SAT_LOCAL_FALLBACK = 1,
+};
+
+/* spec.ringmq.kubernetes: how the broker reaches the Kubernetes API (auth/kube.h). Each key
+ * overrides what the detected source (in-cluster or kubeconfig) gives; "" = not set. */
+struct rq_kube_cfg {
+    char server[255];          /* https://host:port */
+    char ca_file[255];         /* certificateAuthority: PEM file */
+    char token_file[255];      /* tokenFile: bearer token file, re-read when it changes */
+    char client_cert[255];     /* clientCertificate: PEM file */
+    char client_key[255];      /* clientKey: PEM file */
+    char kubeconfig[255];      /* kubeconfig: path (instead of $KUBECONFIG, ~/.kube/config) */
+    char context[128];         /* context: kubeconfig context (instead of current-context) */
+    char in_cluster_dir[255];  /* serviceAccountDir: default
+                                  /var/run/secrets/kubernetes.io/serviceaccount */
+};
+
 struct rq_authn_sat {
     char **audiences; /* >= 1 */
     size_t n_audiences;
+    int local_verification; /* enum rq_sat_local; default Disabled */
+    const struct rq_kube_cfg *kube; /* the snapshot's spec.ringmq.kubernetes (bound at load) */
 };
 
 struct rq_authn_custom {
@@ -208,6 +230,12 @@ struct rq_config {
     uint32_t auth_threads;
     uint32_t auth_max_pending;
     uint32_t auth_request_timeout_ms;
+    /* spec.ringmq.auth.cacheEntries: ServiceAccountToken results held (LRU), default 100000;
+     * negativeCacheSeconds: how long a refused token stays refused without asking the API
+     * again, default 10 (0 = not cached). */
+    uint32_t auth_cache_entries;
+    uint32_t auth_negative_cache_s;
+    struct rq_kube_cfg kube; /* spec.ringmq.kubernetes */
     /* preConnectLimit: what peers that have not completed CONNECT may hold, all shards
      * together. connections: accepted and not yet past CONNECT (more are closed at accept);
      * default 10000. bytes: of unfinished first packets; default 67108864 (64 MiB). */
@@ -237,7 +265,7 @@ struct rq_config *rq_config_default(void);
 /* Loads a YAML file or a directory of *.yaml / *.yml files (sorted by name), each possibly holding
  * several documents. On error returns NULL and writes "file:line:col: what is wrong" to err.
  * Unknown keys, wrong types, out-of-range values and unsupported features (authorizationRef,
- * authentication method ServiceAccountToken on a port, BrokerAuthorization) are
+ * ServiceAccountToken localVerification Fallback on a port, BrokerAuthorization) are
  * errors. Secret and ConfigMap references resolve to a document of the stream or else to a
  * mounted directory under the config directory (path itself when it is a directory, else the
  * directory holding the file): <dir>/secrets/<name>/, <dir>/configmaps/<name>/. Mounted objects

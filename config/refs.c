@@ -236,11 +236,10 @@ static struct rq_pos method_pos(const struct rq_ld *ld, size_t authn, size_t met
 }
 
 /* The BrokerAuthentication exists, and ringmq builds each of its methods for this port: X509
- * needs TLS on the port; Custom needs nothing of the port; ServiceAccountToken is parsed but not
- * built yet. */
+ * needs TLS on the port; Custom and ServiceAccountToken need nothing of the port (SAT's local
+ * JWKS verification is not built yet). */
 static int check_port_authn(struct rq_ld *ld, const struct rq_ref *r)
 {
-    static const char *const names[] = {"Custom", "ServiceAccountToken", "X509"};
     const struct rq_config *c = ld->cfg;
     const struct rq_port_cfg *port = &c->ports[r->port];
     const struct rq_authn_cfg *a = rq_config_find_authn(c, r->name);
@@ -254,12 +253,15 @@ static int check_port_authn(struct rq_ld *ld, const struct rq_ref *r)
         int kind = a->methods[i].kind;
         if (kind == RQ_AUTHN_CUSTOM)
             continue;
-        if (kind != RQ_AUTHN_X509)
-            return rq_walk_error_pos(ld, at,
-                                     "authentication method %s is not supported yet "
-                                     "(BrokerAuthentication '%s' is used by port %u at %s:%u:%u)",
-                                     names[kind], a->name, port->port, r->pos.file, r->pos.line,
-                                     r->pos.col);
+        if (kind == RQ_AUTHN_SAT) {
+            if (a->methods[i].sat.local_verification == RQ_SAT_LOCAL_FALLBACK)
+                return rq_walk_error_pos(ld, at,
+                                         "ServiceAccountToken localVerification: Fallback is not "
+                                         "built yet (BrokerAuthentication '%s', port %u); use "
+                                         "Disabled",
+                                         a->name, port->port);
+            continue;
+        }
         if (port->tls.mode == RQ_TLS_NONE)
             return rq_walk_error_pos(ld, r->pos,
                                      "X509 authentication requires tls on port %u "
@@ -282,6 +284,8 @@ static void bind(struct rq_config *c)
     for (size_t i = 0; i < c->n_authns; i++)
         for (size_t j = 0; j < c->authns[i].n_methods; j++) {
             struct rq_authn_method *m = &c->authns[i].methods[j];
+            if (m->kind == RQ_AUTHN_SAT)
+                m->sat.kube = &c->kube;
             if (m->kind == RQ_AUTHN_X509)
                 m->x509.trusted_ca_obj = rq_config_find(c, RQ_CONFIG_CONFIGMAP, m->x509.trusted_ca);
             if (m->kind == RQ_AUTHN_CUSTOM && m->custom.ca_configmap[0])

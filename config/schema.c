@@ -73,6 +73,22 @@ static const struct rq_field auth_fields[] = {
     UINT("threads", auth_threads, 1, 64),
     UINT("maxPending", auth_max_pending, 1, 1000000),
     CUSTOM("requestTimeoutSeconds", set_auth_timeout),
+    UINT("cacheEntries", auth_cache_entries, 1, 10000000),
+    UINT("negativeCacheSeconds", auth_negative_cache_s, 0, 3600),
+    END,
+};
+
+/* How ServiceAccountToken reaches the Kubernetes API (overrides of the detected source). */
+#define KSTR(k, field) {.key = k, .type = RQ_F_STR, CFG(kube.field)}
+static const struct rq_field kube_fields[] = {
+    KSTR("server", server),
+    KSTR("certificateAuthority", ca_file),
+    KSTR("tokenFile", token_file),
+    KSTR("clientCertificate", client_cert),
+    KSTR("clientKey", client_key),
+    KSTR("kubeconfig", kubeconfig),
+    KSTR("context", context),
+    KSTR("serviceAccountDir", in_cluster_dir),
     END,
 };
 
@@ -130,6 +146,7 @@ static const struct rq_field ringmq_fields[] = {
     CUSTOM("connectTimeoutSeconds", set_connect_timeout),
     SECTION("preConnectLimit", preconnect_fields),
     SECTION("auth", auth_fields),
+    SECTION("kubernetes", kube_fields),
     {.key = "logFormat", .type = RQ_F_ENUM, .choices = "text|json", CFG(log_json)},
     {.key = "dataDir", .type = RQ_F_STR, CFG(data_dir)},
     END,

@@ -6,6 +6,7 @@
  * decided in refs.c, which also resolves the ConfigMaps and Secrets named here. */
 #include "config/config_int.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,8 +139,18 @@ static int set_audiences(struct rq_ld *ld, yaml_node_t *v, void *obj)
     return rq_walk_strlist(ld, v, 1, &s->audiences, &s->n_audiences);
 }
 
+/* ringmq extension: localVerification Disabled|Fallback (JWKS checks while TokenReview cannot
+ * be reached). */
+static const struct rq_field sat_ringmq_fields[] = {
+    {.key = "localVerification", .type = RQ_F_ENUM, .choices = "Disabled|Fallback",
+     .off = offsetof(struct rq_authn_sat, local_verification),
+     .size = sizeof(((struct rq_authn_sat *)0)->local_verification)},
+    END,
+};
+
 static const struct rq_field sat_fields[] = {
     {.key = "audiences", .type = RQ_F_CUSTOM, .required = true, .set = set_audiences},
+    {.key = "ringmq", .type = RQ_F_SECTION, .sub = sat_ringmq_fields},
     END,
 };
 

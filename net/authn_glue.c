@@ -14,6 +14,7 @@
 #include "core/buf.h"
 #include "core/codec.h"
 #include "net/authn_custom.h"
+#include "net/authn_sat.h"
 #include "net/tls.h"
 
 int rq_authn_glue_collect_pem(const struct rq_config_object *o, struct rq_buf *out)
@@ -109,7 +110,7 @@ struct rq_authn_chain *rq_authn_glue_build(const struct rq_authn_cfg *cfg, char 
         else if (m->kind == RQ_AUTHN_CUSTOM)
             rc = rq_authn_custom_add(ch, &m->custom, why, sizeof why);
         else
-            snprintf(why, sizeof why, "method ServiceAccountToken is not built yet");
+            rc = rq_authn_sat_add(ch, &m->sat, why, sizeof why);
         if (rc != 0) {
             snprintf(err, errlen, "BrokerAuthentication %s, method %zu: %s", cfg->name, i + 1,
                      why);

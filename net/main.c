@@ -17,6 +17,7 @@
 #include "core/broker.h"
 #include "core/log.h"
 #include "net/authn_custom.h"
+#include "net/authn_sat.h"
 #include "net/gen.h"
 #include "net/ports.h"
 #include "net/shard.h"
@@ -263,6 +264,12 @@ static void reload(struct ctl *c)
         rq_config_free(next);
         return;
     }
+    /* ServiceAccountToken: the Kubernetes API source of the new configuration (and the pool) */
+    if (rq_authn_sat_start(next, (unsigned)c->o->auth_threads, err, sizeof err) != 0) {
+        rq_log(RQ_LOG_ERROR, NULL, "reload: %s; the running configuration stays", err);
+        rq_config_free(next);
+        return;
+    }
     int n = 0;
     struct rq_gen *g = rq_ports_reload(rq_gens_current(c->gens), next, c->data_dir, &n, err,
                                        sizeof err);
@@ -498,6 +505,15 @@ int main(int argc, char **argv)
     char dd_buf[512];
     struct ctl c = {.o = &o, .data_dir = data_dir_of(&o, cfg, dd_buf, sizeof dd_buf),
                     .shards = shards, .n_shards = n};
+    /* ServiceAccountToken: the Kubernetes API source (logged) before the chains are built */
+    if (rq_authn_sat_start(cfg, (unsigned)o.auth_threads, err, sizeof err) != 0) {
+        rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+        rq_authn_sat_pool_free();
+        rq_broker_free(b);
+        free(shards);
+        rq_config_free(cfg);
+        return 1;
+    }
     c.gens = first_generation(cfg, c.data_dir, n);
     rc = c.gens ? 0 : 1;
     /* The pool runs only when a port's chain has a Custom method (or a reload brings one). */
@@ -515,11 +531,13 @@ int main(int argc, char **argv)
     /* Pending authentication requests are answered (posted) while the shards still run; the
      * pool's threads are joined before any shard is freed (net/post.h). */
     rq_authn_custom_pool_stop();
+    rq_authn_sat_pool_stop();
     for (int i = 0; i < started; i++)
         rq_shard_stop(shards[i]);
     for (int i = 0; i < started; i++)
         rq_shard_join(shards[i]);
     rq_authn_custom_pool_free();
+    rq_authn_sat_pool_free();
     for (int i = 0; i < n; i++)
         rq_shard_free(shards[i]); /* may unpin generations (connections in flight) */
     free(shards);
