@@ -59,6 +59,13 @@ static int check_topic(const char *t, const char **why)
                "subscription is checked on FILTER): leave out $share/GROUP/";
         return -1;
     }
+    size_t levels = 1;
+    for (size_t i = 0; i < n; i++)
+        levels += t[i] == '/';
+    if (levels > 512) { /* auth/authz.c substitutes a pattern on the stack */
+        *why = "more than 512 topic levels";
+        return -1;
+    }
     for (size_t p = 0; p <= n;) {
         const char *slash = memchr(t + p, '/', n - p);
         size_t e = slash ? (size_t)(slash - t) : n, len = e - p;
