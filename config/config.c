@@ -128,6 +128,9 @@ void rq_config_free(struct rq_config *c)
         free(c->authns[i].methods);
     }
     free(c->authns);
+    for (size_t i = 0; i < c->n_authzs; i++)
+        rq_schema_authz_free(&c->authzs[i]);
+    free(c->authzs);
     for (size_t i = 0; i < c->n_ignored; i++) {
         free(c->ignored[i].key);
         free(c->ignored[i].where);
@@ -152,6 +155,14 @@ const struct rq_config_entry *rq_config_object_get(const struct rq_config_object
     for (size_t i = 0; o && key && i < o->n_entries; i++)
         if (strcmp(o->entries[i].key, key) == 0)
             return &o->entries[i];
+    return NULL;
+}
+
+const struct rq_authz_cfg *rq_config_find_authz(const struct rq_config *c, const char *name)
+{
+    for (size_t i = 0; c && name && i < c->n_authzs; i++)
+        if (strcmp(c->authzs[i].name, name) == 0)
+            return &c->authzs[i];
     return NULL;
 }
 
@@ -412,6 +423,9 @@ static int end_document(struct rq_ld *ld)
         return d->broker_ref[0] ? add_broker_ref(ld) : 0;
     case RQ_KIND_AUTHN:
         memcpy(d->authn->name, d->name, sizeof d->authn->name); /* names are <= 63 here */
+        return 0;
+    case RQ_KIND_AUTHZ:
+        memcpy(d->authz->name, d->name, sizeof d->authz->name);
         return 0;
     default:
         memcpy(d->obj->name, d->name, sizeof d->obj->name);

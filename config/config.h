@@ -70,6 +70,7 @@ struct rq_tls_cfg {
 };
 
 struct rq_authn_cfg;
+struct rq_authz_cfg;
 
 /* One listening socket. A port built by hand (memset to 0) is plain, unauthenticated MQTT. */
 struct rq_port_cfg {
@@ -82,6 +83,10 @@ struct rq_port_cfg {
     /* The BrokerAuthentication named by authn_name (points into the snapshot's authns), or NULL:
      * no authentication on this port. Every method of its chain is one ringmq builds. */
     const struct rq_authn_cfg *authn;
+    char authz_name[64]; /* authorizationRef; "" when absent (needs an authenticationRef) */
+    /* The BrokerAuthorization named by authz_name, or NULL: every authenticated client may do
+     * everything on this port. */
+    const struct rq_authz_cfg *authz;
 };
 
 /* One key of a ConfigMap or Secret, or of a string map (headers, attributes). value holds len
@@ -193,6 +198,45 @@ struct rq_authn_cfg {
     size_t n_methods; /* >= 1 */
 };
 
+/* BrokerAuthorization (AIO-INTERFACES 3.1): allow-only rules. Patterns are kept as written and
+ * were checked at load time (substitution tokens whole topic levels and known, valid MQTT
+ * filters, no $share/ prefix, '*' only at the end of a Connect client id); auth/authz.c
+ * compiles them. */
+enum rq_authz_method { RQ_AUTHZ_CONNECT = 0, RQ_AUTHZ_PUBLISH = 1, RQ_AUTHZ_SUBSCRIBE = 2 };
+
+struct rq_authz_resource {
+    int method;      /* enum rq_authz_method */
+    char **patterns; /* Connect: clientIds (may be none: any client id); else topics (>= 1) */
+    size_t n_patterns;
+};
+
+/* principals.attributes[i]: every attribute of the map must hold (AND). */
+struct rq_authz_attrs {
+    struct rq_config_entry *attrs; /* name -> value (text), >= 1 */
+    size_t n_attrs;
+};
+
+struct rq_authz_rule {
+    char *origin; /* "file:line:col" of the rule, for messages */
+    /* principals: the rule applies to a client that matches any listed item (OR); at least
+     * one item in all */
+    char **usernames;
+    size_t n_usernames;
+    char **client_ids;
+    size_t n_client_ids;
+    struct rq_authz_attrs *attr_sets;
+    size_t n_attr_sets;
+    struct rq_authz_resource *resources; /* brokerResources, >= 1 */
+    size_t n_resources;
+};
+
+struct rq_authz_cfg {
+    char name[64]; /* metadata.name */
+    bool cache;    /* authorizationPolicies.cache (v1beta1 enableCache); default true */
+    struct rq_authz_rule *rules; /* none (rules: [] or absent): everything is denied */
+    size_t n_rules;
+};
+
 /* An AIO key that a single-node broker has no use for: accepted and ignored. The caller logs
  * "<where>: ignored: <key> (not applicable)". */
 struct rq_config_ignored {
@@ -255,6 +299,8 @@ struct rq_config {
     size_t n_objects;
     struct rq_authn_cfg *authns; /* BrokerAuthentication documents, in load order */
     size_t n_authns;
+    struct rq_authz_cfg *authzs; /* BrokerAuthorization documents, in load order */
+    size_t n_authzs;
     struct rq_config_ignored *ignored; /* AIO keys accepted but not applicable, in load order */
     size_t n_ignored;
 };
@@ -264,9 +310,9 @@ struct rq_config *rq_config_default(void);
 
 /* Loads a YAML file or a directory of *.yaml / *.yml files (sorted by name), each possibly holding
  * several documents. On error returns NULL and writes "file:line:col: what is wrong" to err.
- * Unknown keys, wrong types, out-of-range values and unsupported features (authorizationRef,
- * ServiceAccountToken localVerification Fallback on a port, BrokerAuthorization) are
- * errors. Secret and ConfigMap references resolve to a document of the stream or else to a
+ * Unknown keys, wrong types, out-of-range values and unsupported features (ServiceAccountToken
+ * localVerification Fallback on a port) are errors. Secret and ConfigMap references resolve to a
+ * document of the stream or else to a
  * mounted directory under the config directory (path itself when it is a directory, else the
  * directory holding the file): <dir>/secrets/<name>/, <dir>/configmaps/<name>/. Mounted objects
  * are read now, so the snapshot is self-contained. */
@@ -289,6 +335,9 @@ const struct rq_config_entry *rq_config_object_get(const struct rq_config_object
 
 /* The BrokerAuthentication called name, or NULL. */
 const struct rq_authn_cfg *rq_config_find_authn(const struct rq_config *c, const char *name);
+
+/* The BrokerAuthorization called name, or NULL. */
+const struct rq_authz_cfg *rq_config_find_authz(const struct rq_config *c, const char *name);
 
 void rq_config_free(struct rq_config *c);
 

@@ -53,6 +53,7 @@ enum rq_kind_id {
     RQ_KIND_CONFIGMAP,
     RQ_KIND_SECRET,
     RQ_KIND_AUTHN,
+    RQ_KIND_AUTHZ,
 };
 
 /* A document kind: its apiVersion family and the table of its top-level keys. */
@@ -76,6 +77,7 @@ struct rq_doc {
     struct rq_pos ref_pos;
     struct rq_config_object *obj; /* ConfigMap / Secret being filled */
     struct rq_authn_cfg *authn;   /* BrokerAuthentication being filled */
+    struct rq_authz_cfg *authz;   /* BrokerAuthorization being filled */
     size_t first_port;            /* ports added by this document start here */
 };
 
@@ -84,6 +86,7 @@ enum rq_ref_use {
     RQ_REF_TLS_SECRET, /* a Secret holding tls.crt and tls.key */
     RQ_REF_CA_BUNDLE,  /* a ConfigMap holding at least one PEM certificate */
     RQ_REF_AUTHN,      /* a BrokerAuthentication whose methods the port can use */
+    RQ_REF_AUTHZ,      /* a BrokerAuthorization, on a port with an authenticationRef */
 };
 
 struct rq_ref {
@@ -124,7 +127,7 @@ struct rq_ld {
     char key[160]; /* name of the value being set, for messages: "maxReceiveMaximum" */
 
     struct rq_pos *port_pos; /* parallel to cfg->ports: where each port number was written */
-    size_t ports_cap, port_pos_cap, objects_cap, ignored_cap, authns_cap;
+    size_t ports_cap, port_pos_cap, objects_cap, ignored_cap, authns_cap, authzs_cap;
     struct rq_named *named;
     size_t n_named, named_cap;
     struct rq_named *refs; /* brokerRef values, checked once all documents are read */
@@ -212,6 +215,11 @@ int rq_schema_tls(struct rq_ld *ld, yaml_node_t *v, struct rq_tls_cfg *t);
 /* schema_authn.c: BrokerAuthentication */
 int rq_schema_authn_begin(struct rq_ld *ld);
 int rq_schema_authn_spec(struct rq_ld *ld, yaml_node_t *v, void *obj);
+
+/* schema_authz.c: BrokerAuthorization */
+int rq_schema_authz_begin(struct rq_ld *ld);
+int rq_schema_authz_spec(struct rq_ld *ld, yaml_node_t *v, void *obj);
+void rq_schema_authz_free(struct rq_authz_cfg *a);
 
 /* refs.c */
 int rq_refs_add(struct rq_ld *ld, enum rq_ref_use use, const char *name, struct rq_pos pos,

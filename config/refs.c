@@ -271,6 +271,24 @@ static int check_port_authn(struct rq_ld *ld, const struct rq_ref *r)
     return 0;
 }
 
+/* AIO applies a port's authorizationRef only together with an authenticationRef; ringmq
+ * refuses the other case rather than ignoring the rules silently. */
+static int check_port_authz(struct rq_ld *ld, const struct rq_ref *r)
+{
+    const struct rq_port_cfg *port = &ld->cfg->ports[r->port];
+    if (!rq_config_find_authz(ld->cfg, r->name))
+        return rq_walk_error_pos(ld, r->pos,
+                                 "authorizationRef '%s' does not name a BrokerAuthorization "
+                                 "document",
+                                 r->name);
+    if (!port->authn_name[0])
+        return rq_walk_error_pos(ld, r->pos,
+                                 "authorizationRef on port %u needs an authenticationRef too "
+                                 "(authorization applies to authenticated clients only)",
+                                 port->port);
+    return 0;
+}
+
 /* Pointers from ports and methods to what they name; c->objects and c->authns no longer move. */
 static void bind(struct rq_config *c)
 {
@@ -280,6 +298,8 @@ static void bind(struct rq_config *c)
             p->tls.secret = rq_config_find(c, RQ_CONFIG_SECRET, p->tls.secret_name);
         if (p->authn_name[0])
             p->authn = rq_config_find_authn(c, p->authn_name);
+        if (p->authz_name[0])
+            p->authz = rq_config_find_authz(c, p->authz_name);
     }
     for (size_t i = 0; i < c->n_authns; i++)
         for (size_t j = 0; j < c->authns[i].n_methods; j++) {
@@ -302,6 +322,7 @@ int rq_refs_resolve(struct rq_ld *ld)
         const struct rq_ref *r = &ld->xrefs[i];
         int rc = r->use == RQ_REF_TLS_SECRET  ? check_tls_secret(ld, r)
                  : r->use == RQ_REF_CA_BUNDLE ? check_ca_bundle(ld, r)
+                 : r->use == RQ_REF_AUTHZ     ? check_port_authz(ld, r)
                                               : check_port_authn(ld, r);
         if (rc < 0)
             return -1;

@@ -215,6 +215,10 @@ static int build_port(struct build *b, const struct rq_config *cfg, const struct
             return -1;
         }
     }
+    if (pc->authz) { /* parsed, not enforced yet: refuse rather than fail open */
+        snprintf(b->err, b->errlen, "port %u: authorizationRef is not enforced yet", pc->port);
+        return -1;
+    }
     if (b->kind == B_START)
         rq_log(RQ_LOG_INFO, NULL, "listening on %s%s%s:%u (MQTT over %s%s, listener %s): %s%s",
                strchr(pc->bind_address, ':') ? "[" : "", pc->bind_address,

@@ -499,15 +499,17 @@ static void test_bad_documents(void)
                  "for kind Secret (expected v1)");
     EXPECT_ERROR("apiVersion: v1\nkind: Deployment\n",
                  "x.yaml:2:7: unknown kind 'Deployment' (expected Broker, BrokerListener, "
-                 "BrokerAuthentication, ConfigMap or Secret)");
+                 "BrokerAuthentication, BrokerAuthorization, ConfigMap or Secret)");
     EXPECT_ERROR("apiVersion: v1\nkind: brokerlistener\n",
                  "x.yaml:2:7: unknown kind 'brokerlistener' (did you mean BrokerListener?)");
     EXPECT_ERROR("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
                  "metadata: {name: authn}\nspec: {}\n",
                  "x.yaml:4:7: missing required key 'authenticationMethods' in "
                  "BrokerAuthentication spec");
-    EXPECT_ERROR("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthorization\n",
-                 "x.yaml:2:7: kind BrokerAuthorization is not supported yet");
+    EXPECT_ERROR("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthorization\n"
+                 "metadata: {name: authz}\nspec: {}\n",
+                 "x.yaml:4:7: missing required key 'authorizationPolicies' in "
+                 "BrokerAuthorization spec");
     EXPECT_ERROR("- a\n- b\n",
                  "x.yaml:1:1: a document must be a mapping with apiVersion and kind, got a list");
     EXPECT_ERROR("just text\n", "x.yaml:1:1: a document must be a mapping with apiVersion and "
@@ -582,8 +584,8 @@ static void test_bad_listeners(void)
                  "x.yaml:8:24: authenticationRef 'default' does not name a BrokerAuthentication "
                  "document");
     EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 1883\n    authorizationRef: my-authz\n",
-                 "x.yaml:8:5: authorizationRef is not supported yet (authorization arrives with "
-                 "the authorization issue)");
+                 "x.yaml:8:23: authorizationRef 'my-authz' does not name a BrokerAuthorization "
+                 "document");
     EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 0\n",
                  "x.yaml:7:11: port must be 1..65535, got 0 (ringmq needs a fixed port to listen "
                  "on; 0 would pick a random one)");
