@@ -114,8 +114,6 @@ struct rq_broker {
 
     atomic_ullong next_session; /* session id counter */
     atomic_uint connections;    /* connected clients, all shards */
-    atomic_ullong qos0_dropped; /* QoS 0 messages dropped because a queue was full */
-    atomic_ullong msgs_dropped; /* QoS >0 messages dropped because a queue was full */
 };
 
 struct rq_worker {

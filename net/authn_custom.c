@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "net/authn_glue.h"
 #include "net/post.h"
 
@@ -196,6 +197,7 @@ static void custom_check(const void *state, const struct rq_authn_creds *a,
     struct rq_custom_creds c;
     rq_custom_creds_from(a, pem, pem_len, &c);
     int hit = rq_custom_cache_lookup(s->m, &c, a->now, o);
+    rq_stat_inc(hit == 1 ? RQ_ST_AUTH_CACHE_HIT : RQ_ST_AUTH_CACHE_MISS);
     if (hit == 1) {
         describe_allow(o);
     } else {

@@ -270,6 +270,7 @@ static void wait_for_go(void)
 static void *shard_main(void *arg)
 {
     struct rq_shard *s = arg;
+    rq_stats_bind(s->id); /* this thread's counters (core/stats.h) */
     pin(s);
     int rc = ring_setup(&s->ring, &s->ring_mode);
     if (rc == 0)
