@@ -55,4 +55,15 @@ void rq_metrics_authn_done(struct conn *c, const struct rq_auth_verdict *v);
 /* Shard thread: a TLS handshake failed with this wolfSSL error (metrics_tls.c). */
 void rq_metrics_tls_failure(int err);
 
+/* $SYS/broker/... (metrics_sys.c): posts the current values to shard 0, which publishes them
+ * as retained messages. Control thread. */
+struct rq_shard;
+void rq_sys_publish(struct rq_shard **shards, int n);
+
+/* systemd notify protocol (metrics_notify.c): sends state ("READY=1", "STOPPING=1",
+ * "WATCHDOG=1", ...) to $NOTIFY_SOCKET. 1 sent, 0 no socket set, -1 failed. */
+int rq_sd_notify(const char *state);
+/* The watchdog interval systemd asks for (WATCHDOG_USEC, for this process), or 0. */
+uint64_t rq_sd_watchdog_usec(void);
+
 #endif

@@ -10,7 +10,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang liburing-dev libyaml-dev libcurl4-openssl-dev
       libcjson-dev mosquitto mosquitto-clients python3 python3-paho-mqtt openssl gnuplot-nox
-      dpkg-dev autoconf automake libtool libwolfssl-dev libssl-dev)
+      dpkg-dev autoconf automake libtool libwolfssl-dev libssl-dev libmicrohttpd-dev)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 updated=0
