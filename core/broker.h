@@ -43,6 +43,7 @@ enum rq_post_kind {
     /* ptr = net-specific: one method's answer for a pending CONNECT (net/post.h
      * struct rq_authn_reply); the shard goes on with the connection's chain from there. */
     RQ_POST_AUTHN_REPLY,
+    RQ_POST_SYS, /* ptr = struct rq_sys_batch * (core/stats_sys.h): $SYS values to publish */
 };
 
 struct rq_post {

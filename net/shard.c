@@ -23,6 +23,7 @@
 #include "core/broker.h"
 #include "core/inbox.h"
 #include "core/log.h"
+#include "core/stats_sys.h"
 #include "net/authn_glue.h"
 #include "net/gen.h"
 #include "net/post.h"
@@ -832,6 +833,8 @@ static void drain_inbox(struct rq_shard *s)
             rq_post_on_verdict(s, p.ptr);
         } else if (p.kind == RQ_POST_AUTHN_REPLY) {
             rq_post_on_authn_reply(s, p.ptr);
+        } else if (p.kind == RQ_POST_SYS) {
+            rq_sys_apply(s->w, p.ptr);
         } else {
             rq_worker_on_post(s->w, &p);
         }

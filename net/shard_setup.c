@@ -369,6 +369,8 @@ static void discard_post(const struct rq_post *p)
         rq_auth_verdict_free(p->ptr);
     } else if (p->kind == RQ_POST_AUTHN_REPLY) {
         rq_authn_reply_free(p->ptr);
+    } else if (p->kind == RQ_POST_SYS) {
+        free(p->ptr);
     }
 }
 
