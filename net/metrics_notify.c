@@ -27,7 +27,9 @@ int rq_sd_notify(const char *state)
     if (fd < 0)
         return -1;
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-    ssize_t sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&a, len);
+    /* never blocks: a reader that does not keep up loses datagrams, the broker goes on */
+    ssize_t sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT,
+                          (struct sockaddr *)&a, len);
     close(fd);
     return sent < 0 ? -1 : 1;
 }
