@@ -243,10 +243,10 @@ static void auth_latency(struct out *o)
 static void auth_misc(struct out *o)
 {
     single(o, "ringmq_auth_cache_hits_total", "counter",
-           "Authentication answers taken from the cache (Custom).",
+           "Authentication answers taken from a result cache (Custom; TokenReview).",
            rq_stats_sum(RQ_ST_AUTH_CACHE_HIT));
     single(o, "ringmq_auth_cache_misses_total", "counter",
-           "Authentications the cache could not answer (Custom).",
+           "Authentications a result cache could not answer (Custom; TokenReview).",
            rq_stats_sum(RQ_ST_AUTH_CACHE_MISS));
     static const char *const servers[RQ_AUTH_SRV_COUNT] = {"custom", "tokenreview"};
     static const char *const classes[RQ_HTTP_CLASS_COUNT] = {"2xx", "3xx", "4xx", "5xx",
