@@ -52,8 +52,10 @@ void rq_metrics_test_stall(int shard);
 /* Shard thread: the authentication of c's CONNECT ended with v (PENDING and OFF are ignored):
  * its latency since c->auth_started_us. */
 void rq_metrics_authn_done(struct conn *c, const struct rq_auth_verdict *v);
-/* Shard thread: a TLS handshake failed with this wolfSSL error (metrics_tls.c). */
-void rq_metrics_tls_failure(int err);
+/* Shard thread: the TLS handshake of ssl (a WOLFSSL *) failed with this wolfSSL error
+ * (metrics_tls.c). A fatal alert received from the client names the cause "alert", whatever
+ * error wolfSSL then reports. */
+void rq_metrics_tls_failure(void *ssl, int err);
 
 /* $SYS/broker/... (metrics_sys.c): posts the current values to shard 0, which publishes them
  * as retained messages. Control thread. */

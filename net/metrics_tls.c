@@ -41,7 +41,13 @@ static enum rq_stat cause_of(int e)
     return RQ_ST_TLS_FAIL_OTHER;
 }
 
-void rq_metrics_tls_failure(int err)
+void rq_metrics_tls_failure(void *ssl, int err)
 {
+    WOLFSSL_ALERT_HISTORY h;
+    if (ssl && wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS &&
+        h.last_rx.level == alert_fatal) {
+        rq_stat_inc(RQ_ST_TLS_FAIL_ALERT); /* e.g. the client does not trust our certificate */
+        return;
+    }
     rq_stat_inc(cause_of(err));
 }

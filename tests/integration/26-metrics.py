@@ -11,6 +11,7 @@
   (shutdownDelaySeconds);
 - $SYS/broker/... arrive (retained) every sysTopicsIntervalSeconds, '#' never matches them,
   clients cannot publish there, sysTopics false turns them off;
+- TLS handshake failures are counted by cause (not TLS: protocol; TLS 1.0 only: version);
 - sd_notify: READY=1 once the listeners accept, WATCHDOG=1 while the shards turn (and not while
   one is stuck), STOPPING=1 on SIGTERM, through a NOTIFY_SOCKET datagram socket."""
 
@@ -431,6 +432,67 @@ def readyz_fails_on_sigterm_before_listeners_close():
         check(res, "client not closed after the delay")
         late.expect_closed(5)
         check_eq(b.proc.wait(15), 0, "exit code")
+
+
+@case(ringmq_only=ONLY)
+def tls_handshake_failures_by_cause():
+    import ssl
+    import warnings
+    import certs
+    f = certs.CertFactory()
+    server = f.server(f.ca("/CN=Metrics Test Root"))
+    mport, port = rq.free_port(), rq.free_port()
+    y = rq.broker_yaml(port=port, extra_spec={"diagnostics": {"metrics": {
+        "prometheusPort": mport}}})
+    y = y.replace("bindAddress: 127.0.0.1", "bindAddress: 127.0.0.1\n    tls: {mode: Manual, "
+                  "manual: {secretRef: server-cert}}", 1)
+    b = rq.start_broker(y, files={"secrets/server-cert/tls.crt": server.chain_pem,
+                                  "secrets/server-cert/tls.key": server.key_pem})
+    causes = ("certificate", "version", "cipher", "protocol", "alert", "other")
+
+    def counts():
+        s = scrape(mport)
+        return {c: val(s, "ringmq_tls_handshake_failures_total", cause=c) for c in causes}
+    with b:
+        c0 = counts()
+        # not TLS at all
+        s = socket.create_connection((rq.HOST, port), timeout=5)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        check_eq(s.recv(100), b"", "a plain-text peer is closed")
+        s.close()
+        deadline = time.monotonic() + 5
+        while counts()["protocol"] == c0["protocol"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check_eq(counts()["protocol"] - c0["protocol"], 1, "protocol failures")
+        # a client that offers TLS 1.0 only (the broker takes 1.2 and 1.3)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        except (ValueError, ssl.SSLError) as e:
+            raise rq.Skip("this Python/OpenSSL cannot offer TLS 1.0: %s" % e)
+        c1 = counts()
+        try:
+            ctx.wrap_socket(socket.create_connection((rq.HOST, port), timeout=5),
+                            server_hostname="localhost").close()
+        except (ssl.SSLError, OSError):
+            pass
+        deadline = time.monotonic() + 5
+        while counts() == c1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        c2 = counts()
+        check_eq({k: c2[k] - c1[k] for k in causes if c2[k] != c1[k]}, {"version": 1},
+                 "failures of a TLS 1.0 client")
+        # a good client still gets through, and is no failure
+        ok = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ok.check_hostname, ok.verify_mode = False, ssl.CERT_NONE
+        c = rq.RawClient(port, tls=ok)
+        check_eq(c.connect(client_id=rq.uniq("tls")).rc, 0, "CONNACK over TLS")
+        c.disconnect()
+        check_eq(counts(), c2, "failures after a good handshake")
 
 
 def read_until(c, done, timeout):
