@@ -15,6 +15,7 @@
 #include "auth/custom_cache.h"
 #include "core/log.h"
 #include "core/ratelimit.h"
+#include "core/stats.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
@@ -538,12 +539,14 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     wipe_body(j); /* sent (or never will be) */
     o->method = "Custom";
     if (rc != CURLE_OK) {
+        rq_stats_auth_http(RQ_AUTH_SRV_CUSTOM, 0);
         transport_failed(j, rc, o);
         log_not_relevant(j, o);
         return;
     }
     long status = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    rq_stats_auth_http(RQ_AUTH_SRV_CUSTOM, status);
     struct rq_custom_verdict v;
     rq_custom_parse_response((int)status, j->has_ctype ? j->ctype : NULL, j->resp, j->resp_len,
                              time(NULL), &v);

@@ -54,6 +54,10 @@ static struct rq_config *config_new(const char *source)
     c->preconnect_conns = 10000;
     c->preconnect_bytes = 64u << 20;
     c->log_json = false;
+    c->metrics_port = 9600;
+    snprintf(c->metrics_bind, sizeof c->metrics_bind, "0.0.0.0");
+    c->sys_topics = true;
+    c->sys_interval_s = 10;
     snprintf(c->source, sizeof c->source, "%s", source);
     return c;
 }
@@ -68,6 +72,7 @@ struct rq_config *rq_config_default(void)
         free(c);
         return NULL;
     }
+    snprintf(c->metrics_bind, sizeof c->metrics_bind, "127.0.0.1"); /* this host only */
     c->ports[0] = (struct rq_port_cfg){.port = 1883, .bind_address = "127.0.0.1",
                                        .protocol = RQ_PROTO_MQTT, .listener = "default"};
     c->n_ports = 1;

@@ -286,6 +286,20 @@ struct rq_config {
     uint32_t preconnect_conns;
     uint64_t preconnect_bytes;
     bool log_json;               /* default false */
+    /* Metrics and health over HTTP (net/http.h): Broker spec.diagnostics.metrics.prometheusPort
+     * (default 9600, 0 = off; metrics_port_set: written in the configuration, so that a port
+     * that cannot be bound is an error rather than a warning) on spec.ringmq.metrics.bindAddress
+     * (default 0.0.0.0 with a configuration, 127.0.0.1 for the embedded default). */
+    uint16_t metrics_port;
+    bool metrics_port_set;
+    char metrics_bind[64];
+    /* spec.ringmq.sysTopics (default true): $SYS/broker/... every sysTopicsIntervalSeconds
+     * (default 10). */
+    bool sys_topics;
+    uint32_t sys_interval_s;
+    /* spec.ringmq.shutdownDelaySeconds (default 0): after SIGTERM, /readyz fails at once and
+     * the listeners stay open this long before the broker stops. */
+    uint32_t shutdown_delay_s;
     char data_dir[255];          /* dataDir: broker-issued certificates (tls mode Automatic);
                                     "" = the default chosen by the CLI (see README) */
 

@@ -120,9 +120,24 @@ static const struct rq_field logs_fields[] = {
     END,
 };
 
+static int set_prometheus_port(struct rq_ld *ld, yaml_node_t *v, void *obj)
+{
+    uint64_t port;
+    if (rq_walk_uint(ld, v, 0, 65535, &port) < 0)
+        return -1;
+    ((struct rq_config *)obj)->metrics_port = (uint16_t)port;
+    ((struct rq_config *)obj)->metrics_port_set = true;
+    return 0;
+}
+
+static const struct rq_field metrics_fields[] = {
+    CUSTOM("prometheusPort", set_prometheus_port),
+    END,
+};
+
 static const struct rq_field diagnostics_fields[] = {
     SECTION("logs", logs_fields),
-    IGNORE("metrics"),
+    SECTION("metrics", metrics_fields),
     IGNORE("selfCheck"),
     IGNORE("traces"),
     END,
@@ -132,6 +147,27 @@ static const struct rq_field diagnostics_fields[] = {
 static const struct rq_field preconnect_fields[] = {
     UINT("connections", preconnect_conns, 1, 10000000),
     UINT("bytes", preconnect_bytes, 65536, 1ull << 40),
+    END,
+};
+
+static int set_metrics_bind(struct rq_ld *ld, yaml_node_t *v, void *obj)
+{
+    struct rq_config *c = obj;
+    unsigned char addr[16];
+    char t[80];
+    if (rq_walk_string(ld, v, c->metrics_bind, sizeof c->metrics_bind) < 0)
+        return -1;
+    if (inet_pton(AF_INET, c->metrics_bind, addr) != 1 &&
+        inet_pton(AF_INET6, c->metrics_bind, addr) != 1)
+        return rq_walk_error(ld, v, "bindAddress must be an IPv4 or IPv6 address literal, got '%s'",
+                             rq_walk_text(v, t, sizeof t));
+    return 0;
+}
+
+/* spec.ringmq.metrics: where the metrics / health endpoint listens (its port is AIO's
+ * spec.diagnostics.metrics.prometheusPort). */
+static const struct rq_field ringmq_metrics_fields[] = {
+    CUSTOM("bindAddress", set_metrics_bind),
     END,
 };
 
@@ -149,6 +185,10 @@ static const struct rq_field ringmq_fields[] = {
     SECTION("kubernetes", kube_fields),
     {.key = "logFormat", .type = RQ_F_ENUM, .choices = "text|json", CFG(log_json)},
     {.key = "dataDir", .type = RQ_F_STR, CFG(data_dir)},
+    SECTION("metrics", ringmq_metrics_fields),
+    {.key = "sysTopics", .type = RQ_F_BOOL, CFG(sys_topics)},
+    UINT("sysTopicsIntervalSeconds", sys_interval_s, 1, 86400),
+    UINT("shutdownDelaySeconds", shutdown_delay_s, 0, 300),
     END,
 };
 

@@ -500,6 +500,8 @@ void rq_retain_store(struct rq_worker *w, struct rq_msg *m)
     pthread_mutex_unlock(&b->retain_lock);
     if (rc != 0 && m->payload_len)
         rq_msg_unref(m); /* not stored */
+    rq_stat_delta(RQ_ST_RETAINED_BYTES, (rc == 0 ? (int64_t)m->payload_len : 0) -
+                                            (old ? (int64_t)((struct rq_msg *)old)->payload_len : 0));
     if (old)
         rq_msg_unref(old);
 }

@@ -43,6 +43,7 @@ enum rq_post_kind {
     /* ptr = net-specific: one method's answer for a pending CONNECT (net/post.h
      * struct rq_authn_reply); the shard goes on with the connection's chain from there. */
     RQ_POST_AUTHN_REPLY,
+    RQ_POST_SYS, /* ptr = struct rq_sys_batch * (core/stats_sys.h): $SYS values to publish */
 };
 
 struct rq_post {
@@ -123,8 +124,6 @@ struct rq_broker {
 
     atomic_ullong next_session; /* session id counter */
     atomic_uint connections;    /* connected clients, all shards */
-    atomic_ullong qos0_dropped; /* QoS 0 messages dropped because a queue was full */
-    atomic_ullong msgs_dropped; /* QoS >0 messages dropped because a queue was full */
 };
 
 struct rq_worker {

@@ -3,6 +3,7 @@
 #define RQ_BROKER_INT_H
 
 #include "core/broker.h"
+#include "core/stats.h"
 
 #define RQ_SHARD_BITS 8
 #define RQ_MAX_SHARDS (1 << RQ_SHARD_BITS)
@@ -74,6 +75,7 @@ struct rq_session {
     uint16_t qos2_in_count;
     uint16_t next_pid;
     uint16_t cid_len;
+    uint8_t stat_version; /* its total_sessions{mqtt_version} label (core/stats.h) */
     char cid[]; /* NUL-terminated copy of the client id */
 };
 

@@ -200,7 +200,7 @@ bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, u
         return false; /* released (QoS 2 after PUBREC): nothing to resend */
     long remaining = rq_msg_remaining(m, c->w->now);
     if (remaining < 0 && !dup)
-        return false; /* expired while queued [MQTT-3.3.2-5] */
+        return rq_stats_drop(RQ_ST_DROP_EXPIRED, d->qos, false), false; /* [MQTT-3.3.2-5] */
     if (remaining < 0)
         remaining = 0; /* a resend: delivery started before it expired (session.c resend_one) */
     struct rq_pubout po = {
@@ -226,7 +226,7 @@ bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, u
                "message on \"%s\" larger than the client's maximum packet size: dropped for "
                "this client",
                rq_log_escape(t, sizeof t, m->topic, m->topic_len));
-        return false; /* [MQTT-3.1.2-25] */
+        return rq_stats_drop(RQ_ST_DROP_TOO_LARGE, d->qos, false), false; /* [MQTT-3.1.2-25] */
     }
     bool send_topic = true;
     if (c->version == 5 && !dup) {
@@ -236,6 +236,7 @@ bool rq_client_write_publish(struct rq_client *c, const struct rq_delivery *d, u
     }
     if (rq_codec_encode_publish(&c->out, c->version, &po) != 0)
         return false;
+    rq_stats_publish_out(m->payload_len);
     rq_client_flush(c);
     return true;
 }
@@ -359,6 +360,7 @@ static void refuse_publish(struct rq_client *c, const struct rq_publish *p, cons
         w->refused_since++;
     }
     uint8_t rc = c->version == 5 ? RQ_RC_NOT_AUTHORIZED : 0;
+    rq_stats_drop(RQ_ST_DROP_NOT_AUTHORIZED, p->qos, true);
     if (p->qos)
         rq_client_write_ack(c, p->qos == 1 ? RQ_PUBACK : RQ_PUBREC, p->packet_id, rc);
 }
@@ -366,6 +368,7 @@ static void refuse_publish(struct rq_client *c, const struct rq_publish *p, cons
 static int on_publish(struct rq_client *c, struct rq_publish *p, const char **why)
 {
     const struct rq_config *cfg = rq_client_cfg(c);
+    rq_stats_publish_in(p->payload.len);
     if (p->n_sub_ids) {
         *why = "subscription identifier in a PUBLISH from a client [MQTT-3.3.4-6]";
         return -RQ_RC_PROTOCOL_ERROR;
@@ -451,6 +454,7 @@ static bool visit_retained(void *ctx, const uint8_t *topic, size_t len, void *ms
 
 static void drop_msg(void *m)
 {
+    rq_stat_delta(RQ_ST_RETAINED_BYTES, -(int64_t)((struct rq_msg *)m)->payload_len);
     rq_msg_unref(m);
 }
 
@@ -772,6 +776,7 @@ void rq_client_free(struct rq_client *c)
 {
     if (c->s)
         rq_client_on_closed(c, "freed");
+    rq_stat_delta(RQ_ST_CONNECTED, c->phase == RQ_PH_CONNECTED ? -1 : 0); /* never closed */
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
     rq_principal_free(c->principal);
     free(c->auth_method);

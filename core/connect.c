@@ -36,6 +36,7 @@ void rq_client_phase(struct rq_client *c, enum rq_client_phase to)
                 c->phase == RQ_PH_AUTHENTICATING || c->phase == RQ_PH_HANDED_OVER;
     rq_log(rare ? RQ_LOG_DEBUG : RQ_LOG_TRACE, &c->log, "phase %s -> %s",
            phase_names[c->phase], phase_names[to]);
+    rq_stat_delta(RQ_ST_CONNECTED, (to == RQ_PH_CONNECTED) - (c->phase == RQ_PH_CONNECTED));
     c->phase = (uint8_t)to;
     switch (to) {
     case RQ_PH_AUTHENTICATING: c->log.phase = "authenticating"; break;
@@ -141,6 +142,7 @@ static struct rq_session *resume_session(struct rq_worker *w, struct rq_session 
             return NULL;
     }
     rq_timer_cancel(&w->wheel, &old->timer); /* [MQTT-3.1.3-9] reconnected in time */
+    rq_stat_delta(RQ_ST_WILLS, old->will ? -1 : 0);
     rq_msg_unref(old->will);
     old->will = NULL;
     return old;
@@ -290,6 +292,7 @@ static void accept_verdict(struct rq_client *c, struct rq_auth_verdict *v, bool 
     rq_principal_free(c->principal);
     c->principal = p;
     if (log) {
+        rq_stat_inc(RQ_ST_AUTHN_SUCCESS);
         char user[128], what[320];
         rq_log(RQ_LOG_INFO, &c->log, "authenticated by %s as \"%s\": %s",
                v->method ? v->method : "?",
@@ -301,6 +304,7 @@ static void accept_verdict(struct rq_client *c, struct rq_auth_verdict *v, bool 
 
 static void refuse_verdict(struct rq_client *c, const struct rq_auth_verdict *v)
 {
+    rq_stats_authn_refused(v->result, v->reason);
     char why[300];
     if (v->result == RQ_AUTH_DENY)
         snprintf(why, sizeof why, "authentication failed (%s): %s",
@@ -501,11 +505,13 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     s->expiry = expiry;
     if (k->will) {
         s->will = make_will(c, k);
+        rq_stat_delta(RQ_ST_WILLS, s->will ? 1 : 0);
         s->will_delay = c->version == 5 && RQ_PROP_HAS(&k->will_props, RQ_PROP_WILL_DELAY)
                             ? k->will_props.will_delay
                             : 0;
     }
     s->client = c;
+    rq_stats_session_version(&s->stat_version, c->version == 5 ? 5 : 4);
     c->s = s;
     rq_client_borrow_id(c);
     rq_client_keep_auth_method(c, k); /* for re-authentication */

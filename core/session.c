@@ -43,6 +43,7 @@ void rq_session_publish_will(struct rq_session *s)
     if (!m)
         return;
     s->will = NULL;
+    rq_stat_delta(RQ_ST_WILLS, -1);
     char id[80], t[128];
     rq_log(RQ_LOG_DEBUG, NULL, "publishing will of \"%s\" on \"%s\"",
            rq_log_escape_str(id, sizeof id, s->cid),
@@ -66,6 +67,8 @@ void rq_session_end(struct rq_session *s, const char *why)
     }
     rq_timer_cancel(&w->wheel, &s->timer);
     rq_session_publish_will(s); /* [MQTT-3.1.3-9]: session end comes before the will delay */
+    rq_stat_delta(RQ_ST_SUBSCRIPTIONS, -(int64_t)s->n_subs);
+    rq_stats_session_version(&s->stat_version, 0);
 
     rq_brlock_write_lock(&b->tree_lock);
     for (uint32_t i = 0; i < s->n_subs; i++)
@@ -115,6 +118,7 @@ void rq_session_detach(struct rq_session *s, bool publish_will)
     struct rq_worker *w = s->w;
     s->client = NULL;
     if (!publish_will) {
+        rq_stat_delta(RQ_ST_WILLS, s->will ? -1 : 0);
         rq_msg_unref(s->will);
         s->will = NULL;
     }
@@ -171,8 +175,8 @@ int rq_session_subscribe(struct rq_session *s, const uint8_t *f, size_t len, uin
     }
     s->subs[i].opts = opts;
     s->subs[i].sub_id = sub_id;
-    if (i == s->n_subs)
-        s->n_subs++;
+    if (i == s->n_subs && ++s->n_subs)
+        rq_stat_inc(RQ_ST_SUBSCRIPTIONS);
     return 0;
 }
 
@@ -187,6 +191,7 @@ int rq_session_unsubscribe(struct rq_session *s, const uint8_t *f, size_t len)
         rq_brlock_write_unlock(&b->tree_lock);
         free(s->subs[i].filter);
         s->subs[i] = s->subs[--s->n_subs];
+        rq_stat_delta(RQ_ST_SUBSCRIPTIONS, -1);
         return 0;
     }
     return -ENOENT;
@@ -307,13 +312,13 @@ static bool q_make_room(struct rq_session *s, const struct rq_delivery *d)
     for (uint32_t i = 0; i < s->q_len; i++) {
         if (q_at(s, i)->qos == 0) {
             q_remove(s, i);
-            atomic_fetch_add(&s->w->b->qos0_dropped, 1);
+            rq_stats_drop(RQ_ST_DROP_QUEUE_LIMIT, 0, false);
             return true;
         }
     }
     if (d->qos > 0 && drop_oldest) {
         q_remove(s, 0);
-        atomic_fetch_add(&s->w->b->msgs_dropped, 1);
+        rq_stats_drop(RQ_ST_DROP_QUEUE_LIMIT, 1, false);
         return true;
     }
     return false;
@@ -322,7 +327,7 @@ static bool q_make_room(struct rq_session *s, const struct rq_delivery *d)
 static void enqueue(struct rq_session *s, struct rq_delivery *d)
 {
     if (!q_make_room(s, d)) {
-        atomic_fetch_add(d->qos ? &s->w->b->msgs_dropped : &s->w->b->qos0_dropped, 1);
+        rq_stats_drop(RQ_ST_DROP_QUEUE_LIMIT, d->qos, false);
         char id[80];
         rq_log(RQ_LOG_DEBUG, NULL, "queue of \"%s\" full: message dropped",
                rq_log_escape_str(id, sizeof id, s->cid));

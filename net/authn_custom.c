@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "net/authn_glue.h"
 #include "net/post.h"
 
@@ -231,6 +232,8 @@ static void custom_check(const void *state, const struct rq_authn_creds *a,
     rq_custom_creds_from(a, pem, pem_len, &c);
     /* a re-authentication is never answered from (nor stored in) the verdict cache */
     int hit = a->reauth ? 0 : rq_custom_cache_lookup(s->m, &c, a->now, o);
+    if (!a->reauth)
+        rq_stat_inc(hit == 1 ? RQ_ST_AUTH_CACHE_HIT : RQ_ST_AUTH_CACHE_MISS);
     if (hit == 1) {
         describe_allow(o);
     } else {

@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +21,8 @@
 #include "net/authn_custom.h"
 #include "net/authn_sat.h"
 #include "net/gen.h"
+#include "net/http.h"
+#include "net/metrics.h"
 #include "net/ports.h"
 #include "net/shard.h"
 #include "net/tls_lib.h"
@@ -227,7 +231,23 @@ struct ctl {
     struct rq_shard **shards;
     int n_shards;
     int fast_polls; /* after a publish: look for freeable generations every 100 ms, this often */
+    const struct rq_config *cfg; /* the startup configuration (shutdown delay, $SYS) */
+    struct rq_http *http;        /* the metrics / health endpoint, NULL when off */
+    int sfd;                     /* signalfd of the signals this thread handles */
+    uint32_t stall_ms;           /* test hook RINGMQ_TEST_STALL_MS: SIGUSR2 stalls shard 0 */
+    uint64_t wd_ms, wd_next;     /* systemd watchdog: WATCHDOG=1 every wd_ms (0 = off) */
+    uint64_t sys_next;           /* $SYS: next publication (monotonic ms); 0 = off */
 };
+
+static void reload_counted(bool ok)
+{
+    if (!ok) {
+        atomic_fetch_add(&rq_metrics_ctl.reloads_failed, 1);
+        return;
+    }
+    atomic_fetch_add(&rq_metrics_ctl.reloads_ok, 1);
+    atomic_store(&rq_metrics_ctl.last_reload_ok, (int64_t)time(NULL));
+}
 
 /* g becomes the generation new connections get; the shards take it at their next loop turn
  * (woken now, so that an idle one passes its quiescent point and the old one can be freed). */
@@ -254,6 +274,7 @@ static void reload(struct ctl *c)
     }
     if (!next) {
         rq_log(RQ_LOG_ERROR, NULL, "reload failed, the running configuration stays: %s", err);
+        reload_counted(false);
         return;
     }
     /* the first Custom method: its pool starts now (before a shard can run the new chain) */
@@ -262,12 +283,14 @@ static void reload(struct ctl *c)
         rq_log(RQ_LOG_ERROR, NULL, "reload: authentication service pool: %s; the running "
                "configuration stays", err);
         rq_config_free(next);
+        reload_counted(false);
         return;
     }
     /* ServiceAccountToken: the Kubernetes API source of the new configuration (and the pool) */
     if (rq_authn_sat_start(next, (unsigned)c->o->auth_threads, err, sizeof err) != 0) {
         rq_log(RQ_LOG_ERROR, NULL, "reload: %s; the running configuration stays", err);
         rq_config_free(next);
+        reload_counted(false);
         return;
     }
     int n = 0;
@@ -275,8 +298,10 @@ static void reload(struct ctl *c)
                                        sizeof err);
     if (!g) {
         rq_log(RQ_LOG_ERROR, NULL, "reload: %s; the running configuration stays", err);
+        reload_counted(false);
         return;
     }
+    reload_counted(true);
     size_t held = rq_gens_reclaim(c->gens); /* older ones that connections still use */
     publish(c, g);
     rq_log(RQ_LOG_INFO, NULL, "reload: generation %llu in use for new connections (%d "
@@ -366,24 +391,105 @@ static uint64_t files_print(struct ctl *c)
                         : 0;
 }
 
+/* What is due on the control thread besides signals: the systemd watchdog (only while every
+ * shard loop turns, so that systemd restarts a broker with a stuck shard) and $SYS. Returns the
+ * ms until the next of them is due (or `limit`). */
+static uint64_t periodic(struct ctl *c, uint64_t now, uint64_t limit)
+{
+    uint64_t age;
+    if (c->wd_ms && now >= c->wd_next) {
+        if (rq_metrics_stuck_shard(now, &age) < 0)
+            rq_sd_notify("WATCHDOG=1");
+        c->wd_next = now + c->wd_ms;
+    }
+    if (c->sys_next && now >= c->sys_next) {
+        rq_sys_publish(c->shards, c->n_shards);
+        c->sys_next = now + (uint64_t)c->cfg->sys_interval_s * 1000;
+    }
+    if (c->wd_ms && c->wd_next - now < limit)
+        limit = c->wd_next - now;
+    if (c->sys_next && c->sys_next - now < limit)
+        limit = c->sys_next - now;
+    return limit;
+}
+
+/* Waits up to ms for a signal while serving the HTTP endpoint and what periodic() does.
+ * Returns the signal number, or 0 when ms passed. */
+static int wait_event(struct ctl *c, uint64_t ms)
+{
+    uint64_t end = rq_now_ms() + ms;
+    for (;;) {
+        uint64_t now = rq_now_ms();
+        uint64_t t = periodic(c, now, end > now ? end - now : 0);
+        if (now >= end)
+            return 0;
+        int ht = c->http ? rq_http_timeout_ms(c->http) : -1;
+        if (ht >= 0 && (uint64_t)ht < t)
+            t = (uint64_t)ht;
+        struct pollfd p[2] = {{.fd = c->sfd, .events = POLLIN},
+                              {.fd = c->http ? rq_http_fd(c->http) : -1, .events = POLLIN}};
+        int n = poll(p, 2, (int)t);
+        if (c->http)
+            rq_http_run(c->http);
+        struct signalfd_siginfo si;
+        if (n > 0 && (p[0].revents & POLLIN) && read(c->sfd, &si, sizeof si) == sizeof si)
+            return (int)si.ssi_signo;
+    }
+}
+
+/* SIGTERM / SIGINT: /readyz fails from now on, and the listeners stay open
+ * spec.ringmq.shutdownDelaySeconds longer (load balancers that poll readiness stop sending
+ * clients first), unless a second SIGTERM / SIGINT comes. */
+static void drain(struct ctl *c, int sig)
+{
+    const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    atomic_store(&rq_metrics_ctl.stopping, true);
+    rq_sd_notify("STOPPING=1");
+    uint32_t d = c->cfg->shutdown_delay_s;
+    if (!d) {
+        rq_log(RQ_LOG_INFO, NULL, "%s: shutting down", name);
+        return;
+    }
+    rq_log(RQ_LOG_INFO, NULL, "%s: shutting down in %u s (shutdownDelaySeconds: /readyz fails "
+           "now, the listeners stay open until then; another SIGTERM stops at once)", name, d);
+    for (uint64_t end = rq_now_ms() + (uint64_t)d * 1000, now; (now = rq_now_ms()) < end;) {
+        int s = wait_event(c, end - now);
+        if (s == SIGTERM || s == SIGINT) {
+            rq_log(RQ_LOG_INFO, NULL, "%s again: shutting down now", s == SIGTERM ? "SIGTERM"
+                                                                                  : "SIGINT");
+            return;
+        }
+    }
+    rq_log(RQ_LOG_INFO, NULL, "shutdown delay over: shutting down");
+}
+
+/* Test hook (RINGMQ_TEST_STALL_MS set at start): SIGUSR2 makes shard 0 stop turning its loop
+ * for that long, once, as a stuck shard would (/healthz must fail). */
+static void test_stall(struct ctl *c)
+{
+    rq_log(RQ_LOG_WARN, NULL, "SIGUSR2: test hook: shard 0 stalls for %u ms", c->stall_ms);
+    atomic_store(&rq_metrics_ctl.stall_ms, c->stall_ms);
+    atomic_store(&rq_metrics_ctl.stall_shard, 1);
+    rq_shard_wake(c->shards[0]);
+}
+
 /* The control thread's loop until SIGTERM / SIGINT: SIGHUP reloads the configuration, and every
  * 2 s it renews generated certificates and notices changed configuration files or secrets. Old
  * generations are freed here once no shard and no connection can use them: looked at every
  * 100 ms for a second after a swap (the shards pass their quiescent points), then every tick
- * (a generation that long-lived connections still use). */
-static void serve(struct ctl *c, const sigset_t *set)
+ * (a generation that long-lived connections still use). Between signals it serves the metrics
+ * endpoint (wait_event). */
+static void serve(struct ctl *c)
 {
     uint64_t files = files_print(c);
-    struct timespec last = {0};
-    clock_gettime(CLOCK_MONOTONIC, &last);
+    uint64_t last = rq_now_ms();
     for (;;) {
         bool fast = rq_gens_reclaim(c->gens) && c->fast_polls > 0 && c->fast_polls--;
-        struct timespec tick = {fast ? 0 : 2, fast ? 100000000 : 0}, now;
-        int sig = sigtimedwait(set, NULL, &tick);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (sig < 0 && now.tv_sec - last.tv_sec < 2)
+        int sig = wait_event(c, fast ? 100 : 2000);
+        uint64_t now = rq_now_ms();
+        if (sig == 0 && now - last < 2000)
             continue; /* a reclaim poll, not the 2 s tick */
-        if (sig < 0) {
+        if (sig == 0) {
             last = now;
             struct rq_gen *g = rq_ports_renew(rq_gens_current(c->gens), c->data_dir,
                                               (int64_t)time(NULL));
@@ -404,7 +510,11 @@ static void serve(struct ctl *c, const sigset_t *set)
                 rq_log(RQ_LOG_INFO, NULL, "SIGHUP: nothing to reload (embedded default)");
             continue;
         }
-        rq_log(RQ_LOG_INFO, NULL, "%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        if (sig == SIGUSR2) {
+            test_stall(c);
+            continue;
+        }
+        drain(c, sig);
         return;
     }
 }
@@ -437,6 +547,68 @@ static struct rq_gens *first_generation(struct rq_config *cfg, const char *data_
         rq_log(RQ_LOG_ERROR, NULL, "out of memory");
     }
     return d;
+}
+
+/* RINGMQ_TEST_STALL_MS (1..600000): the test hook of test_stall is armed; 0 = off. */
+static uint32_t test_stall_ms(void)
+{
+    const char *v = getenv("RINGMQ_TEST_STALL_MS");
+    char *end;
+    long ms = v ? strtol(v, &end, 10) : 0;
+    if (!v || *end || ms < 1 || ms > 600000)
+        return 0;
+    rq_log(RQ_LOG_WARN, NULL, "test hook armed (RINGMQ_TEST_STALL_MS=%ld): SIGUSR2 stalls shard "
+           "0; not for production", ms);
+    return (uint32_t)ms;
+}
+
+static void metrics_init(struct rq_broker *b)
+{
+    rq_metrics_ctl.broker = b;
+    rq_metrics_ctl.start_unix = (int64_t)time(NULL);
+    rq_metrics_ctl.start_ms = rq_now_ms();
+    atomic_store(&rq_metrics_ctl.last_reload_ok, rq_metrics_ctl.start_unix);
+}
+
+/* The metrics / health endpoint (before the shards, so that a port in use stops the start
+ * first). Not bindable: an error when prometheusPort was configured, else (the default port,
+ * taken by another program) a warning and no endpoint. 0, or 1 with the cause logged. */
+static int start_http(struct ctl *c)
+{
+    const struct rq_config *cfg = c->cfg;
+    char err[256];
+    if (!cfg->metrics_port) {
+        rq_log(RQ_LOG_INFO, NULL, "metrics and health endpoint off (prometheusPort 0)");
+        return 0;
+    }
+    c->http = rq_http_start(cfg->metrics_bind, cfg->metrics_port, err, sizeof err);
+    if (!c->http && cfg->metrics_port_set) {
+        rq_log(RQ_LOG_ERROR, NULL, "%s (spec.diagnostics.metrics.prometheusPort)", err);
+        return 1;
+    }
+    if (!c->http) {
+        rq_log(RQ_LOG_WARN, NULL, "%s: running without metrics and health endpoint (set "
+               "spec.diagnostics.metrics.prometheusPort to a free port, or 0)", err);
+        return 0;
+    }
+    bool v6 = strchr(cfg->metrics_bind, ':') != NULL;
+    rq_log(RQ_LOG_INFO, NULL, "metrics and health endpoint on http://%s%s%s:%u (/metrics, "
+           "/healthz, /readyz)", v6 ? "[" : "", cfg->metrics_bind, v6 ? "]" : "",
+           cfg->metrics_port);
+    return 0;
+}
+
+/* Listeners bound, shards running: tell systemd (Type=notify), arm its watchdog and $SYS. */
+static void announce_ready(struct ctl *c)
+{
+    rq_sd_notify("READY=1\nSTATUS=accepting connections");
+    uint64_t wd = rq_sd_watchdog_usec();
+    if (wd) {
+        c->wd_ms = wd / 2000 ? wd / 2000 : 1; /* ping at half the interval */
+        c->wd_next = rq_now_ms();
+    }
+    if (c->cfg->sys_topics)
+        c->sys_next = rq_now_ms() + 1; /* the first at once, then every interval */
 }
 
 static void log_startup(const struct rq_config *cfg, int n)
@@ -485,26 +657,32 @@ int main(int argc, char **argv)
         return 1;
     }
     int n = shard_count(&o, cfg);
+    uint32_t stall_ms = test_stall_ms();
 
-    /* Signals are handled by this thread only; shards inherit the blocked mask. */
+    /* Signals are handled by this thread only (a signalfd); shards inherit the blocked mask. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    if (stall_ms)
+        sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     struct rq_broker *b = rq_broker_new(cfg, n);
     struct rq_shard **shards = calloc((size_t)n, sizeof *shards);
-    if (!b || !shards) {
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (!b || !shards || sfd < 0 || rq_stats_init(n) != 0) {
         rq_log(RQ_LOG_ERROR, NULL, "out of memory");
         return 1;
     }
+    metrics_init(b);
     int started = 0;
     char dd_buf[512];
     struct ctl c = {.o = &o, .data_dir = data_dir_of(&o, cfg, dd_buf, sizeof dd_buf),
-                    .shards = shards, .n_shards = n};
+                    .shards = shards, .n_shards = n, .cfg = cfg, .sfd = sfd,
+                    .stall_ms = stall_ms};
     /* ServiceAccountToken: the Kubernetes API source (logged) before the chains are built */
     if (rq_authn_sat_start(cfg, (unsigned)o.auth_threads, err, sizeof err) != 0) {
         rq_log(RQ_LOG_ERROR, NULL, "%s", err);
@@ -515,7 +693,7 @@ int main(int argc, char **argv)
         return 1;
     }
     c.gens = first_generation(cfg, c.data_dir, n);
-    rc = c.gens ? 0 : 1;
+    rc = c.gens ? start_http(&c) : 1;
     /* The pool runs only when a port's chain has a Custom method (or a reload brings one). */
     if (rc == 0 && rq_authn_custom_needed(cfg) &&
         rq_authn_custom_pool_start(cfg, (unsigned)o.auth_threads, err, sizeof err) != 0) {
@@ -525,9 +703,13 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = start_shards(b, cfg, c.gens, shards, n, &started);
     if (rc == 0) {
+        atomic_store(&rq_metrics_ctl.listening, true);
         log_startup(cfg, n);
-        serve(&c, &set);
+        announce_ready(&c);
+        serve(&c);
     }
+    rq_http_stop(c.http); /* probes now fail to connect: the broker is going */
+    close(sfd);
     /* Pending authentication requests are answered (posted) while the shards still run; the
      * pool's threads are joined before any shard is freed (net/post.h). */
     rq_authn_custom_pool_stop();
@@ -543,6 +725,7 @@ int main(int argc, char **argv)
     free(shards);
     rq_gens_free(c.gens);
     rq_broker_free(b);
+    rq_stats_free();
     rq_config_free(cfg);
     if (rc == 0)
         rq_log(RQ_LOG_INFO, NULL, "stopped");

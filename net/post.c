@@ -143,6 +143,8 @@ static void dropped(struct rq_shard *s, struct conn *c, uint64_t id, const char 
 void rq_post_on_verdict(struct rq_shard *s, struct rq_auth_verdict *v)
 {
     struct conn *c = rq_conn_lookup(s, v->conn);
+    if (c && c->state == C_OPEN && c->cl.phase == RQ_PH_AUTHENTICATING)
+        rq_metrics_authn_done(c, v);
     if (c && c->state == C_OPEN && rq_client_auth_resume(&c->cl, v)) {
         s->verdicts_applied++;
     } else {
@@ -220,6 +222,7 @@ void rq_post_on_authn_reply(struct rq_shard *s, struct rq_authn_reply *r)
         snprintf(v.why, sizeof v.why, "the suspended CONNECT could not be read again");
     }
     s->verdicts_applied++;
+    rq_metrics_authn_done(c, &v);
     if (v.result != RQ_AUTH_PENDING) /* else the next method is pending: a new reply is due */
         rq_client_auth_resume(&c->cl, &v);
     rq_principal_free(v.principal); /* taken by the client unless refused */

@@ -23,6 +23,7 @@
 #include "core/broker.h"
 #include "core/inbox.h"
 #include "core/log.h"
+#include "core/stats_sys.h"
 #include "net/authn_glue.h"
 #include "net/gen.h"
 #include "net/post.h"
@@ -122,6 +123,7 @@ static void pause_conn(struct rq_shard *s, struct conn *c)
     if (!rq_conn_cancel_recv(s, c))
         return;
     c->paused = true;
+    rq_stat_inc(RQ_ST_BACKPRESSURE_PAUSES);
     c->cl.last_rx = s->w->now; /* a paused client is not idle: keepalive counts from here */
     s->paused[s->n_paused++] = (uint64_t)c->gen << 32 | c->slot;
 }
@@ -256,7 +258,9 @@ static void op_authenticate(struct rq_worker *w, void *conn, const struct rq_con
 {
     struct conn *c = conn;
     /* the chain of the generation whose TLS policy let this connection in */
+    c->auth_started_us = rq_stats_now_us();
     rq_authn_glue_run(c->rt_gen->ports[c->port_index].authn, rq_xport_tls(c->xp), c->id, k, v);
+    rq_metrics_authn_done(c, v);
 }
 
 /* MQTT v5 re-authentication: the chain of the generation the connection pinned (the same one
@@ -643,6 +647,7 @@ static void on_recv(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
     }
     if (cqe->res > 0) {
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        rq_stat_add(RQ_ST_NET_BYTES_RECEIVED, (uint64_t)cqe->res);
         rq_conn_input(s, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)cqe->res);
         recycle_buffer(s, bid);
         hold_reading(s, c); /* its answers are not taken: read no more of it */
@@ -682,6 +687,7 @@ static void on_send(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
         return;
     }
     c->send_off += (size_t)cqe->res;
+    rq_stat_add(RQ_ST_NET_BYTES_SENT, (uint64_t)cqe->res);
     if (c->out_full) {
         c->cl.last_rx = s->w->now; /* not read, but taking its output: alive */
         if (conn_out_held(c) < RQ_OUT_HIGH_WATER) {
@@ -863,6 +869,8 @@ static void drain_inbox(struct rq_shard *s)
             rq_post_on_verdict(s, p.ptr);
         } else if (p.kind == RQ_POST_AUTHN_REPLY) {
             rq_post_on_authn_reply(s, p.ptr);
+        } else if (p.kind == RQ_POST_SYS) {
+            rq_sys_apply(s->w, p.ptr);
         } else {
             rq_worker_on_post(s->w, &p);
         }
@@ -929,6 +937,8 @@ void rq_shard_loop(struct rq_shard *s)
     struct rq_worker *w = s->w;
     for (;;) {
         w->now = rq_now_ms();
+        rq_stats_turn(w->now, s->n_conns); /* heartbeat for /healthz */
+        rq_metrics_test_stall(s->id);
         /* quiescent point: no pointer into a generation is held here but s->gen and pins */
         s->gen = rq_gens_quiesce(s->gens, s->id, &s->gen_epoch, s->gen);
         if (atomic_load_explicit(&s->stop_requested, memory_order_relaxed) && !s->stopping)
@@ -968,6 +978,8 @@ void rq_shard_loop(struct rq_shard *s)
             ms = 50;
         if (accept_waits && (ms < 0 || (uint64_t)ms > s->accept_retry_at - w->now))
             ms = (int64_t)(s->accept_retry_at - w->now); /* accepting waits for descriptors */
+        if (ms < 0 || ms > RQ_METRICS_TURN_MS)
+            ms = RQ_METRICS_TURN_MS; /* an idle shard turns too: its heartbeat says it is alive */
         if (s->n_paused && (ms < 0 || ms > 1))
             ms = 1; /* clients paused by backpressure: nothing wakes us when the shard we wait
                        for catches up, so look again every millisecond */

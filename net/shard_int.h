@@ -14,6 +14,7 @@
 #include "core/broker.h"
 #include "core/log.h"
 #include "net/admit.h"
+#include "net/metrics.h"
 #include "net/xport.h"
 
 struct rq_gen;
@@ -96,6 +97,7 @@ struct conn {
     struct rq_peer peer;  /* 20 bytes; formatted only when a line is logged */
     uint64_t id;          /* stable identity (net/post.h rq_conn_id): shard, slot, serial */
     uint64_t close_deadline;
+    uint64_t auth_started_us; /* when its CONNECT's authentication began (metrics) */
     struct rq_buf in;    /* MQTT bytes not yet consumed (a partial packet) */
     size_t pre_bytes;    /* of in, charged to the pre-CONNECT byte budget (admit.c) */
     struct rq_xport *xp; /* TLS / WebSocket layers (and their buffers); NULL for plain TCP */

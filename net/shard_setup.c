@@ -274,6 +274,7 @@ static void wait_for_go(void)
 static void *shard_main(void *arg)
 {
     struct rq_shard *s = arg;
+    rq_stats_bind(s->id); /* this thread's counters (core/stats.h) */
     pin(s);
     int rc = ring_setup(&s->ring, &s->ring_mode);
     if (rc == 0)
@@ -379,6 +380,8 @@ static void discard_post(const struct rq_post *p)
         rq_auth_verdict_free(p->ptr);
     } else if (p->kind == RQ_POST_AUTHN_REPLY) {
         rq_authn_reply_free(p->ptr);
+    } else if (p->kind == RQ_POST_SYS) {
+        free(p->ptr);
     }
 }
 

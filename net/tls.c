@@ -14,6 +14,7 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfio.h>
 
+#include "net/metrics.h"
 #include "net/tls_path.h"
 
 #ifndef WOLFSSL_ALWAYS_VERIFY_CB
@@ -321,8 +322,10 @@ int rq_tls_rx(struct rq_tls *t, const uint8_t *p, size_t len, struct rq_buf *app
     if (!t->established) {
         int ret = wolfSSL_accept(t->ssl);
         if (ret != WOLFSSL_SUCCESS) {
-            if (wolfSSL_get_error(t->ssl, ret) != WOLFSSL_ERROR_WANT_READ)
+            if (wolfSSL_get_error(t->ssl, ret) != WOLFSSL_ERROR_WANT_READ) {
+                rq_metrics_tls_failure(t->ssl, wolfSSL_get_error(t->ssl, ret));
                 result = fail(t, ret, "TLS handshake failed", why);
+            }
             goto out;
         }
         t->established = true;

@@ -11,7 +11,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang liburing-dev libyaml-dev libcurl4-openssl-dev
       libcjson-dev mosquitto mosquitto-clients python3 python3-paho-mqtt openssl gnuplot-nox
       dpkg-dev autoconf automake libtool libwolfssl-dev libssl-dev python3-cryptography
-      python3-jwt)
+      python3-jwt libmicrohttpd-dev)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 updated=0

@@ -2,7 +2,8 @@
 """25 deployment files checked offline: every Kubernetes manifest under deploy/kubernetes parses,
 has a known kind/apiVersion and renders with `kubectl kustomize` (when kubectl is installed);
 the pod specs agree with the container image (ports, UID, read-only config, data dir, seccomp
-profile) and with each other (Services, probes, ConfigMap listener ports); the ConfigMap's
+profile) and with each other (Services, httpGet /readyz and /healthz probes on the metrics port of the
+ConfigMap's Broker, ConfigMap listener ports, grace period after shutdownDelaySeconds); the ConfigMap's
 broker configuration and the image's default configuration pass `ringmq --check-config`; the
 seccomp profiles are the runtime default plus io_uring; the systemd unit has what it must and
 passes `systemd-analyze verify` (when available). ringmq only."""
@@ -23,6 +24,7 @@ import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
 
 ONLY = "ringmq deployment files"
+METRICS_PORT = 9600  # spec.diagnostics.metrics.prometheusPort: the probes' port
 SRC = os.environ.get("RINGMQ_SRC") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                    "..", "..")
 DEPLOY = os.path.join(SRC, "deploy")
@@ -117,7 +119,7 @@ def kustomizations_render():
 @case(ringmq_only=ONLY)
 def pods_match_the_image():
     exposed, uid = containerfile()
-    check_eq(exposed, {1883, 8883}, "Containerfile EXPOSE")
+    check_eq(exposed, {1883, 8883, METRICS_PORT}, "Containerfile EXPOSE")
     check_eq(uid, 10001, "Containerfile USER")
     profiles = set(os.listdir(CONTAINER))
     for w in workloads():
@@ -140,9 +142,12 @@ def pods_match_the_image():
               what + " args " + args)
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         check_eq(set(ports.values()), exposed, what + " container ports")
-        for probe in ("readinessProbe", "livenessProbe"):
-            port = c[probe]["tcpSocket"]["port"]
-            check_eq(ports.get(port, port), 1883, "%s %s port" % (what, probe))
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            get = c[probe].get("httpGet")
+            check(get, "%s %s is not an httpGet probe" % (what, probe))
+            check_eq(get["path"], path, "%s %s path" % (what, probe))
+            port = get["port"]
+            check_eq(ports.get(port, port), METRICS_PORT, "%s %s port" % (what, probe))
         csc = c["securityContext"]
         check_eq((csc.get("readOnlyRootFilesystem"), csc.get("allowPrivilegeEscalation"),
                   csc.get("capabilities", {}).get("drop")), (True, False, ["ALL"]),
@@ -171,7 +176,15 @@ def pods_match_the_image():
     for doc in configmap_broker_docs():
         if doc["kind"] == "BrokerListener":
             lports |= {p["port"] for p in doc["spec"]["ports"]}
-    check_eq(lports, exposed, "ConfigMap listener ports")
+    check_eq(lports, exposed - {METRICS_PORT}, "ConfigMap listener ports")
+    brokers = [d for d in configmap_broker_docs() if d["kind"] == "Broker"]
+    check_eq([d["spec"]["diagnostics"]["metrics"]["prometheusPort"] for d in brokers],
+             [METRICS_PORT], "ConfigMap Broker prometheusPort (the probes' port)")
+    delay = brokers[0]["spec"].get("ringmq", {}).get("shutdownDelaySeconds", 0)
+    for w in workloads():
+        check(w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > delay + 5,
+              "%s: terminationGracePeriodSeconds leaves no time after shutdownDelaySeconds"
+              % w["kind"])
 
 
 def configmap_broker_docs():
@@ -267,7 +280,9 @@ def unit():
 def systemd_unit():
     u = unit()
     svc = lambda k: u.get(("Service", k), [])  # noqa: E731
-    check(svc("Type") in (["exec"], ["simple"], ["notify"]), "Type=%s" % svc("Type"))
+    check_eq(svc("Type"), ["notify"], "Type (the broker sends READY=1, tests/26)")
+    check_eq(svc("NotifyAccess"), ["main"], "NotifyAccess")
+    check(svc("WatchdogSec") and svc("WatchdogSec")[0] not in ("0", "infinity"), "WatchdogSec")
     check(re.search(r"/ringmq .*-c /etc/ringmq", svc("ExecStart")[0]), "ExecStart")
     check(re.fullmatch(r"\S*kill -HUP \$MAINPID", svc("ExecReload")[0]), "ExecReload")
     check_eq(svc("Restart"), ["on-failure"], "Restart")
