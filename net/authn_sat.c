@@ -37,6 +37,19 @@ uint64_t rq_authn_sat_dropped(void)
     return atomic_load(&g_dropped);
 }
 
+/* A waiter's `at` (opaque to auth/sat.c) is the method's chain index, with this bit set when it
+ * waits for a re-authentication (MQTT v5 AUTH 0x19) rather than a CONNECT. */
+#define AT_REAUTH ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
+/* A re-authentication the API could not decide (unreachable, slow, RBAC, busy: DENY 0x88 /
+ * 0x89 for a CONNECT) is "not decided now": AUTH 0x18, the connection keeps its credentials
+ * (auth/authn.h, Re-authentication). */
+static void reauth_settle(struct rq_authn_outcome *o)
+{
+    if (o->verdict == RQ_AUTHN_DENY && (o->reason == 0x88 || o->reason == 0x89))
+        o->verdict = RQ_AUTHN_NOT_RELEVANT;
+}
+
 /* Pool thread: the answer for one waiting connection (o's contents move into the reply). */
 static void deliver(uint64_t conn, size_t at, struct rq_authn_outcome *o)
 {
@@ -46,7 +59,10 @@ static void deliver(uint64_t conn, size_t at, struct rq_authn_outcome *o)
         return;
     }
     r->conn = conn;
-    r->pending_at = at;
+    r->reauth = (at & AT_REAUTH) != 0;
+    if (r->reauth)
+        reauth_settle(o);
+    r->pending_at = at & ~AT_REAUTH;
     r->o = *o;
     rq_authn_outcome_init(o);
     /* A full inbox drains quickly: retry briefly, never forever. */
@@ -149,7 +165,11 @@ static void sat_check(const void *state, const struct rq_authn_creds *c,
                       struct rq_authn_outcome *o)
 {
     const struct sat_state *s = state;
-    rq_sat_check(s->m, atomic_load(&g_live), c, s->index, o);
+    /* A re-authentication reviews the AUTH packet's token like a CONNECT's (a cached answer
+     * for the same token is as good: it holds until the token's exp). */
+    rq_sat_check(s->m, atomic_load(&g_live), c, s->index | (c->reauth ? AT_REAUTH : 0), o);
+    if (c->reauth)
+        reauth_settle(o);
 }
 
 static void sat_free(void *state)
@@ -180,7 +200,7 @@ int rq_authn_sat_add(struct rq_authn_chain *ch, const struct rq_authn_sat *s, ch
         return -1;
     }
     st->index = rq_authn_chain_len(ch);
-    if (rq_authn_chain_add(ch, &sat_ops, st) != 0) { /* frees st */
+    if (rq_authn_chain_add_reauth(ch, &sat_ops, st) != 0) { /* frees st */
         snprintf(err, errlen, "out of memory");
         return -1;
     }
