@@ -976,7 +976,7 @@ def main():
 
     print()
     print_table(table, names)
-    custom = custom_vs_plain(results)
+    custom = [] if a.smoke else custom_vs_plain(results)  # smoke storms differ in size
     heads = [headroom(r) for s in results.values() for rs in s.values() for r in rs]
     hr = [h for h, _ in heads if h is not None]
     busy = [m for _, m in heads if m is not None]
