@@ -12,8 +12,8 @@
  *
  * Stop protocol: submit increments `submitters`, then reads `stopping` (both seq_cst); stop sets
  * `stopping`, then waits until `submitters` is 0. Either a submit sees `stopping` and refuses, or
- * stop sees it in flight and waits for its push (and curl_multi_wakeup) to finish, so no job
- * lands in an inbox after its thread exited and no wake-up touches a freed multi handle. Only
+ * stop sees it in flight and waits for its push (and wake-up) to finish, so no job lands in an
+ * inbox after its thread exited and no wake-up touches a closed eventfd. Only
  * then is `quit` set and are the threads woken; each drains its inbox, cancels its transfers and
  * completes every job before it exits. */
 #include "auth/pool.h"
@@ -28,7 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SHUTDOWN_WHY "authentication service pool shutting down"
 #define MAX_POLL_MS 1000
@@ -60,6 +63,9 @@ struct worker {
     unsigned n_inflight;
     CURL **spare; /* reset easy handles, reused */
     unsigned n_spare;
+    int epfd;           /* the transfers' sockets (libcurl's socket callback) and evfd */
+    int evfd;           /* submit and stop wake the thread through it */
+    int64_t timer_at;   /* libcurl's next timeout (CLOCK_MONOTONIC ms), -1: none */
     struct lane *lanes; /* RQ_AUTH_POOL_LANES; outcomes waiting for their lane */
     unsigned n_held;
     bool final; /* stopping: every done() call is the last one */
@@ -349,15 +355,90 @@ static unsigned reap(struct worker *w)
     return n;
 }
 
+/* How long the thread may sleep: until the oldest waiting job's deadline, libcurl's next
+ * timeout, or a retry of held outcomes, at most MAX_POLL_MS. */
 static int poll_timeout(const struct worker *w, int64_t now)
 {
     int64_t t = w->n_held ? RETRY_POLL_MS : MAX_POLL_MS;
-    if (w->wait_head) {
-        int64_t left = w->wait_head->deadline_ms - now;
-        if (left < t)
-            t = left < 0 ? 0 : left;
+    if (w->wait_head && w->wait_head->deadline_ms - now < t)
+        t = w->wait_head->deadline_ms - now;
+    if (w->timer_at >= 0 && w->timer_at - now < t)
+        t = w->timer_at - now;
+    return (int)(t < 0 ? 0 : t);
+}
+
+/* ---- events: epoll and libcurl's socket interface ------------------------------------------
+ * Why not curl_multi_poll: it polls every socket of the thread on each turn (up to
+ * max_connections kept-alive connections), and registering on and leaving that many wait queues
+ * per turn cost more CPU than the requests themselves (measured: bench/README.md). With epoll
+ * the sockets are registered once and a turn costs what is ready. */
+
+static void wake_worker(struct worker *w)
+{
+    uint64_t one = 1;
+    if (write(w->evfd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is full, so a wake-up is pending anyway */
     }
-    return (int)t;
+}
+
+/* libcurl: watch s for what (CURL_POLL_IN / OUT / INOUT), or no longer (CURL_POLL_REMOVE). */
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)e;
+    struct worker *w = userp;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+        curl_multi_assign(w->multi, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
+                                       ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u),
+                             .data.fd = s};
+    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(w->epfd, op, s, &ev) != 0) /* a descriptor number libcurl reused */
+        epoll_ctl(w->epfd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
+    curl_multi_assign(w->multi, s, (void *)w);
+    return 0;
+}
+
+/* libcurl: call curl_multi_socket_action(CURL_SOCKET_TIMEOUT) in timeout_ms (-1: never). */
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    (void)m;
+    struct worker *w = userp;
+    w->timer_at = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    return 0;
+}
+
+static void run_timer(struct worker *w, int64_t now)
+{
+    if (w->timer_at < 0 || w->timer_at > now)
+        return;
+    int running;
+    w->timer_at = -1; /* the action may set the next one */
+    curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+}
+
+/* Sleeps until a socket is ready, a wake-up, or timeout_ms; hands what is ready to libcurl. */
+static void wait_events(struct worker *w, int timeout_ms)
+{
+    struct epoll_event ev[64];
+    int n = epoll_wait(w->epfd, ev, 64, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.fd == w->evfd) {
+            uint64_t v;
+            if (read(w->evfd, &v, sizeof v) < 0) {
+                /* EAGAIN: another read took it */
+            }
+            continue;
+        }
+        int flags = ((ev[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+                    ((ev[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+                    ((ev[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+        int running;
+        curl_multi_socket_action(w->multi, ev[i].data.fd, flags, &running);
+    }
+    run_timer(w, now_ms());
 }
 
 /* Stop: every job this thread holds or will find in its inbox ends "shutting down". */
@@ -387,15 +468,15 @@ static void *worker_main(void *arg)
         retry_held(w, now);
         drain_inbox(w);
         expire_waiting(w, now);
-        int running;
         do {
             start_waiting(w, now);
-            curl_multi_perform(w->multi, &running);
+            run_timer(w, now); /* new transfers start from libcurl's timeout */
             now = now_ms();
         } while (reap(w) && w->wait_head);
         if (rq_inbox_sleep(w->inbox))
             continue; /* jobs raced in: no sleeping */
-        curl_multi_poll(w->multi, NULL, 0, poll_timeout(w, now), NULL);
+        wait_events(w, poll_timeout(w, now));
+        reap(w);
     }
     worker_shutdown(w);
     return NULL;
@@ -411,8 +492,19 @@ static int worker_init(struct rq_auth_pool *p, struct worker *w)
     w->share = curl_share_init();
     w->spare = calloc(p->cfg.max_connections, sizeof *w->spare);
     w->lanes = calloc(RQ_AUTH_POOL_LANES, sizeof *w->lanes);
-    if (!w->inbox || !w->multi || !w->share || !w->spare || !w->lanes)
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->timer_at = -1;
+    if (!w->inbox || !w->multi || !w->share || !w->spare || !w->lanes || w->epfd < 0 ||
+        w->evfd < 0)
         return -ENOMEM;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = w->evfd};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) != 0)
+        return -ENOMEM;
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, (void *)w);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, (void *)w);
     curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     curl_share_setopt(w->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     /* idle connections kept for reuse: at least one per transfer that may run at once */
@@ -427,9 +519,13 @@ static void worker_cleanup(struct worker *w)
     free(w->spare);
     free(w->lanes); /* empty: worker_shutdown handed every outcome over */
     if (w->multi)
-        curl_multi_cleanup(w->multi); /* closes the cached connections */
+        curl_multi_cleanup(w->multi); /* closes the cached connections (socket callbacks) */
     if (w->share)
         curl_share_cleanup(w->share);
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->evfd >= 0)
+        close(w->evfd);
     rq_inbox_free(w->inbox);
 }
 
@@ -470,6 +566,8 @@ struct rq_auth_pool *rq_auth_pool_new(const struct rq_auth_pool_cfg *cfg, rq_aut
     p->done = done;
     p->ctx = ctx;
     p->n = c.threads;
+    for (unsigned i = 0; i < p->n; i++)
+        p->w[i].epfd = p->w[i].evfd = -1; /* a failed init cleans up every worker */
     for (unsigned i = 0; i < p->n; i++) {
         if (worker_init(p, &p->w[i]) != 0) {
             snprintf(err, errlen, "auth pool: out of memory");
@@ -536,7 +634,7 @@ int rq_auth_pool_submit(struct rq_auth_pool *p, struct rq_auth_job *job, uint64_
         goto out;
     }
     if (wake)
-        curl_multi_wakeup(w->multi);
+        wake_worker(w);
 out:
     atomic_fetch_sub(&p->submitters, 1);
     return rc;
@@ -552,7 +650,7 @@ void rq_auth_pool_stop(struct rq_auth_pool *p)
     atomic_store(&p->quit, 1);
     for (unsigned i = 0; i < p->n; i++) {
         if (p->w[i].started) {
-            curl_multi_wakeup(p->w[i].multi);
+            wake_worker(&p->w[i]);
             pthread_join(p->w[i].tid, NULL);
             p->w[i].started = false;
         }

@@ -4,9 +4,9 @@
  * Threads and flow:
  *  - Any thread (shards) calls rq_auth_pool_submit(pool, job, tag). The job goes through a
  *    bounded lock-free MPSC queue (core/inbox) to one pool thread (round robin), which is woken
- *    with curl_multi_wakeup only when its queue went from empty to non-empty.
+ *    through its eventfd only when its queue went from empty to non-empty.
  *  - Each pool thread owns one libcurl multi handle and runs every transfer asynchronously
- *    (curl_multi_poll; no thread blocks on the network). It keeps at most
+ *    (epoll + curl_multi_socket_action; no thread blocks on the network). It keeps at most
  *    cfg.max_connections transfers in flight; further jobs wait in a local FIFO and reuse the
  *    connections as they free up (HTTP keep-alive in the multi's connection cache, TLS sessions
  *    in a per-thread CURLSH). So a burst of N jobs opens at most threads * max_connections
@@ -19,7 +19,7 @@
  *    or, when its destination is momentarily full (the originating shard's inbox) and last is
  *    false, returns RQ_AUTH_POOL_BUSY(lane) and leaves outcome and tag as they were. The pool
  *    thread then keeps the outcome on a per-lane list (lane: the shard) and calls done() again
- *    with it after each curl_multi_poll turn, in order, until it is taken; a busy lane is not
+ *    with it after each turn of the thread's event loop (at least every 2 ms), in order, until it is taken; a busy lane is not
  *    retried again in the same turn, other lanes go on. Nothing ever waits: one full shard
  *    inbox holds up neither the pool thread nor the verdicts for other shards. Once
  *    cfg.deliver_timeout_ms has passed since submit (the connection's connect timeout has
