@@ -4,8 +4,8 @@
  * body, TLS material from memory), reads the response (status, Content-Type, Cache-Control,
  * body bounded at RQ_CUSTOM_MAX_BODY) into an rq_authn_outcome, and decides what goes into the
  * verdict cache (custom_cache.c holds it). What it does not do: JSON (custom_msg.c), threads and
- * timeouts (pool.c), logging of allow / deny (the caller logs o->why; "not relevant" answers
- * are logged here, rate-limited).
+ * timeouts (pool.c), logging (the caller logs o->why; for "not relevant" answers it calls
+ * rq_custom_log_not_relevant, rate-limited here).
  *
  * A job's TLS blobs point into the method state (CURL_BLOB_NOCOPY): the job holds a reference,
  * and the pool resets the easy handle before it frees the job, so the memory outlives every use.
@@ -53,10 +53,10 @@ struct rq_custom_method {
     size_t cert_len, key_len;
     struct curl_slist *headers;    /* read-only once built: shared by every transfer */
     struct rq_custom_cache *cache; /* NULL = no cache */
-    /* "not relevant" answers (transport failure, bad status, unreadable body, 422): each is
-     * logged with its cause, at most RQ_RATELIMIT_BURST lines a second per method, the rest
-     * counted and reported on the next line (a dead auth server under a connect storm must not
-     * flood the log). Shared by the pool threads. */
+    /* "not relevant" answers (transport failure, timeout, bad status, unreadable body, 422):
+     * each is logged with its cause, at most RQ_RATELIMIT_BURST lines a second per method, the
+     * rest counted and reported on the next line (a dead auth server under a connect storm must
+     * not flood the log). Shared by the pool threads (rq_custom_log_not_relevant). */
     struct rq_ratelimit nr_log;
 };
 
@@ -67,7 +67,6 @@ struct custom_job {
     size_t body_len;
     char *username; /* for the principal; NULL = none */
     bool cacheable;
-    bool reauth; /* {"type":"auth"}: a re-authentication */
     uint8_t key[KEY_LEN];
     /* the response */
     uint8_t *resp;
@@ -242,6 +241,12 @@ struct rq_custom_method *rq_custom_method_new(const struct rq_custom_cfg *cfg, c
 bad:
     snprintf(err, errlen, "Custom: %s", why ? why : "no endpoint");
     return NULL;
+}
+
+struct rq_custom_method *rq_custom_method_ref(struct rq_custom_method *m)
+{
+    atomic_fetch_add(&m->refs, 1);
+    return m;
 }
 
 void rq_custom_method_release(struct rq_custom_method *m)
@@ -514,21 +519,20 @@ static const char *endpoint_for_log(const struct rq_custom_method *m, char *buf,
     return buf;
 }
 
-/* A "not relevant" answer: logged with its cause (o->why, escaped where it quotes the server),
- * rate-limited per method. */
-static void log_not_relevant(struct custom_job *j, const struct rq_authn_outcome *o)
+void rq_custom_log_not_relevant(struct rq_custom_method *m, const struct rq_authn_outcome *o,
+                                bool reauth)
 {
     uint64_t skipped = 0;
     if (RQ_LOG_WARN > rq_log_level ||
-        !rq_ratelimit_allow(&j->m->nr_log, rq_ratelimit_now_ms(), &skipped))
+        !rq_ratelimit_allow(&m->nr_log, rq_ratelimit_now_ms(), &skipped))
         return;
     char ep[160], more[64] = "";
     if (skipped)
         snprintf(more, sizeof more, " (%llu similar suppressed)", (unsigned long long)skipped);
     rq_log(RQ_LOG_WARN, NULL, "Custom %s: %s: not relevant to the %s%s",
-           endpoint_for_log(j->m, ep, sizeof ep), o->why,
-           j->reauth ? "re-authentication (AUTH 0x18, the client keeps its credentials)"
-                     : "CONNECT (the chain goes on with the next method)",
+           endpoint_for_log(m, ep, sizeof ep), o->why,
+           reauth ? "re-authentication (AUTH 0x18, the client keeps its credentials)"
+                  : "CONNECT (the chain goes on with the next method)",
            more);
 }
 
@@ -539,7 +543,6 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     o->method = "Custom";
     if (rc != CURLE_OK) {
         transport_failed(j, rc, o);
-        log_not_relevant(j, o);
         return;
     }
     long status = 0;
@@ -550,8 +553,6 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     map_verdict(j, &v, o);
     rq_custom_verdict_free(&v);
     maybe_cache(j, status, o);
-    if (o->verdict == RQ_AUTHN_NOT_RELEVANT)
-        log_not_relevant(j, o);
 }
 
 static void job_free(struct rq_auth_job *base)
@@ -608,7 +609,6 @@ struct rq_auth_job *rq_custom_job_auth(struct rq_custom_method *m, const char *u
     struct custom_job *j = job_new(m, username, username ? strlen(username) : 0, why);
     if (!j)
         return NULL;
-    j->reauth = true;
     j->body = rq_custom_build_auth(method, method_len, data, data_len, &j->body_len, why);
     if (!j->body) {
         job_free(&j->base);
