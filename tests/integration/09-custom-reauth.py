@@ -444,6 +444,40 @@ def not_relevant_log_is_rate_limited(b):
 
 
 @case(ringmq_only=ONLY)
+def reauth_after_handover_to_the_session_shard(b):
+    """A connection accepted on one shard and handed to the shard of its session (with its
+    principal and pinned generation) re-authenticates there like any other."""
+    import re
+    e = env()
+    e.set_mode("users")
+    cid = "re-moving"
+    sess = {"session_expiry_interval": 60}
+    props = dict(sess, authentication_method=METHOD, authentication_data=creds())
+    c = rq.RawClient(b.ports["custom"], timeout=10.0)
+    check_eq(c.connect(client_id=cid, props=props).rc, 0, "first CONNACK")
+    c.disconnect()
+    rx = r'client="%s" \(connect\)[^\n]*handing the connection' % cid
+    moved = None
+    for i in range(16):
+        before = len(re.findall(rx, b.log()))
+        c = rq.RawClient(b.ports["custom"], timeout=10.0)
+        ack = c.connect(client_id=cid, clean=False, props=props)
+        check_eq(ack.rc, 0, "CONNACK %d" % i)
+        check(ack.session_present, "session present %d" % i)
+        if len(re.findall(rx, b.log())) > before:
+            moved = c
+            break
+        c.disconnect()
+    check(moved is not None, "no connection was handed over in 16 tries (2 shards)")
+    mark = b.log_mark()
+    moved.send_raw(auth_packet(data=creds("bob", BOB_PASSWORD)))
+    check_eq(wait_auth(moved).rc, 0x00, "AUTH after the hand-over")
+    expect_log(b, mark, r'client="%s" \(session\) re-authenticated by Custom as "[^"]*": '
+               r'attributes group=g2' % cid, "re-authenticated on the session's shard")
+    moved.disconnect(props={"session_expiry_interval": 0})
+
+
+@case(ringmq_only=ONLY)
 def passwords_never_logged(b):
     log = b.log()
     check(PASSWORD not in log and BOB_PASSWORD not in log, "a password in the broker log")
