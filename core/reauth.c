@@ -115,14 +115,14 @@ static void reauth_apply(struct rq_client *c, struct rq_auth_verdict *v)
 {
     char why[300];
     switch (v->result) {
-    case RQ_AUTH_ALLOW:
-        reauth_allowed(c, v);
-        return;
+    case RQ_AUTH_ALLOW: reauth_allowed(c, v); return;
     case RQ_AUTH_RETRY:
         /* debug: the cause is logged as a warning by the method, rate-limited (a client that
          * retries against a dead server must not flood the log) */
-        rq_log(RQ_LOG_DEBUG, &c->log, "re-authentication undecided (%s: %s): AUTH 0x18, the "
-               "connection keeps its credentials", v->method ? v->method : "no method", v->why);
+        rq_log(RQ_LOG_DEBUG, &c->log,
+               "re-authentication undecided (%s: %s): AUTH 0x18, the "
+               "connection keeps its credentials",
+               v->method ? v->method : "no method", v->why);
         send_auth(c, RQ_RC_CONTINUE_AUTHENTICATION,
                   "the authentication service could not decide; try again later");
         return;
@@ -130,9 +130,9 @@ static void reauth_apply(struct rq_client *c, struct rq_auth_verdict *v)
         snprintf(why, sizeof why, "re-authentication failed (%s): %s",
                  v->method ? v->method : "no method",
                  v->why[0] ? v->why : "no method can re-authenticate this client");
-        rq_client_close(c, -(v->result == RQ_AUTH_DENY ? disconnect_reason(v->reason)
-                                                        : RQ_RC_BAD_AUTH_METHOD),
-                        why);
+        rq_client_close(
+            c, -(v->result == RQ_AUTH_DENY ? disconnect_reason(v->reason) : RQ_RC_BAD_AUTH_METHOD),
+            why);
         return;
     }
 }

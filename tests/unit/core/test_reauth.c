@@ -42,7 +42,7 @@ static void stub_reauth(struct rq_worker *w, void *conn, const struct rq_princip
     reauth_calls++;
     seen_pos = who->chain_pos;
     size_t n = auth->props.auth_data.len < sizeof seen_data - 1 ? auth->props.auth_data.len
-                                                                 : sizeof seen_data - 1;
+                                                                : sizeof seen_data - 1;
     if (n)
         memcpy(seen_data, auth->props.auth_data.p, n);
     seen_data[n] = '\0';
@@ -133,8 +133,7 @@ static size_t auth_pkt(uint8_t *b, uint8_t reason, const char *method, const cha
 static struct rq_peer peer;
 
 /* A connected v5 client (CONNACK consumed from its output). */
-static void connected(struct rq_client *c, struct rq_worker *w, const char *cid,
-                      const char *method)
+static void connected(struct rq_client *c, struct rq_worker *w, const char *cid, const char *method)
 {
     uint8_t b[128];
     rq_client_init(c, w, c, 1883, &peer);
@@ -289,12 +288,12 @@ static void protocol_errors(struct rq_worker *w)
         const char *method;
         const char *connect_method;
     } cases[] = {
-        {0x19, "m2", "m1"},  /* another method [MQTT-4.12.1-1] */
-        {0x19, "m", "m1"},   /* a prefix of it */
-        {0x19, NULL, "m1"},  /* none */
-        {0x18, "m1", "m1"},  /* continue: no exchange in progress */
-        {0x00, "m1", "m1"},  /* success is the server's */
-        {0x19, "m1", NULL},  /* the client gave no method at CONNECT [MQTT-4.12.0-7] */
+        {0x19, "m2", "m1"}, /* another method [MQTT-4.12.1-1] */
+        {0x19, "m", "m1"},  /* a prefix of it */
+        {0x19, NULL, "m1"}, /* none */
+        {0x18, "m1", "m1"}, /* continue: no exchange in progress */
+        {0x00, "m1", "m1"}, /* success is the server's */
+        {0x19, "m1", NULL}, /* the client gave no method at CONNECT [MQTT-4.12.0-7] */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct rq_client c;
