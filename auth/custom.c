@@ -4,8 +4,8 @@
  * body, TLS material from memory), reads the response (status, Content-Type, Cache-Control,
  * body bounded at RQ_CUSTOM_MAX_BODY) into an rq_authn_outcome, and decides what goes into the
  * verdict cache (custom_cache.c holds it). What it does not do: JSON (custom_msg.c), threads and
- * timeouts (pool.c), logging (the caller logs o->why; for "not relevant" answers it calls
- * rq_custom_log_not_relevant, rate-limited here).
+ * timeouts (pool.c), logging of allow / deny (the caller logs o->why; every "not relevant"
+ * answer of a transfer is logged here, rate-limited: rq_custom_log_not_relevant).
  *
  * A job's TLS blobs point into the method state (CURL_BLOB_NOCOPY): the job holds a reference,
  * and the pool resets the easy handle before it frees the job, so the memory outlives every use.
@@ -56,7 +56,8 @@ struct rq_custom_method {
     /* "not relevant" answers (transport failure, timeout, bad status, unreadable body, 422):
      * each is logged with its cause, at most RQ_RATELIMIT_BURST lines a second per method, the
      * rest counted and reported on the next line (a dead auth server under a connect storm must
-     * not flood the log). Shared by the pool threads (rq_custom_log_not_relevant). */
+     * not flood the log). Shared by the pool threads (rq_custom_log_not_relevant). Jobs that
+     * end without a transfer (the pool's own FIFO timeout, shutdown) are not logged here. */
     struct rq_ratelimit nr_log;
 };
 
@@ -67,6 +68,7 @@ struct custom_job {
     size_t body_len;
     char *username; /* for the principal; NULL = none */
     bool cacheable;
+    bool reauth; /* {"type":"auth"}: a re-authentication (for the log line) */
     uint8_t key[KEY_LEN];
     /* the response */
     uint8_t *resp;
@@ -241,12 +243,6 @@ struct rq_custom_method *rq_custom_method_new(const struct rq_custom_cfg *cfg, c
 bad:
     snprintf(err, errlen, "Custom: %s", why ? why : "no endpoint");
     return NULL;
-}
-
-struct rq_custom_method *rq_custom_method_ref(struct rq_custom_method *m)
-{
-    atomic_fetch_add(&m->refs, 1);
-    return m;
 }
 
 void rq_custom_method_release(struct rq_custom_method *m)
@@ -543,6 +539,7 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     o->method = "Custom";
     if (rc != CURLE_OK) {
         transport_failed(j, rc, o);
+        rq_custom_log_not_relevant(j->m, o, j->reauth);
         return;
     }
     long status = 0;
@@ -553,6 +550,8 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     map_verdict(j, &v, o);
     rq_custom_verdict_free(&v);
     maybe_cache(j, status, o);
+    if (o->verdict == RQ_AUTHN_NOT_RELEVANT) /* status, body, 422 */
+        rq_custom_log_not_relevant(j->m, o, j->reauth);
 }
 
 static void job_free(struct rq_auth_job *base)
@@ -609,6 +608,7 @@ struct rq_auth_job *rq_custom_job_auth(struct rq_custom_method *m, const char *u
     struct custom_job *j = job_new(m, username, username ? strlen(username) : 0, why);
     if (!j)
         return NULL;
+    j->reauth = true;
     j->body = rq_custom_build_auth(method, method_len, data, data_len, &j->body_len, why);
     if (!j->body) {
         job_free(&j->base);

@@ -31,15 +31,7 @@ struct pend {
     uint64_t conn;
     size_t at;
     bool reauth; /* a re-authentication (creds->reauth): the reply says so */
-    struct rq_custom_method *m; /* a reference: its "not relevant" log limiter */
 };
-
-static void pend_free(struct pend *p)
-{
-    if (p)
-        rq_custom_method_release(p->m);
-    free(p);
-}
 
 struct custom_state {
     struct rq_custom_method *m;
@@ -81,12 +73,10 @@ static void on_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o)
 {
     (void)ctx;
     struct pend *p = (struct pend *)(uintptr_t)tag;
-    if (o->verdict == RQ_AUTHN_NOT_RELEVANT) /* transport, timeout, status, body, 422 */
-        rq_custom_log_not_relevant(p->m, o, p->reauth);
     struct rq_authn_reply *r = malloc(sizeof *r);
     if (!r) {
         rq_auth_outcome_release(o);
-        pend_free(p);
+        free(p);
         atomic_fetch_add(&g_dropped, 1);
         return;
     }
@@ -96,7 +86,7 @@ static void on_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o)
     describe_allow(o);
     r->o = *o; /* moves the outcome's strings */
     free(o);
-    pend_free(p);
+    free(p);
     /* A full inbox drains quickly: retry briefly, never forever (a stuck shard must not stall
      * the pool thread and every other answer it carries). */
     for (int tries = 0;; tries++) {
@@ -203,15 +193,14 @@ static void submit(const struct custom_state *s, const struct rq_authn_creds *a,
         free(p);
         return not_relevant(o, why);
     }
-    *p = (struct pend){.conn = a->conn_id, .at = s->index, .reauth = a->reauth,
-                       .m = rq_custom_method_ref(s->m)};
+    *p = (struct pend){.conn = a->conn_id, .at = s->index, .reauth = a->reauth};
     int rc = rq_auth_pool_submit(pool, job, (uint64_t)(uintptr_t)p);
     if (rc == 0) {
         o->verdict = RQ_AUTHN_PENDING;
         return;
     }
     job->ops->free(job);
-    pend_free(p);
+    free(p);
     /* A connected client re-authenticating is not refused for a full pool: it may try again
      * (AUTH 0x18), as when the server is unreachable. */
     if (rc == -EBUSY && !a->reauth) {
