@@ -109,7 +109,8 @@ int rq_authn_chain_resume(const struct rq_authn_chain *ch, size_t pending_at,
  *     AUTH packet's) for the connection that authenticated as creds->username, never consults
  *     or fills a verdict cache for it, and answers ALLOW (a whole new principal: username,
  *     attributes and expiry replace the old ones; expiry 0 = none), DENY (reason >= 0x80 is the
- *     DISCONNECT reason, 0x87 otherwise), NOT_RELEVANT (could not decide now: server
+ *     DISCONNECT reason, 0x87 otherwise; core turns codes a DISCONNECT cannot carry, such as
+ *     0x86, into 0x87), NOT_RELEVANT (could not decide now: server
  *     unreachable, timeout, bad answer, too busy: the client gets AUTH 0x18 and keeps its
  *     connection and old credentials) or PENDING;
  *  3. when PENDING, its worker posts the answer exactly as for a CONNECT
@@ -121,8 +122,9 @@ int rq_authn_chain_resume(const struct rq_authn_chain *ch, size_t pending_at,
 
 /* Runs method `at` (chain_pos - 1 of the client's principal) alone for a re-authentication (c
  * with reauth set). Returns the verdict, also in o (o->method set; an ALLOW's principal gets
- * chain_pos = at + 1; a DENY's reason is >= 0x80). A method without .reauth, or `at` outside
- * the chain: DENY 0x8C (Bad authentication method) without calling anything. */
+ * chain_pos = at + 1; a DENY's reason is >= 0x80). A method not added with
+ * rq_authn_chain_add_reauth, or `at` outside the chain: DENY 0x8C (Bad authentication method)
+ * without calling anything. */
 int rq_authn_chain_reauth(const struct rq_authn_chain *ch, size_t at,
                           const struct rq_authn_creds *c, struct rq_authn_outcome *o);
 /* The pending method `at` of a re-authentication answered o: settles it as

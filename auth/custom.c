@@ -4,8 +4,8 @@
  * body, TLS material from memory), reads the response (status, Content-Type, Cache-Control,
  * body bounded at RQ_CUSTOM_MAX_BODY) into an rq_authn_outcome, and decides what goes into the
  * verdict cache (custom_cache.c holds it). What it does not do: JSON (custom_msg.c), threads and
- * timeouts (pool.c), logging of allow / deny (the caller logs o->why; "not relevant" answers
- * are logged here, rate-limited).
+ * timeouts (pool.c), logging of allow / deny (the caller logs o->why; every "not relevant"
+ * answer of a transfer is logged here, rate-limited: rq_custom_log_not_relevant).
  *
  * A job's TLS blobs point into the method state (CURL_BLOB_NOCOPY): the job holds a reference,
  * and the pool resets the easy handle before it frees the job, so the memory outlives every use.
@@ -54,10 +54,11 @@ struct rq_custom_method {
     size_t cert_len, key_len;
     struct curl_slist *headers;    /* read-only once built: shared by every transfer */
     struct rq_custom_cache *cache; /* NULL = no cache */
-    /* "not relevant" answers (transport failure, bad status, unreadable body, 422): each is
-     * logged with its cause, at most RQ_RATELIMIT_BURST lines a second per method, the rest
-     * counted and reported on the next line (a dead auth server under a connect storm must not
-     * flood the log). Shared by the pool threads. */
+    /* "not relevant" answers (transport failure, timeout, bad status, unreadable body, 422):
+     * each is logged with its cause, at most RQ_RATELIMIT_BURST lines a second per method, the
+     * rest counted and reported on the next line (a dead auth server under a connect storm must
+     * not flood the log). Shared by the pool threads (rq_custom_log_not_relevant). Jobs that
+     * end without a transfer (the pool's own FIFO timeout, shutdown) are not logged here. */
     struct rq_ratelimit nr_log;
 };
 
@@ -68,7 +69,7 @@ struct custom_job {
     size_t body_len;
     char *username; /* for the principal; NULL = none */
     bool cacheable;
-    bool reauth; /* {"type":"auth"}: a re-authentication */
+    bool reauth; /* {"type":"auth"}: a re-authentication (for the log line) */
     uint8_t key[KEY_LEN];
     /* the response */
     uint8_t *resp;
@@ -515,21 +516,20 @@ static const char *endpoint_for_log(const struct rq_custom_method *m, char *buf,
     return buf;
 }
 
-/* A "not relevant" answer: logged with its cause (o->why, escaped where it quotes the server),
- * rate-limited per method. */
-static void log_not_relevant(struct custom_job *j, const struct rq_authn_outcome *o)
+void rq_custom_log_not_relevant(struct rq_custom_method *m, const struct rq_authn_outcome *o,
+                                bool reauth)
 {
     uint64_t skipped = 0;
     if (RQ_LOG_WARN > rq_log_level ||
-        !rq_ratelimit_allow(&j->m->nr_log, rq_ratelimit_now_ms(), &skipped))
+        !rq_ratelimit_allow(&m->nr_log, rq_ratelimit_now_ms(), &skipped))
         return;
     char ep[160], more[64] = "";
     if (skipped)
         snprintf(more, sizeof more, " (%llu similar suppressed)", (unsigned long long)skipped);
     rq_log(RQ_LOG_WARN, NULL, "Custom %s: %s: not relevant to the %s%s",
-           endpoint_for_log(j->m, ep, sizeof ep), o->why,
-           j->reauth ? "re-authentication (AUTH 0x18, the client keeps its credentials)"
-                     : "CONNECT (the chain goes on with the next method)",
+           endpoint_for_log(m, ep, sizeof ep), o->why,
+           reauth ? "re-authentication (AUTH 0x18, the client keeps its credentials)"
+                  : "CONNECT (the chain goes on with the next method)",
            more);
 }
 
@@ -541,7 +541,7 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     if (rc != CURLE_OK) {
         rq_stats_auth_http(RQ_AUTH_SRV_CUSTOM, 0);
         transport_failed(j, rc, o);
-        log_not_relevant(j, o);
+        rq_custom_log_not_relevant(j->m, o, j->reauth);
         return;
     }
     long status = 0;
@@ -553,8 +553,8 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     map_verdict(j, &v, o);
     rq_custom_verdict_free(&v);
     maybe_cache(j, status, o);
-    if (o->verdict == RQ_AUTHN_NOT_RELEVANT)
-        log_not_relevant(j, o);
+    if (o->verdict == RQ_AUTHN_NOT_RELEVANT) /* status, body, 422 */
+        rq_custom_log_not_relevant(j->m, o, j->reauth);
 }
 
 static void job_free(struct rq_auth_job *base)

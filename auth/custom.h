@@ -22,10 +22,9 @@
  *      - NOT_RELEVANT: connection, TLS or timeout failure, a status other than 200/403, 422, an
  *        unreadable or oversized body; the chain goes on (rq_authn_chain_resume).
  *     o->why never holds a secret; server text in it is escaped with rq_log_escape.
- *     Every NOT_RELEVANT answer of a transfer is logged here (warning, with its cause and
- *     whether it was for a CONNECT or a re-authentication), rate-limited per method state:
- *     at most RQ_RATELIMIT_BURST lines a second, the next line saying how many similar ones
- *     were suppressed (core/ratelimit.h).
+ *     Every NOT_RELEVANT answer of a transfer (connection, TLS, timeout, status, body, 422) is
+ *     logged by finish with rq_custom_log_not_relevant (rate-limited per method state), so a
+ *     failing auth server is visible without flooding the log.
  *  4. Each job holds a reference on m, so a configuration reload may release m
  *     (rq_custom_method_release) while requests are in flight: the last job frees it.
  *
@@ -73,6 +72,12 @@ struct rq_custom_method;
  * first use (a bad one makes every request NOT_RELEVANT with the TLS error as why). */
 struct rq_custom_method *rq_custom_method_new(const struct rq_custom_cfg *cfg, char *err,
                                               size_t errlen);
+/* Logs a NOT_RELEVANT answer of method m (a warning with o->why, the endpoint without any user
+ * info, and what follows: the chain goes on for a CONNECT, AUTH 0x18 for a re-authentication),
+ * at most RQ_RATELIMIT_BURST lines a second per method state; the next line written says how
+ * many similar ones were suppressed (core/ratelimit.h). Any thread. */
+void rq_custom_log_not_relevant(struct rq_custom_method *m, const struct rq_authn_outcome *o,
+                                bool reauth);
 /* Drops the caller's reference; jobs in flight keep theirs. NULL is fine. Any thread. */
 void rq_custom_method_release(struct rq_custom_method *m);
 /* The request URL: "<endpoint>/?api-version=0.5.0" (one '/' whatever the endpoint ends with). */

@@ -18,8 +18,8 @@
 
 struct rq_ratelimit {
     pthread_mutex_t lock;
-    uint32_t burst;       /* lines allowed per window (>= 1) */
-    uint32_t interval_ms; /* window length (>= 1) */
+    uint32_t burst;        /* lines allowed per window (>= 1) */
+    uint32_t interval_ms;  /* window length (>= 1) */
     uint64_t window_start; /* ms; 0: no line written yet */
     uint32_t in_window;    /* lines written in the current window */
     uint64_t suppressed;   /* events left out since the last line written */

@@ -6,7 +6,8 @@
  *             attributes, expiry) and the credential-expiry timer re-armed (or cleared);
  *   RETRY  -> AUTH 0x18 Continue authentication (AIO's "try again later": the auth server could
  *             not decide); the connection keeps its principal and its old expiry;
- *   DENY   -> DISCONNECT with the method's reason (0x87 by default) and close [MQTT-4.12.1-2].
+ *   DENY   -> DISCONNECT with the method's reason (0x87 by default, and for the codes DISCONNECT
+ *             cannot carry, e.g. 0x86) and close [MQTT-4.12.1-2].
  * Protocol errors, DISCONNECT 0x82: an AUTH from a client whose CONNECT had no Authentication
  * Method [MQTT-4.12.0-7], a reason other than 0x19 (the server never started an exchange the
  * client could continue with 0x18), another method than the CONNECT's [MQTT-4.12.1-1] (or none),
@@ -114,12 +115,14 @@ static void reauth_apply(struct rq_client *c, struct rq_auth_verdict *v)
 {
     char why[300];
     switch (v->result) {
-    case RQ_AUTH_ALLOW:
-        reauth_allowed(c, v);
-        return;
+    case RQ_AUTH_ALLOW: reauth_allowed(c, v); return;
     case RQ_AUTH_RETRY:
-        rq_log(RQ_LOG_INFO, &c->log, "re-authentication undecided (%s: %s): AUTH 0x18, the "
-               "connection keeps its credentials", v->method ? v->method : "no method", v->why);
+        /* debug: the cause is logged as a warning by the method, rate-limited (a client that
+         * retries against a dead server must not flood the log) */
+        rq_log(RQ_LOG_DEBUG, &c->log,
+               "re-authentication undecided (%s: %s): AUTH 0x18, the "
+               "connection keeps its credentials",
+               v->method ? v->method : "no method", v->why);
         send_auth(c, RQ_RC_CONTINUE_AUTHENTICATION,
                   "the authentication service could not decide; try again later");
         return;
@@ -127,9 +130,9 @@ static void reauth_apply(struct rq_client *c, struct rq_auth_verdict *v)
         snprintf(why, sizeof why, "re-authentication failed (%s): %s",
                  v->method ? v->method : "no method",
                  v->why[0] ? v->why : "no method can re-authenticate this client");
-        rq_client_close(c, -(v->result == RQ_AUTH_DENY ? disconnect_reason(v->reason)
-                                                        : RQ_RC_BAD_AUTH_METHOD),
-                        why);
+        rq_client_close(
+            c, -(v->result == RQ_AUTH_DENY ? disconnect_reason(v->reason) : RQ_RC_BAD_AUTH_METHOD),
+            why);
         return;
     }
 }

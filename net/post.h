@@ -72,7 +72,8 @@ int rq_shard_post_external(int shard, const struct rq_post *p);
 
 /* Posts an authentication verdict (heap, core/principal.h) to the shard of v->conn as
  * RQ_POST_AUTH_VERDICT. Same threads and errors as rq_shard_post_external; on success the shard
- * owns v, on failure the caller still does. */
+ * owns v, on failure the caller still does. For a CONNECT only: a re-authentication's answer
+ * always goes through rq_shard_post_authn_reply with reply->reauth set. */
 int rq_shard_post_verdict(struct rq_auth_verdict *v);
 
 /* One method's answer for a pending CONNECT, as the thread that ran the method has it: the shard

@@ -103,7 +103,7 @@ X509 = "  - method: X509\n    x509Settings: {trustedClientCaCert: client-ca}\n"
 def broker_yaml(e, ports):
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\n"
          "metadata: {name: broker}\nspec:\n  diagnostics: {logs: {level: debug}}\n"
-         "  ringmq:\n    connectTimeoutSeconds: 10\n    auth: {requestTimeoutSeconds: 3}\n")
+         "  ringmq:\n    connectTimeoutSeconds: 10\n    auth: {requestTimeoutSeconds: 4}\n")
     y += """---
 apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerListener
@@ -180,11 +180,11 @@ def alive(c, what):
 
 @case(ringmq_only=ONLY)
 def reauth_success_moves_the_expiry(b):
-    """Connected with credentials that expire in 4 s; re-authenticated at once with ones that
+    """Connected with credentials that expire in 6 s; re-authenticated at once with ones that
     expire in 60 s: AUTH 0x00 naming the method, and the client is still served after the first
     expiry has passed."""
     e = env()
-    e.set_mode("users,expire:4")
+    e.set_mode("users,expire:6")
     t0 = time.monotonic()
     c = enhanced(b, "re-ok")
     e.set_mode("users,expire:60")
@@ -195,7 +195,7 @@ def reauth_success_moves_the_expiry(b):
     check_eq(p.props.get("authentication_method"), METHOD, "AUTH names the method")
     expect_log(b, mark, r're-authenticated by Custom as "[^"]*": attributes group=g1, '
                r'floor=3; expires', "re-authentication logged")
-    while time.monotonic() - t0 < 6.5:  # past the first expiry (4 s) with a margin
+    while time.monotonic() - t0 < 8.5:  # past the first expiry (6 s) with a margin
         time.sleep(0.5)
     alive(c, "after the first expiry")
     c.disconnect()
@@ -204,8 +204,8 @@ def reauth_success_moves_the_expiry(b):
 
 @case(ringmq_only=ONLY)
 def reauth_replaces_a_longer_expiry_with_a_shorter_one(b):
-    """The expiry is replaced, not extended: 60 s at CONNECT, 2 s at re-authentication closes
-    the connection (no DISCONNECT) about 2 s later, its will published."""
+    """The expiry is replaced, not extended: 60 s at CONNECT, 3 s at re-authentication closes
+    the connection (no DISCONNECT) about 3 s later, its will published."""
     e = env()
     w = rq.connected(b.ports["plain"], "re-will-watch")
     w.subscribe("will/re", qos=1)
@@ -215,7 +215,7 @@ def reauth_replaces_a_longer_expiry_with_a_shorter_one(b):
                                                  "authentication_data": creds()},
                     will={"topic": "will/re", "payload": b"expired", "qos": 1})
     check_eq(ack.rc, 0, "CONNACK")
-    e.set_mode("users,expire:2")
+    e.set_mode("users,expire:3")
     c.send_raw(auth_packet(data=creds()))
     check_eq(wait_auth(c).rc, 0x00, "AUTH reason")
     e.set_mode("users")
@@ -252,7 +252,7 @@ def reauth_server_unusable_continue_and_keep(b):
     the connection stays with its old credentials (and old expiry: it is closed when that
     passes); each cause is logged; a later re-authentication succeeds."""
     e = env()
-    e.set_mode("users,expire:12")
+    e.set_mode("users,expire:15")
     t0 = time.monotonic()
     c = enhanced(b, "re-down")
     for mode, cause in (("drop", r"auth server request failed"),
@@ -269,10 +269,10 @@ def reauth_server_unusable_continue_and_keep(b):
                    r"re-authentication" % cause, "not relevant logged (%s)" % mode)
         alive(c, "after AUTH 0x18 (%s)" % mode)
     e.set_mode("users")
-    # the old expiry (12 s after CONNECT) still holds: closed without DISCONNECT
+    # the old expiry (15 s after CONNECT) still holds: closed without DISCONNECT
     r = c.expect_closed(timeout=30)
     check(r.closed and r.disconnect is None, "closed at the old expiry: %r" % r)
-    check(time.monotonic() - t0 > 9, "closed at the old expiry, not before")
+    check(time.monotonic() - t0 > 12, "closed at the old expiry, not before")
     # and a client whose server works again re-authenticates
     c = enhanced(b, "re-down-2")
     c.send_raw(auth_packet(data=creds()))
@@ -282,11 +282,11 @@ def reauth_server_unusable_continue_and_keep(b):
 
 @case(ringmq_only=ONLY)
 def reauth_timeout_continue(b):
-    """The auth server answers after requestTimeoutSeconds (3 s): AUTH 0x18, connection kept."""
+    """The auth server answers after requestTimeoutSeconds (4 s): AUTH 0x18, connection kept."""
     e = env()
     e.set_mode("users")
     c = enhanced(b, "re-timeout")
-    e.set_mode("users,slow:5")  # over requestTimeoutSeconds: 3
+    e.set_mode("users,slow:6")  # over requestTimeoutSeconds: 4
     c.send_raw(auth_packet(data=creds()))
     p = wait_auth(c, timeout=15)
     check_eq(p.rc, 0x18, "AUTH reason after a timeout")
@@ -367,16 +367,16 @@ def second_auth_while_pending_and_traffic_meanwhile(b):
     c = enhanced(b, "re-busy")
     c.subscribe([("busy/t", 1)])
     other = rq.connected(b.ports["plain"], "re-busy-peer")
-    e.set_mode("users,slow:2.5")
+    e.set_mode("users,slow:3")
     mark = b.log_mark()
-    t0 = time.monotonic()
     c.send_raw(auth_packet(data=creds()))
     expect_log(b, mark, r"re-authentication pending", "pending", timeout=5)
     c.publish("busy/own", b"mine", qos=1)  # waits for its PUBACK
     other.publish("busy/t", b"to-you", qos=0)
     m = c.wait_for(rq.PUBLISH, timeout=5)
     check(m is not None and m.payload == b"to-you", "received while pending: %r" % m)
-    check(time.monotonic() - t0 < 2.5, "publish and receive before the verdict")
+    # the verdict has not come yet: an AUTH that arrived meanwhile would be in the backlog
+    check(all(p.type != rq.AUTH for p in c.backlog), "the verdict came before: %r" % c.backlog)
     p = wait_auth(c)
     check_eq(p.rc, 0x00, "the pending re-authentication's answer")
     # a second AUTH while one is pending
@@ -396,7 +396,7 @@ def verdict_after_the_client_left_is_dropped(b):
     e = env()
     e.set_mode("users")
     cs = [enhanced(b, "re-leave-%d" % i) for i in range(4)]
-    e.set_mode("users,slow:1.5")
+    e.set_mode("users,slow:3")
     mark = b.log_mark()
     for c in cs:
         c.send_raw(auth_packet(data=creds()))
@@ -417,30 +417,72 @@ def verdict_after_the_client_left_is_dropped(b):
 
 @case(ringmq_only=ONLY)
 def not_relevant_log_is_rate_limited(b):
-    """A burst of re-authentications against a dropping server: each one answered AUTH 0x18, the
-    log holds at most a few 'not relevant' lines a second, and a later line says how many were
-    suppressed."""
+    """A burst of re-authentications against a server answering 503: each one answered AUTH
+    0x18, the log holds at most a few 'not relevant' lines a second, and every event left out is
+    counted on a later line ('N similar suppressed'): lines + suppressed counts = events."""
+    import re
     e = env()
     e.set_mode("users")
     cs = [enhanced(b, "re-rl-%d" % i) for i in range(20)]
     e.set_mode("status:503")
     mark = b.log_mark()
+    t0 = time.monotonic()
     for c in cs:
         c.send_raw(auth_packet(data=creds()))
     for c in cs:
         check_eq(wait_auth(c).rc, 0x18, "AUTH 0x18")
-    lines = [ln for ln in b.log_since(mark).splitlines() if "not relevant to the" in ln]
-    check(1 <= len(lines) <= 12, "rate-limited: %d lines" % len(lines))
-    time.sleep(1.2)  # a new window: the next line reports what was left out
-    mark2 = b.log_mark()
+    burst = time.monotonic() - t0
+    time.sleep(1.2)  # a new window: the next line reports what was left out before it
     cs[0].send_raw(auth_packet(data=creds()))
     check_eq(wait_auth(cs[0]).rc, 0x18, "AUTH 0x18")
-    if len(lines) < 20:
-        expect_log(b, mark2, r"not relevant to the re-authentication.*\((\d+) similar "
-                   r"suppressed\)", "suppressed count")
+    expect_log(b, mark, r"not relevant to the re-authentication", "a line")
+    time.sleep(0.3)
+    lines = [ln for ln in b.log_since(mark).splitlines()
+             if "not relevant to the re-authentication" in ln]
+    suppressed = sum(int(m.group(1)) for ln in lines
+                     for m in [re.search(r"\((\d+) similar suppressed\)", ln)] if m)
+    check(len(lines) <= 5 * (int(burst) + 2) + 1, "rate-limited: %d lines in %.1f s"
+          % (len(lines), burst + 1.2))
+    check(len(lines) + suppressed >= 21, "every event written or counted: %d lines + %d "
+          "suppressed" % (len(lines), suppressed))
+    check(suppressed > 0 or burst > 1.0, "a burst of 20 in %.1f s suppressed nothing" % burst)
     for c in cs:
         c.disconnect()
     e.set_mode("users")
+
+
+@case(ringmq_only=ONLY)
+def reauth_after_handover_to_the_session_shard(b):
+    """A connection accepted on one shard and handed to the shard of its session (with its
+    principal and pinned generation) re-authenticates there like any other."""
+    import re
+    e = env()
+    e.set_mode("users")
+    cid = "re-moving"
+    sess = {"session_expiry_interval": 60}
+    props = dict(sess, authentication_method=METHOD, authentication_data=creds())
+    c = rq.RawClient(b.ports["custom"], timeout=10.0)
+    check_eq(c.connect(client_id=cid, props=props).rc, 0, "first CONNACK")
+    c.disconnect()
+    rx = r'client="%s" \(connect\)[^\n]*handing the connection' % cid
+    moved = None
+    for i in range(16):
+        before = len(re.findall(rx, b.log()))
+        c = rq.RawClient(b.ports["custom"], timeout=10.0)
+        ack = c.connect(client_id=cid, clean=False, props=props)
+        check_eq(ack.rc, 0, "CONNACK %d" % i)
+        check(ack.session_present, "session present %d" % i)
+        if len(re.findall(rx, b.log())) > before:
+            moved = c
+            break
+        c.disconnect()
+    check(moved is not None, "no connection was handed over in 16 tries (2 shards)")
+    mark = b.log_mark()
+    moved.send_raw(auth_packet(data=creds("bob", BOB_PASSWORD)))
+    check_eq(wait_auth(moved).rc, 0x00, "AUTH after the hand-over")
+    expect_log(b, mark, r'client="%s" \(session\) re-authenticated by Custom as "[^"]*": '
+               r'attributes group=g2' % cid, "re-authenticated on the session's shard")
+    moved.disconnect(props={"session_expiry_interval": 0})
 
 
 @case(ringmq_only=ONLY)
