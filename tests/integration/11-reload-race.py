@@ -177,13 +177,16 @@ def certificate_swaps_while_connecting():
     srv_ctx = rq.tls_context(cafile=p.srv_root.cert)
     counts = {"tcp": 0, "tls": 0}
 
+    # A generous connect timeout: on a loaded 2-core machine the kernel can drop a SYN of these
+    # thousands of connects per second (retried after 1 s, then 3 s), which is not what this
+    # test is about (a crash or use-after-free during the swaps).
     def tcp_loop():
-        s = socket.create_connection((rq.HOST, b.tls_port), timeout=5)
+        s = socket.create_connection((rq.HOST, b.tls_port), timeout=30)
         s.close()
         counts["tcp"] += 1
 
     def tls_loop():
-        s = socket.create_connection((rq.HOST, b.tls_port), timeout=5)
+        s = socket.create_connection((rq.HOST, b.tls_port), timeout=30)
         try:
             t = srv_ctx.wrap_socket(s, server_hostname="localhost")
             t.close()
