@@ -76,7 +76,7 @@ enum rq_authn_method_ix {
     RQ_AM_X509,
     RQ_AM_CUSTOM,
     RQ_AM_SAT,
-    RQ_AM_OTHER,
+    RQ_AM_OTHER, /* no method decided (label "none") */
     RQ_AM_COUNT
 };
 enum rq_authn_outcome_ix { RQ_AO_ALLOW, RQ_AO_DENY, RQ_AO_FAILURE, RQ_AO_COUNT };

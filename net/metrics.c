@@ -208,11 +208,12 @@ static void hist_sum(int m, int oc, uint64_t *buckets, uint64_t *sum_us)
 static void auth_latency(struct out *o)
 {
     static const char *const methods[RQ_AM_COUNT] = {"X509", "Custom", "ServiceAccountToken",
-                                                     "other"};
+                                                     "none"};
     static const char *const outcomes[RQ_AO_COUNT] = {"allow", "deny", "failure"};
     const char *name = "ringmq_auth_request_duration_seconds";
     family(o, name, "histogram",
-           "Time from a CONNECT to its authentication verdict, by method and outcome.");
+           "Time from a CONNECT to its authentication verdict, by the method that decided (none: "
+           "no method of the chain did) and outcome.");
     for (int m = 0; m < RQ_AM_COUNT; m++) {
         for (int oc = 0; oc < RQ_AO_COUNT; oc++) {
             uint64_t bk[RQ_LAT_BUCKETS + 1] = {0}, sum = 0, cum = 0;
