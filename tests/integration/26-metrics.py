@@ -33,13 +33,14 @@ ONLY = "ringmq's metrics endpoint"
 
 # ---- broker and HTTP helpers -------------------------------------------------------------------
 
-def start(ringmq=None, metrics_port=None, env=None, diagnostics_extra=None):
+def start(ringmq=None, metrics_port=None, env=None, clients=None):
     """A broker with its metrics endpoint on a free port (or metrics_port). Returns (broker,
     port of the endpoint)."""
     mport = rq.free_port() if metrics_port is None else metrics_port
     extra = {"diagnostics": {"logs": {"level": "debug"},
                              "metrics": {"prometheusPort": mport}}}
-    yaml_text = rq.broker_yaml(clients=rq.STD_CLIENTS, ringmq=rq._merge(rq.STD_RINGMQ, ringmq),
+    yaml_text = rq.broker_yaml(clients=rq._merge(rq.STD_CLIENTS, clients),
+                               ringmq=rq._merge(rq.STD_RINGMQ, ringmq),
                                extra_spec=extra)
     saved = {}
     for k, v in (env or {}).items():
@@ -350,6 +351,50 @@ def counters_move_exactly():
         wait_value(mp, "aio_broker_connected_sessions", 0)
         wait_value(mp, "aio_broker_total_sessions", 0, mqtt_version="v3")
         wait_value(mp, "aio_broker_total_sessions", 0, mqtt_version="v5")
+
+
+@case(ringmq_only=ONLY)
+def drops_by_reason():
+    """Messages dropped for the queue limit, the client's maximum packet size and expiry are
+    counted by reason (QoS 0 ones as AIO's outgoing qos0_messages_dropped too)."""
+    b, mp = start(ringmq={"sysTopics": False},
+                  clients={"subscriberQueueLimit": {"length": 10, "strategy": "None"}})
+    with b:
+        s0 = scrape(mp)
+        pub = rq.connected(b.port)
+        # queue limit: an offline session with a QoS 1 subscription takes 10 of 13
+        off = rq.connected(b.port, client_id="offline-sub", clean=True,
+                           props={"session_expiry_interval": 60})
+        off.subscribe("q/t", qos=1)
+        off.disconnect()
+        for i in range(13):
+            pub.publish("q/t", b"m%d" % i, qos=1)
+        # too large: a QoS 0 message over the subscriber's Maximum Packet Size
+        small = rq.connected(b.port, props={"maximum_packet_size": 64})
+        small.subscribe("big/t", qos=0)
+        pub.publish("big/t", b"x" * 200, qos=1)
+        small.ping()
+        # expired: queued for an offline session, expired before it comes back
+        exp = rq.connected(b.port, client_id="expiring-sub", props={"session_expiry_interval": 60})
+        exp.subscribe("e/t", qos=1)
+        exp.disconnect()
+        pub.publish("e/t", b"soon gone", qos=1, props={"message_expiry_interval": 1})
+        time.sleep(2.2)
+        back = rq.connected(b.port, client_id="expiring-sub", clean=False,
+                            props={"session_expiry_interval": 60})
+        back.expect_nothing(0.5, "an expired message")
+        s1 = scrape(mp)
+
+        def d(reason):
+            return (val(s1, "ringmq_messages_dropped_total", reason=reason)
+                    - val(s0, "ringmq_messages_dropped_total", reason=reason))
+        check_eq((d("queue_limit"), d("too_large"), d("expired")), (3, 1, 1),
+                 "dropped (queue_limit, too_large, expired)")
+        check_eq(val(s1, "aio_broker_qos0_messages_dropped", direction="outgoing")
+                 - val(s0, "aio_broker_qos0_messages_dropped", direction="outgoing"), 1,
+                 "qos0 dropped outgoing")
+        for c in (pub, small, back):
+            c.disconnect()
 
 
 @case(ringmq_only=ONLY)
