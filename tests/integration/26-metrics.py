@@ -398,6 +398,46 @@ def drops_by_reason():
 
 
 @case(ringmq_only=ONLY)
+def config_reload_counters():
+    """A reload that fails validation counts as a failure and changes nothing; a good one counts
+    and moves the time of the last good configuration. (The file watcher may reload the changed
+    file as well as SIGHUP: at least one each.)"""
+    b, mp = start()
+    with b:
+        path = os.path.join(b.workdir, "ringmq.yaml")
+        with open(path) as fh:
+            good = fh.read()
+        s0 = scrape(mp)
+        t0 = val(s0, "ringmq_config_last_reload_success_timestamp_seconds")
+        with open(path, "w") as fh:
+            fh.write(good.replace("kind: BrokerListener", "kind: BrokerListener\nbogus: 1", 1))
+        b.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while (val(scrape(mp), "ringmq_config_reload_failures_total")
+               == val(s0, "ringmq_config_reload_failures_total")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        s1 = scrape(mp)
+        check(val(s1, "ringmq_config_reload_failures_total")
+              > val(s0, "ringmq_config_reload_failures_total"), "reload failure not counted")
+        check_eq(val(s1, "ringmq_config_reloads_total"), val(s0, "ringmq_config_reloads_total"),
+                 "good reloads after a bad file")
+        time.sleep(1.1)  # the timestamp has a resolution of one second
+        with open(path, "w") as fh:
+            fh.write(good)
+        b.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while (val(scrape(mp), "ringmq_config_reloads_total")
+               == val(s0, "ringmq_config_reloads_total")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        s2 = scrape(mp)
+        check(val(s2, "ringmq_config_reloads_total") > val(s0, "ringmq_config_reloads_total"),
+              "good reload not counted")
+        check(val(s2, "ringmq_config_last_reload_success_timestamp_seconds") > t0,
+              "time of the last good configuration did not move")
+        rq.connected(b.port).disconnect()
+
+
+@case(ringmq_only=ONLY)
 def not_found_and_method_not_allowed():
     b, mp = start()
     with b:
