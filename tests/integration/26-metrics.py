@@ -2,9 +2,10 @@
 """26 metrics, health, $SYS and the systemd notify protocol.
 
 - GET /metrics on spec.diagnostics.metrics.prometheusPort: counters move by exactly the traffic
-  sent (publishes, payload bytes, sessions, subscriptions, retained, wills, drops); the text is
-  valid Prometheus exposition format (a strict line parser here: HELP/TYPE before samples,
-  valid names and labels, no duplicates, histograms cumulative);
+  sent (publishes, payload bytes, sessions, subscriptions, retained, wills, drops by reason,
+  authentication outcomes with their latency histogram and auth server requests, config
+  reloads); the text is valid Prometheus exposition format (a strict line parser here:
+  HELP/TYPE before samples, valid names and labels, no duplicates, histograms cumulative);
 - other paths 404, other methods 405; prometheusPort 0 opens no port;
 - /healthz fails while a shard loop does not turn (test hook RINGMQ_TEST_STALL_MS + SIGUSR2)
   and recovers; /readyz fails at once on SIGTERM while the MQTT listener still accepts
