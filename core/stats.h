@@ -56,12 +56,17 @@ enum rq_stat {
     RQ_ST_AUTH_CACHE_HIT,
     RQ_ST_AUTH_CACHE_MISS,
     RQ_ST_REAUTH_SUCCESS, /* MQTT v5 re-authentication (AUTH 0x19): bumped by its engine */
-    RQ_ST_REAUTH_FAILURE,
+    RQ_ST_REAUTH_FAILURE, /* denied: the client is disconnected */
+    RQ_ST_REAUTH_RETRY,   /* undecided: AUTH 0x18, the connection keeps its credentials */
     RQ_ST_COUNT
 };
 
 /* Requests to authentication servers: which server, what came back. */
-enum rq_auth_server { RQ_AUTH_SRV_CUSTOM, RQ_AUTH_SRV_TOKENREVIEW, RQ_AUTH_SRV_COUNT };
+enum rq_auth_server {
+    RQ_AUTH_SRV_CUSTOM,     /* the Custom method's auth server */
+    RQ_AUTH_SRV_KUBERNETES, /* the Kubernetes API (ServiceAccountToken: TokenReview, SA reads) */
+    RQ_AUTH_SRV_COUNT
+};
 enum rq_http_class {
     RQ_HTTP_2XX,
     RQ_HTTP_3XX,
@@ -76,7 +81,7 @@ enum rq_authn_method_ix {
     RQ_AM_X509,
     RQ_AM_CUSTOM,
     RQ_AM_SAT,
-    RQ_AM_OTHER,
+    RQ_AM_OTHER, /* no method decided (label "none") */
     RQ_AM_COUNT
 };
 enum rq_authn_outcome_ix { RQ_AO_ALLOW, RQ_AO_DENY, RQ_AO_FAILURE, RQ_AO_COUNT };

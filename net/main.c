@@ -562,6 +562,23 @@ static uint32_t test_stall_ms(void)
     return (uint32_t)ms;
 }
 
+/* Signals are handled by the control thread only, through the returned signalfd: they are
+ * blocked here, before any other thread starts, so every thread inherits the mask. SIGUSR2
+ * only with the test hook (otherwise its default action, exit, stays). */
+static int signals_fd(bool test_hook)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (test_hook)
+        sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
 static void metrics_init(struct rq_broker *b)
 {
     rq_metrics_ctl.broker = b;
@@ -658,21 +675,9 @@ int main(int argc, char **argv)
     }
     int n = shard_count(&o, cfg);
     uint32_t stall_ms = test_stall_ms();
-
-    /* Signals are handled by this thread only (a signalfd); shards inherit the blocked mask. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    if (stall_ms)
-        sigaddset(&set, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
+    int sfd = signals_fd(stall_ms != 0);
     struct rq_broker *b = rq_broker_new(cfg, n);
     struct rq_shard **shards = calloc((size_t)n, sizeof *shards);
-    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (!b || !shards || sfd < 0 || rq_stats_init(n) != 0) {
         rq_log(RQ_LOG_ERROR, NULL, "out of memory");
         return 1;

@@ -208,11 +208,12 @@ static void hist_sum(int m, int oc, uint64_t *buckets, uint64_t *sum_us)
 static void auth_latency(struct out *o)
 {
     static const char *const methods[RQ_AM_COUNT] = {"X509", "Custom", "ServiceAccountToken",
-                                                     "other"};
+                                                     "none"};
     static const char *const outcomes[RQ_AO_COUNT] = {"allow", "deny", "failure"};
     const char *name = "ringmq_auth_request_duration_seconds";
     family(o, name, "histogram",
-           "Time from a CONNECT to its authentication verdict, by method and outcome.");
+           "Time from a CONNECT to its authentication verdict, by the method that decided (none: "
+           "no method of the chain did) and outcome.");
     for (int m = 0; m < RQ_AM_COUNT; m++) {
         for (int oc = 0; oc < RQ_AO_COUNT; oc++) {
             uint64_t bk[RQ_LAT_BUCKETS + 1] = {0}, sum = 0, cum = 0;
@@ -243,12 +244,12 @@ static void auth_latency(struct out *o)
 static void auth_misc(struct out *o)
 {
     single(o, "ringmq_auth_cache_hits_total", "counter",
-           "Authentication answers taken from a result cache (Custom; TokenReview).",
+           "Authentication answers taken from a result cache (Custom, ServiceAccountToken).",
            rq_stats_sum(RQ_ST_AUTH_CACHE_HIT));
     single(o, "ringmq_auth_cache_misses_total", "counter",
-           "Authentications a result cache could not answer (Custom; TokenReview).",
+           "Authentications a result cache could not answer (Custom, ServiceAccountToken).",
            rq_stats_sum(RQ_ST_AUTH_CACHE_MISS));
-    static const char *const servers[RQ_AUTH_SRV_COUNT] = {"custom", "tokenreview"};
+    static const char *const servers[RQ_AUTH_SRV_COUNT] = {"custom", "kubernetes"};
     static const char *const classes[RQ_HTTP_CLASS_COUNT] = {"2xx", "3xx", "4xx", "5xx",
                                                              "error"};
     family(o, "ringmq_auth_server_requests_total", "counter",
@@ -264,11 +265,13 @@ static void auth_misc(struct out *o)
         }
     }
     family(o, "ringmq_reauthentications_total", "counter",
-           "MQTT v5 re-authentications (AUTH 0x19), by result.");
+           "MQTT v5 re-authentications (AUTH 0x19), by result (retry: AUTH 0x18).");
     put(o, "ringmq_reauthentications_total{result=\"success\"} %" PRIu64 "\n",
         rq_stats_sum(RQ_ST_REAUTH_SUCCESS));
     put(o, "ringmq_reauthentications_total{result=\"failure\"} %" PRIu64 "\n",
         rq_stats_sum(RQ_ST_REAUTH_FAILURE));
+    put(o, "ringmq_reauthentications_total{result=\"retry\"} %" PRIu64 "\n",
+        rq_stats_sum(RQ_ST_REAUTH_RETRY));
 }
 
 static void control(struct out *o)

@@ -2,9 +2,10 @@
 """26 metrics, health, $SYS and the systemd notify protocol.
 
 - GET /metrics on spec.diagnostics.metrics.prometheusPort: counters move by exactly the traffic
-  sent (publishes, payload bytes, sessions, subscriptions, retained, wills, drops); the text is
-  valid Prometheus exposition format (a strict line parser here: HELP/TYPE before samples,
-  valid names and labels, no duplicates, histograms cumulative);
+  sent (publishes, payload bytes, sessions, subscriptions, retained, wills, drops by reason,
+  authentication outcomes with their latency histogram and auth server requests, config
+  reloads); the text is valid Prometheus exposition format (a strict line parser here:
+  HELP/TYPE before samples, valid names and labels, no duplicates, histograms cumulative);
 - other paths 404, other methods 405; prometheusPort 0 opens no port;
 - /healthz fails while a shard loop does not turn (test hook RINGMQ_TEST_STALL_MS + SIGUSR2)
   and recovers; /readyz fails at once on SIGTERM while the MQTT listener still accepts
@@ -33,13 +34,14 @@ ONLY = "ringmq's metrics endpoint"
 
 # ---- broker and HTTP helpers -------------------------------------------------------------------
 
-def start(ringmq=None, metrics_port=None, env=None, diagnostics_extra=None):
+def start(ringmq=None, metrics_port=None, env=None, clients=None):
     """A broker with its metrics endpoint on a free port (or metrics_port). Returns (broker,
     port of the endpoint)."""
     mport = rq.free_port() if metrics_port is None else metrics_port
     extra = {"diagnostics": {"logs": {"level": "debug"},
                              "metrics": {"prometheusPort": mport}}}
-    yaml_text = rq.broker_yaml(clients=rq.STD_CLIENTS, ringmq=rq._merge(rq.STD_RINGMQ, ringmq),
+    yaml_text = rq.broker_yaml(clients=rq._merge(rq.STD_CLIENTS, clients),
+                               ringmq=rq._merge(rq.STD_RINGMQ, ringmq),
                                extra_spec=extra)
     saved = {}
     for k, v in (env or {}).items():
@@ -353,6 +355,90 @@ def counters_move_exactly():
 
 
 @case(ringmq_only=ONLY)
+def drops_by_reason():
+    """Messages dropped for the queue limit, the client's maximum packet size and expiry are
+    counted by reason (QoS 0 ones as AIO's outgoing qos0_messages_dropped too)."""
+    b, mp = start(ringmq={"sysTopics": False},
+                  clients={"subscriberQueueLimit": {"length": 10, "strategy": "None"}})
+    with b:
+        s0 = scrape(mp)
+        pub = rq.connected(b.port)
+        # queue limit: an offline session with a QoS 1 subscription takes 10 of 13
+        off = rq.connected(b.port, client_id="offline-sub", clean=True,
+                           props={"session_expiry_interval": 60})
+        off.subscribe("q/t", qos=1)
+        off.disconnect()
+        for i in range(13):
+            pub.publish("q/t", b"m%d" % i, qos=1)
+        # too large: a QoS 0 message over the subscriber's Maximum Packet Size
+        small = rq.connected(b.port, props={"maximum_packet_size": 64})
+        small.subscribe("big/t", qos=0)
+        pub.publish("big/t", b"x" * 200, qos=1)
+        small.ping()
+        # expired: queued for an offline session, expired before it comes back
+        exp = rq.connected(b.port, client_id="expiring-sub", props={"session_expiry_interval": 60})
+        exp.subscribe("e/t", qos=1)
+        exp.disconnect()
+        pub.publish("e/t", b"soon gone", qos=1, props={"message_expiry_interval": 1})
+        time.sleep(2.2)
+        back = rq.connected(b.port, client_id="expiring-sub", clean=False,
+                            props={"session_expiry_interval": 60})
+        back.expect_nothing(0.5, "an expired message")
+        s1 = scrape(mp)
+
+        def d(reason):
+            return (val(s1, "ringmq_messages_dropped_total", reason=reason)
+                    - val(s0, "ringmq_messages_dropped_total", reason=reason))
+        check_eq((d("queue_limit"), d("too_large"), d("expired")), (3, 1, 1),
+                 "dropped (queue_limit, too_large, expired)")
+        check_eq(val(s1, "aio_broker_qos0_messages_dropped", direction="outgoing")
+                 - val(s0, "aio_broker_qos0_messages_dropped", direction="outgoing"), 1,
+                 "qos0 dropped outgoing")
+        for c in (pub, small, back):
+            c.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def config_reload_counters():
+    """A reload that fails validation counts as a failure and changes nothing; a good one counts
+    and moves the time of the last good configuration. (The file watcher may reload the changed
+    file as well as SIGHUP: at least one each.)"""
+    b, mp = start()
+    with b:
+        path = os.path.join(b.workdir, "ringmq.yaml")
+        with open(path) as fh:
+            good = fh.read()
+        s0 = scrape(mp)
+        t0 = val(s0, "ringmq_config_last_reload_success_timestamp_seconds")
+        with open(path, "w") as fh:
+            fh.write(good.replace("kind: BrokerListener", "kind: BrokerListener\nbogus: 1", 1))
+        b.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while (val(scrape(mp), "ringmq_config_reload_failures_total")
+               == val(s0, "ringmq_config_reload_failures_total")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        s1 = scrape(mp)
+        check(val(s1, "ringmq_config_reload_failures_total")
+              > val(s0, "ringmq_config_reload_failures_total"), "reload failure not counted")
+        check_eq(val(s1, "ringmq_config_reloads_total"), val(s0, "ringmq_config_reloads_total"),
+                 "good reloads after a bad file")
+        time.sleep(1.1)  # the timestamp has a resolution of one second
+        with open(path, "w") as fh:
+            fh.write(good)
+        b.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while (val(scrape(mp), "ringmq_config_reloads_total")
+               == val(s0, "ringmq_config_reloads_total")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        s2 = scrape(mp)
+        check(val(s2, "ringmq_config_reloads_total") > val(s0, "ringmq_config_reloads_total"),
+              "good reload not counted")
+        check(val(s2, "ringmq_config_last_reload_success_timestamp_seconds") > t0,
+              "time of the last good configuration did not move")
+        rq.connected(b.port).disconnect()
+
+
+@case(ringmq_only=ONLY)
 def not_found_and_method_not_allowed():
     b, mp = start()
     with b:
@@ -493,6 +579,97 @@ def tls_handshake_failures_by_cause():
         check_eq(c.connect(client_id=rq.uniq("tls")).rc, 0, "CONNACK over TLS")
         c.disconnect()
         check_eq(counts(), c2, "failures after a good handshake")
+
+
+AUTH_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                         "custom-auth-server.py")
+
+
+def auth_server(f, password):
+    """tools/custom-auth-server.py with user alice on a free port; returns (port, CA cert)."""
+    import subprocess
+    ca = f.ca("/CN=Metrics Auth CA", name="auth-ca")
+    srv = f.server(ca, name="auth-srv")
+    users = subprocess.run(
+        ["/usr/bin/python3", AUTH_TOOL, "--hash-password", "alice", "--password-env", "PW",
+         "--iterations", "1000"], env=dict(os.environ, PW=password), capture_output=True,
+        text=True, check=True).stdout
+    upath, pfile = os.path.join(f.dir, "users.json"), os.path.join(f.dir, "auth-port")
+    with open(upath, "w") as fh:
+        fh.write(users)
+    proc = subprocess.Popen(["/usr/bin/python3", AUTH_TOOL, "--cert", srv.cert, "--key", srv.key,
+                             "--users", upath, "--port", "0", "--port-file", pfile],
+                            stderr=subprocess.DEVNULL)
+    rq.on_cleanup(proc.kill)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if os.path.exists(pfile) and open(pfile).read().strip():
+            return int(open(pfile).read()), ca
+        time.sleep(0.05)
+    raise AssertionError("auth server did not start")
+
+
+@case(ringmq_only=ONLY)
+def authentication_counters_and_latency():
+    """Custom authentication: successes and deny (a bad password; an unreachable server, which
+    makes the only method not relevant, so the chain denies with 0x87) move AIO's counters by
+    exactly that, failures (no verdict: 0x88/0x89) not at all; the latency histogram, the auth
+    server requests by status and the cache misses count the same CONNECTs."""
+    import certs
+    f = certs.CertFactory()
+    password = "m3trics-pw"
+    aport, ca = auth_server(f, password)
+    mport, ok_port, down_port, dead = (rq.free_port() for _ in range(4))
+
+    def method(port):
+        return ("  - method: Custom\n    customSettings:\n      endpoint: \"https://127.0.0.1:%d\"\n"
+                "      caCertConfigMap: auth-ca\n" % port)
+    y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata: {name: broker}\n"
+         "spec:\n  diagnostics: {metrics: {prometheusPort: %d}}\n  ringmq:\n"
+         "    connectTimeoutSeconds: 10\n    auth: {requestTimeoutSeconds: 5}\n---\n"
+         "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\n"
+         "metadata: {name: listeners}\nspec:\n  ports:\n"
+         "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: allow}\n"
+         "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: down}\n"
+         % (mport, ok_port, down_port))
+    for name, port in (("allow", aport), ("down", dead)):
+        y += ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\n"
+              "kind: BrokerAuthentication\nmetadata: {name: %s}\nspec:\n"
+              "  authenticationMethods:\n%s" % (name, method(port)))
+    y += certs.configmap_yaml("auth-ca", {"ca.crt": ca.pem})
+    b = rq.start_broker(y)
+    with b:
+        check(rq.port_open(down_port, 5.0), "second port not listening")
+        s0 = scrape(mport)
+        for _ in range(2):
+            c = rq.RawClient(ok_port, timeout=10)
+            check_eq(c.connect(client_id=rq.uniq("a"), username="alice", password=password).rc,
+                     0, "CONNACK with the right password")
+            c.disconnect()
+        c = rq.RawClient(ok_port, timeout=10)
+        check_eq(c.connect(username="alice", password="wrong").rc, 0x86, "bad password")
+        c.close()
+        c = rq.RawClient(down_port, timeout=10)
+        check_eq(c.connect(username="alice", password=password).rc, 0x87, "auth server down")
+        c.close()
+        s1 = scrape(mport)
+
+        def d(name, **labels):
+            return val(s1, name, **labels) - val(s0, name, **labels)
+        check_eq(d("aio_broker_authentication_successes"), 2, "authentication_successes")
+        check_eq(d("aio_broker_authentication_deny"), 2, "authentication_deny")
+        check_eq(d("aio_broker_authentication_failures"), 0, "authentication_failures")
+        h = "ringmq_auth_request_duration_seconds_count"
+        check_eq(val(s1, h, method="Custom", outcome="allow"), 2, "latency: allowed")
+        check_eq(val(s1, h, method="Custom", outcome="deny"), 1, "latency: denied by Custom")
+        check_eq(val(s1, h, method="none", outcome="deny"), 1, "latency: no method decided")
+        check(val(s1, "ringmq_auth_request_duration_seconds_sum", method="Custom",
+                  outcome="allow") > 0, "latency sum")
+        req = "ringmq_auth_server_requests_total"
+        check_eq(d(req, server="custom", status="2xx"), 2, "auth server 2xx")
+        check_eq(d(req, server="custom", status="4xx"), 1, "auth server 4xx (bad password)")
+        check_eq(d(req, server="custom", status="error"), 1, "auth server unreachable")
+        check_eq(d("ringmq_auth_cache_misses_total"), 4, "cache misses")
 
 
 def read_until(c, done, timeout):

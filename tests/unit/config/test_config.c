@@ -60,6 +60,53 @@ static struct rq_config *load(const char *yaml, char *err, size_t errlen)
         rq_config_free(c_);                                                                        \
     } while (0)
 
+/* Metrics, health and $SYS keys: defaults, values, errors with their position. */
+static void test_metrics_keys(void)
+{
+    struct rq_config *c = rq_config_default();
+    CHECK(c != NULL);
+    if (c) { /* the embedded default serves this host only */
+        CHECK_EQ(c->metrics_port, 9600);
+        CHECK(!c->metrics_port_set);
+        CHECK_STR(c->metrics_bind, "127.0.0.1");
+        CHECK(c->sys_topics);
+        CHECK_EQ(c->sys_interval_s, 10);
+        CHECK_EQ(c->shutdown_delay_s, 0);
+    }
+    rq_config_free(c);
+    char err[512] = "";
+    c = load(BROKER "spec:\n  ringmq:\n    threads: 1\n", err, sizeof err);
+    CHECK(c != NULL);
+    if (c) { /* with a configuration: every address, as the listeners */
+        CHECK_STR(c->metrics_bind, "0.0.0.0");
+        CHECK_EQ(c->metrics_port, 9600);
+    }
+    rq_config_free(c);
+    c = load(BROKER "spec:\n  diagnostics:\n    metrics: {prometheusPort: 0}\n  ringmq:\n"
+                    "    metrics: {bindAddress: \"::1\"}\n    sysTopics: false\n"
+                    "    sysTopicsIntervalSeconds: 2\n    shutdownDelaySeconds: 7\n",
+             err, sizeof err);
+    CHECK_STR(err, "");
+    if (c) {
+        CHECK_EQ(c->metrics_port, 0);
+        CHECK(c->metrics_port_set);
+        CHECK_STR(c->metrics_bind, "::1");
+        CHECK(!c->sys_topics);
+        CHECK_EQ(c->sys_interval_s, 2);
+        CHECK_EQ(c->shutdown_delay_s, 7);
+    }
+    rq_config_free(c);
+    EXPECT_ERROR(BROKER "spec:\n  diagnostics:\n    metrics: {prometheusPort: 65536}\n",
+                 "x.yaml:7:31: prometheusPort must be 0..65535, got 65536");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    metrics: {bindAddress: localhost}\n",
+                 "x.yaml:7:28: bindAddress must be an IPv4 or IPv6 address literal, got "
+                 "'localhost'");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    sysTopicsIntervalSeconds: 0\n",
+                 "x.yaml:7:31: sysTopicsIntervalSeconds must be 1..86400, got 0");
+    EXPECT_ERROR(BROKER "spec:\n  diagnostics:\n    metrics: {port: 1}\n",
+                 "x.yaml:7:15: unknown key 'port' in Broker spec.diagnostics.metrics");
+}
+
 static void test_default(void)
 {
     struct rq_config *c = rq_config_default();
@@ -1531,6 +1578,7 @@ int main(void)
     snprintf(data_dir, sizeof data_dir, "%s/data", dirname(here));
 
     test_default();
+    test_metrics_keys();
     test_full_file(data_dir);
     test_directory();
     test_empty_and_defaults();

@@ -91,10 +91,10 @@ static void test_outcomes_and_histogram(void)
     CHECK_EQ(rq_stats_sum(RQ_ST_AUTHN_FAILURE), 1);
     rq_stats_auth_http(RQ_AUTH_SRV_CUSTOM, 200);
     rq_stats_auth_http(RQ_AUTH_SRV_CUSTOM, 403);
-    rq_stats_auth_http(RQ_AUTH_SRV_TOKENREVIEW, 0);
+    rq_stats_auth_http(RQ_AUTH_SRV_KUBERNETES, 0);
     CHECK_EQ(st->http[RQ_AUTH_SRV_CUSTOM][RQ_HTTP_2XX], 1);
     CHECK_EQ(st->http[RQ_AUTH_SRV_CUSTOM][RQ_HTTP_4XX], 1);
-    CHECK_EQ(st->http[RQ_AUTH_SRV_TOKENREVIEW][RQ_HTTP_ERROR], 1);
+    CHECK_EQ(st->http[RQ_AUTH_SRV_KUBERNETES][RQ_HTTP_ERROR], 1);
     rq_stats_bind(-1);
     rq_stats_free();
 }
