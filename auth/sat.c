@@ -4,6 +4,7 @@
 
 #include "auth/custom_msg.h" /* rq_rfc3339_format */
 #include "core/log.h"
+#include "core/stats.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/sha256.h>
@@ -360,6 +361,7 @@ void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct 
         return rq_sat_unavailable(o, "hash failed");
     struct rq_sat_waiter self = {c->conn_id, at};
     int rc = rq_sat_cache_begin(ctx->cache, key, c->now, &self, o);
+    rq_stat_inc(rc == RQ_SAT_HIT ? RQ_ST_AUTH_CACHE_HIT : RQ_ST_AUTH_CACHE_MISS);
     if (rc == RQ_SAT_HIT) {
         if (o->verdict == RQ_AUTHN_ALLOW)
             describe_allow(o, true);

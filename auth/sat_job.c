@@ -3,6 +3,7 @@
 #include "auth/sat_int.h"
 
 #include "core/log.h"
+#include "core/stats.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -199,10 +200,13 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     const char *what = review ? "TokenReview" : "ServiceAccount read";
     wipe(j);
     o->method = "ServiceAccountToken";
-    if (rc != CURLE_OK)
+    if (rc != CURLE_OK) {
+        rq_stats_auth_http(RQ_AUTH_SRV_KUBERNETES, 0);
         return transport_failed(j, rc, what, o);
+    }
     long status = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    rq_stats_auth_http(RQ_AUTH_SRV_KUBERNETES, status);
     if (status == 401 || status == 403) {
         log_rbac(status, review ? "it may not create tokenreviews.authentication.k8s.io"
                                 : "it may not get serviceaccounts");

@@ -115,8 +115,12 @@ static void reauth_apply(struct rq_client *c, struct rq_auth_verdict *v)
 {
     char why[300];
     switch (v->result) {
-    case RQ_AUTH_ALLOW: reauth_allowed(c, v); return;
+    case RQ_AUTH_ALLOW:
+        rq_stat_inc(RQ_ST_REAUTH_SUCCESS);
+        reauth_allowed(c, v);
+        return;
     case RQ_AUTH_RETRY:
+        rq_stat_inc(RQ_ST_REAUTH_RETRY);
         /* debug: the cause is logged as a warning by the method, rate-limited (a client that
          * retries against a dead server must not flood the log) */
         rq_log(RQ_LOG_DEBUG, &c->log,
@@ -127,6 +131,7 @@ static void reauth_apply(struct rq_client *c, struct rq_auth_verdict *v)
                   "the authentication service could not decide; try again later");
         return;
     default: /* DENY, or OFF: no method to run */
+        rq_stat_inc(RQ_ST_REAUTH_FAILURE);
         snprintf(why, sizeof why, "re-authentication failed (%s): %s",
                  v->method ? v->method : "no method",
                  v->why[0] ? v->why : "no method can re-authenticate this client");
