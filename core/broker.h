@@ -16,6 +16,7 @@
 
 #include "core/brlock.h"
 #include "core/buf.h"
+#include "core/access.h"
 #include "core/codec.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -95,6 +96,14 @@ struct rq_worker_ops {
     /* Bytes of output held for the client: its out buffer plus what net holds beyond it
      * (transport buffers, the send in flight). NULL: the out buffer only. */
     size_t (*out_held)(struct rq_worker *w, void *conn);
+    /* Authorization of an authenticated CONNECT (principal p, may be NULL; client id cid) by
+     * the port's rules in the runtime generation the connection pinned. Returns RQ_AUTH_OFF
+     * (no authorization on the port: everything allowed), RQ_AUTH_ALLOW (*out: the client's
+     * permissions, heap, core owns them), RQ_AUTH_DENY (Connect not allowed; why says so) or
+     * -1 (out of memory). NULL: OFF. Also called after re-authentication. */
+    int (*authorize)(struct rq_worker *w, void *conn, const struct rq_principal *p,
+                     const uint8_t *cid, size_t cid_len, struct rq_access **out, char *why,
+                     size_t whylen);
 };
 
 struct rq_broker {
@@ -116,6 +125,8 @@ struct rq_broker {
     atomic_uint connections;    /* connected clients, all shards */
     atomic_ullong qos0_dropped; /* QoS 0 messages dropped because a queue was full */
     atomic_ullong msgs_dropped; /* QoS >0 messages dropped because a queue was full */
+    /* refused by authorization: CONNECTs (wills included), PUBLISHes, SUBSCRIBE filters */
+    atomic_ullong authz_denied_connect, authz_denied_publish, authz_denied_subscribe;
 };
 
 struct rq_worker {
@@ -178,6 +189,7 @@ struct rq_client {
     uint64_t cred_expires;    /* w->now-based ms when the credentials expire; 0 = never */
     struct rq_timer ka_timer; /* connect timeout, then keepalive and credential expiry */
     struct rq_principal *principal; /* owned; NULL: not authenticated (none on the port) */
+    struct rq_access *access; /* owned; NULL: no authorization on the port (core/access.h) */
     struct rq_str *alias_in;  /* [alias_in_max + 1], heap copies */
     struct rq_alias_out *alias_out;
     struct rq_buf out;
@@ -258,6 +270,12 @@ bool rq_client_auth_resume(struct rq_client *c, struct rq_auth_verdict *v);
  * it with the principal it was authenticated as there (taken; NULL when the port has no
  * authentication), so this shard never authenticates it again. */
 void rq_client_handover_arrived(struct rq_client *c, struct rq_principal *principal);
+/* The client's principal was replaced (re-authentication): its permissions are computed again
+ * from the new principal (ops->authorize, the rules of its pinned generation), and
+ * subscriptions the new permissions no longer cover are removed (logged). When Connect is no
+ * longer allowed (or out of memory) the client is closed (v5: DISCONNECT 0x87) and -1
+ * returned; 0 otherwise. Worker thread, connected clients. */
+int rq_client_reauthorize(struct rq_client *c);
 /* Closes the client: rc is 0 or -RQ_RC_*; v5 clients past CONNECT get DISCONNECT with that
  * reason (and `why` as Reason String), then net closes after flushing. Logs why. */
 void rq_client_close(struct rq_client *c, int rc, const char *why);
