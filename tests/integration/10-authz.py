@@ -7,11 +7,14 @@ both versions (v5 PUBACK / PUBREC 0x87, QoS 0 dropped; 3.1.1 acknowledged and dr
 routed, never retained), Subscribe with mixed SUBACKs (0x87 / 0x80), retained messages only
 through allowed subscriptions, wills checked at CONNECT, shared subscriptions checked on their
 filter, a substituted value holding '+' (CVE-2017-7650), a missing attribute, rules: [] denying
-everything, and config errors at file:line:col. A plain port without authentication watches
+everything, topic aliases resolved before the check, a session resumed by another principal
+losing the subscriptions it may not hold, a reload that changes the rules for new connections
+only, and config errors at file:line:col. A plain port without authentication watches
 everything ('#') to prove that nothing denied is routed. ringmq only."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -389,6 +392,48 @@ def empty_rules_deny_everything(b):
     c.disconnect()
 
 
+@case(ringmq_only=ONLY)
+def topic_alias_resolved_before_the_check(b):
+    """v5: the topic a PUBLISH names through a Topic Alias is the one checked."""
+    w = watcher(b, "floors/#")
+    c = user(b, "alice")
+    c.publish("floors/3/alias", b"set", qos=1, props={"topic_alias": 1})
+    expect_delivered(w, "floors/3/alias", b"set", "alias set on an allowed topic")
+    c.publish("", b"via alias", qos=1, props={"topic_alias": 1})
+    expect_delivered(w, "floors/3/alias", b"via alias", "allowed topic through its alias")
+    check_eq(c.publish("floors/4/alias", b"x", qos=1, props={"topic_alias": 2}).rc, NA,
+             "denied topic setting an alias")
+    check_eq(c.publish("", b"x", qos=1, props={"topic_alias": 2}).rc, NA,
+             "denied topic through its alias")
+    check_eq(w.collect(0.5), [], "denied messages routed")
+    c.disconnect()
+    w.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def resumed_session_keeps_only_what_the_new_principal_may(b):
+    """alice leaves a session subscribed to floors/3/# under client id bob-shared; bob resumes
+    it: bob's rules do not cover that filter, so the subscription is gone."""
+    mark = b.log_mark()
+    props = {"session_expiry_interval": 300}
+    a = rq.RawClient(b.ports["custom"], timeout=10.0)
+    check_eq(a.connect(client_id="bob-shared", username="alice", password=PASSWORD,
+                       props=props).rc, 0, "alice's CONNACK")
+    check_eq(a.subscribe("floors/3/#", qos=1).codes, [1], "alice's SUBACK")
+    a.disconnect()
+    c = rq.RawClient(b.ports["custom"], timeout=10.0)
+    ack = c.connect(client_id="bob-shared", clean=False, username="bob", password=PASSWORD,
+                    props=props)
+    check_eq((ack.rc, ack.session_present), (0, True), "bob resumes the session")
+    expect_log(b, mark, r'subscription "floors/3/#" removed: not authorized for this principal',
+               "log line")
+    p = rq.connected(b.ports["plain"])
+    p.publish("floors/3/after", b"x", qos=1)
+    check_eq(c.collect(0.7), [], "messages through the removed subscription")
+    c.disconnect(props={"session_expiry_interval": 0})
+    p.disconnect()
+
+
 # ---------------------------------------------------------------------------------------------
 # X509 principals (the tutorial's chain).
 
@@ -420,6 +465,41 @@ def x509_tutorial(b):
         check_eq(w.collect(0.5), [], "denied messages routed v%d" % v)
         t.disconnect()
         f.disconnect()
+    w.disconnect()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reload: connected clients keep the rules they connected under; new ones get the new rules.
+
+@case(ringmq_only=ONLY)
+def reload_swaps_rules_for_new_connections(b):
+    path = os.path.join(b.workdir, "ringmq.yaml")
+    original = open(path).read()
+    carol_rule = ("    - principals: {usernames: [carol]}\n      brokerResources:\n"
+                  "      - method: Connect\n      - {method: Publish, topics: [\"floors/#\"]}\n")
+    w = watcher(b, "floors/#")
+    alice = user(b, "alice")
+    user(b, "carol", expect=NA)
+    try:
+        mark = b.log_mark()
+        with open(path, "w") as fh:  # carol may now connect, alice's group nothing
+            fh.write(original.replace(CUSTOM_RULES, carol_rule))
+        b.signal(signal.SIGHUP)
+        expect_log(b, mark, r"reload: generation \d+ in use for new connections", "reload")
+        alice.publish("floors/3/old", b"pinned", qos=1)
+        expect_delivered(w, "floors/3/old", b"pinned", "alice keeps her rules")
+        carol = user(b, "carol")
+        carol.publish("floors/9/new", b"new", qos=1)
+        expect_delivered(w, "floors/9/new", b"new", "carol under the new rules")
+        user(b, "alice", expect=NA)
+        carol.disconnect()
+    finally:
+        mark = b.log_mark()
+        with open(path, "w") as fh:
+            fh.write(original)
+        b.signal(signal.SIGHUP)
+        expect_log(b, mark, r"reload: generation \d+ in use for new connections", "reload back")
+    alice.disconnect()
     w.disconnect()
 
 
