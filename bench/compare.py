@@ -14,6 +14,11 @@ TLS scenarios (fanin-tls, connect-tls, connect-tls-x509) use certificates made a
 the openssl command line tool in the run's temporary directory; both brokers then get two more
 listeners with the same server certificate: TLS, and TLS with X.509 client authentication.
 
+Authorization scenarios (pairwise-custom, pairwise-authz; ringmq only) also start
+tools/custom-auth-server.py on that certificate, and ringmq gets two Custom-authenticated
+listeners, the second with a 100-rule BrokerAuthorization; their numbers are compared with each
+other in a table of their own.
+
 What it does not do: build anything (pass --ringmq / --ringbench or use build-bench/), tune the
 machine, or target anything but 127.0.0.0/8. Only the Python standard library is used.
 """
@@ -73,6 +78,15 @@ FULL = [
     ("connect-tls-x509", "connect storm over TLS with client certificates (X.509 auth), 2,000",
      ["--connect", "2000", "--concurrency", "64", "--hold", "1", "--duration", "120",
       "--threads", "2"], "x509"),
+    # Authorization (ringmq only): the same pairwise load with per-client topics through Custom
+    # authentication, without and with a 100-rule BrokerAuthorization whose topics carry
+    # {principal.clientId}; compared with each other (AUTHZ_ROWS), not with mosquitto.
+    ("pairwise-custom", "pairwise 100->100, QoS 0, per-client topics, Custom auth, no authz",
+     ["--max", "--pattern", "pairwise", "--pubs", "100", "--subs", "100", "--qos", "0",
+      "--client-topics"], "custom"),
+    ("pairwise-authz", "the same with a 100-rule BrokerAuthorization ({principal.clientId})",
+     ["--max", "--pattern", "pairwise", "--pubs", "100", "--subs", "100", "--qos", "0",
+      "--client-topics"], "authz"),
 ]
 
 SMOKE = [
@@ -94,6 +108,17 @@ SMOKE = [
       "--check"], "tls"),
     ("connect-tls-x509", "connect 50 over TLS with client certificates (X.509 auth)",
      ["--connect", "50", "--hold", "0.2", "--duration", "20", "--check"], "x509"),
+    ("pairwise-authz", "pairwise 4->4 QoS 1 at 800/s, per-client topics, 100-rule authorization",
+     ["--rate", "800", "--duration", "0.5", "--warmup", "0.1", "--pattern", "pairwise", "--pubs",
+      "4", "--subs", "4", "--qos", "1", "--client-topics", "--check"], "authz"),
+]
+
+# Authorization's cost: ringmq with a 100-rule policy against ringmq without one, same run.
+AUTHZ_ROWS = [
+    ("max delivered msg/s, pairwise 100->100 per-client topics", "rate", True),
+    ("broker CPU us/msg, same", "cpu", False),
+    ("closed-loop peak msg/s, same", "probe", True),
+    ("broker CPU us/msg at that peak", "probe_cpu", False),
 ]
 
 # Table rows: (label, scenario, metric, higher_is_better, target advantage or None)
@@ -130,6 +155,8 @@ SMOKE_ROWS = [
     ("connections per second", "connect", "cps", True, None),
     ("delivered msg/s, fan-in 2->1 over TLS at 500/s", "fanin-tls", "rate", True, None),
     ("TLS + X.509 auth connections per second", "connect-tls-x509", "cps", True, None),
+    ("delivered msg/s, pairwise 4->4 with 100-rule authorization", "pairwise-authz", "rate",
+     True, None),
 ]
 
 
@@ -267,9 +294,12 @@ def mosquitto_tls_files(workdir, pki):
 
 
 def tls_args(listener, pki):
-    """ringbench arguments of a listener kind: the server is always verified against the CA."""
+    """ringbench arguments of a listener kind: the server is always verified against the CA;
+    the Custom listeners get the bench user's credentials."""
     if listener == "plain":
         return []
+    if listener in ("custom", "authz"):
+        return ["--username", BENCH_USER, "--password", BENCH_PASSWORD]
     args = ["--tls", "--cafile", pki["ca.crt"]]
     if listener == "x509":
         args += ["--cert", pki["client.crt"], "--key", pki["client.key"]]
@@ -318,6 +348,85 @@ spec:
   - method: X509
     x509Settings: {{trustedClientCaCert: {configmap}}}
 """
+
+# Custom authentication (tools/custom-auth-server.py on the run's server certificate) for two
+# more listeners, the second with authorization: 100 rules, 50 of them for the bench user's
+# attribute (one carrying the benchmark's topics, 49 other per-client trees) and 50 for other
+# users, every topic with {principal.clientId}.
+BENCH_USER, BENCH_PASSWORD = "bench", "bench-password"
+
+RINGMQ_AUTH_PORTS = """\
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {{name: bench-auth}}
+spec:
+  ports:
+  - {{port: {custom_port}, bindAddress: 127.0.0.1, authenticationRef: bench-custom}}
+  - {{port: {authz_port}, bindAddress: 127.0.0.1, authenticationRef: bench-custom,
+     authorizationRef: bench-authz}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {{name: bench-custom}}
+spec:
+  authenticationMethods:
+  - method: Custom
+    customSettings: {{endpoint: "https://127.0.0.1:{auth_port}", caCertConfigMap: {configmap}}}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {{name: bench-authz}}
+spec:
+  authorizationPolicies:
+    rules:
+{rules}"""
+
+
+def authz_rules():
+    out = []
+    for i in range(100):
+        if i == 0:
+            who, pub, sub = "attributes: [{role: bench}]", \
+                "rb/+/pairwise/+/{principal.clientId}", "rb/+/pairwise/+/+"
+        elif i < 50:
+            who = "attributes: [{role: bench}]"
+            pub = sub = "site-%d/{principal.clientId}/#" % i
+        else:
+            who = "usernames: [user-%d]" % i
+            pub = sub = "site-%d/{principal.clientId}/#" % i
+        out.append("    - principals: {%s}\n      brokerResources:\n"
+                   "      - method: Connect\n"
+                   "      - {method: Publish, topics: [\"%s\"]}\n"
+                   "      - {method: Subscribe, topics: [\"%s\"]}\n" % (who, pub, sub))
+    return "".join(out)
+
+
+def start_auth_server(workdir, pki):
+    """tools/custom-auth-server.py with the bench user (attribute role=bench); returns
+    (process, port)."""
+    tool = os.path.join(ROOT, "tools", "custom-auth-server.py")
+    users = subprocess.run(
+        [sys.executable, tool, "--hash-password", BENCH_USER, "--password-env", "BENCH_PW",
+         "--attr", "role=bench", "--iterations", "1000"],
+        env=dict(os.environ, BENCH_PW=BENCH_PASSWORD), capture_output=True, text=True,
+        check=True).stdout
+    path = os.path.join(workdir, "users.json")
+    with open(path, "w") as f:
+        f.write(users)
+    port_file = os.path.join(workdir, "auth-port")
+    proc = subprocess.Popen([sys.executable, tool, "--cert", pki["server.crt"], "--key",
+                             pki["server.key"], "--users", path, "--port", "0", "--port-file",
+                             port_file, "--mode", "users,cache:3600"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.time() + 20
+    while time.time() < end:
+        if os.path.exists(port_file) and open(port_file).read().strip():
+            return proc, int(open(port_file).read())
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the custom auth server did not start")
+
 
 # The same limits as the ringmq YAML: 100 QoS 1/2 messages in flight per client, 1000 queued
 # per client (newest dropped beyond), no persistence, warnings and errors logged only, and
@@ -381,15 +490,21 @@ class Broker:
             self.proc.wait(5)
 
 
-def start_ringmq(binary, threads, workdir, pki=None):
+def start_ringmq(binary, threads, workdir, pki=None, auth_port=None):
     port = free_port()
     ports = {"tls": free_port(), "x509": free_port()} if pki else {}
+    if auth_port:
+        ports.update({"custom": free_port(), "authz": free_port()})
     cfg = os.path.join(workdir, "ringmq.yaml")  # its directory holds secrets/ and configmaps/
     with open(cfg, "w") as f:
         f.write(RINGMQ_YAML.format(port=port, threads=threads))
         if pki:
             f.write(RINGMQ_TLS_PORTS.format(tls_port=ports["tls"], x509_port=ports["x509"],
                                             secret=SERVER_SECRET, configmap=CLIENT_CA_CONFIGMAP))
+        if auth_port:
+            f.write(RINGMQ_AUTH_PORTS.format(custom_port=ports["custom"],
+                                             authz_port=ports["authz"], auth_port=auth_port,
+                                             configmap=CLIENT_CA_CONFIGMAP, rules=authz_rules()))
     log = open(os.path.join(workdir, "ringmq.log"), "w")
     proc = subprocess.Popen([binary, "-c", cfg], stdout=log, stderr=subprocess.STDOUT)
     if not all(wait_port(p, proc) for p in [port] + list(ports.values())):
@@ -556,6 +671,28 @@ def print_table(table, names):
           "CPU/latency/memory; < 1 means worse)")
 
 
+def authz_table(results):
+    """ringmq with authorization against ringmq without it (pairwise-authz / pairwise-custom),
+    printed and returned; None when those scenarios did not both run."""
+    r = results.get("pairwise-authz", {}).get("ringmq")
+    base = results.get("pairwise-custom", {}).get("ringmq")
+    if not r or not base:
+        return None
+    rows = []
+    print()
+    print("%-60s%14s%14s%10s" % ("authorization (ringmq, same run)", "without", "100 rules",
+                                 "ratio"))
+    for label, m, higher in AUTHZ_ROWS:
+        w, a = med([metric(x, m) for x in base]), med([metric(x, m) for x in r])
+        ratio = a / w if a and w else None
+        rows.append({"metric": label, "key": m, "without": w, "with": a, "ratio": ratio,
+                     "higher_is_better": higher})
+        print("%-60s%14s%14s%10s" % (label, fmt(w, m), fmt(a, m),
+                                     "%.3f" % ratio if ratio else "-"))
+    print("(ratio = with / without: throughput wants >= 0.9, CPU per message <= 1.1)")
+    return rows
+
+
 def chart(table, path_svg, workdir):
     gp = shutil.which("gnuplot")
     rows = [r for r in table if r["advantage"]]
@@ -669,11 +806,14 @@ def main():
             shutil.rmtree(workdir, ignore_errors=True)
             raise SystemExit("compare: %s" % e)
     mosq_pki = mosquitto_tls_files(workdir, pki) if pki and use_mosq else pki
+    auth_proc, auth_port = None, None
+    if any(scen_listener(e) in ("custom", "authz") for e in scen):
+        auth_proc, auth_port = start_auth_server(workdir, pki)
 
     def start_all():
         """Fresh brokers for every scenario: an overloaded scenario must not leave a backlog or
         a grown heap to the next one."""
-        bs = [start_ringmq(a.ringmq, a.threads, workdir, pki)]
+        bs = [start_ringmq(a.ringmq, a.threads, workdir, pki, auth_port)]
         if use_mosq:
             try:
                 bs.append(start_mosquitto(a.mosquitto, workdir, mosq_pki))
@@ -737,9 +877,13 @@ def main():
     finally:
         for b in brokers:
             b.stop()
+        if auth_proc:
+            auth_proc.kill()
+            auth_proc.wait()
 
     print()
     print_table(table, names)
+    authz = authz_table(results)
     heads = [headroom(r) for s in results.values() for rs in s.values() for r in rs]
     hr = [h for h, _ in heads if h is not None]
     busy = [m for _, m in heads if m is not None]
@@ -764,6 +908,7 @@ def main():
                     for b in brokers],
         "elapsed_s": round(time.time() - started, 1),
         "table": table,
+        "authz": authz,
         "results": results,
     }
     with open(prefix + ".json", "w") as f:
@@ -792,8 +937,8 @@ def smoke_verdict(results, names, scenarios):
                     bad.append("%s/%s: no result%s" % (scen, name, why))
                     continue
                 res = r["result"]
-                if r.get("listener", "plain") != "plain" and not (r.get("tls") or {}).get(
-                        "version"):
+                if r.get("listener", "plain") in ("tls", "x509") and not (
+                        r.get("tls") or {}).get("version"):
                     bad.append("%s/%s: no TLS handshake completed" % (scen, name))
                 if r["mode"] == "connect":
                     if res["connected"] != res["connections"] or res["failed"]:
