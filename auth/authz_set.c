@@ -56,15 +56,12 @@ static uint32_t node_new(struct rq_authz_set *s)
 struct rq_authz_set *rq_authz_set_new(void)
 {
     struct rq_authz_set *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    if (grow((void **)&s->nodes, 1, &(size_t){0}, sizeof *s->nodes)) {
-        free(s);
+    if (s)
+        (void)node_new(s); /* the root, node 0 (0 is also node_new's failure) */
+    if (!s || s->n != 1) {
+        rq_authz_set_free(s);
         return NULL;
     }
-    s->cap = 4;
-    memset(&s->nodes[0], 0, sizeof *s->nodes);
-    s->n = 1; /* the root */
     return s;
 }
 
