@@ -339,9 +339,7 @@ static const char *value_of(const struct who *w, const struct part *pt, size_t *
     switch (pt->kind) {
     case P_USER: v = w->p ? w->p->username : NULL; break;
     case P_ATTR: v = w->p ? rq_principal_attr(w->p, pt->s) : NULL; break;
-    case P_CID:
-        *len = w->cid_len;
-        return w->cid_len ? (const char *)w->cid : NULL;
+    case P_CID: *len = w->cid_len; return w->cid_len ? (const char *)w->cid : NULL;
     default: return NULL;
     }
     *len = v ? strlen(v) : 0;
@@ -483,8 +481,10 @@ int rq_authz_client(const struct rq_authz *z, const struct rq_principal *p, cons
         return RQ_AUTHZ_NOMEM;
     }
     if (!connect) {
-        snprintf(why, whylen, "not authorized to connect: no rule of BrokerAuthorization '%s' "
-                 "grants Connect to this principal and client id", z->cfg->name);
+        snprintf(why, whylen,
+                 "not authorized to connect: no rule of BrokerAuthorization '%s' "
+                 "grants Connect to this principal and client id",
+                 z->cfg->name);
         access_free(&ca->base);
         return RQ_AUTHZ_DENIED;
     }

@@ -13,7 +13,7 @@
 struct node {
     uint32_t *kids; /* literal children (node indices), sorted by (name length, name bytes) */
     uint32_t nkids, kcap;
-    uint32_t plus;  /* the '+' child; 0 = none (node 0 is the root, never a child) */
+    uint32_t plus; /* the '+' child; 0 = none (node 0 is the root, never a child) */
     uint32_t name_off, name_len;
     bool pound; /* a filter ends here with '#': this level and everything below it */
     bool term;  /* a filter ends exactly here */
@@ -56,15 +56,12 @@ static uint32_t node_new(struct rq_authz_set *s)
 struct rq_authz_set *rq_authz_set_new(void)
 {
     struct rq_authz_set *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    if (grow((void **)&s->nodes, 1, &(size_t){0}, sizeof *s->nodes)) {
-        free(s);
+    if (s)
+        (void)node_new(s); /* the root, node 0 (0 is also node_new's failure) */
+    if (!s || s->n != 1) {
+        rq_authz_set_free(s);
         return NULL;
     }
-    s->cap = 4;
-    memset(&s->nodes[0], 0, sizeof *s->nodes);
-    s->n = 1; /* the root */
     return s;
 }
 
@@ -120,8 +117,7 @@ static uint32_t kid_get(struct rq_authz_set *s, uint32_t at, const uint8_t *p, s
     if (len > UINT32_MAX || grow((void **)&s->names, s->names_len + len, &s->names_cap, 1))
         return 0;
     size_t kcap = s->nodes[at].kcap;
-    if (grow((void **)&s->nodes[at].kids, (size_t)s->nodes[at].nkids + 1, &kcap,
-             sizeof(uint32_t)))
+    if (grow((void **)&s->nodes[at].kids, (size_t)s->nodes[at].nkids + 1, &kcap, sizeof(uint32_t)))
         return 0;
     s->nodes[at].kcap = (uint32_t)kcap;
     uint32_t k = node_new(s); /* may move s->nodes */

@@ -59,6 +59,9 @@ struct rb_opts {
     const char *label;
     bool quiet;
     bool check;          /* exit 1 unless delivered > 0, lost == 0, reordered == 0 */
+    /* pairwise: publisher i publishes to <topic>/<i>/<its client id> and subscriber i takes
+     * <topic>/<i>/+ (per-client topics, as authorization rules with {principal.clientId} want) */
+    bool client_topics;
     /* TLS (rb_tls.c) */
     bool tls;            /* every connection is TLS */
     const char *cafile;  /* verify the server against these CAs; NULL: no verification */

@@ -364,7 +364,7 @@ static void set_ready(struct rb_worker *w, struct rb_conn *c, uint64_t now)
 static void sub_filter(char *buf, size_t cap, const struct rb_conn *c)
 {
     if (B->o->pattern == RB_PAIRWISE)
-        snprintf(buf, cap, "%s/%u", B->filter, c->idx);
+        snprintf(buf, cap, B->o->client_topics ? "%s/%u/+" : "%s/%u", B->filter, c->idx);
     else
         snprintf(buf, cap, "%s", B->filter);
 }
@@ -626,8 +626,11 @@ static int conn_read(struct rb_worker *w, struct rb_conn *c, const struct rb_ctl
 
 static int make_template(struct rb_conn *c)
 {
-    char topic[256];
-    if (B->o->pattern == RB_PAIRWISE)
+    char topic[256], id[64];
+    client_id(id, sizeof id, c);
+    if (B->o->pattern == RB_PAIRWISE && B->o->client_topics)
+        snprintf(topic, sizeof topic, "%s/%u/%s", B->topic, c->idx, id);
+    else if (B->o->pattern == RB_PAIRWISE)
         snprintf(topic, sizeof topic, "%s/%u", B->topic, c->idx);
     else
         snprintf(topic, sizeof topic, "%s", B->topic);

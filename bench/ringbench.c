@@ -55,6 +55,7 @@ static void usage(FILE *f)
         "          --tls-version 1.2|1.3 (default: either, 1.3 when both ends have it)\n"
         "          --sni NAME (sent and verified; default localhost)\n"
         "pattern:  --pattern fanin|fanout|pairwise|shared  --pubs N --subs N\n"
+        "          --client-topics (pairwise: publisher i on <topic>/<i>/<its client id>)\n"
         "mode:     --rate MSGS_PER_S      open loop: total publishes per second for --duration\n"
         "          --max                  closed-loop probe, then open-loop trials that search\n"
         "                                 the highest rate with no loss and p99 <= --slo-p99-ms\n"
@@ -149,7 +150,7 @@ static void parse(int argc, char **argv, struct rb_opts *o)
            O_RATE, O_MAX, O_CONNECT, O_DUR, O_WARM, O_DRAIN, O_THREADS, O_INFL, O_WIN,
            O_TRIALS, O_PROBE, O_SLO, O_CONC, O_HOLD, O_TICK, O_TIMEOUT, O_KA, O_JSON, O_LABEL,
            O_QUIET, O_CHECK, O_TLS, O_USER, O_PASS, O_AMETH, O_ADATA, O_CAFILE, O_CERT, O_KEY,
-           O_TLSVER, O_SNI, O_HELP };
+           O_TLSVER, O_SNI, O_CTOPICS, O_HELP };
     static const struct option lo[] = {
         {"host", 1, 0, O_HOST}, {"port", 1, 0, O_PORT}, {"pid", 1, 0, O_PID},
         {"mqtt", 1, 0, O_MQTT}, {"qos", 1, 0, O_QOS}, {"size", 1, 0, O_SIZE},
@@ -164,7 +165,7 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         {"tls", 0, 0, O_TLS}, {"username", 1, 0, O_USER}, {"password", 1, 0, O_PASS},
         {"auth-method", 1, 0, O_AMETH}, {"auth-data", 1, 0, O_ADATA}, {"cafile", 1, 0, O_CAFILE},
         {"cert", 1, 0, O_CERT}, {"key", 1, 0, O_KEY}, {"tls-version", 1, 0, O_TLSVER},
-        {"sni", 1, 0, O_SNI}, {"help", 0, 0, O_HELP},
+        {"sni", 1, 0, O_SNI}, {"client-topics", 0, 0, O_CTOPICS}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0},
     };
     int ch;
@@ -218,6 +219,7 @@ static void parse(int argc, char **argv, struct rb_opts *o)
             break;
         case O_SNI: o->sni = optarg; break;
         case O_USER: o->username = optarg; break;
+        case O_CTOPICS: o->client_topics = true; break;
         case O_PASS: o->password = optarg; break;
         case O_AMETH: o->auth_method = optarg; break;
         case O_ADATA: o->auth_data = optarg; break;
@@ -237,6 +239,10 @@ static void parse(int argc, char **argv, struct rb_opts *o)
     }
     if (o->password && !o->username && o->version != 5) {
         fprintf(stderr, "ringbench: MQTT 3.1.1 sends a password only with a username\n");
+        exit(2);
+    }
+    if (o->client_topics && o->pattern != RB_PAIRWISE) {
+        fprintf(stderr, "ringbench: --client-topics goes with --pattern pairwise\n");
         exit(2);
     }
     if (o->pattern == RB_PAIRWISE && o->pubs != o->subs) {

@@ -262,8 +262,9 @@ static int set_attributes(struct rq_ld *ld, yaml_node_t *v, void *obj)
         if (rq_walk_strmap(ld, m, attr_entry, &r->attr_sets[i]) < 0)
             return -1;
         if (r->attr_sets[i].n_attrs == 0)
-            return rq_walk_error(ld, m, "attributes[%zu] is an empty map (it would match every "
-                                        "client: list the attributes that must hold)",
+            return rq_walk_error(ld, m,
+                                 "attributes[%zu] is an empty map (it would match every "
+                                 "client: list the attributes that must hold)",
                                  i);
     }
     return 0;
@@ -282,8 +283,9 @@ static int set_principals(struct rq_ld *ld, yaml_node_t *v, void *obj)
     if (rq_walk_map(ld, v, principal_fields, r) < 0)
         return -1;
     if (r->n_usernames + r->n_client_ids + r->n_attr_sets == 0)
-        return rq_walk_error(ld, v, "principals lists nobody: give usernames, clientIds or "
-                                    "attributes (a rule applies to the clients it lists)");
+        return rq_walk_error(ld, v,
+                             "principals lists nobody: give usernames, clientIds or "
+                             "attributes (a rule applies to the clients it lists)");
     return 0;
 }
 
@@ -347,8 +349,7 @@ static const struct rq_field policy_fields[] = {
 };
 
 static const struct rq_field spec_fields[] = {
-    {.key = "authorizationPolicies", .type = RQ_F_SECTION, .required = true,
-     .sub = policy_fields},
+    {.key = "authorizationPolicies", .type = RQ_F_SECTION, .required = true, .sub = policy_fields},
     END,
 };
 

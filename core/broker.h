@@ -16,6 +16,7 @@
 
 #include "core/brlock.h"
 #include "core/buf.h"
+#include "core/access.h"
 #include "core/codec.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -105,6 +106,14 @@ struct rq_worker_ops {
     /* Bytes of output held for the client: its out buffer plus what net holds beyond it
      * (transport buffers, the send in flight). NULL: the out buffer only. */
     size_t (*out_held)(struct rq_worker *w, void *conn);
+    /* Authorization of an authenticated CONNECT (principal p, may be NULL; client id cid) by
+     * the port's rules in the runtime generation the connection pinned. Returns RQ_AUTH_OFF
+     * (no authorization on the port: everything allowed), RQ_AUTH_ALLOW (*out: the client's
+     * permissions, heap, core owns them), RQ_AUTH_DENY (Connect not allowed; why says so) or
+     * -1 (out of memory). NULL: OFF. Also called after re-authentication. */
+    int (*authorize)(struct rq_worker *w, void *conn, const struct rq_principal *p,
+                     const uint8_t *cid, size_t cid_len, struct rq_access **out, char *why,
+                     size_t whylen);
 };
 
 struct rq_broker {
@@ -188,6 +197,7 @@ struct rq_client {
     struct rq_principal *principal; /* owned; NULL: not authenticated (none on the port) */
     uint8_t *auth_method; /* v5 CONNECT's Authentication Method (heap copy), NULL: none; AUTH
                              packets must name it [MQTT-4.12.0-5] (core/reauth.c) */
+    struct rq_access *access; /* owned; NULL: no authorization on the port (core/access.h) */
     struct rq_str *alias_in;  /* [alias_in_max + 1], heap copies */
     struct rq_alias_out *alias_out;
     struct rq_buf out;
@@ -277,6 +287,12 @@ bool rq_client_reauth_resume(struct rq_client *c, struct rq_auth_verdict *v);
  * it with the principal it was authenticated as there (taken; NULL when the port has no
  * authentication), so this shard never authenticates it again. */
 void rq_client_handover_arrived(struct rq_client *c, struct rq_principal *principal);
+/* The client's principal was replaced (re-authentication): its permissions are computed again
+ * from the new principal (ops->authorize, the rules of its pinned generation), and
+ * subscriptions the new permissions no longer cover are removed (logged). When Connect is no
+ * longer allowed (or out of memory) the client is closed (v5: DISCONNECT 0x87) and -1
+ * returned; 0 otherwise. Worker thread, connected clients. */
+int rq_client_reauthorize(struct rq_client *c);
 /* Closes the client: rc is 0 or -RQ_RC_*; v5 clients past CONNECT get DISCONNECT with that
  * reason (and `why` as Reason String), then net closes after flushing. Logs why. */
 void rq_client_close(struct rq_client *c, int rc, const char *why);

@@ -385,6 +385,14 @@ static int on_publish(struct rq_client *c, struct rq_publish *p, const char **wh
         refuse_publish(c, p, reserved);
         return 0;
     }
+    if (c->access && !c->access->ops->publish(c->access, p->topic.p, p->topic.len)) {
+        rq_stat_inc(RQ_ST_AUTHZ_DENY);
+        refuse_publish(c, p, "not authorized (no Publish rule of the port's BrokerAuthorization "
+                             "matches the topic for this client)");
+        return 0; /* never routed, never retained */
+    }
+    if (c->access)
+        rq_stat_inc(RQ_ST_AUTHZ_ALLOW);
     if (p->qos == 2) {
         if (qos2_seen(c->s, p->packet_id, false)) { /* duplicate: already routed once */
             rq_client_write_ack(c, RQ_PUBREC, p->packet_id, 0);
@@ -482,6 +490,27 @@ static void send_retained(struct rq_client *c, const uint8_t *f, size_t len, uin
     free(r.v);
 }
 
+/* A filter authorization does not grant: SUBACK 0x87 (v5) / 0x80 (3.1.1) for it alone; no
+ * subscription, so no retained message either. Logged like refused PUBLISHes (shared limit). */
+static uint8_t refuse_filter(struct rq_client *c, struct rq_str f)
+{
+    struct rq_worker *w = c->w;
+    rq_stat_inc(RQ_ST_AUTHZ_DENY);
+    if (!w->refused_logged || w->now - w->refused_logged >= 10000) {
+        char t[128];
+        rq_log(RQ_LOG_INFO, &c->log,
+               "SUBSCRIBE to \"%s\" refused: not authorized (no Subscribe rule of the port's "
+               "BrokerAuthorization covers the filter for this client) (%llu more refusals on "
+               "this shard since the last such line; logged at most every 10 s)",
+               rq_log_escape(t, sizeof t, f.p, f.len), (unsigned long long)w->refused_since);
+        w->refused_logged = w->now ? w->now : 1;
+        w->refused_since = 0;
+    } else {
+        w->refused_since++;
+    }
+    return c->version == 5 ? RQ_RC_NOT_AUTHORIZED : 0x80;
+}
+
 static int on_subscribe(struct rq_client *c, const struct rq_sublist *sl, const char **why)
 {
     const struct rq_config *cfg = rq_client_cfg(c);
@@ -508,6 +537,8 @@ static int on_subscribe(struct rq_client *c, const struct rq_sublist *sl, const 
         }
         want_retained[i] = 0;
         rcs[i++] = rc ? (c->version == 5 ? (uint8_t)-rc : 0x80) : RQ_SUBOPT_QOS(opts);
+        if (!rc && c->access && !c->access->ops->subscribe(c->access, f.p, f.len))
+            rcs[i - 1] = refuse_filter(c, f);
     }
     off = i = 0;
     while (rq_codec_next_filter(sl, true, &off, &f, &opts)) {
@@ -780,6 +811,7 @@ void rq_client_free(struct rq_client *c)
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
     rq_principal_free(c->principal);
     free(c->auth_method);
+    rq_access_free(c->access);
     free(c->client_id_print);
     if (c->over_limit)
         atomic_fetch_sub(&c->w->b->connections, 1);

@@ -383,6 +383,95 @@ void rq_client_handover_arrived(struct rq_client *c, struct rq_principal *princi
     rq_principal_free(v.principal); /* taken unless the client was closing */
 }
 
+/* ---- authorization (the port's rules, decided by auth/ through ops->authorize) ---- */
+
+/* Removes the session's subscriptions that c's permissions do not cover: a session resumed
+ * under another principal, or a principal replaced by re-authentication, keeps no subscription
+ * its rules do not grant (retained messages and routing only ever go through allowed ones). */
+static void prune_subscriptions(struct rq_client *c)
+{
+    struct rq_session *s = c->s;
+    for (uint32_t i = 0; c->access && s && i < s->n_subs;) {
+        struct rq_sub *sub = &s->subs[i];
+        if (c->access->ops->subscribe(c->access, sub->filter, sub->len)) {
+            i++;
+            continue;
+        }
+        char f[128];
+        rq_log(RQ_LOG_INFO, &c->log, "subscription \"%s\" removed: not authorized for this "
+               "principal", rq_log_escape(f, sizeof f, sub->filter, sub->len));
+        rq_session_unsubscribe(s, sub->filter, sub->len); /* moves the last one to i */
+    }
+}
+
+/* The will is checked as a PUBLISH: the broker publishes it on the client's behalf. */
+static bool will_allowed(const struct rq_client *c, const uint8_t *t, size_t len)
+{
+    return !c->access || c->access->ops->publish(c->access, t, len);
+}
+
+/* Asks for this client's permissions and keeps them. Returns -1 when the CONNECT is refused
+ * (CONNACK 0x87, 3.1.1 return code 5; out of memory: 0x88 / 3), its will topic included. */
+static int authorize(struct rq_client *c, const struct rq_connect *k, const uint8_t *cid,
+                     size_t len)
+{
+    struct rq_worker *w = c->w;
+    if (!w->ops->authorize)
+        return 0;
+    struct rq_access *a = NULL;
+    char why[300] = "", t[128];
+    int r = w->ops->authorize(w, c->conn, c->principal, cid, len, &a, why, sizeof why);
+    rq_access_free(c->access);
+    c->access = a;
+    if (r < 0) {
+        rq_client_connack_fail(c, c->version, RQ_RC_SERVER_UNAVAILABLE,
+                               "authorization: out of memory");
+        return -1;
+    }
+    if (r == RQ_AUTH_DENY) {
+        rq_stat_inc(RQ_ST_AUTHZ_DENY);
+        rq_client_connack_fail(c, c->version, RQ_RC_NOT_AUTHORIZED, why);
+        return -1;
+    }
+    if (k->will && !will_allowed(c, k->will_topic.p, k->will_topic.len)) {
+        rq_stat_inc(RQ_ST_AUTHZ_DENY);
+        snprintf(why, sizeof why, "not authorized: the will topic \"%s\" is not one this client "
+                 "may publish to", rq_log_escape(t, sizeof t, k->will_topic.p, k->will_topic.len));
+        rq_client_connack_fail(c, c->version, RQ_RC_NOT_AUTHORIZED, why);
+        return -1;
+    }
+    return 0;
+}
+
+int rq_client_reauthorize(struct rq_client *c)
+{
+    struct rq_worker *w = c->w;
+    struct rq_session *s = c->s;
+    if (!w->ops->authorize || !s || c->closing)
+        return 0;
+    struct rq_access *a = NULL;
+    char why[300] = "", t[128];
+    int r = w->ops->authorize(w, c->conn, c->principal, (const uint8_t *)s->cid, s->cid_len, &a,
+                              why, sizeof why);
+    rq_access_free(c->access);
+    c->access = a;
+    if (r < 0 || r == RQ_AUTH_DENY) {
+        if (r == RQ_AUTH_DENY)
+            rq_stat_inc(RQ_ST_AUTHZ_DENY);
+        rq_client_close(c, r < 0 ? -RQ_RC_SERVER_UNAVAILABLE : -RQ_RC_NOT_AUTHORIZED,
+                        r < 0 ? "authorization: out of memory" : why);
+        return -1;
+    }
+    if (s->will && !will_allowed(c, s->will->topic, s->will->topic_len)) {
+        rq_log(RQ_LOG_INFO, &c->log, "will dropped: its topic \"%s\" is not authorized for the "
+               "new principal", rq_log_escape(t, sizeof t, s->will->topic, s->will->topic_len));
+        rq_msg_unref(s->will);
+        s->will = NULL;
+    }
+    prune_subscriptions(c);
+    return 0;
+}
+
 /* The client identifier: the CONNECT's, or one assigned by the broker when it is empty (a v5
  * client learns it from CONNACK). Returns -1 when an empty id is not allowed (CONNACK sent). */
 static int client_id(struct rq_client *c, const struct rq_connect *k, char *assigned, size_t n,
@@ -473,6 +562,8 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     int auth = authenticate(c, k);
     if (auth != 0)
         return auth; /* -1 refused, -2 pending: suspended with the CONNECT kept */
+    if (authorize(c, k, cid, cid_len) != 0)
+        return -1;
     if (count_connection(c) != 0)
         return -1;
     const char *reserved = k->will ? rq_topic_reserved(k->will_topic.p, k->will_topic.len) : NULL;
@@ -515,6 +606,8 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     c->s = s;
     rq_client_borrow_id(c);
     rq_client_keep_auth_method(c, k); /* for re-authentication */
+    if (present)
+        prune_subscriptions(c);
     rq_client_phase(c, RQ_PH_CONNECTED);
     c->last_rx = c->w->now;
     rq_client_arm_timer(c);

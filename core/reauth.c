@@ -96,6 +96,10 @@ static void reauth_allowed(struct rq_client *c, struct rq_auth_verdict *v)
            rq_log_escape_str(what, sizeof what, v->why));
     rq_client_set_cred_expiry(c, p->expiry);
     rq_client_arm_timer(c);
+    /* authorization follows the new principal: its Publish/Subscribe sets are rebuilt, and
+     * subscriptions or a will they no longer cover go (a Connect no longer allowed closes) */
+    if (rq_client_reauthorize(c) != 0)
+        return;
     send_auth(c, RQ_RC_SUCCESS, NULL);
 }
 

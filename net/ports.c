@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "auth/authn.h"
+#include "auth/authz.h"
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -215,9 +216,17 @@ static int build_port(struct build *b, const struct rq_config *cfg, const struct
             return -1;
         }
     }
-    if (pc->authz) { /* parsed, not enforced yet: refuse rather than fail open */
-        snprintf(b->err, b->errlen, "port %u: authorizationRef is not enforced yet", pc->port);
-        return -1;
+    if (pc->authz) { /* compiled once per generation; each client's sets at its CONNECT */
+        char why[500];
+        rt->authz = rq_authz_compile(pc->authz, why, sizeof why);
+        if (!rt->authz) {
+            snprintf(b->err, b->errlen, "port %u: %s", pc->port, why);
+            return -1;
+        }
+        if (b->kind != B_RENEW)
+            rq_log(RQ_LOG_INFO, NULL, "port %u: authorization by BrokerAuthorization %s (%zu "
+                   "rules%s)", pc->port, pc->authz->name, pc->authz->n_rules,
+                   pc->authz->n_rules ? "" : ": every client is denied");
     }
     if (b->kind == B_START)
         rq_log(RQ_LOG_INFO, NULL, "listening on %s%s%s:%u (MQTT over %s%s, listener %s): %s%s",
@@ -245,6 +254,7 @@ void rq_ports_gen_free(struct rq_gen *g)
     for (size_t i = 0; g->ports && i < g->n_ports; i++) {
         rq_tls_ctx_unref(atomic_load(&g->ports[i].tls));
         rq_authn_chain_free(g->ports[i].authn);
+        rq_authz_free(g->ports[i].authz);
     }
     free(g->ports);
     snap_unref(g->snap);

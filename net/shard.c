@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/authz.h"
 #include "config/config.h"
 #include "core/broker.h"
 #include "core/inbox.h"
@@ -273,6 +274,20 @@ static void op_reauthenticate(struct rq_worker *w, void *conn, const struct rq_p
                          auth, v);
 }
 
+/* The rules of the generation the connection pinned: a reload never changes a client's. */
+static int op_authorize(struct rq_worker *w, void *conn, const struct rq_principal *p,
+                        const uint8_t *cid, size_t cid_len, struct rq_access **out, char *why,
+                        size_t whylen)
+{
+    struct conn *c = conn;
+    const struct rq_authz *z = c->rt_gen->ports[c->port_index].authz;
+    *out = NULL;
+    if (!z)
+        return RQ_AUTH_OFF;
+    int rc = rq_authz_client(z, p, cid, cid_len, out, why, whylen);
+    return rc == RQ_AUTHZ_OK ? RQ_AUTH_ALLOW : rc == RQ_AUTHZ_DENIED ? RQ_AUTH_DENY : -1;
+}
+
 static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len);
 static void account_first_packet(struct rq_shard *s, struct conn *c);
 static void hold_input(struct rq_shard *s, struct conn *c);
@@ -301,6 +316,7 @@ const struct rq_worker_ops rq_shard_worker_ops = {
     .want_flush = op_want_flush,
     .want_close = op_want_close,
     .out_held = op_out_held,
+    .authorize = op_authorize,
 };
 
 /* Puts *fdp (-1: nothing) in the ring's registered file slot. Queued as an SQE rather than

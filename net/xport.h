@@ -15,6 +15,7 @@
 struct rq_tls_ctx;
 struct rq_port_cfg;
 struct rq_authn_chain;
+struct rq_authz;
 
 /* Runtime state of one configured port in one runtime generation (net/gen.h): read-only once
  * published, shared by all shards, alive while a connection accepted under it lives. A reload
@@ -25,6 +26,7 @@ struct rq_port_rt {
     bool websocket;
     uint32_t max_frame; /* WebSocket: largest frame/message accepted */
     struct rq_authn_chain *authn; /* NULL: authentication disabled on this port */
+    struct rq_authz *authz;       /* NULL: no authorizationRef (everything allowed) */
     uint64_t tls_print; /* fingerprint of the certificate material the context was built from */
     int64_t renew_at;   /* tls mode Automatic: when to issue the next certificate (Unix s);
                            control thread only */

@@ -42,8 +42,7 @@ static char *dup_line(struct line l)
 }
 
 /* The value of token tok (whole "{...}") for the client, or NULL. */
-static const char *value(const char *tok, size_t len, const struct rq_principal *p,
-                         const char *cid)
+static const char *value(const char *tok, size_t len, const struct rq_principal *p, const char *cid)
 {
     static const char attr[] = "{principal.attributes.";
     if (len == 20 && memcmp(tok, "{principal.username}", 20) == 0)
@@ -115,9 +114,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ln[n++] = (struct line){(const char *)data + i, e - i};
         i = e + 1;
     }
-    struct rq_authz_resource res[3] = {{.method = RQ_AUTHZ_CONNECT},
-                                       {.method = RQ_AUTHZ_PUBLISH},
-                                       {.method = RQ_AUTHZ_SUBSCRIBE}};
+    struct rq_authz_resource res[3] = {
+        {.method = RQ_AUTHZ_CONNECT}, {.method = RQ_AUTHZ_PUBLISH}, {.method = RQ_AUTHZ_SUBSCRIBE}};
     size_t k = 0;
     for (; k < n && ln[k].len; k++) {
         int m = ln[k].p[0] == 'C' ? 0 : ln[k].p[0] == 'P' ? 1 : 2;
@@ -135,7 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!eq)
             continue;
         keys[pr.n_attrs] = dup_line((struct line){ln[k].p, (size_t)(eq - ln[k].p)});
-        vals[pr.n_attrs++] = dup_line((struct line){eq + 1, ln[k].len - (size_t)(eq - ln[k].p) - 1});
+        vals[pr.n_attrs++] =
+            dup_line((struct line){eq + 1, ln[k].len - (size_t)(eq - ln[k].p) - 1});
     }
     pr.keys = keys;
     pr.values = vals;
@@ -147,9 +146,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < pr.n_attrs; i++)
         attrs[i] = (struct rq_config_entry){keys[i], vals[i], strlen(vals[i])};
     struct rq_authz_attrs set = {attrs, pr.n_attrs};
-    struct rq_authz_rule rule = {.usernames = user_list, .n_usernames = 1,
-                                 .attr_sets = &set, .n_attr_sets = pr.n_attrs ? 1 : 0,
-                                 .resources = res, .n_resources = 3};
+    struct rq_authz_rule rule = {.usernames = user_list,
+                                 .n_usernames = 1,
+                                 .attr_sets = &set,
+                                 .n_attr_sets = pr.n_attrs ? 1 : 0,
+                                 .resources = res,
+                                 .n_resources = 3};
     struct rq_authz_cfg cfg = {.name = "fuzz", .rules = &rule, .n_rules = 1};
     char err[300];
     struct rq_authz *z = rq_authz_compile(&cfg, err, sizeof err);

@@ -47,7 +47,7 @@ static void test_match(void)
     CHECK(covers(s, "a/q/c"));
     CHECK(covers(s, "a//c")); /* '+' matches an empty level */
     CHECK(!covers(s, "a/q"));
-    CHECK(covers(s, "x"));    /* '#' matches the parent level */
+    CHECK(covers(s, "x")); /* '#' matches the parent level */
     CHECK(covers(s, "x/1/2/3"));
     CHECK(covers(s, "q/y"));
     CHECK(!covers(s, "$q/y")); /* '+' at the top does not match '$' topics */
@@ -92,7 +92,7 @@ static void test_covers(void)
     rq_authz_set_free(s);
 
     s = set_of((const char *const[]){"+/#", "$SYS/#", NULL});
-    CHECK(covers(s, "#"));       /* '#' at the top matches no '$' topic either */
+    CHECK(covers(s, "#")); /* '#' at the top matches no '$' topic either */
     CHECK(covers(s, "x/#"));
     CHECK(covers(s, "+/x"));
     CHECK(covers(s, "$SYS/+"));
@@ -173,8 +173,8 @@ static int client(struct rq_principal *p, const char *cid)
     char why[300] = "";
     rq_access_free(acc);
     acc = NULL;
-    int rc = z ? rq_authz_client(z, p, (const uint8_t *)cid, strlen(cid), &acc, why, sizeof why)
-               : -2;
+    int rc =
+        z ? rq_authz_client(z, p, (const uint8_t *)cid, strlen(cid), &acc, why, sizeof why) : -2;
     if (rc == RQ_AUTHZ_DENIED)
         CHECK(strstr(why, "not authorized to connect") != NULL);
     rq_principal_free(p);
@@ -224,12 +224,11 @@ static void test_tutorial(void)
     CHECK_EQ(client(who("x", (const char *const[]){"building=17", "organization=contoso", NULL}),
                     "18-fan"),
              RQ_AUTHZ_DENIED);
-    CHECK_EQ(client(who("x", (const char *const[]){"building=17", "organization=contoso", NULL}),
-                    "17"),
-             RQ_AUTHZ_OK);
+    CHECK_EQ(
+        client(who("x", (const char *const[]){"building=17", "organization=contoso", NULL}), "17"),
+        RQ_AUTHZ_OK);
     /* one attribute of the map missing: the rule does not apply */
-    CHECK_EQ(client(who("x", (const char *const[]){"building=17", NULL}), "17-a"),
-             RQ_AUTHZ_DENIED);
+    CHECK_EQ(client(who("x", (const char *const[]){"building=17", NULL}), "17-a"), RQ_AUTHZ_DENIED);
     /* OR across maps: city=seattle applies, but {building} is missing: the glob matches nothing
      * and the publish pattern is left out */
     CHECK_EQ(client(who("x", (const char *const[]){"city=seattle", NULL}), "anything"),

@@ -170,7 +170,7 @@ static void test_ref(void)
     expect(LISTENER "    authenticationRef: authn\n    authorizationRef: nope\n" AUTHN,
            "x.yaml:8:23: authorizationRef 'nope' does not name a BrokerAuthorization document");
     const char *ok = LISTENER "    authenticationRef: authn\n    authorizationRef: authz\n" AUTHN
-        "---\n" AUTHZ "    rules: []\n";
+                              "---\n" AUTHZ "    rules: []\n";
     char err[512] = "";
     struct rq_config *c = load(ok, err, sizeof err);
     CHECK(c && c->n_ports == 1 && c->ports[0].authz == rq_config_find_authz(c, "authz"));
