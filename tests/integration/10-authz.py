@@ -34,6 +34,7 @@ _env = {}
 # Custom users: name -> attributes (all with PASSWORD).
 USERS = {
     "alice": {"group": "g1", "floor": "3"},
+    "dave": {"group": "g1", "floor": "5"},  # alice's rule, another floor (re-authentication)
     "bob": {"floor": "4"},          # rule by username; its Subscribe uses a missing attribute
     "carol": {"group": "g2"},       # no rule applies
     "mallory": {"tenant": "+"},     # a value that must never act as a wildcard
@@ -272,6 +273,51 @@ def custom_connect_allowed_and_denied(b):
         user(b, "carol", v, expect=NA)              # no rule names carol
     # the state store part is accepted and said to be ignored
     check("stateStoreResources" in b.log(), "stateStoreResources not mentioned in the log")
+
+
+def enhanced(b, name, client_id):
+    """A v5 client authenticated with an Authentication Method (data user:password), so that
+    it can re-authenticate."""
+    c = rq.RawClient(b.ports["custom"], timeout=10.0)
+    ack = c.connect(client_id=client_id, props={"authentication_method": REAUTH_METHOD,
+                                                "authentication_data": (name + ":" + PASSWORD)
+                                                .encode()})
+    check_eq(ack.rc, 0, "CONNACK of %s" % name)
+    return c
+
+
+def reauth_as(c, name):
+    props = {"authentication_method": REAUTH_METHOD,
+             "authentication_data": (name + ":" + PASSWORD).encode()}
+    c.send_raw(rq.packet(rq.AUTH, 0, bytes([0x19]) + rq.enc_props(props)))
+
+
+REAUTH_METHOD = "ringmq-userpass"
+
+
+@case(ringmq_only=ONLY)
+def reauthentication_switches_the_rules(b):
+    """alice (floor 3) re-authenticates as dave (floor 5): afterwards floor 5 is allowed, floor 3
+    is not, and her floor-3 subscription is gone; re-authenticating as bob, whose rule does not
+    let this client id connect, ends the connection with DISCONNECT 0x87."""
+    w = watcher(b)
+    c = enhanced(b, "alice", "reauth-alice")
+    check_eq(c.subscribe("floors/3/#", qos=1).codes, [1], "SUBACK as alice")
+    publish_denied(c, "floors/5/a", 1, "floor 5 as alice")
+    reauth_as(c, "dave")
+    p = c.wait_for(rq.AUTH, timeout=10)
+    check(p is not None and p.rc == 0, "AUTH 0x00 after re-authenticating as dave: %r" % p)
+    ack = c.publish("floors/5/b", b"as dave", qos=1)
+    check(ack.rc in (0x00, 0x10), "floor 5 allowed as dave: PUBACK 0x%02x" % ack.rc)
+    expect_delivered(w, "floors/5/b", b"as dave", "dave's floor-5 message routed")
+    publish_denied(c, "floors/3/b", 1, "floor 3 as dave")
+    w.publish("floors/3/c", b"for alice's old subscription", qos=1)
+    check_eq(c.collect(1.0), [], "messages through the subscription dave may not have")
+    reauth_as(c, "bob")
+    r = c.expect_closed(timeout=10)
+    check(r.closed and r.rc == NA, "re-authenticated as bob (no Connect for this client id): "
+          "DISCONNECT 0x87 then close: %r" % r)
+    w.disconnect()
 
 
 @case(ringmq_only=ONLY)
