@@ -25,10 +25,14 @@ uint64_t rq_sat_requests(void)
 
 /* ---- the method state ------------------------------------------------------------------- */
 
-struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds, size_t n_auds)
+struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds, size_t n_auds,
+                                        bool local_fallback)
 {
     struct rq_sat_method *m = calloc(1, sizeof *m);
-    if (!m || !(m->auds = calloc(n_auds ? n_auds : 1, sizeof *m->auds))) {
+    if (!m || !(m->auds = calloc(n_auds ? n_auds : 1, sizeof *m->auds)) ||
+        (local_fallback && !(m->jw = rq_sat_jwks_new()))) {
+        if (m)
+            free(m->auds);
         free(m);
         return NULL;
     }
@@ -44,6 +48,11 @@ struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds,
     return m;
 }
 
+void rq_sat_method_start(struct rq_sat_method *m, struct rq_sat_ctx *ctx)
+{
+    rq_sat_jwks_maybe_refresh(m, ctx, (int64_t)time(NULL));
+}
+
 void rq_sat_method_ref(struct rq_sat_method *m)
 {
     atomic_fetch_add(&m->refs, 1);
@@ -56,6 +65,7 @@ void rq_sat_method_release(struct rq_sat_method *m)
     for (size_t i = 0; i < m->n_auds; i++)
         free(m->auds[i]);
     free(m->auds);
+    rq_sat_jwks_free(m->jw);
     rq_kube_release(m->kube);
     free(m);
 }
@@ -90,8 +100,7 @@ static int make_key(uint8_t out[RQ_SAT_KEY], const char *tag, char *const *parts
 
 /* ---- flights ------------------------------------------------------------------------------ */
 
-static struct sat_flight *flight_new(int kind, struct rq_sat_ctx *ctx, struct rq_sat_method *m,
-                                     const uint8_t key[RQ_SAT_KEY])
+struct sat_flight *rq_sat_flight_new(int kind, struct rq_sat_ctx *ctx, struct rq_sat_method *m)
 {
     struct sat_flight *f = calloc(1, sizeof *f);
     if (!f)
@@ -100,13 +109,22 @@ static struct sat_flight *flight_new(int kind, struct rq_sat_ctx *ctx, struct rq
     f->ctx = ctx;
     rq_sat_method_ref(m);
     f->m = m;
-    memcpy(f->key, key, RQ_SAT_KEY);
     rq_authn_outcome_init(&f->o);
     return f;
 }
 
-static void flight_free(struct sat_flight *f)
+static struct sat_flight *flight_new(int kind, struct rq_sat_ctx *ctx, struct rq_sat_method *m,
+                                     const uint8_t key[RQ_SAT_KEY])
 {
+    struct sat_flight *f = rq_sat_flight_new(kind, ctx, m);
+    if (f)
+        memcpy(f->key, key, RQ_SAT_KEY);
+    return f;
+}
+
+void rq_sat_flight_free(struct sat_flight *f)
+{
+    rq_jwks_free(f->keys);
     if (f->token) {
         explicit_bzero(f->token, f->token_len);
         free(f->token);
@@ -179,12 +197,12 @@ static void token_landed(struct sat_flight *f, struct rq_authn_outcome *o)
     struct rq_sat_ctx *ctx = f->ctx;
     int64_t now = (int64_t)time(NULL);
     o->method = "ServiceAccountToken";
-    if (o->verdict == RQ_AUTHN_ALLOW)
+    if (o->verdict == RQ_AUTHN_ALLOW && !f->no_cache) /* local answers describe themselves */
         describe_allow(o, false);
     size_t n = 0;
     struct rq_sat_waiter *w = rq_sat_cache_land(ctx->cache, f->key, o, now,
-                                                keep_until(ctx, o, now), &n);
-    flight_free(f);
+                                                f->no_cache ? 0 : keep_until(ctx, o, now), &n);
+    rq_sat_flight_free(f);
     deliver_all(ctx, w, n, o);
 }
 
@@ -222,11 +240,11 @@ static void sa_landed(struct sat_flight *s, struct rq_authn_outcome *o)
         token_with_sa((struct sat_flight *)(uintptr_t)w[i].a, o);
     free(w);
     rq_authn_outcome_free(o);
-    flight_free(s);
+    rq_sat_flight_free(s);
 }
 
 /* Submits f's job; on failure f lands with Server unavailable / busy. */
-static void launch(struct sat_flight *f)
+void rq_sat_launch(struct sat_flight *f)
 {
     const char *why = "out of memory";
     struct rq_auth_job *job = f->kind == FLIGHT_TOKEN ? rq_sat_job_review(f, &why)
@@ -245,20 +263,29 @@ static void launch(struct sat_flight *f)
         o.reason = 0x89; /* Server busy; 3.1.1: return code 3 */
     if (f->kind == FLIGHT_TOKEN)
         token_landed(f, &o);
-    else
+    else if (f->kind == FLIGHT_SA)
         sa_landed(f, &o);
+    else {
+        rq_sat_jwks_landed(f, &o);
+        rq_authn_outcome_free(&o);
+    }
+}
+
+static int sa_key(const struct sat_flight *f, uint8_t key[RQ_SAT_KEY])
+{
+    char *parts[] = {(char *)f->ns};
+    return make_key(key, "sa", parts, 1, f->name, strlen(f->name));
 }
 
 /* The review of f allowed (o): read (or wait for) its ServiceAccount's annotations. */
 static void need_sa(struct sat_flight *f, struct rq_authn_outcome *o)
 {
     uint8_t key[RQ_SAT_KEY];
-    char *parts[] = {f->ns};
     f->o = *o;
     rq_authn_outcome_init(o);
     struct rq_authn_outcome sa;
     rq_authn_outcome_init(&sa);
-    if (make_key(key, "sa", parts, 1, f->name, strlen(f->name)) != 0) {
+    if (sa_key(f, key) != 0) {
         rq_sat_unavailable(&sa, "hash failed");
         return token_with_sa(f, &sa);
     }
@@ -271,7 +298,7 @@ static void need_sa(struct sat_flight *f, struct rq_authn_outcome *o)
         if (s) {
             memcpy(s->ns, f->ns, sizeof s->ns);
             memcpy(s->name, f->name, sizeof s->name);
-            return launch(s);
+            return rq_sat_launch(s);
         }
         /* cannot run it: answer the flight (us and whoever joined) */
         rq_sat_unavailable(&sa, "out of memory");
@@ -289,18 +316,51 @@ static void need_sa(struct sat_flight *f, struct rq_authn_outcome *o)
     rq_authn_outcome_free(&sa);
 }
 
+/* TokenReview could not be reached and the method has localVerification: Fallback: the
+ * issuer's keys decide (never cached); attributes from the ServiceAccount's cached annotations
+ * when there are some. */
+static void local_fallback(struct sat_flight *f, struct rq_authn_outcome *o)
+{
+    if (!rq_sat_jwks_verify(f, o))
+        return; /* no keys: Server unavailable stays */
+    f->no_cache = true;
+    uint8_t key[RQ_SAT_KEY];
+    struct rq_authn_outcome sa;
+    rq_authn_outcome_init(&sa);
+    if (o->verdict == RQ_AUTHN_ALLOW && sa_key(f, key) == 0 &&
+        rq_sat_cache_get(f->ctx->cache, key, (int64_t)time(NULL), &sa) == 1 &&
+        sa.verdict == RQ_AUTHN_ALLOW)
+        for (size_t i = 0; i < sa.principal.n_attrs; i++)
+            if (rq_principal_add_attr(&o->principal, sa.principal.keys[i],
+                                      sa.principal.values[i]) != 0)
+                break;
+    rq_authn_outcome_free(&sa);
+    if (o->verdict == RQ_AUTHN_ALLOW) {
+        describe_allow(o, false);
+        size_t n = strnlen(o->why, sizeof o->why);
+        snprintf(o->why + n, sizeof o->why - n, " (verified locally: TokenReview unreachable)");
+    }
+}
+
 void rq_sat_pool_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o)
 {
     (void)ctx;
     struct sat_flight *f = (struct sat_flight *)(uintptr_t)tag;
-    if (o->verdict == RQ_AUTHN_NOT_RELEVANT) /* the pool's own failures: shutdown, start */
+    if (o->verdict == RQ_AUTHN_NOT_RELEVANT) { /* the pool's own failures: timeout, shutdown */
+        f->unreachable = true;
         rq_sat_unavailable(o, "%s", o->why[0] ? o->why : "request failed");
-    if (f->kind == FLIGHT_SA)
+    }
+    if (f->kind == FLIGHT_DISCOVERY || f->kind == FLIGHT_JWKS) {
+        rq_sat_jwks_landed(f, o);
+    } else if (f->kind == FLIGHT_SA) {
         sa_landed(f, o);
-    else if (o->verdict == RQ_AUTHN_ALLOW)
+    } else if (o->verdict == RQ_AUTHN_ALLOW) {
         need_sa(f, o);
-    else
+    } else {
+        if (f->unreachable && f->m->jw)
+            local_fallback(f, o);
         token_landed(f, o);
+    }
     rq_auth_outcome_release(o); /* emptied above */
 }
 
@@ -319,10 +379,10 @@ static void lead(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const uint8_t 
         /* launch lands the flight itself when it cannot submit: then our own answer comes
          * through deliver like everybody's; the chain sees PENDING either way. */
         o->verdict = RQ_AUTHN_PENDING;
-        return launch(f);
+        return rq_sat_launch(f);
     }
     if (f)
-        flight_free(f);
+        rq_sat_flight_free(f);
     struct rq_authn_outcome err;
     rq_authn_outcome_init(&err);
     rq_sat_unavailable(&err, "out of memory");
@@ -353,6 +413,8 @@ void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct 
     }
     if (!ctx || !ctx->pool)
         return rq_sat_unavailable(o, "the authentication service pool is not running");
+    if (m->jw)
+        rq_sat_jwks_maybe_refresh(m, ctx, c->now);
     uint8_t key[RQ_SAT_KEY];
     if (make_key(key, "token", m->auds, m->n_auds, tok, len) != 0)
         return rq_sat_unavailable(o, "hash failed");

@@ -34,6 +34,7 @@
 #include "auth/pool.h"
 #include "auth/sat_cache.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,8 +52,13 @@ struct rq_sat_ctx {
 
 struct rq_sat_method;
 
-/* Copies the audiences and takes a reference on kube. NULL when out of memory. */
-struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds, size_t n_auds);
+/* Copies the audiences and takes a reference on kube. local_fallback: localVerification
+ * Fallback (the issuer's keys are fetched from the first check on, see sat_jwks.c; call
+ * rq_sat_method_start to fetch them at once). NULL when out of memory. */
+struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds, size_t n_auds,
+                                        bool local_fallback);
+/* Starts what the method fetches ahead (the issuer's keys with Fallback). Any thread. */
+void rq_sat_method_start(struct rq_sat_method *m, struct rq_sat_ctx *ctx);
 void rq_sat_method_release(struct rq_sat_method *m); /* NULL is fine; jobs keep their ref */
 
 /* The check for a CONNECT (or a re-authentication) at chain position `at`, see above. ctx NULL

@@ -102,9 +102,13 @@ static int job_start(struct rq_auth_job *base, CURL *e, char *why, size_t whylen
     char path[400];
     if (j->f->kind == FLIGHT_TOKEN)
         snprintf(path, sizeof path, "%s", REVIEW_PATH);
-    else
+    else if (j->f->kind == FLIGHT_SA)
         snprintf(path, sizeof path, "/api/v1/namespaces/%s/serviceaccounts/%s", j->f->ns,
                  j->f->name);
+    else if (j->f->kind == FLIGHT_DISCOVERY)
+        snprintf(path, sizeof path, "/.well-known/openid-configuration");
+    else
+        snprintf(path, sizeof path, "%s", j->f->path);
     if (rq_kube_request(j->m->kube, e, path, &j->headers, why, whylen) != 0)
         return -1;
     CURLcode rc = CURLE_OK;
@@ -195,14 +199,26 @@ static void sa_answer(struct sat_job *j, struct rq_authn_outcome *o)
 static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq_authn_outcome *o)
 {
     struct sat_job *j = (struct sat_job *)base;
-    bool review = j->f->kind == FLIGHT_TOKEN;
-    const char *what = review ? "TokenReview" : "ServiceAccount read";
+    int kind = j->f->kind;
+    bool review = kind == FLIGHT_TOKEN;
+    const char *what = review                  ? "TokenReview"
+                       : kind == FLIGHT_SA     ? "ServiceAccount read"
+                       : kind == FLIGHT_JWKS   ? "JWKS read"
+                                               : "OIDC discovery read";
     wipe(j);
     o->method = "ServiceAccountToken";
+    long status = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    if (review && (rc != CURLE_OK || status >= 500))
+        j->f->unreachable = true; /* localVerification: Fallback may decide */
     if (rc != CURLE_OK)
         return transport_failed(j, rc, what, o);
-    long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    if (kind == FLIGHT_DISCOVERY || kind == FLIGHT_JWKS) {
+        if (status == 200)
+            return rq_sat_jwks_answer(j->f, j->resp ? j->resp : "", j->resp_len, o);
+        return rq_sat_unavailable(o, "%s: HTTP %ld", what, status);
+    }
     if (status == 401 || status == 403) {
         log_rbac(status, review ? "it may not create tokenreviews.authentication.k8s.io"
                                 : "it may not get serviceaccounts");

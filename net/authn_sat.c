@@ -174,15 +174,26 @@ int rq_authn_sat_add(struct rq_authn_chain *ch, const struct rq_authn_sat *s, ch
         return -1;
     }
     struct sat_state *st = calloc(1, sizeof *st);
-    if (!st || !(st->m = rq_sat_method_new(g_kube, s->audiences, s->n_audiences))) {
+    bool fallback = s->local_verification == RQ_SAT_LOCAL_FALLBACK;
+    if (!st || !(st->m = rq_sat_method_new(g_kube, s->audiences, s->n_audiences, fallback))) {
         free(st);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     st->index = rq_authn_chain_len(ch);
+    struct rq_sat_method *m = st->m;
     if (rq_authn_chain_add(ch, &sat_ops, st) != 0) { /* frees st */
         snprintf(err, errlen, "out of memory");
         return -1;
+    }
+    if (fallback) {
+        static _Atomic int warned;
+        if (!atomic_exchange(&warned, 1))
+            rq_log(RQ_LOG_WARN, NULL, "ServiceAccountToken localVerification: Fallback: while "
+                   "TokenReview cannot be reached, tokens are verified with the issuer's keys "
+                   "(JWKS); a token verified so may belong to a deleted Pod or ServiceAccount "
+                   "until its exp");
+        rq_sat_method_start(m, atomic_load(&g_live));
     }
     return 0;
 }

@@ -5,8 +5,8 @@ answers in the real shapes): v5 K8S-SAT method and v3.1.1 K8S-SAT user name, wro
 expired token, unknown service account, attributes from annotations (legacy prefix too), expiry
 disconnect without DISCONNECT and with the will, API down (0x88 for new tokens, cached ones
 still connect), RBAC 403 (0x88 and the log line), single flight (100 CONNECTs with one token ->
-1 TokenReview), negative cache, kubeconfig and in-cluster sources, no source at all, and the
-chain order with Custom and X509 on one port. The tokens never reach the log. ringmq only."""
+1 TokenReview), negative cache, kubeconfig and in-cluster sources, no source at all, the
+chain order with Custom and X509 on one port, and the JWKS fallback while the API is down. The tokens never reach the log. ringmq only."""
 
 import os
 import subprocess
@@ -456,6 +456,59 @@ def sigterm_with_reviews_pending():
         check(time.monotonic() - t0 < 2.8, "stopped before the slow answers")
     finally:
         e.api.mode = "ok"
+
+
+@case(ringmq_only=ONLY)
+def jwks_fallback_while_api_down():
+    """localVerification: Fallback: the broker fetches discovery + JWKS at start; while the API
+    is down a good RS256 or ES256 token connects (verified locally, not cached), a forged,
+    expired or wrong-audience one is refused; the port without Fallback answers 0x88."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    e = env()
+    ports = {"plain": rq.free_port(), "sat": rq.free_port(), "fallback": rq.free_port()}
+    chain = ("  - {port: %(fallback)d, bindAddress: 127.0.0.1, authenticationRef: fallback}\n"
+             % ports)
+    y = broker_yaml(e, ports, chain=chain)
+    y += authn("fallback", SAT + "      ringmq: {localVerification: Fallback}\n")
+    b = rq.start_broker(y)
+    try:
+        check(b.wait_log(r"warn .*localVerification: Fallback.*deleted Pod or ServiceAccount", 0,
+                         5), "the trade-off is logged")
+        check(b.wait_log(r"2 issuer keys of https://kubernetes.default.svc.cluster.local for "
+                         r"local verification", 0, 10), "keys fetched at start")
+        check(e.api.count("jwks") >= 1 and e.api.count("discovery") >= 1, "discovery + JWKS")
+        good_rs, good_es = e.token(alg="RS256"), e.token(alg="ES256")
+        forged = e.token(key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        expired = e.token(expires_in=-120)
+        wrong = e.token(audiences=["other"])
+        e.api.mode = "down"
+        try:
+            for tok, what in ((good_rs, "RS256"), (good_es, "ES256")):
+                mark = b.log_mark()
+                c, ack = sat_connect(b, tok, port=ports["fallback"])
+                check_eq(ack.rc, 0, "%s verified locally" % what)
+                expect_log(b, mark, r"authenticated by ServiceAccountToken as \"system:"
+                           r"serviceaccount:aio:client-a\".*verified locally", what)
+                c.close()
+            for tok, what, why in ((forged, "forged", "bad signature"),
+                                   (expired, "expired", "expired"),
+                                   (wrong, "wrong audience", "not for any configured audience")):
+                mark = b.log_mark()
+                c, ack = sat_connect(b, tok, port=ports["fallback"])
+                check_eq(ack.rc, 0x87, what)
+                expect_log(b, mark, r"TokenReview unreachable; verified locally: %s" % why, what)
+            c, ack = sat_connect(b, e.token(), port=ports["sat"])
+            check_eq(ack.rc, 0x88, "the port without Fallback")
+        finally:
+            e.api.mode = "ok"
+        n = e.api.count("tokenreview")
+        c, ack = sat_connect(b, good_rs, port=ports["fallback"])
+        check_eq(ack.rc, 0, "API back")
+        c.close()
+        check_eq(e.api.count("tokenreview") - n, 1, "a local verification is not cached")
+        no_tokens_logged(b)
+    finally:
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
 
 
 @case(ringmq_only=ONLY)

@@ -53,6 +53,12 @@ static void test_audiences(void)
         CHECK_EQ(s->local_verification, RQ_SAT_LOCAL_DISABLED);
     }
     rq_config_free(c);
+    c = load(METHODS "    serviceAccountTokenSettings:\n      audiences: [a]\n"
+                     "      ringmq: {localVerification: Fallback}\n",
+             NULL);
+    if (c)
+        CHECK_EQ(c->authns[0].methods[0].sat.local_verification, RQ_SAT_LOCAL_FALLBACK);
+    rq_config_free(c);
     load(METHODS "    serviceAccountTokenSettings:\n      audiences: [a]\n"
                  "      ringmq: {localVerification: Sometimes}\n",
          "x.yaml:10:35: localVerification must be one of Disabled|Fallback, got 'Sometimes'");
