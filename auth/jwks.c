@@ -201,8 +201,8 @@ static bool rsa_ok(const RsaKey *key, const uint8_t *data, size_t dlen, const ui
 }
 
 /* The signature over signed[0..slen) (header.payload) with key k. */
-static bool sig_ok(const struct jwk *k, const uint8_t *signed_part, size_t slen,
-                   const uint8_t *sig, word32 sl)
+static bool sig_ok(const struct jwk *k, const uint8_t *signed_part, size_t slen, const uint8_t *sig,
+                   word32 sl)
 {
     if (k->type == KEY_RSA)
         return rsa_ok(&k->rsa, signed_part, slen, sig, sl);
@@ -212,8 +212,8 @@ static bool sig_ok(const struct jwk *k, const uint8_t *signed_part, size_t slen,
     word32 dl = sizeof der;
     if (wc_ecc_rs_raw_to_sig(sig, 32, sig + 32, 32, der, &dl) != 0)
         return false;
-    return wc_SignatureVerify(WC_HASH_TYPE_SHA256, WC_SIGNATURE_TYPE_ECC, signed_part,
-                              (word32)slen, der, dl, &k->ec, sizeof k->ec) == 0;
+    return wc_SignatureVerify(WC_HASH_TYPE_SHA256, WC_SIGNATURE_TYPE_ECC, signed_part, (word32)slen,
+                              der, dl, &k->ec, sizeof k->ec) == 0;
 }
 
 static bool aud_ok(const cJSON *aud, char *const *auds, size_t n)
@@ -272,8 +272,8 @@ static const char *check_claims(const cJSON *p, const char *issuer, char *const 
         return "no exp";
     if (now >= exp + RQ_JWKS_SKEW_S)
         return "expired";
-    if (cJSON_GetObjectItemCaseSensitive(p, "nbf") && (!num(p, "nbf", &nbf) ||
-                                                       nbf > now + RQ_JWKS_SKEW_S))
+    if (cJSON_GetObjectItemCaseSensitive(p, "nbf") &&
+        (!num(p, "nbf", &nbf) || nbf > now + RQ_JWKS_SKEW_S))
         return "not valid yet";
     if (!subject(p, out))
         return "not a bound service account token";

@@ -247,8 +247,8 @@ static void sa_landed(struct sat_flight *s, struct rq_authn_outcome *o)
 void rq_sat_launch(struct sat_flight *f)
 {
     const char *why = "out of memory";
-    struct rq_auth_job *job = f->kind == FLIGHT_TOKEN ? rq_sat_job_review(f, &why)
-                                                      : rq_sat_job_sa(f, &why);
+    struct rq_auth_job *job =
+        f->kind == FLIGHT_TOKEN ? rq_sat_job_review(f, &why) : rq_sat_job_sa(f, &why);
     int rc = job ? rq_auth_pool_submit(f->ctx->pool, job, (uint64_t)(uintptr_t)f) : -ENOMEM;
     if (rc == 0)
         return;
@@ -256,9 +256,10 @@ void rq_sat_launch(struct sat_flight *f)
         job->ops->free(job);
     struct rq_authn_outcome o;
     rq_authn_outcome_init(&o);
-    rq_sat_unavailable(&o, "%s", rc == -EBUSY      ? "too many authentication requests pending"
-                                 : rc == -ESHUTDOWN ? "the authentication service pool is stopping"
-                                                    : why);
+    rq_sat_unavailable(&o, "%s",
+                       rc == -EBUSY       ? "too many authentication requests pending"
+                       : rc == -ESHUTDOWN ? "the authentication service pool is stopping"
+                                          : why);
     if (rc == -EBUSY)
         o.reason = 0x89; /* Server busy; 3.1.1: return code 3 */
     if (f->kind == FLIGHT_TOKEN)
@@ -424,8 +425,7 @@ void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct 
         if (o->verdict == RQ_AUTHN_ALLOW)
             describe_allow(o, true);
         else
-            snprintf(o->why + strnlen(o->why, sizeof o->why - 12),
-                     12, " (cached)");
+            snprintf(o->why + strnlen(o->why, sizeof o->why - 12), 12, " (cached)");
     } else if (rc == RQ_SAT_JOINED) {
         o->verdict = RQ_AUTHN_PENDING;
     } else if (rc == RQ_SAT_LEAD) {

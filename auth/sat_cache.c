@@ -14,7 +14,7 @@
 
 struct entry {
     uint8_t key[RQ_SAT_KEY];
-    struct entry *next;              /* bucket chain */
+    struct entry *next;                /* bucket chain */
     struct entry *lru_prev, *lru_next; /* results only; head = most recent */
     bool flight;
     /* result */

@@ -31,13 +31,13 @@ struct sat_flight {
     uint8_t key[RQ_SAT_KEY];
     char *token; /* FLIGHT_TOKEN: the token (for its exp after the review); wiped */
     size_t token_len;
-    char ns[64], name[254];     /* the service account (from the review, or asked for) */
-    struct rq_authn_outcome o;  /* FLIGHT_TOKEN: the review's ALLOW while the SA is read */
-    bool unreachable; /* FLIGHT_TOKEN: the API did not answer (transport, timeout, 5xx) */
-    bool no_cache;    /* the answer is not cached (a local verification) */
-    char path[300];   /* FLIGHT_JWKS: the JWKS path on the API server */
-    char issuer[256]; /* FLIGHT_DISCOVERY / FLIGHT_JWKS: the discovery document's issuer */
-    struct rq_jwks *keys; /* FLIGHT_JWKS: the parsed answer until done() installs it */
+    char ns[64], name[254];    /* the service account (from the review, or asked for) */
+    struct rq_authn_outcome o; /* FLIGHT_TOKEN: the review's ALLOW while the SA is read */
+    bool unreachable;          /* FLIGHT_TOKEN: the API did not answer (transport, timeout, 5xx) */
+    bool no_cache;             /* the answer is not cached (a local verification) */
+    char path[300];            /* FLIGHT_JWKS: the JWKS path on the API server */
+    char issuer[256];          /* FLIGHT_DISCOVERY / FLIGHT_JWKS: the discovery document's issuer */
+    struct rq_jwks *keys;      /* FLIGHT_JWKS: the parsed answer until done() installs it */
 };
 
 void rq_sat_method_ref(struct rq_sat_method *m);

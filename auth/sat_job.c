@@ -16,9 +16,9 @@ _Atomic uint64_t rq_sat_n_requests;
 
 struct sat_job {
     struct rq_auth_job base;
-    struct sat_flight *f; /* not owned: done() gets it through the tag */
+    struct sat_flight *f;    /* not owned: done() gets it through the tag */
     struct rq_sat_method *m; /* a reference (the TLS blobs live in m->kube) */
-    char *body; /* TokenReview: holds the token; wiped */
+    char *body;              /* TokenReview: holds the token; wiped */
     size_t body_len;
     struct curl_slist *headers; /* holds the broker's bearer token; wiped */
     char *resp;
@@ -66,8 +66,7 @@ static void log_rbac(long status, const char *what)
            "tokenreviews.authentication.k8s.io) and allow get on serviceaccounts; new "
            "ServiceAccountToken clients are refused with Server unavailable meanwhile",
            status,
-           status == 401 ? "its credentials (token or client certificate) are not accepted"
-                         : what);
+           status == 401 ? "its credentials (token or client certificate) are not accepted" : what);
 }
 
 /* ---- the transfer ---------------------------------------------------------------------- */
@@ -165,8 +164,7 @@ static void review_answer(struct sat_job *j, struct rq_authn_outcome *o)
                             &why) != 0)
         return rq_sat_unavailable(o, "TokenReview: %s", why);
     if (r.error[0] || !r.authenticated)
-        return denied(o, "TokenReview: not authenticated%s%s", r.error[0] ? ": " : "",
-                      r.error);
+        return denied(o, "TokenReview: not authenticated%s%s", r.error[0] ? ": " : "", r.error);
     if (!r.audience_ok)
         return denied(o, "TokenReview: the token is not for any of the audiences %s%s",
                       f->m->auds[0], f->m->n_auds > 1 ? ", ..." : "");
@@ -201,10 +199,10 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     struct sat_job *j = (struct sat_job *)base;
     int kind = j->f->kind;
     bool review = kind == FLIGHT_TOKEN;
-    const char *what = review                  ? "TokenReview"
-                       : kind == FLIGHT_SA     ? "ServiceAccount read"
-                       : kind == FLIGHT_JWKS   ? "JWKS read"
-                                               : "OIDC discovery read";
+    const char *what = review                ? "TokenReview"
+                       : kind == FLIGHT_SA   ? "ServiceAccount read"
+                       : kind == FLIGHT_JWKS ? "JWKS read"
+                                             : "OIDC discovery read";
     wipe(j);
     o->method = "ServiceAccountToken";
     long status = 0;
@@ -222,8 +220,10 @@ static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq
     if (status == 401 || status == 403) {
         log_rbac(status, review ? "it may not create tokenreviews.authentication.k8s.io"
                                 : "it may not get serviceaccounts");
-        return rq_sat_unavailable(o, "%s: the Kubernetes API refused the broker (HTTP %ld; "
-                                     "missing RBAC, see the error log)", what, status);
+        return rq_sat_unavailable(o,
+                                  "%s: the Kubernetes API refused the broker (HTTP %ld; "
+                                  "missing RBAC, see the error log)",
+                                  what, status);
     }
     if (!review && status == 404)
         return denied(o, "the service account %s/%s does not exist", j->f->ns, j->f->name);
@@ -269,8 +269,8 @@ struct rq_auth_job *rq_sat_job_review(struct sat_flight *f, const char **why)
     struct sat_job *j = job_new(f, why);
     if (!j)
         return NULL;
-    j->body = rq_sat_review_body((const uint8_t *)f->token, f->token_len, f->m->auds,
-                                 f->m->n_auds, &j->body_len);
+    j->body = rq_sat_review_body((const uint8_t *)f->token, f->token_len, f->m->auds, f->m->n_auds,
+                                 &j->body_len);
     if (!j->body) {
         job_free(&j->base);
         *why = "out of memory";

@@ -24,8 +24,8 @@ struct sat_jwks {
     pthread_mutex_t mu;
     struct rq_jwks *keys; /* last good set, or NULL */
     char issuer[256];
-    int64_t next;    /* unix time the next fetch is due */
-    bool running;    /* a fetch is in flight */
+    int64_t next; /* unix time the next fetch is due */
+    bool running; /* a fetch is in flight */
 };
 
 struct sat_jwks *rq_sat_jwks_new(void)
@@ -108,9 +108,10 @@ static void fetch_over(struct sat_jwks *jw, bool ok, const char *why)
     bool had = jw->keys != NULL;
     pthread_mutex_unlock(&jw->mu);
     if (!ok)
-        rq_log(RQ_LOG_WARN, NULL, "ServiceAccountToken: issuer keys for local verification not "
-               "fetched (%s)%s; next try in %d s", why,
-               had ? ", the last good set stays" : "", RETRY_S);
+        rq_log(RQ_LOG_WARN, NULL,
+               "ServiceAccountToken: issuer keys for local verification not "
+               "fetched (%s)%s; next try in %d s",
+               why, had ? ", the last good set stays" : "", RETRY_S);
 }
 
 void rq_sat_jwks_landed(struct sat_flight *f, const struct rq_authn_outcome *o)
@@ -136,8 +137,10 @@ void rq_sat_jwks_landed(struct sat_flight *f, const struct rq_authn_outcome *o)
         memcpy(jw->issuer, f->issuer, sizeof jw->issuer);
         pthread_mutex_unlock(&jw->mu);
         fetch_over(jw, true, NULL);
-        rq_log(RQ_LOG_INFO, NULL, "ServiceAccountToken: %zu issuer key%s of %s for local "
-               "verification", n, n == 1 ? "" : "s", f->issuer);
+        rq_log(RQ_LOG_INFO, NULL,
+               "ServiceAccountToken: %zu issuer key%s of %s for local "
+               "verification",
+               n, n == 1 ? "" : "s", f->issuer);
     }
     rq_sat_flight_free(f);
 }

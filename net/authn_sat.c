@@ -79,9 +79,8 @@ static int pool_start(const struct rq_config *cfg, unsigned threads_override, ch
 {
     if (atomic_load(&g_live))
         return 0;
-    g_ctx = (struct rq_sat_ctx){.negative_s = cfg->auth_negative_cache_s,
-                                .sa_cache_s = SA_CACHE_S,
-                                .deliver = deliver};
+    g_ctx = (struct rq_sat_ctx){
+        .negative_s = cfg->auth_negative_cache_s, .sa_cache_s = SA_CACHE_S, .deliver = deliver};
     if (!(g_ctx.cache = rq_sat_cache_new(cfg->auth_cache_entries))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -99,7 +98,8 @@ static int pool_start(const struct rq_config *cfg, unsigned threads_override, ch
         return -1;
     }
     atomic_store(&g_live, &g_ctx);
-    rq_log(RQ_LOG_INFO, NULL, "ServiceAccountToken: authentication service pool %u thread%s, "
+    rq_log(RQ_LOG_INFO, NULL,
+           "ServiceAccountToken: authentication service pool %u thread%s, "
            "maxPending %u, request timeout %u ms; cache %u entries, refusals kept %u s",
            pc.threads, pc.threads == 1 ? "" : "s", pc.max_pending, pc.request_timeout_ms,
            cfg->auth_cache_entries, cfg->auth_negative_cache_s);
@@ -145,8 +145,7 @@ void rq_authn_sat_pool_free(void)
     g_kube = NULL;
 }
 
-static void sat_check(const void *state, const struct rq_authn_creds *c,
-                      struct rq_authn_outcome *o)
+static void sat_check(const void *state, const struct rq_authn_creds *c, struct rq_authn_outcome *o)
 {
     const struct sat_state *s = state;
     rq_sat_check(s->m, atomic_load(&g_live), c, s->index, o);
@@ -189,7 +188,8 @@ int rq_authn_sat_add(struct rq_authn_chain *ch, const struct rq_authn_sat *s, ch
     if (fallback) {
         static _Atomic int warned;
         if (!atomic_exchange(&warned, 1))
-            rq_log(RQ_LOG_WARN, NULL, "ServiceAccountToken localVerification: Fallback: while "
+            rq_log(RQ_LOG_WARN, NULL,
+                   "ServiceAccountToken localVerification: Fallback: while "
                    "TokenReview cannot be reached, tokens are verified with the issuer's keys "
                    "(JWKS); a token verified so may belong to a deleted Pod or ServiceAccount "
                    "until its exp");

@@ -20,10 +20,10 @@
     } while (0)
 
 /* A P-256 public key (made once with python3-cryptography). */
-static const char FIXED[] =
-    "{\"keys\":[{\"use\":\"sig\",\"kty\":\"EC\",\"kid\":\"ec-1\",\"alg\":\"ES256\",\"crv\":\"P-256\","
-    "\"x\":\"m9kuDuIbGksiaFl5ePKkX5tX8oYfuA4ctSgulhnbcaY\","
-    "\"y\":\"m_gSn64AyYJhllLAMovL1Ny2cBh0qICmkqOqdQ-kPpA\"}]}";
+static const char FIXED[] = "{\"keys\":[{\"use\":\"sig\",\"kty\":\"EC\",\"kid\":\"ec-1\",\"alg\":"
+                            "\"ES256\",\"crv\":\"P-256\","
+                            "\"x\":\"m9kuDuIbGksiaFl5ePKkX5tX8oYfuA4ctSgulhnbcaY\","
+                            "\"y\":\"m_gSn64AyYJhllLAMovL1Ny2cBh0qICmkqOqdQ-kPpA\"}]}";
 
 static struct rq_jwks *fixed;
 

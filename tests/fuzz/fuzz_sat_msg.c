@@ -76,8 +76,8 @@ static void token(const uint8_t *d, size_t n)
     if (!body)
         return;
     cJSON *root = cJSON_ParseWithLength(body, blen);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(root, "spec"), "token");
+    const cJSON *t =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "spec"), "token");
     ENSURE(cJSON_IsString(t) && strlen(t->valuestring) == n && memcmp(t->valuestring, d, n) == 0);
     cJSON_Delete(root);
     free(body);

@@ -18,7 +18,7 @@
 #define BROKER                                                                                     \
     "apiVersion: mqttbroker.iotoperations.azure.com/v1\n"                                          \
     "kind: Broker\n"                                                                               \
-    "metadata: {name: broker}\n"                                                                        \
+    "metadata: {name: broker}\n"                                                                   \
     "spec:\n"                                                                                      \
     "  ringmq:\n"
 
