@@ -161,6 +161,16 @@ static int64_t keep_until(const struct rq_sat_ctx *ctx, const struct rq_authn_ou
     return 0; /* transport errors, RBAC, 5xx: never cached */
 }
 
+/* A waiter's b: its chain position, and this bit when it re-authenticates. */
+#define REAUTH_BIT (1ull << 63)
+
+void rq_sat_reauth_outcome(struct rq_authn_outcome *o)
+{
+    /* could not decide now (API unreachable, RBAC, busy): AUTH 0x18, the connection stays */
+    if (o->verdict == RQ_AUTHN_DENY && (o->reason == 0x88 || o->reason == 0x89))
+        o->verdict = RQ_AUTHN_NOT_RELEVANT;
+}
+
 /* Sends each waiter its own copy of o (the last one gets o itself). Consumes w and o. */
 static void deliver_all(struct rq_sat_ctx *ctx, struct rq_sat_waiter *w, size_t n,
                         struct rq_authn_outcome *o)
@@ -184,7 +194,10 @@ static void deliver_all(struct rq_sat_ctx *ctx, struct rq_sat_waiter *w, size_t 
             if (oom)
                 rq_sat_unavailable(&copy, "out of memory");
         }
-        ctx->deliver(w[i].a, (size_t)w[i].b, &copy);
+        bool reauth = (w[i].b & REAUTH_BIT) != 0;
+        if (reauth)
+            rq_sat_reauth_outcome(&copy);
+        ctx->deliver(w[i].a, (size_t)(w[i].b & ~REAUTH_BIT), reauth, &copy);
         rq_authn_outcome_free(&copy);
     }
     free(w);
@@ -398,8 +411,8 @@ static void lead(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const uint8_t 
     rq_sat_unavailable(o, "out of memory");
 }
 
-void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct rq_authn_creds *c,
-                  size_t at, struct rq_authn_outcome *o)
+static void check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct rq_authn_creds *c,
+                  size_t at, bool reauth, struct rq_authn_outcome *o)
 {
     const uint8_t *tok = NULL;
     size_t len = 0;
@@ -419,7 +432,7 @@ void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct 
     uint8_t key[RQ_SAT_KEY];
     if (make_key(key, "token", m->auds, m->n_auds, tok, len) != 0)
         return rq_sat_unavailable(o, "hash failed");
-    struct rq_sat_waiter self = {c->conn_id, at};
+    struct rq_sat_waiter self = {c->conn_id, at | (reauth ? REAUTH_BIT : 0)};
     int rc = rq_sat_cache_begin(ctx->cache, key, c->now, &self, o);
     if (rc == RQ_SAT_HIT) {
         if (o->verdict == RQ_AUTHN_ALLOW)
@@ -433,4 +446,12 @@ void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct 
     } else {
         rq_sat_unavailable(o, "out of memory");
     }
+}
+
+void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct rq_authn_creds *c,
+                  size_t at, bool reauth, struct rq_authn_outcome *o)
+{
+    check(m, ctx, c, at, reauth, o);
+    if (reauth)
+        rq_sat_reauth_outcome(o);
 }

@@ -37,9 +37,12 @@ uint64_t rq_authn_sat_dropped(void)
     return atomic_load(&g_dropped);
 }
 
-/* Pool thread: the answer for one waiting connection (o's contents move into the reply). */
-static void deliver(uint64_t conn, size_t at, struct rq_authn_outcome *o)
+/* Pool thread: the answer for one waiting connection (o's contents move into the reply).
+ * reauth: the answer is for the connection's re-authentication; wiring it needs
+ * net/post.h's reply->reauth (engineer reauth's branch): r->reauth = reauth. */
+static void deliver(uint64_t conn, size_t at, bool reauth, struct rq_authn_outcome *o)
 {
+    (void)reauth;
     struct rq_authn_reply *r = malloc(sizeof *r);
     if (!r) {
         atomic_fetch_add(&g_dropped, 1);
@@ -148,7 +151,8 @@ void rq_authn_sat_pool_free(void)
 static void sat_check(const void *state, const struct rq_authn_creds *c, struct rq_authn_outcome *o)
 {
     const struct sat_state *s = state;
-    rq_sat_check(s->m, atomic_load(&g_live), c, s->index, o);
+    /* re-authentication: pass c->reauth here once struct rq_authn_creds has it */
+    rq_sat_check(s->m, atomic_load(&g_live), c, s->index, false, o);
 }
 
 static void sat_free(void *state)
