@@ -512,6 +512,43 @@ def jwks_fallback_while_api_down():
 
 
 @case(ringmq_only=ONLY)
+def reload_brings_sat_and_bad_source_keeps_running():
+    """A broker started without ServiceAccountToken resolves the Kubernetes API and starts its
+    pool on the SIGHUP that brings the method; a reload whose kubeconfig is missing is refused
+    and the running configuration stays."""
+    import signal as _signal
+    e = env()
+    ports = {"plain": rq.free_port(), "sat": rq.free_port()}
+    full = broker_yaml(e, ports)
+    bare = full.replace(", authenticationRef: sat}", "}")
+    b = rq.start_broker(bare)
+    b.ports = ports
+    try:
+        check(b.wait_log(r"Kubernetes API from", 0, 0.5) is None, "no SAT at start")
+        cfg = b.argv[b.argv.index("-c") + 1]
+        with open(cfg, "w") as f:
+            f.write(full)
+        mark = b.log_mark()
+        b.signal(_signal.SIGHUP)
+        expect_log(b, mark, r"ServiceAccountToken: Kubernetes API from kubeconfig", "source")
+        expect_log(b, mark, r"reload: generation", "reload done")
+        c, ack = sat_connect(b, e.token())
+        check_eq(ack.rc, 0, "SAT after the reload")
+        c.close()
+        with open(cfg, "w") as f:
+            f.write(full.replace(e.kubeconfig, e.kubeconfig + ".missing"))
+        mark = b.log_mark()
+        b.signal(_signal.SIGHUP)
+        expect_log(b, mark, r"reload: kubeconfig .*\.missing: No such file or directory; the "
+                   r"running configuration stays", "bad source refused")
+        c, ack = sat_connect(b, e.token())
+        check_eq(ack.rc, 0, "SAT still works")
+        c.close()
+    finally:
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
+
+
+@case(ringmq_only=ONLY)
 def tokens_never_logged(b):
     no_tokens_logged(b)
 
