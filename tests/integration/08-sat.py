@@ -306,6 +306,31 @@ def kubeconfig_from_environment():
 
 
 @case(ringmq_only=ONLY)
+def kubeconfig_client_certificate():
+    """A kubeconfig user with client-certificate-data / client-key-data (no token): the broker
+    presents that certificate to an API server that requires one."""
+    e = env()
+    ca, crt, key = kube_api.make_client_cert(e.dir)
+    api = kube_api.KubeAPI(e.dir, client_ca=ca, issuer=kube_api.ISSUER)
+    rq.on_cleanup(api.stop)
+    api.add_sa(NS, "mtls-client", {"aio-broker-auth/via": "mtls"})
+    kc = api.write_kubeconfig(os.path.join(e.dir, "kc-mtls"), client_cert=crt, client_key=key)
+    b = start(kube={"kubeconfig": kc})
+    try:
+        tok = api.token(NS, "mtls-client")
+        e.tokens.append(tok)
+        mark = b.log_mark()
+        c, ack = sat_connect(b, tok)
+        check_eq(ack.rc, 0, "CONNACK through a client-certificate kubeconfig")
+        expect_log(b, mark, r"attributes via=mtls", "attributes read with the client cert")
+        c.close()
+        check_eq(api.count("tokenreview"), 1, "TokenReviews at the mTLS API server")
+    finally:
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
+    check(open(key).read().split("\n")[1] not in b.log(), "the client key is not logged")
+
+
+@case(ringmq_only=ONLY)
 def in_cluster_environment_and_token_rotation():
     """Token file + KUBERNETES_SERVICE_HOST/PORT: in-cluster wins over a kubeconfig; the broker
     re-reads its token file when the kubelet rotates it."""
