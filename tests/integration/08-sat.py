@@ -233,6 +233,21 @@ def api_down_new_tokens_unavailable_cached_connect(b):
 
 
 @case(ringmq_only=ONLY)
+def api_too_slow_is_server_unavailable(b):
+    """An API server slower than requestTimeoutSeconds (4): 0x88, never an allow."""
+    e = env()
+    e.api.mode = "slow:7"
+    try:
+        mark = b.log_mark()
+        c, ack = sat_connect(b, e.token())
+        check_eq(ack.rc, 0x88, "CONNACK when the TokenReview times out")
+        expect_log(b, mark, r"ServiceAccountToken\): TokenReview: Kubernetes API unreachable: "
+                   r"Timeout", "timeout log")
+    finally:
+        e.api.mode = "ok"
+
+
+@case(ringmq_only=ONLY)
 def rbac_forbidden(b):
     e = env()
     e.api.mode = "403"
