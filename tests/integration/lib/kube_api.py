@@ -139,6 +139,9 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address):
+        pass  # peers that hang up mid-handshake (a broker stopping, a timeout) are expected
+
 
 class KubeAPI:
     def __init__(self, workdir, require_bearer=None, issuer=ISSUER, client_ca=None):
