@@ -407,6 +407,14 @@ def no_kubernetes_source_is_an_error():
     out = r.stdout + r.stderr
     check(r.returncode != 0 and "ServiceAccountToken needs the Kubernetes API and none was found"
           in out and "no kubeconfig at %s/.kube/config" % d in out, "error: %r" % out[-800:])
+    r = subprocess.run([rq.broker_bin(), "-c", path, "--check-config"], capture_output=True,
+                       text=True, timeout=20, env=env_)
+    check(r.returncode != 0 and "none was found" in r.stderr, "--check-config: %r" % r.stderr)
+    env_["KUBECONFIG"] = e.kubeconfig
+    r = subprocess.run([rq.broker_bin(), "-c", path, "--check-config"], capture_output=True,
+                       text=True, timeout=20, env=env_)
+    check(r.returncode == 0 and "Kubernetes API from kubeconfig %s" % e.kubeconfig in r.stdout,
+          "--check-config with $KUBECONFIG: %r" % (r.stdout + r.stderr))
 
 
 @case(ringmq_only=ONLY)
