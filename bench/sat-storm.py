@@ -6,6 +6,7 @@ plain port and a SAT port, then runs ringbench connect storms (MQTT 5):
   plain  no authentication                                      (the reference)
   warm   every client the same token, already in the cache      (target: >= 0.9 x plain)
   cold   every client its own token (--auth-data-file)          (TokenReviews = distinct tokens)
+  flight every client one fresh token, --flight-concurrency at once (single flight: 1 review)
 and prints connections/s and the TokenReview count of each. Numbers depend on the machine: on a
 shared 2-core VM the generator, the broker and the Python API server compete for CPU.
 
@@ -72,6 +73,7 @@ def main():
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--flight-concurrency", type=int, default=1000)
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="sat-storm-")
     api = kube_api.KubeAPI(d, require_bearer="bench")
@@ -93,7 +95,7 @@ def main():
         # the warm storm measures the cache: its token is reviewed once before
         storm(a.ringbench, ports["sat"], b.pid, 1, 1, ["--auth-method", "K8S-SAT",
                                                        "--auth-data", warm_tok])
-        res = {"plain": [], "warm": [], "cold": []}
+        res = {"plain": [], "warm": [], "cold": [], "flight": []}
         for r in range(a.repeat):
             res["plain"].append(storm(a.ringbench, ports["plain"], b.pid, a.n, a.concurrency, []))
             n0 = api.count("tokenreview")
@@ -108,6 +110,12 @@ def main():
             res["cold"].append(storm(a.ringbench, ports["sat"], b.pid, a.n, a.concurrency,
                                      ["--auth-method", "K8S-SAT", "--auth-data-file", tf]))
             res["cold"][-1] += (api.count("tokenreview") - n0,)
+            n0 = api.count("tokenreview")
+            fc = min(a.flight_concurrency, a.n)
+            res["flight"].append(storm(a.ringbench, ports["sat"], b.pid, fc, fc,
+                                       ["--auth-method", "K8S-SAT", "--auth-data",
+                                        api.token("bench", "sa-1", expires_in=7200)]))
+            res["flight"][-1] += (api.count("tokenreview") - n0,)
         med = {k: sorted(x[2] for x in v)[len(v) // 2] for k, v in res.items()}
         print(json.dumps(res))
         print("connect storm, %d clients, concurrency %d, median of %d:" % (a.n, a.concurrency,
@@ -118,6 +126,8 @@ def main():
         print("  cold  %8.0f conn/s  (%.2f x plain; TokenReviews per run %s for %d distinct "
               "tokens)" % (med["cold"], med["cold"] / med["plain"], [x[3] for x in res["cold"]],
                            a.n))
+        print("  flight: %d clients at once with one fresh token: TokenReviews per run %s"
+              % (min(a.flight_concurrency, a.n), [x[3] for x in res["flight"]]))
     finally:
         b.terminate()
         b.wait(10)
