@@ -292,6 +292,33 @@ def single_flight_100_connects_one_review(b):
 
 
 @case(ringmq_only=ONLY)
+def service_account_read_once_for_many_tokens(b):
+    """20 pods of one service account (20 distinct tokens) connecting at once: 20 TokenReviews,
+    one ServiceAccount read (single flight + the 60 s annotation cache)."""
+    e = env()
+    e.api.add_sa(NS, "fleet", {"aio-broker-auth/role": "sensor"})
+    toks = [e.token(name="fleet") for _ in range(20)]
+    n_tr, n_sa = e.api.count("tokenreview"), e.api.count("sa")
+    e.api.mode = "slow:0.5"
+    try:
+        cs = []
+        for i, t in enumerate(toks):
+            c = rq.RawClient(b.ports["sat"], version=5, timeout=30.0)
+            c.send_connect(client_id="fleet-%d" % i,
+                           props={"authentication_method": "K8S-SAT",
+                                  "authentication_data": t.encode()})
+            cs.append(c)
+        for c in cs:
+            ack = c.recv_packet(30)
+            check(ack is not None and ack.type == rq.CONNACK and ack.rc == 0, "CONNACK %r" % ack)
+            c.close()
+    finally:
+        e.api.mode = "ok"
+    check_eq(e.api.count("tokenreview") - n_tr, 20, "TokenReviews for 20 distinct tokens")
+    check_eq(e.api.count("sa") - n_sa, 1, "ServiceAccount reads for 20 pods of one account")
+
+
+@case(ringmq_only=ONLY)
 def negative_result_cached(b):
     e = env()
     tok = e.token(audiences=["nobody"])
