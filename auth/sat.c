@@ -17,6 +17,8 @@
 
 /* An ALLOW for a token without exp (legacy secret tokens) is kept this long. */
 #define NO_EXP_CACHE_S 60
+/* ServiceAccount annotations: kept (stale after annotationCacheSeconds) this long. */
+#define SA_KEEP_S 3600
 
 uint64_t rq_sat_requests(void)
 {
@@ -246,11 +248,25 @@ static void sa_landed(struct sat_flight *s, struct rq_authn_outcome *o)
 {
     struct rq_sat_ctx *ctx = s->ctx;
     int64_t now = (int64_t)time(NULL);
-    int64_t until = o->verdict == RQ_AUTHN_ALLOW ? now + ctx->sa_cache_s : keep_until(ctx, o, now);
+    /* annotations are fresh for sa_cache_s (principal.expiry holds that time) and kept
+     * SA_KEEP_S, stale: a cached token keeps its attributes while the API cannot be asked */
+    int64_t until = keep_until(ctx, o, now);
+    if (o->verdict == RQ_AUTHN_ALLOW) {
+        o->principal.expiry = now + ctx->sa_cache_s;
+        until = now + (ctx->sa_cache_s > SA_KEEP_S ? ctx->sa_cache_s : SA_KEEP_S);
+    }
+    if (s->refresh) {
+        if (until)
+            rq_sat_cache_put(ctx->cache, s->key, o, now, until);
+        rq_authn_outcome_free(o);
+        rq_sat_flight_free(s);
+        return;
+    }
     size_t n = 0;
     struct rq_sat_waiter *w = rq_sat_cache_land(ctx->cache, s->key, o, now, until, &n);
     for (size_t i = 0; i < n; i++)
-        token_with_sa((struct sat_flight *)(uintptr_t)w[i].a, o);
+        if (w[i].a) /* 0: a refresh nobody waits for (fresh_attributes) */
+            token_with_sa((struct sat_flight *)(uintptr_t)w[i].a, o);
     free(w);
     rq_authn_outcome_free(o);
     rq_sat_flight_free(s);
@@ -285,10 +301,28 @@ void rq_sat_launch(struct sat_flight *f)
     }
 }
 
+static int sa_key_of(const char *ns, const char *name, uint8_t key[RQ_SAT_KEY])
+{
+    char *parts[] = {(char *)ns};
+    return make_key(key, "sa", parts, 1, name, strlen(name));
+}
+
 static int sa_key(const struct sat_flight *f, uint8_t key[RQ_SAT_KEY])
 {
-    char *parts[] = {(char *)f->ns};
-    return make_key(key, "sa", parts, 1, f->name, strlen(f->name));
+    return sa_key_of(f->ns, f->name, key);
+}
+
+/* A read of ns/name's annotations that replaces their stale cached entry when it lands. */
+static void revalidate(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const uint8_t *key,
+                       const char *ns, const char *name)
+{
+    struct sat_flight *s = flight_new(FLIGHT_SA, ctx, m, key);
+    if (!s)
+        return;
+    s->refresh = true;
+    snprintf(s->ns, sizeof s->ns, "%s", ns);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    rq_sat_launch(s);
 }
 
 /* The review of f allowed (o): read (or wait for) its ServiceAccount's annotations. */
@@ -304,7 +338,8 @@ static void need_sa(struct sat_flight *f, struct rq_authn_outcome *o)
         return token_with_sa(f, &sa);
     }
     struct rq_sat_waiter w = {(uint64_t)(uintptr_t)f, 0};
-    int rc = rq_sat_cache_begin(f->ctx->cache, key, (int64_t)time(NULL), &w, &sa);
+    int64_t now = (int64_t)time(NULL);
+    int rc = rq_sat_cache_begin(f->ctx->cache, key, now, &w, &sa);
     if (rc == RQ_SAT_JOINED)
         return;
     if (rc == RQ_SAT_LEAD) {
@@ -319,13 +354,17 @@ static void need_sa(struct sat_flight *f, struct rq_authn_outcome *o)
         size_t n = 0;
         struct rq_sat_waiter *ws = rq_sat_cache_land(f->ctx->cache, key, &sa, 0, 0, &n);
         for (size_t i = 0; i < n; i++)
-            token_with_sa((struct sat_flight *)(uintptr_t)ws[i].a, &sa);
+            if (ws[i].a)
+                token_with_sa((struct sat_flight *)(uintptr_t)ws[i].a, &sa);
         free(ws);
         rq_authn_outcome_free(&sa);
         return;
     }
     if (rc != RQ_SAT_HIT)
         rq_sat_unavailable(&sa, "out of memory");
+    else if (sa.verdict == RQ_AUTHN_ALLOW &&
+             rq_sat_cache_claim_refresh(f->ctx->cache, key, now, now + f->ctx->sa_cache_s))
+        revalidate(f->m, f->ctx, key, f->ns, f->name); /* stale: used now, read again */
     token_with_sa(f, &sa);
     rq_authn_outcome_free(&sa);
 }
@@ -376,6 +415,82 @@ void rq_sat_pool_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o)
         token_landed(f, o);
     }
     rq_auth_outcome_release(o); /* emptied above */
+}
+
+/* ---- attributes of a cached token ----------------------------------------------------------- */
+
+/* Starts a read of ns/name's annotations that nobody waits for (the next CONNECT gets them). */
+static void refresh_sa(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const uint8_t *key,
+                       const char *ns, const char *name, int64_t now)
+{
+    struct rq_sat_waiter none = {0, 0};
+    struct rq_authn_outcome o;
+    rq_authn_outcome_init(&o);
+    int rc = rq_sat_cache_begin(ctx->cache, key, now, &none, &o);
+    rq_authn_outcome_free(&o);
+    if (rc != RQ_SAT_LEAD)
+        return;
+    struct sat_flight *s = flight_new(FLIGHT_SA, ctx, m, key);
+    if (s) {
+        snprintf(s->ns, sizeof s->ns, "%s", ns);
+        snprintf(s->name, sizeof s->name, "%s", name);
+        return rq_sat_launch(s);
+    }
+    rq_sat_unavailable(&o, "out of memory");
+    size_t n = 0;
+    struct rq_sat_waiter *w = rq_sat_cache_land(ctx->cache, key, &o, 0, 0, &n);
+    for (size_t i = 0; i < n; i++)
+        if (w[i].a)
+            token_with_sa((struct sat_flight *)(uintptr_t)w[i].a, &o);
+    free(w);
+    rq_authn_outcome_free(&o);
+}
+
+/* A cached ALLOW keeps its token's verdict until exp, but its attributes follow the service
+ * account's annotations as cached now: an entry replaces them (a stale one, older than
+ * sa_cache_s, is also read again in the background: stale-while-revalidate), a cached 404 (the
+ * account is gone) denies, none starts a read and keeps the token's attributes this time. */
+static void fresh_attributes(struct rq_sat_method *m, struct rq_sat_ctx *ctx,
+                             struct rq_authn_outcome *o, int64_t now)
+{
+    static const char pre[] = "system:serviceaccount:";
+    const char *u = o->principal.username, *colon;
+    char ns[64], name[254];
+    uint8_t key[RQ_SAT_KEY];
+    if (!u || strncmp(u, pre, sizeof pre - 1) != 0 || !(colon = strchr(u + sizeof pre - 1, ':')) ||
+        (size_t)(colon - u) - (sizeof pre - 1) >= sizeof ns || strlen(colon + 1) >= sizeof name)
+        return;
+    snprintf(ns, sizeof ns, "%.*s", (int)(colon - u - (sizeof pre - 1)), u + sizeof pre - 1);
+    snprintf(name, sizeof name, "%s", colon + 1);
+    if (sa_key_of(ns, name, key) != 0)
+        return;
+    struct rq_authn_outcome sa;
+    rq_authn_outcome_init(&sa);
+    int rc = rq_sat_cache_get(ctx->cache, key, now, &sa);
+    if (rc == 0) {
+        refresh_sa(m, ctx, key, ns, name, now);
+    } else if (rc == 1 && sa.verdict == RQ_AUTHN_ALLOW) {
+        if (rq_sat_cache_claim_refresh(ctx->cache, key, now, now + ctx->sa_cache_s))
+            revalidate(m, ctx, key, ns, name);
+        struct rq_principal *p = &o->principal;
+        for (size_t i = 0; i < p->n_attrs; i++) {
+            free(p->keys[i]);
+            free(p->values[i]);
+        }
+        p->n_attrs = 0;
+        for (size_t i = 0; i < sa.principal.n_attrs; i++)
+            if (rq_principal_add_attr(p, sa.principal.keys[i], sa.principal.values[i]) != 0) {
+                rq_sat_unavailable(o, "out of memory");
+                break;
+            }
+    } else if (rc == 1) {
+        rq_authn_outcome_free(o);
+        rq_authn_outcome_init(o);
+        o->verdict = RQ_AUTHN_DENY;
+        o->reason = sa.reason >= 0x80 ? sa.reason : 0x87;
+        memcpy(o->why, sa.why, sizeof o->why);
+    }
+    rq_authn_outcome_free(&sa);
 }
 
 /* ---- the check ------------------------------------------------------------------------------ */
@@ -434,6 +549,8 @@ static void check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct 
         return rq_sat_unavailable(o, "hash failed");
     struct rq_sat_waiter self = {c->conn_id, at | (reauth ? REAUTH_BIT : 0)};
     int rc = rq_sat_cache_begin(ctx->cache, key, c->now, &self, o);
+    if (rc == RQ_SAT_HIT && o->verdict == RQ_AUTHN_ALLOW)
+        fresh_attributes(m, ctx, o, c->now);
     if (rc == RQ_SAT_HIT) {
         if (o->verdict == RQ_AUTHN_ALLOW)
             describe_allow(o, true);

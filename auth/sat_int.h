@@ -35,6 +35,7 @@ struct sat_flight {
     struct rq_authn_outcome o; /* FLIGHT_TOKEN: the review's ALLOW while the SA is read */
     bool unreachable;          /* FLIGHT_TOKEN: the API did not answer (transport, timeout, 5xx) */
     bool no_cache;             /* the answer is not cached (a local verification) */
+    bool refresh;              /* FLIGHT_SA: a stale-while-revalidate read nobody waits on */
     char path[300];            /* FLIGHT_JWKS: the JWKS path on the API server */
     char issuer[256];          /* FLIGHT_DISCOVERY / FLIGHT_JWKS: the discovery document's issuer */
     struct rq_jwks *keys;      /* FLIGHT_JWKS: the parsed answer until done() installs it */

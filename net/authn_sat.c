@@ -18,7 +18,6 @@
 #include "core/log.h"
 #include "net/post.h"
 
-#define SA_CACHE_S 60
 
 /* Published (atomic) once the pool runs; read by the shards' check(). */
 static struct rq_sat_ctx g_ctx;
@@ -83,7 +82,7 @@ static int pool_start(const struct rq_config *cfg, unsigned threads_override, ch
     if (atomic_load(&g_live))
         return 0;
     g_ctx = (struct rq_sat_ctx){
-        .negative_s = cfg->auth_negative_cache_s, .sa_cache_s = SA_CACHE_S, .deliver = deliver};
+        .negative_s = cfg->auth_negative_cache_s, .sa_cache_s = cfg->auth_sa_cache_s, .deliver = deliver};
     if (!(g_ctx.cache = rq_sat_cache_new(cfg->auth_cache_entries))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -103,9 +102,10 @@ static int pool_start(const struct rq_config *cfg, unsigned threads_override, ch
     atomic_store(&g_live, &g_ctx);
     rq_log(RQ_LOG_INFO, NULL,
            "ServiceAccountToken: authentication service pool %u thread%s, "
-           "maxPending %u, request timeout %u ms; cache %u entries, refusals kept %u s",
+           "maxPending %u, request timeout %u ms; cache %u entries, refusals kept %u s, "
+           "annotations %u s",
            pc.threads, pc.threads == 1 ? "" : "s", pc.max_pending, pc.request_timeout_ms,
-           cfg->auth_cache_entries, cfg->auth_negative_cache_s);
+           cfg->auth_cache_entries, cfg->auth_negative_cache_s, cfg->auth_sa_cache_s);
     return 0;
 }
 

@@ -67,16 +67,16 @@ SAT = ("  - method: ServiceAccountToken\n    serviceAccountTokenSettings:\n"
        "      audiences: [aio-internal, my-audience]\n")
 
 
-def broker_yaml(e, ports, kube=None, chain=""):
+def broker_yaml(e, ports, kube=None, chain="", auth=""):
     """kube: spec.ringmq.kubernetes keys over the defaults (an explicit kubeconfig, no
-    in-cluster directory); a value None drops the key."""
+    in-cluster directory); a value None drops the key. auth: more spec.ringmq.auth keys."""
     k = {"serviceAccountDir": os.path.join(e.dir, "no-such-dir"), "kubeconfig": e.kubeconfig}
     k.update(kube or {})
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\n"
          "metadata: {name: broker}\nspec:\n  diagnostics: {logs: {level: debug}}\n  ringmq:\n"
-         "    connectTimeoutSeconds: 10\n    auth: {requestTimeoutSeconds: 4}\n"
-         "    kubernetes:\n%s" % "".join("      %s: \"%s\"\n" % kv for kv in k.items()
-                                         if kv[1] is not None))
+         "    connectTimeoutSeconds: 10\n    auth: {requestTimeoutSeconds: 4%s}\n"
+         "    kubernetes:\n%s" % (auth, "".join("      %s: \"%s\"\n" % kv for kv in k.items()
+                                                 if kv[1] is not None)))
     y += ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\n"
           "metadata: {name: listeners}\nspec:\n  ports:\n"
           "  - {port: %(plain)d, bindAddress: 127.0.0.1}\n"
@@ -316,6 +316,47 @@ def service_account_read_once_for_many_tokens(b):
         e.api.mode = "ok"
     check_eq(e.api.count("tokenreview") - n_tr, 20, "TokenReviews for 20 distinct tokens")
     check_eq(e.api.count("sa") - n_sa, 1, "ServiceAccount reads for 20 pods of one account")
+
+
+@case(ringmq_only=ONLY)
+def cached_token_follows_annotation_changes():
+    """A token stays valid from the cache until exp, but its attributes follow the service
+    account's annotations (annotationCacheSeconds: 1): after a change, a reconnect with the same
+    token soon gets the new attributes without a new TokenReview; a deleted account denies."""
+    e = env()
+    e.api.add_sa(NS, "mutable", {"aio-broker-auth/level": "one"})
+    ports = {"plain": rq.free_port(), "sat": rq.free_port()}
+    b = rq.start_broker(broker_yaml(e, ports, auth=", annotationCacheSeconds: 1"))
+    b.ports = ports
+    try:
+        tok = e.token(name="mutable")
+        mark = b.log_mark()
+        c, ack = sat_connect(b, tok)
+        check_eq(ack.rc, 0, "first CONNACK")
+        expect_log(b, mark, r"attributes level=one", "first attributes")
+        c.close()
+        n = e.api.count("tokenreview")
+        e.api.sas[(NS, "mutable")]["annotations"] = {"aio-broker-auth/level": "two"}
+        deadline, seen = time.monotonic() + 15, False
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.5)
+            mark = b.log_mark()
+            c, ack = sat_connect(b, tok)
+            check_eq(ack.rc, 0, "CONNACK from the cache")
+            c.close()
+            seen = b.wait_log(r"attributes level=two; expires .* \(cached\)", mark, 2) is not None
+        check(seen, "the new annotation reaches a cached token (%d ServiceAccount reads)" % e.api.count("sa"))
+        check_eq(e.api.count("tokenreview"), n, "no TokenReview for the cached token")
+        e.api.delete_sa(NS, "mutable")
+        deadline, rc = time.monotonic() + 15, 0
+        while rc == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            c, ack = sat_connect(b, tok)
+            rc = ack.rc
+            c.close()
+        check_eq(rc, 0x87, "the account deleted: refused")
+    finally:
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
 
 
 @case(ringmq_only=ONLY)

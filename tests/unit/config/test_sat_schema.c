@@ -70,7 +70,8 @@ static void test_audiences(void)
 
 static void test_kubernetes_and_cache(void)
 {
-    struct rq_config *c = load(BROKER "    auth: {cacheEntries: 5, negativeCacheSeconds: 0}\n"
+    struct rq_config *c = load(BROKER "    auth: {cacheEntries: 5, negativeCacheSeconds: 0, "
+                                      "annotationCacheSeconds: 2}\n"
                                       "    kubernetes:\n"
                                       "      server: https://10.0.0.1:6443\n"
                                       "      certificateAuthority: /etc/k/ca.crt\n"
@@ -82,6 +83,7 @@ static void test_kubernetes_and_cache(void)
     if (c) {
         CHECK_EQ(c->auth_cache_entries, 5);
         CHECK_EQ(c->auth_negative_cache_s, 0);
+        CHECK_EQ(c->auth_sa_cache_s, 2);
         CHECK_STR(c->kube.server, "https://10.0.0.1:6443");
         CHECK_STR(c->kube.ca_file, "/etc/k/ca.crt");
         CHECK_STR(c->kube.token_file, "/etc/k/token");
@@ -94,6 +96,7 @@ static void test_kubernetes_and_cache(void)
     if (c) {
         CHECK_EQ(c->auth_cache_entries, 100000);
         CHECK_EQ(c->auth_negative_cache_s, 10);
+        CHECK_EQ(c->auth_sa_cache_s, 60);
         CHECK_STR(c->kube.server, "");
     }
     rq_config_free(c);
