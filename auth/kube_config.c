@@ -111,8 +111,8 @@ static int material(struct kc *c, yaml_node_t *map, const char *field, char **ds
     return 0;
 }
 
-static int read_user(struct kc *c, struct rq_kube *k, yaml_node_t *u, const char *uname,
-                     char *err, size_t errlen)
+static int read_user(struct kc *c, struct rq_kube *k, yaml_node_t *u, const char *uname, char *err,
+                     size_t errlen)
 {
     char path[512];
     if (material(c, u, "client-certificate", &k->cert, &k->cert_len, false, err, errlen) ||
@@ -129,7 +129,8 @@ static int read_user(struct kc *c, struct rq_kube *k, yaml_node_t *u, const char
         if (!(k->token_path = strdup(path)))
             return -1;
     }
-    if (!k->token && !k->token_path && !k->cert && (get(c, u, "exec") || get(c, u, "auth-provider"))) {
+    if (!k->token && !k->token_path && !k->cert &&
+        (get(c, u, "exec") || get(c, u, "auth-provider"))) {
         snprintf(err, errlen,
                  "kubeconfig %s: user '%s' gets its credentials from an exec or auth-provider "
                  "plugin, which ringmq does not run (give it a token, tokenFile or client "
@@ -140,11 +141,10 @@ static int read_user(struct kc *c, struct rq_kube *k, yaml_node_t *u, const char
     return 0;
 }
 
-static int read_context(struct kc *c, struct rq_kube *k, const char *want, char *err,
-                        size_t errlen)
+static int read_context(struct kc *c, struct rq_kube *k, const char *want, char *err, size_t errlen)
 {
-    const char *ctx = want[0] ? want : str(c, yaml_document_get_root_node(&c->doc),
-                                           "current-context");
+    const char *ctx =
+        want[0] ? want : str(c, yaml_document_get_root_node(&c->doc), "current-context");
     if (!ctx) {
         snprintf(err, errlen, "kubeconfig %s has no current-context", c->path);
         return -1;
@@ -158,8 +158,8 @@ static int read_context(struct kc *c, struct rq_kube *k, const char *want, char 
     yaml_node_t *cl = named(c, "clusters", cname, "cluster");
     const char *server = str(c, cl, "server");
     if (!cl || !server) {
-        snprintf(err, errlen, "kubeconfig %s: context '%s' names no cluster with a server",
-                 c->path, ctx);
+        snprintf(err, errlen, "kubeconfig %s: context '%s' names no cluster with a server", c->path,
+                 ctx);
         return -1;
     }
     if (!(k->server = strdup(server)) ||

@@ -18,6 +18,8 @@
 
 /* An ALLOW for a token without exp (legacy secret tokens) is kept this long. */
 #define NO_EXP_CACHE_S 60
+/* ServiceAccount annotations: kept (stale after annotationCacheSeconds) this long. */
+#define SA_KEEP_S 3600
 
 uint64_t rq_sat_requests(void)
 {
@@ -26,10 +28,14 @@ uint64_t rq_sat_requests(void)
 
 /* ---- the method state ------------------------------------------------------------------- */
 
-struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds, size_t n_auds)
+struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds, size_t n_auds,
+                                        bool local_fallback)
 {
     struct rq_sat_method *m = calloc(1, sizeof *m);
-    if (!m || !(m->auds = calloc(n_auds ? n_auds : 1, sizeof *m->auds))) {
+    if (!m || !(m->auds = calloc(n_auds ? n_auds : 1, sizeof *m->auds)) ||
+        (local_fallback && !(m->jw = rq_sat_jwks_new()))) {
+        if (m)
+            free(m->auds);
         free(m);
         return NULL;
     }
@@ -45,6 +51,11 @@ struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds,
     return m;
 }
 
+void rq_sat_method_start(struct rq_sat_method *m, struct rq_sat_ctx *ctx)
+{
+    rq_sat_jwks_maybe_refresh(m, ctx, (int64_t)time(NULL));
+}
+
 void rq_sat_method_ref(struct rq_sat_method *m)
 {
     atomic_fetch_add(&m->refs, 1);
@@ -57,6 +68,7 @@ void rq_sat_method_release(struct rq_sat_method *m)
     for (size_t i = 0; i < m->n_auds; i++)
         free(m->auds[i]);
     free(m->auds);
+    rq_sat_jwks_free(m->jw);
     rq_kube_release(m->kube);
     free(m);
 }
@@ -91,8 +103,7 @@ static int make_key(uint8_t out[RQ_SAT_KEY], const char *tag, char *const *parts
 
 /* ---- flights ------------------------------------------------------------------------------ */
 
-static struct sat_flight *flight_new(int kind, struct rq_sat_ctx *ctx, struct rq_sat_method *m,
-                                     const uint8_t key[RQ_SAT_KEY])
+struct sat_flight *rq_sat_flight_new(int kind, struct rq_sat_ctx *ctx, struct rq_sat_method *m)
 {
     struct sat_flight *f = calloc(1, sizeof *f);
     if (!f)
@@ -101,13 +112,22 @@ static struct sat_flight *flight_new(int kind, struct rq_sat_ctx *ctx, struct rq
     f->ctx = ctx;
     rq_sat_method_ref(m);
     f->m = m;
-    memcpy(f->key, key, RQ_SAT_KEY);
     rq_authn_outcome_init(&f->o);
     return f;
 }
 
-static void flight_free(struct sat_flight *f)
+static struct sat_flight *flight_new(int kind, struct rq_sat_ctx *ctx, struct rq_sat_method *m,
+                                     const uint8_t key[RQ_SAT_KEY])
 {
+    struct sat_flight *f = rq_sat_flight_new(kind, ctx, m);
+    if (f)
+        memcpy(f->key, key, RQ_SAT_KEY);
+    return f;
+}
+
+void rq_sat_flight_free(struct sat_flight *f)
+{
+    rq_jwks_free(f->keys);
     if (f->token) {
         explicit_bzero(f->token, f->token_len);
         free(f->token);
@@ -144,6 +164,16 @@ static int64_t keep_until(const struct rq_sat_ctx *ctx, const struct rq_authn_ou
     return 0; /* transport errors, RBAC, 5xx: never cached */
 }
 
+/* A waiter's b: its chain position, and this bit when it re-authenticates. */
+#define REAUTH_BIT (1ull << 63)
+
+void rq_sat_reauth_outcome(struct rq_authn_outcome *o)
+{
+    /* could not decide now (API unreachable, RBAC, busy): AUTH 0x18, the connection stays */
+    if (o->verdict == RQ_AUTHN_DENY && (o->reason == 0x88 || o->reason == 0x89))
+        o->verdict = RQ_AUTHN_NOT_RELEVANT;
+}
+
 /* Sends each waiter its own copy of o (the last one gets o itself). Consumes w and o. */
 static void deliver_all(struct rq_sat_ctx *ctx, struct rq_sat_waiter *w, size_t n,
                         struct rq_authn_outcome *o)
@@ -167,7 +197,10 @@ static void deliver_all(struct rq_sat_ctx *ctx, struct rq_sat_waiter *w, size_t 
             if (oom)
                 rq_sat_unavailable(&copy, "out of memory");
         }
-        ctx->deliver(w[i].a, (size_t)w[i].b, &copy);
+        bool reauth = (w[i].b & REAUTH_BIT) != 0;
+        if (reauth)
+            rq_sat_reauth_outcome(&copy);
+        ctx->deliver(w[i].a, (size_t)(w[i].b & ~REAUTH_BIT), reauth, &copy);
         rq_authn_outcome_free(&copy);
     }
     free(w);
@@ -180,12 +213,12 @@ static void token_landed(struct sat_flight *f, struct rq_authn_outcome *o)
     struct rq_sat_ctx *ctx = f->ctx;
     int64_t now = (int64_t)time(NULL);
     o->method = "ServiceAccountToken";
-    if (o->verdict == RQ_AUTHN_ALLOW)
+    if (o->verdict == RQ_AUTHN_ALLOW && !f->no_cache) /* local answers describe themselves */
         describe_allow(o, false);
     size_t n = 0;
     struct rq_sat_waiter *w = rq_sat_cache_land(ctx->cache, f->key, o, now,
-                                                keep_until(ctx, o, now), &n);
-    flight_free(f);
+                                                f->no_cache ? 0 : keep_until(ctx, o, now), &n);
+    rq_sat_flight_free(f);
     deliver_all(ctx, w, n, o);
 }
 
@@ -216,22 +249,36 @@ static void sa_landed(struct sat_flight *s, struct rq_authn_outcome *o)
 {
     struct rq_sat_ctx *ctx = s->ctx;
     int64_t now = (int64_t)time(NULL);
-    int64_t until = o->verdict == RQ_AUTHN_ALLOW ? now + ctx->sa_cache_s : keep_until(ctx, o, now);
+    /* annotations are fresh for sa_cache_s (principal.expiry holds that time) and kept
+     * SA_KEEP_S, stale: a cached token keeps its attributes while the API cannot be asked */
+    int64_t until = keep_until(ctx, o, now);
+    if (o->verdict == RQ_AUTHN_ALLOW) {
+        o->principal.expiry = now + ctx->sa_cache_s;
+        until = now + (ctx->sa_cache_s > SA_KEEP_S ? ctx->sa_cache_s : SA_KEEP_S);
+    }
+    if (s->refresh) {
+        if (until)
+            rq_sat_cache_put(ctx->cache, s->key, o, now, until);
+        rq_authn_outcome_free(o);
+        rq_sat_flight_free(s);
+        return;
+    }
     size_t n = 0;
     struct rq_sat_waiter *w = rq_sat_cache_land(ctx->cache, s->key, o, now, until, &n);
     for (size_t i = 0; i < n; i++)
-        token_with_sa((struct sat_flight *)(uintptr_t)w[i].a, o);
+        if (w[i].a) /* 0: a refresh nobody waits for (fresh_attributes) */
+            token_with_sa((struct sat_flight *)(uintptr_t)w[i].a, o);
     free(w);
     rq_authn_outcome_free(o);
-    flight_free(s);
+    rq_sat_flight_free(s);
 }
 
 /* Submits f's job; on failure f lands with Server unavailable / busy. */
-static void launch(struct sat_flight *f)
+void rq_sat_launch(struct sat_flight *f)
 {
     const char *why = "out of memory";
-    struct rq_auth_job *job = f->kind == FLIGHT_TOKEN ? rq_sat_job_review(f, &why)
-                                                      : rq_sat_job_sa(f, &why);
+    struct rq_auth_job *job =
+        f->kind == FLIGHT_TOKEN ? rq_sat_job_review(f, &why) : rq_sat_job_sa(f, &why);
     int rc = job ? rq_auth_pool_submit(f->ctx->pool, job, (uint64_t)(uintptr_t)f) : -ENOMEM;
     if (rc == 0)
         return;
@@ -239,32 +286,61 @@ static void launch(struct sat_flight *f)
         job->ops->free(job);
     struct rq_authn_outcome o;
     rq_authn_outcome_init(&o);
-    rq_sat_unavailable(&o, "%s", rc == -EBUSY      ? "too many authentication requests pending"
-                                 : rc == -ESHUTDOWN ? "the authentication service pool is stopping"
-                                                    : why);
+    rq_sat_unavailable(&o, "%s",
+                       rc == -EBUSY       ? "too many authentication requests pending"
+                       : rc == -ESHUTDOWN ? "the authentication service pool is stopping"
+                                          : why);
     if (rc == -EBUSY)
         o.reason = 0x89; /* Server busy; 3.1.1: return code 3 */
     if (f->kind == FLIGHT_TOKEN)
         token_landed(f, &o);
-    else
+    else if (f->kind == FLIGHT_SA)
         sa_landed(f, &o);
+    else {
+        rq_sat_jwks_landed(f, &o);
+        rq_authn_outcome_free(&o);
+    }
+}
+
+static int sa_key_of(const char *ns, const char *name, uint8_t key[RQ_SAT_KEY])
+{
+    char *parts[] = {(char *)ns};
+    return make_key(key, "sa", parts, 1, name, strlen(name));
+}
+
+static int sa_key(const struct sat_flight *f, uint8_t key[RQ_SAT_KEY])
+{
+    return sa_key_of(f->ns, f->name, key);
+}
+
+/* A read of ns/name's annotations that replaces their stale cached entry when it lands. */
+static void revalidate(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const uint8_t *key,
+                       const char *ns, const char *name)
+{
+    struct sat_flight *s = flight_new(FLIGHT_SA, ctx, m, key);
+    if (!s)
+        return;
+    s->refresh = true;
+    snprintf(s->ns, sizeof s->ns, "%s", ns);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    rq_sat_launch(s);
 }
 
 /* The review of f allowed (o): read (or wait for) its ServiceAccount's annotations. */
 static void need_sa(struct sat_flight *f, struct rq_authn_outcome *o)
 {
     uint8_t key[RQ_SAT_KEY];
-    char *parts[] = {f->ns};
     f->o = *o;
     rq_authn_outcome_init(o);
     struct rq_authn_outcome sa;
     rq_authn_outcome_init(&sa);
-    if (make_key(key, "sa", parts, 1, f->name, strlen(f->name)) != 0) {
+    if (sa_key(f, key) != 0) {
         rq_sat_unavailable(&sa, "hash failed");
         return token_with_sa(f, &sa);
     }
     struct rq_sat_waiter w = {(uint64_t)(uintptr_t)f, 0};
-    int rc = rq_sat_cache_begin(f->ctx->cache, key, (int64_t)time(NULL), &w, &sa);
+    int64_t now = (int64_t)time(NULL);
+    int rc = rq_sat_cache_begin(f->ctx->cache, key, now, &w, &sa);
     if (rc == RQ_SAT_JOINED)
         return;
     if (rc == RQ_SAT_LEAD) {
@@ -272,22 +348,52 @@ static void need_sa(struct sat_flight *f, struct rq_authn_outcome *o)
         if (s) {
             memcpy(s->ns, f->ns, sizeof s->ns);
             memcpy(s->name, f->name, sizeof s->name);
-            return launch(s);
+            return rq_sat_launch(s);
         }
         /* cannot run it: answer the flight (us and whoever joined) */
         rq_sat_unavailable(&sa, "out of memory");
         size_t n = 0;
         struct rq_sat_waiter *ws = rq_sat_cache_land(f->ctx->cache, key, &sa, 0, 0, &n);
         for (size_t i = 0; i < n; i++)
-            token_with_sa((struct sat_flight *)(uintptr_t)ws[i].a, &sa);
+            if (ws[i].a)
+                token_with_sa((struct sat_flight *)(uintptr_t)ws[i].a, &sa);
         free(ws);
         rq_authn_outcome_free(&sa);
         return;
     }
     if (rc != RQ_SAT_HIT)
         rq_sat_unavailable(&sa, "out of memory");
+    else if (sa.verdict == RQ_AUTHN_ALLOW &&
+             rq_sat_cache_claim_refresh(f->ctx->cache, key, now, now + f->ctx->sa_cache_s))
+        revalidate(f->m, f->ctx, key, f->ns, f->name); /* stale: used now, read again */
     token_with_sa(f, &sa);
     rq_authn_outcome_free(&sa);
+}
+
+/* TokenReview could not be reached and the method has localVerification: Fallback: the
+ * issuer's keys decide (never cached); attributes from the ServiceAccount's cached annotations
+ * when there are some. */
+static void local_fallback(struct sat_flight *f, struct rq_authn_outcome *o)
+{
+    if (!rq_sat_jwks_verify(f, o))
+        return; /* no keys: Server unavailable stays */
+    f->no_cache = true;
+    uint8_t key[RQ_SAT_KEY];
+    struct rq_authn_outcome sa;
+    rq_authn_outcome_init(&sa);
+    if (o->verdict == RQ_AUTHN_ALLOW && sa_key(f, key) == 0 &&
+        rq_sat_cache_get(f->ctx->cache, key, (int64_t)time(NULL), &sa) == 1 &&
+        sa.verdict == RQ_AUTHN_ALLOW)
+        for (size_t i = 0; i < sa.principal.n_attrs; i++)
+            if (rq_principal_add_attr(&o->principal, sa.principal.keys[i],
+                                      sa.principal.values[i]) != 0)
+                break;
+    rq_authn_outcome_free(&sa);
+    if (o->verdict == RQ_AUTHN_ALLOW) {
+        describe_allow(o, false);
+        size_t n = strnlen(o->why, sizeof o->why);
+        snprintf(o->why + n, sizeof o->why - n, " (verified locally: TokenReview unreachable)");
+    }
 }
 
 int rq_sat_pool_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o, bool last)
@@ -295,16 +401,99 @@ int rq_sat_pool_done(void *ctx, uint64_t tag, struct rq_authn_outcome *o, bool l
     (void)ctx;
     (void)last;
     struct sat_flight *f = (struct sat_flight *)(uintptr_t)tag;
-    if (o->verdict == RQ_AUTHN_NOT_RELEVANT) /* the pool's own failures: shutdown, start */
+    if (o->verdict == RQ_AUTHN_NOT_RELEVANT) { /* the pool's own failures: timeout, shutdown */
+        f->unreachable = true;
         rq_sat_unavailable(o, "%s", o->why[0] ? o->why : "request failed");
-    if (f->kind == FLIGHT_SA)
+    }
+    if (f->kind == FLIGHT_DISCOVERY || f->kind == FLIGHT_JWKS) {
+        rq_sat_jwks_landed(f, o);
+    } else if (f->kind == FLIGHT_SA) {
         sa_landed(f, o);
-    else if (o->verdict == RQ_AUTHN_ALLOW)
+    } else if (o->verdict == RQ_AUTHN_ALLOW) {
         need_sa(f, o);
-    else
+    } else {
+        if (f->unreachable && f->m->jw)
+            local_fallback(f, o);
         token_landed(f, o);
+    }
     rq_auth_outcome_release(o); /* emptied above */
     return 0;
+}
+
+/* ---- attributes of a cached token ----------------------------------------------------------- */
+
+/* Starts a read of ns/name's annotations that nobody waits for (the next CONNECT gets them). */
+static void refresh_sa(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const uint8_t *key,
+                       const char *ns, const char *name, int64_t now)
+{
+    struct rq_sat_waiter none = {0, 0};
+    struct rq_authn_outcome o;
+    rq_authn_outcome_init(&o);
+    int rc = rq_sat_cache_begin(ctx->cache, key, now, &none, &o);
+    rq_authn_outcome_free(&o);
+    if (rc != RQ_SAT_LEAD)
+        return;
+    struct sat_flight *s = flight_new(FLIGHT_SA, ctx, m, key);
+    if (s) {
+        snprintf(s->ns, sizeof s->ns, "%s", ns);
+        snprintf(s->name, sizeof s->name, "%s", name);
+        return rq_sat_launch(s);
+    }
+    rq_sat_unavailable(&o, "out of memory");
+    size_t n = 0;
+    struct rq_sat_waiter *w = rq_sat_cache_land(ctx->cache, key, &o, 0, 0, &n);
+    for (size_t i = 0; i < n; i++)
+        if (w[i].a)
+            token_with_sa((struct sat_flight *)(uintptr_t)w[i].a, &o);
+    free(w);
+    rq_authn_outcome_free(&o);
+}
+
+/* A cached ALLOW keeps its token's verdict until exp, but its attributes follow the service
+ * account's annotations as cached now: an entry replaces them (a stale one, older than
+ * sa_cache_s, is also read again in the background: stale-while-revalidate), a cached 404 (the
+ * account is gone) denies, none starts a read and keeps the token's attributes this time. */
+static void fresh_attributes(struct rq_sat_method *m, struct rq_sat_ctx *ctx,
+                             struct rq_authn_outcome *o, int64_t now)
+{
+    static const char pre[] = "system:serviceaccount:";
+    const char *u = o->principal.username, *colon;
+    char ns[64], name[254];
+    uint8_t key[RQ_SAT_KEY];
+    if (!u || strncmp(u, pre, sizeof pre - 1) != 0 || !(colon = strchr(u + sizeof pre - 1, ':')) ||
+        (size_t)(colon - u) - (sizeof pre - 1) >= sizeof ns || strlen(colon + 1) >= sizeof name)
+        return;
+    snprintf(ns, sizeof ns, "%.*s", (int)(colon - u - (sizeof pre - 1)), u + sizeof pre - 1);
+    snprintf(name, sizeof name, "%s", colon + 1);
+    if (sa_key_of(ns, name, key) != 0)
+        return;
+    struct rq_authn_outcome sa;
+    rq_authn_outcome_init(&sa);
+    int rc = rq_sat_cache_get(ctx->cache, key, now, &sa);
+    if (rc == 0) {
+        refresh_sa(m, ctx, key, ns, name, now);
+    } else if (rc == 1 && sa.verdict == RQ_AUTHN_ALLOW) {
+        if (rq_sat_cache_claim_refresh(ctx->cache, key, now, now + ctx->sa_cache_s))
+            revalidate(m, ctx, key, ns, name);
+        struct rq_principal *p = &o->principal;
+        for (size_t i = 0; i < p->n_attrs; i++) {
+            free(p->keys[i]);
+            free(p->values[i]);
+        }
+        p->n_attrs = 0;
+        for (size_t i = 0; i < sa.principal.n_attrs; i++)
+            if (rq_principal_add_attr(p, sa.principal.keys[i], sa.principal.values[i]) != 0) {
+                rq_sat_unavailable(o, "out of memory");
+                break;
+            }
+    } else if (rc == 1) {
+        rq_authn_outcome_free(o);
+        rq_authn_outcome_init(o);
+        o->verdict = RQ_AUTHN_DENY;
+        o->reason = sa.reason >= 0x80 ? sa.reason : 0x87;
+        memcpy(o->why, sa.why, sizeof o->why);
+    }
+    rq_authn_outcome_free(&sa);
 }
 
 /* ---- the check ------------------------------------------------------------------------------ */
@@ -322,10 +511,10 @@ static void lead(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const uint8_t 
         /* launch lands the flight itself when it cannot submit: then our own answer comes
          * through deliver like everybody's; the chain sees PENDING either way. */
         o->verdict = RQ_AUTHN_PENDING;
-        return launch(f);
+        return rq_sat_launch(f);
     }
     if (f)
-        flight_free(f);
+        rq_sat_flight_free(f);
     struct rq_authn_outcome err;
     rq_authn_outcome_init(&err);
     rq_sat_unavailable(&err, "out of memory");
@@ -340,8 +529,8 @@ static void lead(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const uint8_t 
     rq_sat_unavailable(o, "out of memory");
 }
 
-void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct rq_authn_creds *c,
-                  size_t at, struct rq_authn_outcome *o)
+static void check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct rq_authn_creds *c,
+                  size_t at, bool reauth, struct rq_authn_outcome *o)
 {
     const uint8_t *tok = NULL;
     size_t len = 0;
@@ -356,18 +545,21 @@ void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct 
     }
     if (!ctx || !ctx->pool)
         return rq_sat_unavailable(o, "the authentication service pool is not running");
+    if (m->jw)
+        rq_sat_jwks_maybe_refresh(m, ctx, c->now);
     uint8_t key[RQ_SAT_KEY];
     if (make_key(key, "token", m->auds, m->n_auds, tok, len) != 0)
         return rq_sat_unavailable(o, "hash failed");
-    struct rq_sat_waiter self = {c->conn_id, at};
+    struct rq_sat_waiter self = {c->conn_id, at | (reauth ? REAUTH_BIT : 0)};
     int rc = rq_sat_cache_begin(ctx->cache, key, c->now, &self, o);
     rq_stat_inc(rc == RQ_SAT_HIT ? RQ_ST_AUTH_CACHE_HIT : RQ_ST_AUTH_CACHE_MISS);
+    if (rc == RQ_SAT_HIT && o->verdict == RQ_AUTHN_ALLOW)
+        fresh_attributes(m, ctx, o, c->now);
     if (rc == RQ_SAT_HIT) {
         if (o->verdict == RQ_AUTHN_ALLOW)
             describe_allow(o, true);
         else
-            snprintf(o->why + strnlen(o->why, sizeof o->why - 12),
-                     12, " (cached)");
+            snprintf(o->why + strnlen(o->why, sizeof o->why - 12), 12, " (cached)");
     } else if (rc == RQ_SAT_JOINED) {
         o->verdict = RQ_AUTHN_PENDING;
     } else if (rc == RQ_SAT_LEAD) {
@@ -375,4 +567,12 @@ void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct 
     } else {
         rq_sat_unavailable(o, "out of memory");
     }
+}
+
+void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct rq_authn_creds *c,
+                  size_t at, bool reauth, struct rq_authn_outcome *o)
+{
+    check(m, ctx, c, at, reauth, o);
+    if (reauth)
+        rq_sat_reauth_outcome(o);
 }

@@ -34,6 +34,7 @@
 #include "auth/pool.h"
 #include "auth/sat_cache.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,21 +45,34 @@ struct rq_sat_ctx {
     struct rq_sat_cache *cache;
     uint32_t negative_s; /* a DENY stays cached this long (0: not cached) */
     uint32_t sa_cache_s; /* ServiceAccount annotations (default 60) */
-    /* Hands an answer to the connection conn that waits at chain position at; takes o's
-     * contents (o is left empty). Any pool thread. */
-    void (*deliver)(uint64_t conn, size_t at, struct rq_authn_outcome *o);
+    /* Hands an answer to the connection conn that waits at chain position at (reauth: for its
+     * re-authentication, already mapped by rq_sat_reauth_outcome); takes o's contents (o is
+     * left empty). Any pool thread. */
+    void (*deliver)(uint64_t conn, size_t at, bool reauth, struct rq_authn_outcome *o);
 };
 
 struct rq_sat_method;
 
-/* Copies the audiences and takes a reference on kube. NULL when out of memory. */
-struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds, size_t n_auds);
+/* Copies the audiences and takes a reference on kube. local_fallback: localVerification
+ * Fallback (the issuer's keys are fetched from the first check on, see sat_jwks.c; call
+ * rq_sat_method_start to fetch them at once). NULL when out of memory. */
+struct rq_sat_method *rq_sat_method_new(struct rq_kube *kube, char *const *auds, size_t n_auds,
+                                        bool local_fallback);
+/* Starts what the method fetches ahead (the issuer's keys with Fallback). Any thread. */
+void rq_sat_method_start(struct rq_sat_method *m, struct rq_sat_ctx *ctx);
 void rq_sat_method_release(struct rq_sat_method *m); /* NULL is fine; jobs keep their ref */
 
-/* The check for a CONNECT (or a re-authentication) at chain position `at`, see above. ctx NULL
- * or without a pool: DENY 0x88. */
+/* The check for a CONNECT (reauth false) or a v5 re-authentication (reauth true: the AUTH
+ * packet's method and data in c) at chain position `at`, see above. ctx NULL or without a
+ * pool: DENY 0x88. A re-authentication is checked exactly like a CONNECT (same cache and
+ * flights: a rotated token is a new key), except that its answers go through
+ * rq_sat_reauth_outcome, immediate or delivered. */
 void rq_sat_check(struct rq_sat_method *m, struct rq_sat_ctx *ctx, const struct rq_authn_creds *c,
-                  size_t at, struct rq_authn_outcome *o);
+                  size_t at, bool reauth, struct rq_authn_outcome *o);
+/* A re-authentication's view of an answer: Server unavailable / busy (0x88 / 0x89: the API
+ * could not be asked) becomes NOT_RELEVANT, which the re-authentication glue answers with AUTH
+ * 0x18 (the connection keeps its credentials); ALLOW and other DENYs stay. */
+void rq_sat_reauth_outcome(struct rq_authn_outcome *o);
 
 /* The pool's done() (ctx = the struct rq_sat_ctx). Always takes the outcome (returns 0): one
  * answer fans out to every connection of the flight through ctx->deliver, which waits briefly

@@ -14,7 +14,7 @@
 
 struct entry {
     uint8_t key[RQ_SAT_KEY];
-    struct entry *next;              /* bucket chain */
+    struct entry *next;                /* bucket chain */
     struct entry *lru_prev, *lru_next; /* results only; head = most recent */
     bool flight;
     /* result */
@@ -257,6 +257,46 @@ struct rq_sat_waiter *rq_sat_cache_land(struct rq_sat_cache *c, const uint8_t ke
     }
     pthread_mutex_unlock(&c->mu);
     return w;
+}
+
+void rq_sat_cache_put(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY],
+                      const struct rq_authn_outcome *o, int64_t now, int64_t until)
+{
+    if (until <= now)
+        return;
+    pthread_mutex_lock(&c->mu);
+    struct entry *e = *find(c, key);
+    struct entry *n = e && e->flight ? NULL : calloc(1, sizeof *n);
+    if (n) {
+        if (e)
+            drop_result(c, e);
+        memcpy(n->key, key, RQ_SAT_KEY);
+        n->flight = true; /* store() turns a flight into a result */
+        c->n_flights++;
+        if (store(c, n, o, until)) {
+            struct entry **b = bucket(c, key);
+            n->next = *b;
+            *b = n;
+        } else {
+            c->n_flights--;
+            free(n);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+bool rq_sat_cache_claim_refresh(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int64_t now,
+                                int64_t next)
+{
+    bool claimed = false;
+    pthread_mutex_lock(&c->mu);
+    struct entry *e = *find(c, key);
+    if (e && !e->flight && e->until > now && e->o.principal.expiry <= now) {
+        e->o.principal.expiry = next;
+        claimed = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return claimed;
 }
 
 size_t rq_sat_cache_results(struct rq_sat_cache *c)

@@ -13,6 +13,7 @@
 
 #include "auth/authn.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,16 @@ int rq_sat_cache_get(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int6
 struct rq_sat_waiter *rq_sat_cache_land(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY],
                                         const struct rq_authn_outcome *o, int64_t now,
                                         int64_t until, size_t *n);
+
+/* Stores a copy of o under key until `until`, replacing a result; nothing when a flight holds
+ * the key (its landing decides) or until <= now. For refreshes nobody waits on. */
+void rq_sat_cache_put(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY],
+                      const struct rq_authn_outcome *o, int64_t now, int64_t until);
+/* Stale-while-revalidate: a live result whose principal.expiry (used as "fresh until") is <=
+ * now gets principal.expiry = next and true is returned (the caller refreshes it, once);
+ * false otherwise. */
+bool rq_sat_cache_claim_refresh(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int64_t now,
+                                int64_t next);
 
 size_t rq_sat_cache_results(struct rq_sat_cache *c);
 size_t rq_sat_cache_flights(struct rq_sat_cache *c);

@@ -17,9 +17,9 @@ _Atomic uint64_t rq_sat_n_requests;
 
 struct sat_job {
     struct rq_auth_job base;
-    struct sat_flight *f; /* not owned: done() gets it through the tag */
+    struct sat_flight *f;    /* not owned: done() gets it through the tag */
     struct rq_sat_method *m; /* a reference (the TLS blobs live in m->kube) */
-    char *body; /* TokenReview: holds the token; wiped */
+    char *body;              /* TokenReview: holds the token; wiped */
     size_t body_len;
     struct curl_slist *headers; /* holds the broker's bearer token; wiped */
     char *resp;
@@ -67,8 +67,7 @@ static void log_rbac(long status, const char *what)
            "tokenreviews.authentication.k8s.io) and allow get on serviceaccounts; new "
            "ServiceAccountToken clients are refused with Server unavailable meanwhile",
            status,
-           status == 401 ? "its credentials (token or client certificate) are not accepted"
-                         : what);
+           status == 401 ? "its credentials (token or client certificate) are not accepted" : what);
 }
 
 /* ---- the transfer ---------------------------------------------------------------------- */
@@ -103,9 +102,13 @@ static int job_start(struct rq_auth_job *base, CURL *e, char *why, size_t whylen
     char path[400];
     if (j->f->kind == FLIGHT_TOKEN)
         snprintf(path, sizeof path, "%s", REVIEW_PATH);
-    else
+    else if (j->f->kind == FLIGHT_SA)
         snprintf(path, sizeof path, "/api/v1/namespaces/%s/serviceaccounts/%s", j->f->ns,
                  j->f->name);
+    else if (j->f->kind == FLIGHT_DISCOVERY)
+        snprintf(path, sizeof path, "/.well-known/openid-configuration");
+    else
+        snprintf(path, sizeof path, "%s", j->f->path);
     if (rq_kube_request(j->m->kube, e, path, &j->headers, why, whylen) != 0)
         return -1;
     CURLcode rc = CURLE_OK;
@@ -162,8 +165,7 @@ static void review_answer(struct sat_job *j, struct rq_authn_outcome *o)
                             &why) != 0)
         return rq_sat_unavailable(o, "TokenReview: %s", why);
     if (r.error[0] || !r.authenticated)
-        return denied(o, "TokenReview: not authenticated%s%s", r.error[0] ? ": " : "",
-                      r.error);
+        return denied(o, "TokenReview: not authenticated%s%s", r.error[0] ? ": " : "", r.error);
     if (!r.audience_ok)
         return denied(o, "TokenReview: the token is not for any of the audiences %s%s",
                       f->m->auds[0], f->m->n_auds > 1 ? ", ..." : "");
@@ -196,22 +198,34 @@ static void sa_answer(struct sat_job *j, struct rq_authn_outcome *o)
 static void job_finish(struct rq_auth_job *base, CURL *e, CURLcode rc, struct rq_authn_outcome *o)
 {
     struct sat_job *j = (struct sat_job *)base;
-    bool review = j->f->kind == FLIGHT_TOKEN;
-    const char *what = review ? "TokenReview" : "ServiceAccount read";
+    int kind = j->f->kind;
+    bool review = kind == FLIGHT_TOKEN;
+    const char *what = review                ? "TokenReview"
+                       : kind == FLIGHT_SA   ? "ServiceAccount read"
+                       : kind == FLIGHT_JWKS ? "JWKS read"
+                                             : "OIDC discovery read";
     wipe(j);
     o->method = "ServiceAccountToken";
-    if (rc != CURLE_OK) {
-        rq_stats_auth_http(RQ_AUTH_SRV_KUBERNETES, 0);
-        return transport_failed(j, rc, what, o);
-    }
     long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    rq_stats_auth_http(RQ_AUTH_SRV_KUBERNETES, status);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    if (review && (rc != CURLE_OK || status >= 500))
+        j->f->unreachable = true; /* localVerification: Fallback may decide */
+    rq_stats_auth_http(RQ_AUTH_SRV_KUBERNETES, rc == CURLE_OK ? status : 0);
+    if (rc != CURLE_OK)
+        return transport_failed(j, rc, what, o);
+    if (kind == FLIGHT_DISCOVERY || kind == FLIGHT_JWKS) {
+        if (status == 200)
+            return rq_sat_jwks_answer(j->f, j->resp ? j->resp : "", j->resp_len, o);
+        return rq_sat_unavailable(o, "%s: HTTP %ld", what, status);
+    }
     if (status == 401 || status == 403) {
         log_rbac(status, review ? "it may not create tokenreviews.authentication.k8s.io"
                                 : "it may not get serviceaccounts");
-        return rq_sat_unavailable(o, "%s: the Kubernetes API refused the broker (HTTP %ld; "
-                                     "missing RBAC, see the error log)", what, status);
+        return rq_sat_unavailable(o,
+                                  "%s: the Kubernetes API refused the broker (HTTP %ld; "
+                                  "missing RBAC, see the error log)",
+                                  what, status);
     }
     if (!review && status == 404)
         return denied(o, "the service account %s/%s does not exist", j->f->ns, j->f->name);
@@ -257,8 +271,8 @@ struct rq_auth_job *rq_sat_job_review(struct sat_flight *f, const char **why)
     struct sat_job *j = job_new(f, why);
     if (!j)
         return NULL;
-    j->body = rq_sat_review_body((const uint8_t *)f->token, f->token_len, f->m->auds,
-                                 f->m->n_auds, &j->body_len);
+    j->body = rq_sat_review_body((const uint8_t *)f->token, f->token_len, f->m->auds, f->m->n_auds,
+                                 &j->body_len);
     if (!j->body) {
         job_free(&j->base);
         *why = "out of memory";

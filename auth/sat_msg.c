@@ -165,8 +165,7 @@ static int add_annotations(const cJSON *ann, const char *pre, bool skip_dupes,
     const cJSON *a;
     cJSON_ArrayForEach(a, ann)
     {
-        if (!cJSON_IsString(a) || !a->string || strncmp(a->string, pre, pl) != 0 ||
-            !a->string[pl])
+        if (!cJSON_IsString(a) || !a->string || strncmp(a->string, pre, pl) != 0 || !a->string[pl])
             continue;
         if (skip_dupes && rq_principal_attr(p, a->string + pl))
             continue;

@@ -55,6 +55,10 @@ struct rb_opts {
     uint16_t keepalive;
     const char *username, *password;  /* CONNECT credentials (every connection) */
     const char *auth_method, *auth_data; /* MQTT 5 enhanced authentication in CONNECT */
+    /* --auth-data-file: one Authentication Data per line; connection idx uses line idx % n
+     * (a storm with distinct credentials, e.g. one SAT per client: a cold cache) */
+    char **auth_datas;
+    unsigned n_auth_datas;
     const char *json_path;
     const char *label;
     bool quiet;

@@ -255,15 +255,16 @@ static int send_connect(struct rb_worker *w, struct rb_conn *c)
                                                    (uint32_t)strlen(o->auth_method)};
         }
         if (o->auth_data) {
+            const char *d = o->n_auth_datas ? o->auth_datas[c->idx % o->n_auth_datas]
+                                            : o->auth_data;
             cc.props.present |= RQ_PROP_BIT(RQ_PROP_AUTH_DATA);
-            cc.props.auth_data = (struct rq_str){(const uint8_t *)o->auth_data,
-                                                 (uint32_t)strlen(o->auth_data)};
+            cc.props.auth_data = (struct rq_str){(const uint8_t *)d, (uint32_t)strlen(d)};
         }
     }
     size_t need = 128 + (o->username ? strlen(o->username) : 0) +
                   (o->password ? strlen(o->password) : 0) +
                   (o->auth_method ? strlen(o->auth_method) : 0) +
-                  (o->auth_data ? strlen(o->auth_data) : 0);
+                  (o->auth_data ? strlen(o->auth_data) : 0) + 16384;
     if (out_reserve(c, need) || rq_codec_encode_connect(&c->out, &cc)) {
         conn_fail(w, c, "encode CONNECT", ENOMEM);
         return -1;

@@ -50,6 +50,7 @@ static void usage(FILE *f)
         "protocol: --mqtt 4|5 (3.1.1 or 5.0; 3 = 3.1)  --qos 0|1|2  --size PAYLOAD_BYTES (>= 24)\n"
         "          --inflight N (QoS 1/2 window per publisher, 100)\n"
         "          --username U --password P  --auth-method M --auth-data D (MQTT 5)\n"
+        "          --auth-data-file F (one Authentication Data per line, connection i: line i%n)\n"
         "tls:      --tls (every connection)  --cafile CA.pem (verify the broker; without it, no\n"
         "          verification)  --cert CERT.pem --key KEY.pem (client certificate)\n"
         "          --tls-version 1.2|1.3 (default: either, 1.3 when both ends have it)\n"
@@ -144,13 +145,42 @@ static void check_tls(struct rb_opts *o)
     }
 }
 
+/* --auth-data-file: every non-empty line (without its newline); exits on error. */
+static void load_lines(const char *path, struct rb_opts *o)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while (f && (n = getline(&line, &cap, f)) > 0) {
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (!n)
+            continue;
+        char **a = realloc(o->auth_datas, (o->n_auth_datas + 1) * sizeof *a);
+        if (!a || !(a[o->n_auth_datas] = strdup(line))) {
+            fprintf(stderr, "ringbench: out of memory\n");
+            exit(2);
+        }
+        o->auth_datas = a;
+        o->n_auth_datas++;
+    }
+    free(line);
+    if (!f || !o->n_auth_datas) {
+        fprintf(stderr, "ringbench: --auth-data-file %s: %s\n", path,
+                f ? "no lines" : strerror(errno));
+        exit(2);
+    }
+    fclose(f);
+}
+
 static void parse(int argc, char **argv, struct rb_opts *o)
 {
     enum { O_HOST = 256, O_PORT, O_PID, O_MQTT, O_QOS, O_SIZE, O_PUBS, O_SUBS, O_PATTERN,
            O_RATE, O_MAX, O_CONNECT, O_DUR, O_WARM, O_DRAIN, O_THREADS, O_INFL, O_WIN,
            O_TRIALS, O_PROBE, O_SLO, O_CONC, O_HOLD, O_TICK, O_TIMEOUT, O_KA, O_JSON, O_LABEL,
-           O_QUIET, O_CHECK, O_TLS, O_USER, O_PASS, O_AMETH, O_ADATA, O_CAFILE, O_CERT, O_KEY,
-           O_TLSVER, O_SNI, O_CTOPICS, O_HELP };
+           O_QUIET, O_CHECK, O_TLS, O_USER, O_PASS, O_AMETH, O_ADATA, O_ADFILE, O_CAFILE,
+           O_CERT, O_KEY, O_TLSVER, O_SNI, O_CTOPICS, O_HELP };
     static const struct option lo[] = {
         {"host", 1, 0, O_HOST}, {"port", 1, 0, O_PORT}, {"pid", 1, 0, O_PID},
         {"mqtt", 1, 0, O_MQTT}, {"qos", 1, 0, O_QOS}, {"size", 1, 0, O_SIZE},
@@ -163,7 +193,8 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         {"timeout", 1, 0, O_TIMEOUT}, {"keepalive", 1, 0, O_KA}, {"json", 1, 0, O_JSON},
         {"label", 1, 0, O_LABEL}, {"quiet", 0, 0, O_QUIET}, {"check", 0, 0, O_CHECK},
         {"tls", 0, 0, O_TLS}, {"username", 1, 0, O_USER}, {"password", 1, 0, O_PASS},
-        {"auth-method", 1, 0, O_AMETH}, {"auth-data", 1, 0, O_ADATA}, {"cafile", 1, 0, O_CAFILE},
+        {"auth-method", 1, 0, O_AMETH}, {"auth-data", 1, 0, O_ADATA}, {"auth-data-file", 1, 0, O_ADFILE},
+        {"cafile", 1, 0, O_CAFILE},
         {"cert", 1, 0, O_CERT}, {"key", 1, 0, O_KEY}, {"tls-version", 1, 0, O_TLSVER},
         {"sni", 1, 0, O_SNI}, {"client-topics", 0, 0, O_CTOPICS}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0},
@@ -223,6 +254,11 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         case O_PASS: o->password = optarg; break;
         case O_AMETH: o->auth_method = optarg; break;
         case O_ADATA: o->auth_data = optarg; break;
+        case O_ADFILE:
+            load_lines(optarg, o);
+            if (!o->auth_data)
+                o->auth_data = o->auth_datas[0];
+            break;
         case 'h': case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }

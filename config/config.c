@@ -51,6 +51,7 @@ static struct rq_config *config_new(const char *source)
     c->auth_request_timeout_ms = 5000;
     c->auth_cache_entries = 100000;
     c->auth_negative_cache_s = 10;
+    c->auth_sa_cache_s = 60;
     c->preconnect_conns = 10000;
     c->preconnect_bytes = 64u << 20;
     c->log_json = false;

@@ -279,6 +279,7 @@ struct rq_config {
      * again, default 10 (0 = not cached). */
     uint32_t auth_cache_entries;
     uint32_t auth_negative_cache_s;
+    uint32_t auth_sa_cache_s; /* annotationCacheSeconds: ServiceAccount annotations, default 60 */
     struct rq_kube_cfg kube; /* spec.ringmq.kubernetes */
     /* preConnectLimit: what peers that have not completed CONNECT may hold, all shards
      * together. connections: accepted and not yet past CONNECT (more are closed at accept);

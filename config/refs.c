@@ -236,8 +236,7 @@ static struct rq_pos method_pos(const struct rq_ld *ld, size_t authn, size_t met
 }
 
 /* The BrokerAuthentication exists, and ringmq builds each of its methods for this port: X509
- * needs TLS on the port; Custom and ServiceAccountToken need nothing of the port (SAT's local
- * JWKS verification is not built yet). */
+ * needs TLS on the port; Custom and ServiceAccountToken need nothing of the port. */
 static int check_port_authn(struct rq_ld *ld, const struct rq_ref *r)
 {
     const struct rq_config *c = ld->cfg;
@@ -251,17 +250,8 @@ static int check_port_authn(struct rq_ld *ld, const struct rq_ref *r)
     for (size_t i = 0; i < a->n_methods; i++) {
         struct rq_pos at = method_pos(ld, (size_t)(a - c->authns), i);
         int kind = a->methods[i].kind;
-        if (kind == RQ_AUTHN_CUSTOM)
+        if (kind == RQ_AUTHN_CUSTOM || kind == RQ_AUTHN_SAT)
             continue;
-        if (kind == RQ_AUTHN_SAT) {
-            if (a->methods[i].sat.local_verification == RQ_SAT_LOCAL_FALLBACK)
-                return rq_walk_error_pos(ld, at,
-                                         "ServiceAccountToken localVerification: Fallback is not "
-                                         "built yet (BrokerAuthentication '%s', port %u); use "
-                                         "Disabled",
-                                         a->name, port->port);
-            continue;
-        }
         if (port->tls.mode == RQ_TLS_NONE)
             return rq_walk_error_pos(ld, r->pos,
                                      "X509 authentication requires tls on port %u "

@@ -75,6 +75,7 @@ static const struct rq_field auth_fields[] = {
     CUSTOM("requestTimeoutSeconds", set_auth_timeout),
     UINT("cacheEntries", auth_cache_entries, 1, 10000000),
     UINT("negativeCacheSeconds", auth_negative_cache_s, 0, 3600),
+    UINT("annotationCacheSeconds", auth_sa_cache_s, 1, 3600),
     END,
 };
 

@@ -18,7 +18,6 @@
 #include "core/log.h"
 #include "net/post.h"
 
-#define SA_CACHE_S 60
 
 /* Published (atomic) once the pool runs; read by the shards' check(). */
 static struct rq_sat_ctx g_ctx;
@@ -37,21 +36,9 @@ uint64_t rq_authn_sat_dropped(void)
     return atomic_load(&g_dropped);
 }
 
-/* A waiter's `at` (opaque to auth/sat.c) is the method's chain index, with this bit set when it
- * waits for a re-authentication (MQTT v5 AUTH 0x19) rather than a CONNECT. */
-#define AT_REAUTH ((size_t)1 << (sizeof(size_t) * 8 - 1))
-
-/* A re-authentication the API could not decide (unreachable, slow, RBAC, busy: DENY 0x88 /
- * 0x89 for a CONNECT) is "not decided now": AUTH 0x18, the connection keeps its credentials
- * (auth/authn.h, Re-authentication). */
-static void reauth_settle(struct rq_authn_outcome *o)
-{
-    if (o->verdict == RQ_AUTHN_DENY && (o->reason == 0x88 || o->reason == 0x89))
-        o->verdict = RQ_AUTHN_NOT_RELEVANT;
-}
-
-/* Pool thread: the answer for one waiting connection (o's contents move into the reply). */
-static void deliver(uint64_t conn, size_t at, struct rq_authn_outcome *o)
+/* Pool thread: the answer for one waiting connection (o's contents move into the reply).
+ * reauth: the answer is for the connection's re-authentication (auth/authn.h). */
+static void deliver(uint64_t conn, size_t at, bool reauth, struct rq_authn_outcome *o)
 {
     struct rq_authn_reply *r = malloc(sizeof *r);
     if (!r) {
@@ -59,10 +46,8 @@ static void deliver(uint64_t conn, size_t at, struct rq_authn_outcome *o)
         return;
     }
     r->conn = conn;
-    r->reauth = (at & AT_REAUTH) != 0;
-    if (r->reauth)
-        reauth_settle(o);
-    r->pending_at = at & ~AT_REAUTH;
+    r->reauth = reauth;
+    r->pending_at = at;
     r->o = *o;
     rq_authn_outcome_init(o);
     /* A full inbox drains quickly: retry briefly, never forever. */
@@ -95,9 +80,8 @@ static int pool_start(const struct rq_config *cfg, unsigned threads_override, ch
 {
     if (atomic_load(&g_live))
         return 0;
-    g_ctx = (struct rq_sat_ctx){.negative_s = cfg->auth_negative_cache_s,
-                                .sa_cache_s = SA_CACHE_S,
-                                .deliver = deliver};
+    g_ctx = (struct rq_sat_ctx){
+        .negative_s = cfg->auth_negative_cache_s, .sa_cache_s = cfg->auth_sa_cache_s, .deliver = deliver};
     if (!(g_ctx.cache = rq_sat_cache_new(cfg->auth_cache_entries))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -115,10 +99,12 @@ static int pool_start(const struct rq_config *cfg, unsigned threads_override, ch
         return -1;
     }
     atomic_store(&g_live, &g_ctx);
-    rq_log(RQ_LOG_INFO, NULL, "ServiceAccountToken: authentication service pool %u thread%s, "
-           "maxPending %u, request timeout %u ms; cache %u entries, refusals kept %u s",
+    rq_log(RQ_LOG_INFO, NULL,
+           "ServiceAccountToken: authentication service pool %u thread%s, "
+           "maxPending %u, request timeout %u ms; cache %u entries, refusals kept %u s, "
+           "annotations %u s",
            pc.threads, pc.threads == 1 ? "" : "s", pc.max_pending, pc.request_timeout_ms,
-           cfg->auth_cache_entries, cfg->auth_negative_cache_s);
+           cfg->auth_cache_entries, cfg->auth_negative_cache_s, cfg->auth_sa_cache_s);
     return 0;
 }
 
@@ -161,15 +147,10 @@ void rq_authn_sat_pool_free(void)
     g_kube = NULL;
 }
 
-static void sat_check(const void *state, const struct rq_authn_creds *c,
-                      struct rq_authn_outcome *o)
+static void sat_check(const void *state, const struct rq_authn_creds *c, struct rq_authn_outcome *o)
 {
     const struct sat_state *s = state;
-    /* A re-authentication reviews the AUTH packet's token like a CONNECT's (a cached answer
-     * for the same token is as good: it holds until the token's exp). */
-    rq_sat_check(s->m, atomic_load(&g_live), c, s->index | (c->reauth ? AT_REAUTH : 0), o);
-    if (c->reauth)
-        reauth_settle(o);
+    rq_sat_check(s->m, atomic_load(&g_live), c, s->index, c->reauth, o);
 }
 
 static void sat_free(void *state)
@@ -194,15 +175,27 @@ int rq_authn_sat_add(struct rq_authn_chain *ch, const struct rq_authn_sat *s, ch
         return -1;
     }
     struct sat_state *st = calloc(1, sizeof *st);
-    if (!st || !(st->m = rq_sat_method_new(g_kube, s->audiences, s->n_audiences))) {
+    bool fallback = s->local_verification == RQ_SAT_LOCAL_FALLBACK;
+    if (!st || !(st->m = rq_sat_method_new(g_kube, s->audiences, s->n_audiences, fallback))) {
         free(st);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     st->index = rq_authn_chain_len(ch);
+    struct rq_sat_method *m = st->m;
     if (rq_authn_chain_add_reauth(ch, &sat_ops, st) != 0) { /* frees st */
         snprintf(err, errlen, "out of memory");
         return -1;
+    }
+    if (fallback) {
+        static _Atomic int warned;
+        if (!atomic_exchange(&warned, 1))
+            rq_log(RQ_LOG_WARN, NULL,
+                   "ServiceAccountToken localVerification: Fallback: while "
+                   "TokenReview cannot be reached, tokens are verified with the issuer's keys "
+                   "(JWKS); a token verified so may belong to a deleted Pod or ServiceAccount "
+                   "until its exp");
+        rq_sat_method_start(m, atomic_load(&g_live));
     }
     return 0;
 }

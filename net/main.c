@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "net/authn_custom.h"
 #include "net/authn_sat.h"
+#include "auth/kube.h"
 #include "net/gen.h"
 #include "net/http.h"
 #include "net/metrics.h"
@@ -336,6 +337,18 @@ static struct rq_config *load_config(const struct opts *o, int *rc)
                         "(or pass -p PORT)\n", cfg->source);
         rq_config_free(cfg);
         return NULL;
+    }
+    if (o->check && rq_authn_sat_needed(cfg)) {
+        /* ServiceAccountToken: the Kubernetes API source is part of the configuration */
+        struct rq_kube *k = rq_kube_resolve(&cfg->kube, err, sizeof err);
+        if (!k) {
+            fprintf(stderr, "%s: %s\n", cfg->source, err);
+            rq_config_free(cfg);
+            return NULL;
+        }
+        printf("%s: ServiceAccountToken: Kubernetes API from %s\n", cfg->source,
+               rq_kube_describe(k));
+        rq_kube_release(k);
     }
     if (o->check) {
         printf("%s: configuration is valid (%zu port%s)\n", cfg->source, cfg->n_ports,

@@ -2,7 +2,7 @@
  *
  * Input layout: byte 0 = mode (low 2 bits); the rest is the data.
  *  mode 0: a TokenReview answer. Checked: parsing never crashes; on success the texts are
- *          NUL-terminated within their arrays, error is printable ASCII (escaped), and a
+ *          NUL-terminated within their arrays, error holds no control character (escaped), and a
  *          service account name came with a namespace and a name.
  *  mode 1: a ServiceAccount answer. Every attribute it gives is a non-empty name with a value,
  *          and parsing never crashes or leaks.
@@ -23,13 +23,14 @@
             abort();                                                                               \
     } while (0)
 
+/* NUL-terminated within max, no C0 control or DEL (escaped text may keep valid UTF-8). */
 static bool printable(const char *s, size_t max)
 {
     size_t n = strnlen(s, max);
     if (n == max)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (s[i] < 0x20 || s[i] > 0x7e)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return false;
     return true;
 }
@@ -76,8 +77,8 @@ static void token(const uint8_t *d, size_t n)
     if (!body)
         return;
     cJSON *root = cJSON_ParseWithLength(body, blen);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(root, "spec"), "token");
+    const cJSON *t =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "spec"), "token");
     ENSURE(cJSON_IsString(t) && strlen(t->valuestring) == n && memcmp(t->valuestring, d, n) == 0);
     cJSON_Delete(root);
     free(body);

@@ -5,8 +5,8 @@ answers in the real shapes): v5 K8S-SAT method and v3.1.1 K8S-SAT user name, wro
 expired token, unknown service account, attributes from annotations (legacy prefix too), expiry
 disconnect without DISCONNECT and with the will, API down (0x88 for new tokens, cached ones
 still connect), RBAC 403 (0x88 and the log line), single flight (100 CONNECTs with one token ->
-1 TokenReview), negative cache, kubeconfig and in-cluster sources, no source at all, and the
-chain order with Custom and X509 on one port. The tokens never reach the log. ringmq only."""
+1 TokenReview), negative cache, kubeconfig and in-cluster sources, no source at all, the
+chain order with Custom and X509 on one port, and the JWKS fallback while the API is down. The tokens never reach the log. ringmq only."""
 
 import os
 import subprocess
@@ -67,16 +67,16 @@ SAT = ("  - method: ServiceAccountToken\n    serviceAccountTokenSettings:\n"
        "      audiences: [aio-internal, my-audience]\n")
 
 
-def broker_yaml(e, ports, kube=None, chain=""):
+def broker_yaml(e, ports, kube=None, chain="", auth=""):
     """kube: spec.ringmq.kubernetes keys over the defaults (an explicit kubeconfig, no
-    in-cluster directory); a value None drops the key."""
+    in-cluster directory); a value None drops the key. auth: more spec.ringmq.auth keys."""
     k = {"serviceAccountDir": os.path.join(e.dir, "no-such-dir"), "kubeconfig": e.kubeconfig}
     k.update(kube or {})
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\n"
          "metadata: {name: broker}\nspec:\n  diagnostics: {logs: {level: debug}}\n  ringmq:\n"
-         "    connectTimeoutSeconds: 10\n    auth: {requestTimeoutSeconds: 4}\n"
-         "    kubernetes:\n%s" % "".join("      %s: \"%s\"\n" % kv for kv in k.items()
-                                         if kv[1] is not None))
+         "    connectTimeoutSeconds: 10\n    auth: {requestTimeoutSeconds: 4%s}\n"
+         "    kubernetes:\n%s" % (auth, "".join("      %s: \"%s\"\n" % kv for kv in k.items()
+                                                 if kv[1] is not None)))
     y += ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\n"
           "metadata: {name: listeners}\nspec:\n  ports:\n"
           "  - {port: %(plain)d, bindAddress: 127.0.0.1}\n"
@@ -233,6 +233,21 @@ def api_down_new_tokens_unavailable_cached_connect(b):
 
 
 @case(ringmq_only=ONLY)
+def api_too_slow_is_server_unavailable(b):
+    """An API server slower than requestTimeoutSeconds (4): 0x88, never an allow."""
+    e = env()
+    e.api.mode = "slow:7"
+    try:
+        mark = b.log_mark()
+        c, ack = sat_connect(b, e.token())
+        check_eq(ack.rc, 0x88, "CONNACK when the TokenReview times out")
+        expect_log(b, mark, r"ServiceAccountToken\): TokenReview: Kubernetes API unreachable: "
+                   r"Timeout", "timeout log")
+    finally:
+        e.api.mode = "ok"
+
+
+@case(ringmq_only=ONLY)
 def rbac_forbidden(b):
     e = env()
     e.api.mode = "403"
@@ -277,6 +292,74 @@ def single_flight_100_connects_one_review(b):
 
 
 @case(ringmq_only=ONLY)
+def service_account_read_once_for_many_tokens(b):
+    """20 pods of one service account (20 distinct tokens) connecting at once: 20 TokenReviews,
+    one ServiceAccount read (single flight + the 60 s annotation cache)."""
+    e = env()
+    e.api.add_sa(NS, "fleet", {"aio-broker-auth/role": "sensor"})
+    toks = [e.token(name="fleet") for _ in range(20)]
+    n_tr, n_sa = e.api.count("tokenreview"), e.api.count("sa")
+    e.api.mode = "slow:0.5"
+    try:
+        cs = []
+        for i, t in enumerate(toks):
+            c = rq.RawClient(b.ports["sat"], version=5, timeout=30.0)
+            c.send_connect(client_id="fleet-%d" % i,
+                           props={"authentication_method": "K8S-SAT",
+                                  "authentication_data": t.encode()})
+            cs.append(c)
+        for c in cs:
+            ack = c.recv_packet(30)
+            check(ack is not None and ack.type == rq.CONNACK and ack.rc == 0, "CONNACK %r" % ack)
+            c.close()
+    finally:
+        e.api.mode = "ok"
+    check_eq(e.api.count("tokenreview") - n_tr, 20, "TokenReviews for 20 distinct tokens")
+    check_eq(e.api.count("sa") - n_sa, 1, "ServiceAccount reads for 20 pods of one account")
+
+
+@case(ringmq_only=ONLY)
+def cached_token_follows_annotation_changes():
+    """A token stays valid from the cache until exp, but its attributes follow the service
+    account's annotations (annotationCacheSeconds: 1): after a change, a reconnect with the same
+    token soon gets the new attributes without a new TokenReview; a deleted account denies."""
+    e = env()
+    e.api.add_sa(NS, "mutable", {"aio-broker-auth/level": "one"})
+    ports = {"plain": rq.free_port(), "sat": rq.free_port()}
+    b = rq.start_broker(broker_yaml(e, ports, auth=", annotationCacheSeconds: 1"))
+    b.ports = ports
+    try:
+        tok = e.token(name="mutable")
+        mark = b.log_mark()
+        c, ack = sat_connect(b, tok)
+        check_eq(ack.rc, 0, "first CONNACK")
+        expect_log(b, mark, r"attributes level=one", "first attributes")
+        c.close()
+        n = e.api.count("tokenreview")
+        e.api.sas[(NS, "mutable")]["annotations"] = {"aio-broker-auth/level": "two"}
+        deadline, seen = time.monotonic() + 15, False
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.5)
+            mark = b.log_mark()
+            c, ack = sat_connect(b, tok)
+            check_eq(ack.rc, 0, "CONNACK from the cache")
+            c.close()
+            seen = b.wait_log(r"attributes level=two; expires .* \(cached\)", mark, 2) is not None
+        check(seen, "the new annotation reaches a cached token (%d ServiceAccount reads)" % e.api.count("sa"))
+        check_eq(e.api.count("tokenreview"), n, "no TokenReview for the cached token")
+        e.api.delete_sa(NS, "mutable")
+        deadline, rc = time.monotonic() + 15, 0
+        while rc == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            c, ack = sat_connect(b, tok)
+            rc = ack.rc
+            c.close()
+        check_eq(rc, 0x87, "the account deleted: refused")
+    finally:
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
+
+
+@case(ringmq_only=ONLY)
 def negative_result_cached(b):
     e = env()
     tok = e.token(audiences=["nobody"])
@@ -303,6 +386,31 @@ def kubeconfig_from_environment():
         c.close()
     finally:
         check_eq(b.stop(), 0, "exit code after SIGTERM")
+
+
+@case(ringmq_only=ONLY)
+def kubeconfig_client_certificate():
+    """A kubeconfig user with client-certificate-data / client-key-data (no token): the broker
+    presents that certificate to an API server that requires one."""
+    e = env()
+    ca, crt, key = kube_api.make_client_cert(e.dir)
+    api = kube_api.KubeAPI(e.dir, client_ca=ca, issuer=kube_api.ISSUER)
+    rq.on_cleanup(api.stop)
+    api.add_sa(NS, "mtls-client", {"aio-broker-auth/via": "mtls"})
+    kc = api.write_kubeconfig(os.path.join(e.dir, "kc-mtls"), client_cert=crt, client_key=key)
+    b = start(kube={"kubeconfig": kc})
+    try:
+        tok = api.token(NS, "mtls-client")
+        e.tokens.append(tok)
+        mark = b.log_mark()
+        c, ack = sat_connect(b, tok)
+        check_eq(ack.rc, 0, "CONNACK through a client-certificate kubeconfig")
+        expect_log(b, mark, r"attributes via=mtls", "attributes read with the client cert")
+        c.close()
+        check_eq(api.count("tokenreview"), 1, "TokenReviews at the mTLS API server")
+    finally:
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
+    check(open(key).read().split("\n")[1] not in b.log(), "the client key is not logged")
 
 
 @case(ringmq_only=ONLY)
@@ -367,6 +475,14 @@ def no_kubernetes_source_is_an_error():
     out = r.stdout + r.stderr
     check(r.returncode != 0 and "ServiceAccountToken needs the Kubernetes API and none was found"
           in out and "no kubeconfig at %s/.kube/config" % d in out, "error: %r" % out[-800:])
+    r = subprocess.run([rq.broker_bin(), "-c", path, "--check-config"], capture_output=True,
+                       text=True, timeout=20, env=env_)
+    check(r.returncode != 0 and "none was found" in r.stderr, "--check-config: %r" % r.stderr)
+    env_["KUBECONFIG"] = e.kubeconfig
+    r = subprocess.run([rq.broker_bin(), "-c", path, "--check-config"], capture_output=True,
+                       text=True, timeout=20, env=env_)
+    check(r.returncode == 0 and "Kubernetes API from kubeconfig %s" % e.kubeconfig in r.stdout,
+          "--check-config with $KUBECONFIG: %r" % (r.stdout + r.stderr))
 
 
 @case(ringmq_only=ONLY)
@@ -456,6 +572,96 @@ def sigterm_with_reviews_pending():
         check(time.monotonic() - t0 < 2.8, "stopped before the slow answers")
     finally:
         e.api.mode = "ok"
+
+
+@case(ringmq_only=ONLY)
+def jwks_fallback_while_api_down():
+    """localVerification: Fallback: the broker fetches discovery + JWKS at start; while the API
+    is down a good RS256 or ES256 token connects (verified locally, not cached), a forged,
+    expired or wrong-audience one is refused; the port without Fallback answers 0x88."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    e = env()
+    ports = {"plain": rq.free_port(), "sat": rq.free_port(), "fallback": rq.free_port()}
+    chain = ("  - {port: %(fallback)d, bindAddress: 127.0.0.1, authenticationRef: fallback}\n"
+             % ports)
+    y = broker_yaml(e, ports, chain=chain)
+    y += authn("fallback", SAT + "      ringmq: {localVerification: Fallback}\n")
+    b = rq.start_broker(y)
+    try:
+        check(b.wait_log(r"warn .*localVerification: Fallback.*deleted Pod or ServiceAccount", 0,
+                         5), "the trade-off is logged")
+        check(b.wait_log(r"2 issuer keys of https://kubernetes.default.svc.cluster.local for "
+                         r"local verification", 0, 10), "keys fetched at start")
+        check(e.api.count("jwks") >= 1 and e.api.count("discovery") >= 1, "discovery + JWKS")
+        good_rs, good_es = e.token(alg="RS256"), e.token(alg="ES256")
+        forged = e.token(key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        expired = e.token(expires_in=-120)
+        wrong = e.token(audiences=["other"])
+        e.api.mode = "down"
+        try:
+            for tok, what in ((good_rs, "RS256"), (good_es, "ES256")):
+                mark = b.log_mark()
+                c, ack = sat_connect(b, tok, port=ports["fallback"])
+                check_eq(ack.rc, 0, "%s verified locally" % what)
+                expect_log(b, mark, r"authenticated by ServiceAccountToken as \"system:"
+                           r"serviceaccount:aio:client-a\".*verified locally", what)
+                c.close()
+            for tok, what, why in ((forged, "forged", "bad signature"),
+                                   (expired, "expired", "expired"),
+                                   (wrong, "wrong audience", "not for any configured audience")):
+                mark = b.log_mark()
+                c, ack = sat_connect(b, tok, port=ports["fallback"])
+                check_eq(ack.rc, 0x87, what)
+                expect_log(b, mark, r"TokenReview unreachable; verified locally: %s" % why, what)
+            c, ack = sat_connect(b, e.token(), port=ports["sat"])
+            check_eq(ack.rc, 0x88, "the port without Fallback")
+        finally:
+            e.api.mode = "ok"
+        n = e.api.count("tokenreview")
+        c, ack = sat_connect(b, good_rs, port=ports["fallback"])
+        check_eq(ack.rc, 0, "API back")
+        c.close()
+        check_eq(e.api.count("tokenreview") - n, 1, "a local verification is not cached")
+        no_tokens_logged(b)
+    finally:
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
+
+
+@case(ringmq_only=ONLY)
+def reload_brings_sat_and_bad_source_keeps_running():
+    """A broker started without ServiceAccountToken resolves the Kubernetes API and starts its
+    pool on the SIGHUP that brings the method; a reload whose kubeconfig is missing is refused
+    and the running configuration stays."""
+    import signal as _signal
+    e = env()
+    ports = {"plain": rq.free_port(), "sat": rq.free_port()}
+    full = broker_yaml(e, ports)
+    bare = full.replace(", authenticationRef: sat}", "}")
+    b = rq.start_broker(bare)
+    b.ports = ports
+    try:
+        check(b.wait_log(r"Kubernetes API from", 0, 0.5) is None, "no SAT at start")
+        cfg = b.argv[b.argv.index("-c") + 1]
+        with open(cfg, "w") as f:
+            f.write(full)
+        mark = b.log_mark()
+        b.signal(_signal.SIGHUP)
+        expect_log(b, mark, r"ServiceAccountToken: Kubernetes API from kubeconfig", "source")
+        expect_log(b, mark, r"reload: generation", "reload done")
+        c, ack = sat_connect(b, e.token())
+        check_eq(ack.rc, 0, "SAT after the reload")
+        c.close()
+        with open(cfg, "w") as f:
+            f.write(full.replace(e.kubeconfig, e.kubeconfig + ".missing"))
+        mark = b.log_mark()
+        b.signal(_signal.SIGHUP)
+        expect_log(b, mark, r"reload: kubeconfig .*\.missing: No such file or directory; the "
+                   r"running configuration stays", "bad source refused")
+        c, ack = sat_connect(b, e.token())
+        check_eq(ack.rc, 0, "SAT still works")
+        c.close()
+    finally:
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
 
 
 @case(ringmq_only=ONLY)

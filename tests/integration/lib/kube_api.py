@@ -14,7 +14,8 @@ kubectl, see check_with_kubectl):
 Modes (api.mode = ...): "ok"; "403" (the broker lacks RBAC: 403 Forbidden Status for every
 request), "403-sa" (only the ServiceAccount read is forbidden), "401"; "slow:S" (answers after S
 seconds); "down" (closes every connection without an answer). require_bearer: the token the
-broker must present (else 401). api.count(kind) counts requests ("tokenreview", "sa", ...).
+broker must present (else 401); client_ca: the broker must present a client certificate of that
+CA (make_client_cert). api.count(kind) counts requests ("tokenreview", "sa", ...).
 
     api = KubeAPI(workdir)                    # starts; api.stop() or process exit ends it
     api.add_sa("ns", "name", {"aio-broker-auth/group": "g1"})
@@ -56,6 +57,42 @@ def _b64u(n):
 def _status(code, reason, message, details=None):
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": message, "reason": reason, "details": details or {}, "code": code}
+
+
+def _pem(obj):
+    if hasattr(obj, "private_bytes"):
+        return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    return obj.public_bytes(serialization.Encoding.PEM)
+
+
+def make_client_cert(dirpath, cn="system:serviceaccount:ringmq:broker", name="kube-client"):
+    """A client CA and a client certificate signed by it (PEM files); returns
+    (ca_path, cert_path, key_path). For a KubeAPI(client_ca=ca_path)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test kubernetes client CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = [os.path.join(dirpath, "%s-%s" % (name, n)) for n in ("ca.crt", "tls.crt", "tls.key")]
+    for path, obj in zip(paths, (ca, cert, key)):
+        with open(path, "wb") as f:
+            f.write(_pem(obj))
+    return paths
 
 
 def make_tls(dirpath, name="kube-api"):
@@ -102,9 +139,12 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address):
+        pass  # peers that hang up mid-handshake (a broker stopping, a timeout) are expected
+
 
 class KubeAPI:
-    def __init__(self, workdir, require_bearer=None, issuer=ISSUER):
+    def __init__(self, workdir, require_bearer=None, issuer=ISSUER, client_ca=None):
         self.dir = workdir
         self.issuer = issuer
         self.require_bearer = require_bearer
@@ -120,6 +160,9 @@ class KubeAPI:
             self.ca_pem = f.read()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
+        if client_ca:  # clients must present a certificate of this CA (kubeconfig client certs)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(client_ca)
         api = self
 
         class Handler(_Handler):
@@ -177,12 +220,18 @@ class KubeAPI:
             {"use": "sig", "kty": "EC", "kid": self.kids["ES256"], "alg": "ES256",
              "crv": "P-256", "x": _b64u(en.x), "y": _b64u(en.y)}]}
 
-    def write_kubeconfig(self, path, token=None, token_file=None, namespace="default"):
+    def write_kubeconfig(self, path, token=None, token_file=None, namespace="default",
+                         client_cert=None, client_key=None):
+        """client_cert / client_key: PEM files, written inline as client-*-data."""
         user = {}
         if token:
             user["token"] = token
         if token_file:
             user["tokenFile"] = token_file
+        for k, f in (("client-certificate-data", client_cert), ("client-key-data", client_key)):
+            if f:
+                with open(f, "rb") as fh:
+                    user[k] = base64.b64encode(fh.read()).decode()
         cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "test",
                "clusters": [{"name": "test", "cluster": {
                    "server": self.url,

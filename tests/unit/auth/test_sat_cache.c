@@ -132,8 +132,41 @@ static void test_threads(void)
     rq_sat_cache_free(shared);
 }
 
+static void test_put_and_refresh(void)
+{
+    struct rq_sat_cache *c = rq_sat_cache_new(4);
+    uint8_t k[RQ_SAT_KEY];
+    key(k, 42);
+    struct rq_authn_outcome a = allow("sa"), o;
+    a.principal.expiry = 110; /* fresh until 110 */
+    rq_sat_cache_put(c, k, &a, 100, 500);
+    CHECK_EQ(rq_sat_cache_results(c), 1);
+    CHECK(!rq_sat_cache_claim_refresh(c, k, 105, 200)); /* still fresh */
+    CHECK(rq_sat_cache_claim_refresh(c, k, 120, 130));  /* stale: claimed once */
+    CHECK(!rq_sat_cache_claim_refresh(c, k, 121, 131));
+    rq_authn_outcome_init(&o);
+    CHECK_EQ(rq_sat_cache_get(c, k, 121, &o), 1); /* stale entries still answer */
+    rq_authn_outcome_free(&o);
+    rq_sat_cache_put(c, k, &a, 100, 600); /* replaces */
+    CHECK_EQ(rq_sat_cache_results(c), 1);
+    /* a flight holds the key: put leaves it alone */
+    uint8_t k2[RQ_SAT_KEY];
+    key(k2, 43);
+    struct rq_sat_waiter w = {1, 0};
+    rq_authn_outcome_init(&o);
+    CHECK_EQ(rq_sat_cache_begin(c, k2, 100, &w, &o), RQ_SAT_LEAD);
+    rq_sat_cache_put(c, k2, &a, 100, 600);
+    CHECK_EQ(rq_sat_cache_flights(c), 1);
+    size_t n = 0;
+    free(rq_sat_cache_land(c, k2, &a, 100, 600, &n));
+    CHECK_EQ(n, 1);
+    rq_authn_outcome_free(&a);
+    rq_sat_cache_free(c);
+}
+
 int main(void)
 {
+    test_put_and_refresh();
     test_flight();
     test_threads();
     return check_exit("test_sat_cache");

@@ -1474,14 +1474,6 @@ static void test_bad_authn(void)
 
 static void test_port_authn(void)
 {
-    /* ServiceAccountToken is built, but not its local JWKS verification yet. */
-    EXPECT_ERROR(LISTENER("lst") "spec:\n  ports:\n  - port: 1883\n    authenticationRef: sat\n"
-                 "---\n" AUTHN("sat") "spec:\n  authenticationMethods:\n"
-                 "  - method: ServiceAccountToken\n"
-                 "    serviceAccountTokenSettings: {audiences: [aio-internal], "
-                 "ringmq: {localVerification: Fallback}}\n",
-                 "x.yaml:16:13: ServiceAccountToken localVerification: Fallback is not built yet "
-                 "(BrokerAuthentication 'sat', port 1883); use Disabled");
     /* Custom is built: X509 then Custom on a TLS port, Custom alone on a plain one. */
     {
         char e2[512] = "";

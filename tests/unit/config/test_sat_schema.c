@@ -18,7 +18,7 @@
 #define BROKER                                                                                     \
     "apiVersion: mqttbroker.iotoperations.azure.com/v1\n"                                          \
     "kind: Broker\n"                                                                               \
-    "metadata: {name: broker}\n"                                                                        \
+    "metadata: {name: broker}\n"                                                                   \
     "spec:\n"                                                                                      \
     "  ringmq:\n"
 
@@ -53,6 +53,12 @@ static void test_audiences(void)
         CHECK_EQ(s->local_verification, RQ_SAT_LOCAL_DISABLED);
     }
     rq_config_free(c);
+    c = load(METHODS "    serviceAccountTokenSettings:\n      audiences: [a]\n"
+                     "      ringmq: {localVerification: Fallback}\n",
+             NULL);
+    if (c)
+        CHECK_EQ(c->authns[0].methods[0].sat.local_verification, RQ_SAT_LOCAL_FALLBACK);
+    rq_config_free(c);
     load(METHODS "    serviceAccountTokenSettings:\n      audiences: [a]\n"
                  "      ringmq: {localVerification: Sometimes}\n",
          "x.yaml:10:35: localVerification must be one of Disabled|Fallback, got 'Sometimes'");
@@ -64,7 +70,8 @@ static void test_audiences(void)
 
 static void test_kubernetes_and_cache(void)
 {
-    struct rq_config *c = load(BROKER "    auth: {cacheEntries: 5, negativeCacheSeconds: 0}\n"
+    struct rq_config *c = load(BROKER "    auth: {cacheEntries: 5, negativeCacheSeconds: 0, "
+                                      "annotationCacheSeconds: 2}\n"
                                       "    kubernetes:\n"
                                       "      server: https://10.0.0.1:6443\n"
                                       "      certificateAuthority: /etc/k/ca.crt\n"
@@ -76,6 +83,7 @@ static void test_kubernetes_and_cache(void)
     if (c) {
         CHECK_EQ(c->auth_cache_entries, 5);
         CHECK_EQ(c->auth_negative_cache_s, 0);
+        CHECK_EQ(c->auth_sa_cache_s, 2);
         CHECK_STR(c->kube.server, "https://10.0.0.1:6443");
         CHECK_STR(c->kube.ca_file, "/etc/k/ca.crt");
         CHECK_STR(c->kube.token_file, "/etc/k/token");
@@ -88,6 +96,7 @@ static void test_kubernetes_and_cache(void)
     if (c) {
         CHECK_EQ(c->auth_cache_entries, 100000);
         CHECK_EQ(c->auth_negative_cache_s, 10);
+        CHECK_EQ(c->auth_sa_cache_s, 60);
         CHECK_STR(c->kube.server, "");
     }
     rq_config_free(c);
