@@ -222,6 +222,8 @@ struct rq_client {
     bool graceful;   /* DISCONNECT 0x00 received: no will */
     bool over_limit; /* counted in broker connections */
     bool reauth_pending; /* a re-authentication's verdict is awaited (rq_client_reauth_resume) */
+    uint64_t reauth_since; /* w->now when it began: an answer lost on the way (dropped after the
+                              pool's delivery deadline) does not block the client forever */
 };
 
 /* Creates the broker for a config snapshot (not owned) and n shards. */

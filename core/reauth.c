@@ -17,6 +17,7 @@
  * While a re-authentication is pending the client's packets go on being parsed and served: it
  * keeps publishing and receiving under its current principal. What this does not do: run
  * methods (net/authn_glue.c) or talk to auth servers (auth/). */
+#include "config/config.h"
 #include "core/broker_int.h"
 
 #include <stdio.h>
@@ -171,8 +172,22 @@ static int reauth_allowed_now(const struct rq_client *c, const struct rq_reason 
     return 0;
 }
 
+/* The pool delivers an answer within the connect timeout or drops it (auth/pool.h,
+ * deliver_timeout_ms): twice that long after the AUTH none will come any more, and the client
+ * may start again instead of being refused forever. */
+static void forget_lost_reauth(struct rq_client *c)
+{
+    uint64_t lost_after = 2 * (uint64_t)rq_client_cfg(c)->connect_timeout_ms;
+    if (!c->reauth_pending || c->w->now - c->reauth_since < lost_after)
+        return;
+    rq_log(RQ_LOG_WARN, &c->log, "the answer to the previous re-authentication never came "
+           "(dropped after %llu ms); this AUTH starts a new one", (unsigned long long)lost_after);
+    c->reauth_pending = false;
+}
+
 int rq_client_on_auth(struct rq_client *c, const struct rq_reason *r, const char **why)
 {
+    forget_lost_reauth(c);
     int rc = reauth_allowed_now(c, r, why);
     if (rc != 0)
         return rc;
@@ -186,6 +201,7 @@ int rq_client_on_auth(struct rq_client *c, const struct rq_reason *r, const char
     }
     if (v.result == RQ_AUTH_PENDING) {
         c->reauth_pending = true; /* input goes on being parsed meanwhile */
+        c->reauth_since = c->w->now;
         rq_log(RQ_LOG_DEBUG, &c->log, "re-authentication pending (%s)",
                c->principal && c->principal->method ? c->principal->method : "?");
         return 0;

@@ -281,6 +281,42 @@ static void pending_keeps_serving(struct rq_worker *w)
     done(&c);
 }
 
+/* The answer to a re-authentication was dropped (the pool gives up after the connect timeout):
+ * an AUTH twice that long later starts a new one instead of being a protocol error. */
+static void lost_answer_does_not_block(struct rq_worker *w)
+{
+    struct rq_client c;
+    uint8_t b[64], reason;
+    bool named;
+    connected(&c, w, "a5", "m1");
+    reauth_result = RQ_AUTH_PENDING;
+    size_t n = auth_pkt(b, 0x19, "m1", "lost");
+    CHECK_EQ(rq_client_on_bytes(&c, b, n), (long)n);
+    CHECK(c.reauth_pending);
+    uint64_t t0 = w->now;
+    w->now = t0 + 2 * 1000 - 1; /* connect timeout 1000 ms: still waiting */
+    reauth_result = RQ_AUTH_ALLOW;
+    CHECK_EQ(rq_client_on_bytes(&c, b, n), -1);
+    CHECK_EQ(first_out(&c, &reason, &named), RQ_DISCONNECT);
+    CHECK_EQ(reason, 0x82);
+    done(&c);
+    connected(&c, w, "a6", "m1");
+    reauth_result = RQ_AUTH_PENDING;
+    w->now = t0;
+    CHECK_EQ(rq_client_on_bytes(&c, b, n), (long)n);
+    CHECK(c.reauth_pending);
+    w->now = t0 + 2 * 1000; /* lost by now */
+    reauth_result = RQ_AUTH_ALLOW;
+    c.out.len = 0;
+    CHECK_EQ(rq_client_on_bytes(&c, b, n), (long)n);
+    CHECK(!c.reauth_pending && !c.closing);
+    CHECK_EQ(first_out(&c, &reason, &named), RQ_AUTH);
+    CHECK_EQ(reason, 0x00);
+    CHECK_EQ(reauth_calls, 2); /* since the second connected(): the lost one and the new one */
+    w->now = t0;
+    done(&c);
+}
+
 static void protocol_errors(struct rq_worker *w)
 {
     struct {
@@ -332,6 +368,7 @@ int main(void)
     retry_keeps_everything(w);
     deny_disconnects(w);
     pending_keeps_serving(w);
+    lost_answer_does_not_block(w);
     protocol_errors(w);
     rq_worker_shutdown(w);
     rq_worker_free(w);
