@@ -19,6 +19,11 @@ Custom authentication scenarios (connect-custom-cached, connect-custom) run agai
 same certificates, ringmq gets one more plain-TCP listener whose chain is Custom, and the auth
 server's own CPU time is read from /proc around each storm.
 
+Authorization scenarios (pairwise-custom, pairwise-authz and their -cpu variants at a fixed
+40,000 msg/s; ringmq only) use the same auth server and user: ringmq's Custom listener, and one
+more with the same chain and a 100-rule BrokerAuthorization; their numbers are compared with each
+other in a table of their own (AUTHZ_ROWS).
+
 What it does not do: build anything (pass --ringmq / --ringbench or use build-bench/), tune the
 machine, or target anything but 127.0.0.0/8. Only the Python standard library is used.
 """
@@ -45,7 +50,9 @@ ROOT = os.path.dirname(HERE)
 # ---------------------------------------------------------------------------------------------
 # Scenarios: (name, description, ringbench arguments[, listener]). "--max" scenarios search the
 # maximum sustainable rate. The listener is "plain" (default), "tls" (TLS, the server verified
-# against the run's CA) or "x509" (the same plus a client certificate: X.509 authentication).
+# against the run's CA), "x509" (the same plus a client certificate: X.509 authentication),
+# "custom" (plain TCP, Custom authentication through tools/custom-auth-server.py) or "authz" (the
+# same plus a 100-rule BrokerAuthorization); the last two exist on ringmq only.
 
 FULL = [
     # connect first, on fresh brokers, so that RSS is not inflated by earlier runs
@@ -88,6 +95,22 @@ FULL = [
     ("connect-tls-x509", "connect storm over TLS with client certificates (X.509 auth), 2,000",
      ["--connect", "2000", "--concurrency", "64", "--hold", "1", "--duration", "120",
       "--threads", "2"], "x509"),
+    # Authorization (ringmq only): the same pairwise load with per-client topics through Custom
+    # authentication, without and with a 100-rule BrokerAuthorization whose topics carry
+    # {principal.clientId}; compared with each other (AUTHZ_ROWS), not with mosquitto.
+    ("pairwise-custom", "pairwise 100->100, QoS 0, per-client topics, Custom auth, no authz",
+     ["--max", "--pattern", "pairwise", "--pubs", "100", "--subs", "100", "--qos", "0",
+      "--client-topics"], "custom"),
+    ("pairwise-authz", "the same with a 100-rule BrokerAuthorization ({principal.clientId})",
+     ["--max", "--pattern", "pairwise", "--pubs", "100", "--subs", "100", "--qos", "0",
+      "--client-topics"], "authz"),
+    # the same load at a fixed rate: CPU per message without the noise of a max search
+    ("pairwise-custom-cpu", "pairwise 100->100 per-client topics at 40,000 msg/s, no authz",
+     ["--rate", "40000", "--duration", "10", "--pattern", "pairwise", "--pubs", "100", "--subs",
+      "100", "--qos", "0", "--client-topics"], "custom"),
+    ("pairwise-authz-cpu", "the same at 40,000 msg/s with the 100-rule BrokerAuthorization",
+     ["--rate", "40000", "--duration", "10", "--pattern", "pairwise", "--pubs", "100", "--subs",
+      "100", "--qos", "0", "--client-topics"], "authz"),
 ]
 
 SMOKE = [
@@ -111,11 +134,17 @@ SMOKE = [
      ["--connect", "50", "--hold", "0.2", "--duration", "20", "--check"], "x509"),
     ("connect-custom", "connect 50 through Custom auth (one request each; ringmq only)",
      ["--connect", "50", "--hold", "0.2", "--duration", "20", "--check"], "custom"),
+    ("pairwise-authz", "pairwise 4->4 QoS 1 at 800/s, per-client topics, 100-rule authorization",
+     ["--rate", "800", "--duration", "0.5", "--warmup", "0.1", "--pattern", "pairwise", "--pubs",
+      "4", "--subs", "4", "--qos", "1", "--client-topics", "--check"], "authz"),
 ]
 
-# The auth server's mode (tools/custom-auth-server.py --mode-file) for each Custom scenario.
+# The auth server's mode (tools/custom-auth-server.py --mode-file) for each Custom scenario
+# ("users" when not listed: every CONNECT makes a request).
 CUSTOM_MODE = {"connect-custom-cached": "users,cache:3600", "connect-custom": "users"}
-CUSTOM_USER, CUSTOM_PASSWORD = "bench-user", "bench-Pa55word"
+# The one user of every Custom and authorization scenario; BrokerAuthorization rules name its
+# attribute (CUSTOM_ATTR).
+CUSTOM_USER, CUSTOM_PASSWORD, CUSTOM_ATTR = "bench-user", "bench-Pa55word", ("role", "bench")
 
 # Table rows: (label, scenario, metric, higher_is_better, target advantage or None)
 ROWS = [
@@ -173,6 +202,8 @@ SMOKE_ROWS = [
     ("Custom auth (uncached) connections per second", "connect-custom", "cps", True, None),
     ("Custom auth (uncached): TLS handshakes to the auth server", "connect-custom",
      "auth_handshakes", False, None),
+    ("delivered msg/s, pairwise 4->4 with 100-rule authorization", "pairwise-authz", "rate",
+     True, None),
 ]
 
 # Custom against plain, ringmq only: (label, scenario, metric, plain metric, bound, at least?)
@@ -182,6 +213,21 @@ CUSTOM_TARGETS = [
     ("uncached Custom broker CPU per CONNECT / plain", "connect-custom", "cpu_conn", "cpu_conn",
      2.0, False),
 ]
+
+# Authorization's cost: ringmq with a 100-rule policy against ringmq without one, same run.
+# (label, scenario without, scenario with, metric, higher is better)
+AUTHZ_ROWS = [
+    ("max delivered msg/s, pairwise 100->100 per-client topics", "pairwise-custom",
+     "pairwise-authz", "rate", True),
+    ("broker CPU us/msg at that rate", "pairwise-custom", "pairwise-authz", "cpu", False),
+    ("closed-loop peak msg/s", "pairwise-custom", "pairwise-authz", "probe", True),
+    ("broker CPU us/msg at 40,000 msg/s", "pairwise-custom-cpu", "pairwise-authz-cpu", "cpu",
+     False),
+    ("latency p99 ms at 40,000 msg/s", "pairwise-custom-cpu", "pairwise-authz-cpu", "p99",
+     False),
+]
+
+AUTH_LISTENERS = ("custom", "authz")  # through the auth server; ringmq only
 
 
 def scen_listener(entry):
@@ -324,8 +370,8 @@ def mosquitto_tls_files(workdir, pki):
 
 def tls_args(listener, pki):
     """ringbench arguments of a listener kind: the server is always verified against the CA;
-    the Custom listener (plain TCP) gets the credentials the auth server knows."""
-    if listener == "custom":
+    the Custom listeners (plain TCP) get the credentials the auth server knows."""
+    if listener in AUTH_LISTENERS:
         return ["--username", CUSTOM_USER, "--password", CUSTOM_PASSWORD]
     if listener == "plain":
         return []
@@ -380,12 +426,18 @@ spec:
     x509Settings: {{trustedClientCaCert: {configmap}}}
 """
 
-# The Custom listener (plain TCP, as the plain connect storm) and its chain.
+# The Custom listener (plain TCP, as the plain connect storm) and its chain; the authorization
+# listener is the same with the 100-rule policy.
 RINGMQ_CUSTOM_PORT = """\
   - port: {custom_port}
     bindAddress: 127.0.0.1
     protocol: Mqtt
     authenticationRef: bench-custom
+  - port: {authz_port}
+    bindAddress: 127.0.0.1
+    protocol: Mqtt
+    authenticationRef: bench-custom
+    authorizationRef: bench-authz
 """
 RINGMQ_CUSTOM_AUTHN = """\
 ---
@@ -396,7 +448,31 @@ spec:
   authenticationMethods:
   - method: Custom
     customSettings: {{endpoint: "https://127.0.0.1:{auth_port}", caCertConfigMap: {configmap}}}
-"""
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {{name: bench-authz}}
+spec:
+  authorizationPolicies:
+    rules:
+{rules}"""
+
+
+def authz_rules():
+    """100 rules, every topic with {principal.clientId}: 50 for the bench user's attribute (the
+    first carries the benchmark's topics, 49 other per-client trees), 50 for other users."""
+    who_bench = "attributes: [{%s: %s}]" % CUSTOM_ATTR
+    out = []
+    for i in range(100):
+        who = who_bench if i < 50 else "usernames: [user-%d]" % i
+        pub = sub = "site-%d/{principal.clientId}/#" % i
+        if i == 0:
+            pub, sub = "rb/+/pairwise/+/{principal.clientId}", "rb/+/pairwise/+/+"
+        out.append("    - principals: {%s}\n      brokerResources:\n"
+                   "      - method: Connect\n"
+                   "      - {method: Publish, topics: [\"%s\"]}\n"
+                   "      - {method: Subscribe, topics: [\"%s\"]}\n" % (who, pub, sub))
+    return "".join(out)
 
 # The same limits as the ringmq YAML: 100 QoS 1/2 messages in flight per client, 1000 queued
 # per client (newest dropped beyond), no persistence, warnings and errors logged only, and
@@ -464,7 +540,7 @@ def start_ringmq(binary, threads, workdir, pki=None, auth=None):
     port = free_port()
     ports = {"tls": free_port(), "x509": free_port()} if pki else {}
     if auth:
-        ports["custom"] = free_port()
+        ports.update({k: free_port() for k in AUTH_LISTENERS})
     cfg = os.path.join(workdir, "ringmq.yaml")  # its directory holds secrets/ and configmaps/
     with open(cfg, "w") as f:
         f.write(RINGMQ_YAML.format(port=port, threads=threads))
@@ -472,11 +548,13 @@ def start_ringmq(binary, threads, workdir, pki=None, auth=None):
             f.write(RINGMQ_TLS_PORTS.format(tls_port=ports["tls"], x509_port=ports["x509"],
                                             secret=SERVER_SECRET))
         if auth:
-            f.write(RINGMQ_CUSTOM_PORT.format(custom_port=ports["custom"]))
+            f.write(RINGMQ_CUSTOM_PORT.format(custom_port=ports["custom"],
+                                              authz_port=ports["authz"]))
         if pki:
             f.write(RINGMQ_X509_AUTHN.format(configmap=CLIENT_CA_CONFIGMAP))
         if auth:
-            f.write(RINGMQ_CUSTOM_AUTHN.format(auth_port=auth.port, configmap=AUTH_CA_CONFIGMAP))
+            f.write(RINGMQ_CUSTOM_AUTHN.format(auth_port=auth.port, configmap=AUTH_CA_CONFIGMAP,
+                                               rules=authz_rules()))
     log = open(os.path.join(workdir, "ringmq.log"), "w")
     proc = subprocess.Popen([binary, "-c", cfg], stdout=log, stderr=subprocess.STDOUT)
     if not all(wait_port(p, proc) for p in [port] + list(ports.values())):
@@ -511,8 +589,8 @@ def start_mosquitto(binary, workdir, pki=None):
 
 
 class AuthServer:
-    """tools/custom-auth-server.py for the Custom scenarios: HTTPS with the run's server
-    certificate, one user (PBKDF2 with few iterations: the server remembers verified passwords
+    """tools/custom-auth-server.py for the Custom and authorization scenarios: HTTPS with the
+    run's server certificate, one user with the attribute CUSTOM_ATTR (PBKDF2 with few iterations: the server remembers verified passwords
     anyway), a mode file switched per scenario, /_stats for its request and handshake counts.
     Its CPU time (all threads) comes from /proc/PID/stat."""
 
@@ -526,7 +604,7 @@ class AuthServer:
         self.set_mode("users")
         users = subprocess.run(
             [sys.executable, self.TOOL, "--hash-password", CUSTOM_USER, "--password-env", "PW",
-             "--iterations", "1000"], env=dict(os.environ, PW=CUSTOM_PASSWORD),
+             "--attr", "%s=%s" % CUSTOM_ATTR, "--iterations", "1000"], env=dict(os.environ, PW=CUSTOM_PASSWORD),
             capture_output=True, text=True, timeout=60)
         if users.returncode != 0:
             raise RuntimeError("custom-auth-server.py --hash-password: %s" % users.stderr[-300:])
@@ -607,7 +685,7 @@ def mqtt_connect_once(port, username, password):
 
 
 def run_custom(auth, run, scen, port):
-    """Runs one Custom scenario (run() -> ringbench result) and adds what the auth server did:
+    """Runs one Custom or authorization scenario (run() -> ringbench result) and adds what the auth server did:
     its CPU time, requests and TLS handshakes (minus the /_stats call's own) during the run.
     A cached scenario first makes one CONNECT so that the storm finds the verdict cached."""
     auth.set_mode(CUSTOM_MODE.get(scen, "users"))
@@ -891,7 +969,7 @@ def main():
             raise SystemExit("compare: %s" % e)
     mosq_pki = mosquitto_tls_files(workdir, pki) if pki and use_mosq else pki
     auth = None
-    if any(scen_listener(e) == "custom" for e in scen):
+    if any(scen_listener(e) in AUTH_LISTENERS for e in scen):
         try:
             auth = AuthServer(workdir, pki)
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
@@ -942,7 +1020,7 @@ def main():
                 for b in order:
                     if listener not in b.ports:
                         say("    %s: %s, skipped" % (b.name, "no Custom authentication method"
-                                                     if listener == "custom" else
+                                                     if listener in AUTH_LISTENERS else
                                                      "no %s listener known" % listener))
                         continue
                     if not b.alive():
@@ -952,7 +1030,7 @@ def main():
                         return run_bench(a.ringbench, b, name, args, workdir, a.gen_threads,
                                          budget, listener, pki)
                     res = (run_custom(auth, run, name, b.ports[listener])
-                           if listener == "custom" else run())
+                           if listener in AUTH_LISTENERS else run())
                     if res is not None:
                         res["broker_version"] = b.version
                     results.setdefault(name, {}).setdefault(b.name, []).append(res)
@@ -975,8 +1053,10 @@ def main():
             auth.stop()
 
     print()
-    print_table(table, names)
+    if table:  # empty when only ringmq-only scenarios without rows ran
+        print_table(table, names)
     custom = [] if a.smoke else custom_vs_plain(results)  # smoke storms differ in size
+    authz = authz_table(results)
     heads = [headroom(r) for s in results.values() for rs in s.values() for r in rs]
     hr = [h for h, _ in heads if h is not None]
     busy = [m for _, m in heads if m is not None]
@@ -1002,6 +1082,7 @@ def main():
         "elapsed_s": round(time.time() - started, 1),
         "table": table,
         "custom_vs_plain": custom,
+        "authz": authz,
         "results": results,
     }
     with open(prefix + ".json", "w") as f:
@@ -1036,6 +1117,31 @@ def custom_vs_plain(results):
     return out
 
 
+def authz_table(results):
+    """ringmq with authorization against ringmq without it (AUTHZ_ROWS), printed and returned;
+    None when no pair of those scenarios ran."""
+    rows = []
+    for label, sw, sa, m, higher in AUTHZ_ROWS:
+        w = med([metric(x, m) for x in results.get(sw, {}).get("ringmq") or []])
+        a = med([metric(x, m) for x in results.get(sa, {}).get("ringmq") or []])
+        if w is None or a is None:
+            continue
+        rows.append({"metric": label, "key": m, "without": w, "with": a,
+                     "ratio": a / w if a and w else None, "higher_is_better": higher})
+    if not rows:
+        return None
+    print()
+    print("%-60s%14s%14s%10s" % ("authorization (ringmq, same run)", "without", "100 rules",
+                                 "ratio"))
+    for r in rows:
+        print("%-60s%14s%14s%10s" % (r["metric"], fmt(r["without"], r["key"]),
+                                     fmt(r["with"], r["key"]),
+                                     "%.3f" % r["ratio"] if r["ratio"] else "-"))
+    print("(ratio = with / without: throughput wants >= 0.9, CPU per message <= 1.1; the max "
+          "search is noisy on a shared machine: compare several --repeat rounds)")
+    return rows
+
+
 def smoke_verdict(results, names, scenarios):
     """The generator worked: messages delivered, nothing lost at a low rate, nothing reordered,
     every connection made, the max search found a rate, and TLS scenarios negotiated TLS."""
@@ -1054,7 +1160,7 @@ def smoke_verdict(results, names, scenarios):
                 if r.get("listener", "plain") in ("tls", "x509") and not (r.get("tls") or {}).get(
                         "version"):
                     bad.append("%s/%s: no TLS handshake completed" % (scen, name))
-                if r.get("listener") == "custom" and not (r.get("auth_server") or {}).get(
+                if r.get("listener") in AUTH_LISTENERS and not (r.get("auth_server") or {}).get(
                         "requests"):
                     bad.append("%s/%s: no request reached the Custom auth server" % (scen, name))
                 if r["mode"] == "connect":
