@@ -403,7 +403,15 @@ static uint64_t print_path(uint64_t h, const char *path)
     return mix(h, &st.st_ino, sizeof st.st_ino);
 }
 
-static uint64_t print_dir(uint64_t h, const char *dir)
+static bool yaml_name(const char *n)
+{
+    size_t l = strlen(n);
+    return (l > 5 && strcmp(n + l - 5, ".yaml") == 0) || (l > 4 && strcmp(n + l - 4, ".yml") == 0);
+}
+
+/* yaml_only: the configuration directory, where only *.yaml / *.yml count (what the loader
+ * reads): a log file or anything else written there must not look like a change. */
+static uint64_t print_dir(uint64_t h, const char *dir, bool yaml_only)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -412,6 +420,8 @@ static uint64_t print_dir(uint64_t h, const char *dir)
     char p[1024];
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.' && (e->d_name[1] == 0 || e->d_name[1] == '.'))
+            continue;
+        if (yaml_only && (e->d_name[0] == '.' || !yaml_name(e->d_name)))
             continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         h = print_path(h, p); /* follows symlinks: a Kubernetes ..data swap shows up */
@@ -424,9 +434,9 @@ uint64_t rq_ports_files_print(const struct rq_config *cfg)
 {
     if (cfg->source[0] == '(')
         return 0; /* "(embedded default)": no files */
-    uint64_t h = print_dir(1469598103934665603ULL, cfg->source);
+    uint64_t h = print_dir(1469598103934665603ULL, cfg->source, true);
     for (size_t i = 0; i < cfg->n_objects; i++)
         if (cfg->objects[i].mounted && cfg->objects[i].origin)
-            h = print_dir(h, cfg->objects[i].origin);
+            h = print_dir(h, cfg->objects[i].origin, false);
     return h;
 }

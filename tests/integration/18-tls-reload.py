@@ -166,8 +166,8 @@ def listener_change_refuses_the_whole_reload(b):
         fh.write(yaml.replace(tls_line, ""))
     write_secret(b, p.second.chain_pem, p.second.key_pem)
     b.signal(signal.SIGHUP)
-    check(b.wait_log(r"reload: port %d changed its protocol or TLS mode \(that needs a "
-                     r"restart\); the running configuration stays" % port, mark, timeout=5),
+    check(b.wait_log(r"reload refused, the running configuration stays: port %d changed its "
+                     r"protocol or TLS mode \(that needs a restart\)" % port, mark, timeout=5),
           "the refused reload is logged")
     check_eq(serving_serial(port), cert_serial(p.first), "serial after the refused reload")
     with open(path, "w") as fh:
