@@ -565,7 +565,7 @@ static bool is_loopback(const char *addr)
 static struct rq_gens *first_generation(struct rq_config *cfg, const char *data_dir, int n)
 {
     char err[1024];
-    struct rq_gen *g = rq_ports_first(cfg, data_dir, err, sizeof err);
+    struct rq_gen *g = rq_ports_first(cfg, data_dir, n, err, sizeof err);
     if (!g) {
         rq_log(RQ_LOG_ERROR, NULL, "%s", err);
         return NULL;

@@ -34,11 +34,14 @@ SETPRIV = shutil.which("setpriv")
 # ---- helpers ------------------------------------------------------------------------------------
 
 def listener_doc(name, ports):
-    """A BrokerListener document; ports: list of (port, extra YAML lines for that port)."""
+    """A BrokerListener document; ports: list of (port, extra YAML lines for that port); an
+    extra "bindAddress: X" replaces the default 127.0.0.1."""
     lines = ["---", "apiVersion: mqttbroker.iotoperations.azure.com/v1", "kind: BrokerListener",
              "metadata:", "  name: %s" % name, "spec:", "  ports:"]
     for port, extra in ports:
-        lines += ["  - port: %d" % port, "    bindAddress: 127.0.0.1"]
+        lines += ["  - port: %d" % port]
+        if not any(e.startswith("bindAddress:") for e in extra):
+            lines += ["    bindAddress: 127.0.0.1"]
         lines += ["    " + e for e in extra]
     return "\n".join(lines) + "\n"
 
@@ -249,6 +252,171 @@ def mounted_secret_data_swap_and_removal():
         check_eq(wait_serial(port, root, second, timeout=0), serial(second), "still served")
         c.ping(3)
         c.disconnect()
+
+
+# ---- what applies live, what needs a restart ------------------------------------------------------
+
+@case(ringmq_only=ONLY)
+def log_level_applies_live_restart_only_settings_logged():
+    """spec.diagnostics.logs.level applies at once; threads and dataDir changed in the same
+    reload are logged as needing a restart and the rest of the reload applies."""
+    port = rq.free_port()
+    s = Setup([(port, [])], level="info")
+    with s.b as b:
+        mark = b.log_mark()
+        can_connect(port)
+        time.sleep(0.3)
+        check(not re.search(r"connected: MQTT", b.log_since(mark)), "no debug lines at info")
+        ok_before = metric(b, "ringmq_config_reloads_total")
+        mark = b.log_mark()
+        s.write_broker(level="debug", ringmq={"threads": 4, "dataDir": "/nonexistent/x"})
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "level + restart-only keys")
+        log = b.log_since(mark)
+        check(re.search(r"reload: log level now debug", log), "log level change logged")
+        check(re.search(r"reload: spec\.ringmq\.threads changed \(0 -> 4\): needs a restart",
+                        log), "threads: needs a restart; log:\n" + log)
+        check(re.search(r"reload: spec\.ringmq\.dataDir changed .*needs a restart", log),
+              "dataDir: needs a restart")
+        check(re.search(r"2 settings need a restart", log), "counted in the reload line")
+        check_eq(metric(b, "ringmq_config_reloads_total"), ok_before + 1, "reloads_total")
+        mark = b.log_mark()
+        can_connect(port)
+        check(b.wait_log(r"connected: MQTT", mark, timeout=5), "debug lines after the reload")
+        shard_threads = len([t for t in os.listdir("/proc/%d/task" % b.pid)])
+        mark = b.log_mark()
+        s.write_broker(level="info", ringmq={"threads": 4, "dataDir": "/nonexistent/x"})
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "back to info")
+        check(re.search(r"threads changed \(0 -> 4\)", b.log_since(mark)),
+              "still not applied: said again")
+        check_eq(len(os.listdir("/proc/%d/task" % b.pid)), shard_threads, "threads unchanged")
+
+
+@case(ringmq_only=ONLY)
+def client_limits_apply_to_new_connections():
+    """advanced.clients.maxKeepAliveSeconds: a client connected before the reload keeps what its
+    CONNACK said and stays connected; one connecting after gets the new limit."""
+    port = rq.free_port()
+    s = Setup([(port, [])], clients={"maxKeepAliveSeconds": 60})
+    with s.b as b:
+        old = rq.RawClient(port)
+        ack = old.connect(client_id=rq.uniq("old"), keepalive=120)
+        check_eq(ack.props.get("server_keep_alive"), 60, "Server Keep Alive before")
+        mark = b.log_mark()
+        s.write_broker(clients={"maxKeepAliveSeconds": 30})
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "new client limits")
+        new = rq.RawClient(port)
+        ack = new.connect(client_id=rq.uniq("new"), keepalive=120)
+        check_eq(ack.props.get("server_keep_alive"), 30, "Server Keep Alive after the reload")
+        old.ping(3)
+        new.disconnect()
+        old.disconnect()
+
+
+# ---- listener ports --------------------------------------------------------------------------------
+
+def shards_seen(b, mark, port):
+    return set(re.findall(r"\[shard (\d+)\] 127\.0\.0\.1:\d+ port=%d " % port,
+                          b.log_since(mark)))
+
+
+@case(ringmq_only=ONLY)
+def port_added_then_removed():
+    """A port added by a reload accepts on every shard; removed, it is closed: its v5 client
+    gets DISCONNECT 0x8B, its 3.1.1 client is closed, a client of the other port stays."""
+    a, bport = rq.free_port(), rq.free_port()
+    s = Setup([(a, [])])
+    with s.b as b:
+        stay = rq.RawClient(a)
+        check_eq(stay.connect(client_id=rq.uniq("stay")).rc, 0, "CONNACK on the kept port")
+        check(not rq.port_open(bport), "the new port is not open before the reload")
+        mark = b.log_mark()
+        s.write_listeners([(a, []), (bport, [])])
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "port added")
+        check(re.search(r"reload: port 127\.0\.0\.1:%d .* added" % bport, b.log_since(mark)),
+              "the added port is logged")
+        mark = b.log_mark()
+        deadline = time.monotonic() + 20
+        while len(shards_seen(b, mark, bport)) < 2 and time.monotonic() < deadline:
+            can_connect(bport)  # SO_REUSEPORT spreads them by source port
+        check_eq(shards_seen(b, mark, bport), {"0", "1"}, "shards accepting on the new port")
+        v5, v3 = rq.RawClient(bport, version=5), rq.RawClient(bport, version=4)
+        check_eq(v5.connect(client_id=rq.uniq("v5")).rc, 0, "v5 CONNACK")
+        check_eq(v3.connect(client_id=rq.uniq("v3")).rc, 0, "3.1.1 CONNACK")
+        mark = b.log_mark()
+        s.write_listeners([(a, [])])
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "port removed")
+        r5 = v5.expect_closed(10)
+        check(r5, "v5 client closed: %r" % r5)
+        check_eq(r5.rc, 0x8B, "v5 DISCONNECT reason")
+        r3 = v3.expect_closed(10)
+        check(r3 and r3.rc is None, "3.1.1 client closed without DISCONNECT: %r" % r3)
+        check(port_refuses(bport), "the removed port no longer accepts")
+        stay.ping(3)
+        can_connect(a)
+        stay.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def port_changed_is_remove_and_add():
+    """A port whose bind address changes is closed (its client disconnected) and opened on the
+    new address; the same change back works too."""
+    try:
+        probe = socket.socket()
+        probe.bind(("127.0.0.2", 0))
+        probe.close()
+    except OSError:
+        raise rq.Skip("127.0.0.2 cannot be bound here")
+    a, other = rq.free_port(), rq.free_port()
+    s = Setup([(a, []), (other, [])])
+    with s.b as b:
+        c = rq.RawClient(a)
+        check_eq(c.connect(client_id=rq.uniq("moved")).rc, 0, "CONNACK")
+        mark = b.log_mark()
+        s.write_listeners([(a, ["bindAddress: 127.0.0.2"]), (other, [])])
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "bind address changed")
+        r = c.expect_closed(10)
+        check(r and r.rc == 0x8B, "client of the changed port: %r" % r)
+        check(port_refuses(a), "127.0.0.1:%d closed" % a)
+        c2 = rq.RawClient(a, host="127.0.0.2")
+        check_eq(c2.connect(client_id=rq.uniq("new-addr")).rc, 0, "CONNACK on 127.0.0.2")
+        c2.disconnect()
+        can_connect(other)
+
+
+@case(ringmq_only=ONLY)
+def port_in_use_refuses_the_whole_reload():
+    """A new port that cannot be bound (another program holds it) refuses the reload: no other
+    part of it applies (another new port is not opened, the log level stays), and it is
+    counted."""
+    a, taken, extra = rq.free_port(), rq.free_port(), rq.free_port()
+    s = Setup([(a, [])], level="info")
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", taken))
+    holder.listen(1)
+    rq.on_cleanup(holder.close)
+    with s.b as b:
+        before = failures(b)
+        mark = b.log_mark()
+        s.write_broker(level="debug")
+        s.write_listeners([(a, []), (extra, []), (taken, [])])
+        b.signal(signal.SIGHUP)
+        refused(b, mark, r"port %d: cannot listen on 127\.0\.0\.1:%d: Address already in use"
+                % (taken, taken), "port in use", before)
+        check(not rq.port_open(extra), "the other new port was not opened")
+        check(not re.search(r"log level now", b.log_since(mark)), "log level not applied")
+        can_connect(a)
+        holder.close()
+        mark = b.log_mark()
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "once the port is free")
+        can_connect(taken)
+        can_connect(extra)
 
 
 def serial(cert):
