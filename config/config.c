@@ -608,7 +608,12 @@ static int load_dir_entry(struct rq_ld *ld, const char *dir, const char *name)
     if (asprintf(&path, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name) < 0 ||
         !keep_name(ld, path))
         return rq_ld_oom(ld);
-    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+    /* A *.yaml name that leads nowhere (a dangling symlink, a file removed while listing) is an
+     * error, not a skipped file: a document silently left out could drop a listener or an
+     * authentication setting on reload. */
+    if (stat(path, &st) < 0)
+        return plain_error(ld, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
         return 0;
     return load_file(ld, path);
 }

@@ -140,6 +140,10 @@ struct rq_worker {
     struct rq_broker *b;
     const struct rq_worker_ops *ops;
     void *net; /* the shard owning this worker */
+    /* The configuration of the shard's current runtime generation (net sets it at each loop
+     * turn's quiescent point; NULL: b->cfg): what a reload changes for new connections and
+     * queue limits. Valid on the worker's thread until the next loop turn. */
+    const struct rq_config *cfg;
     struct rq_wheel wheel;
     uint64_t now; /* ms, refreshed each loop iteration */
     struct rq_smap *sessions; /* session id -> session (owned here) */
@@ -190,6 +194,9 @@ struct rq_client {
     /* Every connection holds one of these: keep it small (fields ordered to leave no holes). */
     struct rq_worker *w;
     void *conn; /* net's connection, passed back through ops */
+    /* The configuration this connection was accepted under (its limits; net sets it and keeps
+     * it alive), NULL: the worker's (rq_client_cfg). */
+    const struct rq_config *cfg;
     struct rq_session *s;
     uint64_t last_rx;
     uint64_t cred_expires;    /* w->now-based ms when the credentials expire; 0 = never */

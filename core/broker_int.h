@@ -143,7 +143,7 @@ void rq_client_borrow_id(struct rq_client *c);
 
 static inline const struct rq_config *rq_client_cfg(const struct rq_client *c)
 {
-    return c->w->b->cfg;
+    return c->cfg ? c->cfg : c->w->cfg ? c->w->cfg : c->w->b->cfg;
 }
 
 /* The client has output: have its connection flushed at the end of this loop iteration. */

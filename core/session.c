@@ -303,7 +303,7 @@ static void q_remove(struct rq_session *s, uint32_t i)
  * when the new message must be dropped instead. */
 static bool q_make_room(struct rq_session *s, const struct rq_delivery *d)
 {
-    const struct rq_config *cfg = s->w->b->cfg;
+    const struct rq_config *cfg = s->w->cfg ? s->w->cfg : s->w->b->cfg; /* reloaded: live */
     if (s->q_len < cfg->queue_limit)
         return true;
     bool drop_oldest = cfg->queue_strategy == RQ_QUEUE_DROP_OLDEST;

@@ -106,6 +106,21 @@ struct rq_gen *rq_gens_quiesce(struct rq_gens *d, int r, uint64_t *seen, struct 
     return cur;
 }
 
+struct rq_gen *rq_gens_next(struct rq_gens *d, uint64_t seen, uint64_t *epoch)
+{
+    uint64_t e = atomic_load_explicit(&d->epoch, memory_order_acquire);
+    if (e == seen)
+        return NULL;
+    *epoch = e;
+    return atomic_load_explicit(&d->cur, memory_order_acquire);
+}
+
+void rq_gens_passed(struct rq_gens *d, int r, uint64_t *seen, uint64_t epoch)
+{
+    *seen = epoch;
+    atomic_store_explicit(&d->readers[r].seen, epoch, memory_order_release);
+}
+
 void rq_gens_offline(struct rq_gens *d, int r)
 {
     atomic_store_explicit(&d->readers[r].seen, UINT64_MAX, memory_order_release);

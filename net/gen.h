@@ -17,17 +17,36 @@
 #define RQ_GEN_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct rq_port_rt;
 struct rq_gen_snap;
 
+/* The listening sockets of one port: one per shard (SO_REUSEPORT), bound by the control thread
+ * when a generation brings the port (so that a port that cannot be bound fails the start or the
+ * reload before anything changes), shared by the following generations while the port stays
+ * the same (address, number, protocol, TLS mode, authenticationRef). Shard i uses fds[i] and
+ * armed[i] only, from the first loop turn whose generation holds the listener; when a turn's
+ * new generation no longer holds it, shard i shuts fds[i] down, closes it and sets it to -1
+ * (before it passes that quiescent point, so the listener is still alive). What is left open
+ * is closed when the last generation holding it is freed. */
+struct rq_listen {
+    uint32_t id; /* unique: tags the shards' accept SQEs (a stale completion is recognised) */
+    int refs;    /* generations holding it (control thread) */
+    int n;       /* shards */
+    int *fds;    /* [n] */
+    bool *armed; /* [n]: shard i's multishot accept is in flight */
+};
+
 struct rq_gen {
-    struct rq_port_rt *ports; /* one per listener, in the order of the shards' listeners */
+    struct rq_port_rt *ports; /* one per listener */
+    struct rq_listen **lis;   /* [n_ports]: ports[i]'s sockets */
     size_t n_ports;
     struct rq_gen_snap *snap; /* the configuration it was built from (owned by its builder) */
     uint64_t serial;          /* 1 for the startup generation, then +1 per build (logs) */
+    int n_shards;             /* of every listener's sockets */
     _Atomic uint32_t pins;    /* connections accepted under it and not freed yet */
     /* control thread only, once retired */
     uint64_t retired_epoch;
@@ -59,6 +78,12 @@ size_t rq_gens_reclaim(struct rq_gens *d);
  * generation than cur and the pins of its connections: returns the generation to use now
  * (cur when nothing changed). *seen is the reader's own copy of the epoch (start it at 0). */
 struct rq_gen *rq_gens_quiesce(struct rq_gens *d, int r, uint64_t *seen, struct rq_gen *cur);
+/* The same in two steps, for a reader that has work to do with both generations when the
+ * current one changes (a shard closing the sockets of ports gone): rq_gens_next returns the
+ * newer generation (NULL when the epoch is still *seen) without passing the quiescent point,
+ * so cur stays alive; rq_gens_passed then passes it. */
+struct rq_gen *rq_gens_next(struct rq_gens *d, uint64_t seen, uint64_t *epoch);
+void rq_gens_passed(struct rq_gens *d, int r, uint64_t *seen, uint64_t epoch);
 
 /* Reader r leaves for good (its shard stopped): it holds no generation any more and counts as
  * having passed every later quiescent point. Its connections' pins still count. */

@@ -67,7 +67,8 @@ void rq_handover_finish(struct rq_shard *s, struct conn *c)
 
 void rq_handover_adopt(struct rq_shard *s, struct handover *h)
 {
-    struct conn *c = s->stopping ? NULL : rq_conn_new(s, h->fd, h->port_index, &h->peer);
+    struct conn *c = s->stopping ? NULL : rq_conn_new(s, h->fd, h->rt_gen, h->port_index,
+                                                        &h->peer);
     if (!c) {
         rq_xport_free(h->xp);
         rq_gen_unpin(h->rt_gen);

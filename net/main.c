@@ -25,6 +25,7 @@
 #include "net/http.h"
 #include "net/metrics.h"
 #include "net/ports.h"
+#include "net/reload.h"
 #include "net/shard.h"
 #include "net/tls_lib.h"
 #include "net/xport.h"
@@ -260,10 +261,19 @@ static void publish(struct ctl *c, struct rq_gen *g)
     c->fast_polls = 10;
 }
 
-/* Re-reads the configuration and publishes a new runtime generation built from it: every port's
- * certificate and authentication chain (so a port's TLS policy and its chain change together).
- * Listeners and broker settings are not changed while running (they need a restart); a bad
- * file leaves everything as it was. */
+/* A refused reload: one error line (the cause names file:line:col where there is one), the
+ * failure counted, nothing changed. */
+static void reload_refused(const char *what, const char *err)
+{
+    rq_log(RQ_LOG_ERROR, NULL, "reload refused, the running configuration stays: %s%s", what, err);
+    reload_counted(false);
+}
+
+/* Re-reads the configuration and publishes a new runtime generation built from it: listeners
+ * (added, removed, changed), every port's certificate and authentication chain, the log level
+ * and the client limits for new connections. Settings fixed at start are logged as needing a
+ * restart and keep their running values (net/reload.c). All or nothing: a bad file, a
+ * certificate that does not load or a port that cannot be bound leaves everything as it was. */
 static void reload(struct ctl *c)
 {
     char err[1024] = "";
@@ -274,42 +284,48 @@ static void reload(struct ctl *c)
         snprintf(err, sizeof err, "out of memory");
     }
     if (!next) {
-        rq_log(RQ_LOG_ERROR, NULL, "reload failed, the running configuration stays: %s", err);
-        reload_counted(false);
+        reload_refused("", err);
         return;
     }
+    if (next->n_ports == 0) {
+        reload_refused(next->source, ": no listener: a configuration without a BrokerListener "
+                       "port would close every port");
+        rq_config_free(next);
+        return;
+    }
+    const struct rq_config *run = rq_ports_gen_config(rq_gens_current(c->gens));
+    int kept = rq_reload_keep_restart_only(run, next);
     /* the first Custom method: its pool starts now (before a shard can run the new chain) */
     if (rq_authn_custom_needed(next) &&
         rq_authn_custom_pool_start(next, (unsigned)c->o->auth_threads, err, sizeof err) != 0) {
-        rq_log(RQ_LOG_ERROR, NULL, "reload: authentication service pool: %s; the running "
-               "configuration stays", err);
+        reload_refused("authentication service pool: ", err);
         rq_config_free(next);
-        reload_counted(false);
         return;
     }
     /* ServiceAccountToken: the Kubernetes API source of the new configuration (and the pool) */
     if (rq_authn_sat_start(next, (unsigned)c->o->auth_threads, err, sizeof err) != 0) {
-        rq_log(RQ_LOG_ERROR, NULL, "reload: %s; the running configuration stays", err);
+        reload_refused("", err);
         rq_config_free(next);
-        reload_counted(false);
         return;
     }
     int n = 0;
     struct rq_gen *g = rq_ports_reload(rq_gens_current(c->gens), next, c->data_dir, &n, err,
                                        sizeof err);
     if (!g) {
-        rq_log(RQ_LOG_ERROR, NULL, "reload: %s; the running configuration stays", err);
-        reload_counted(false);
+        reload_refused("", err);
         return;
     }
     reload_counted(true);
+    rq_reload_apply_logging(run, next, c->o->verbose > 0);
     size_t held = rq_gens_reclaim(c->gens); /* older ones that connections still use */
-    publish(c, g);
-    rq_log(RQ_LOG_INFO, NULL, "reload: generation %llu in use for new connections (%d "
-           "certificate%s replaced; TLS and authentication of every port from the new "
-           "configuration; %zu older generation%s still in use); listeners and broker settings "
-           "apply at the next restart",
-           (unsigned long long)g->serial, n, n == 1 ? "" : "s", held, held == 1 ? "" : "s");
+    publish(c, g); /* run may be freed from here on */
+    rq_log(RQ_LOG_INFO, NULL, "reload: generation %llu in use (%zu port%s; %d certificate%s "
+           "replaced; TLS, authentication and client limits of every port from the new "
+           "configuration for new connections; %zu older generation%s still in use; %d "
+           "setting%s need%s a restart)",
+           (unsigned long long)g->serial, g->n_ports, g->n_ports == 1 ? "" : "s", n,
+           n == 1 ? "" : "s", held, held == 1 ? "" : "s", kept, kept == 1 ? "" : "s",
+           kept == 1 ? "s" : "");
 }
 
 /* Loads the configuration (or the embedded default) with -p applied. NULL with *rc set when the
@@ -402,6 +418,17 @@ static uint64_t files_print(struct ctl *c)
 {
     return c->o->config ? rq_ports_files_print(rq_ports_gen_config(rq_gens_current(c->gens)))
                         : 0;
+}
+
+/* The files changed (fingerprint now): whether they have stopped changing, i.e. the same a
+ * short while later, so that a file being written is not loaded half-way (a prefix can be
+ * valid YAML with fewer listeners or rules). A writer slower than that is caught by the next
+ * tick's look, or ends in a refused reload that the completed file then fixes. */
+static bool files_settled(struct ctl *c, uint64_t now)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    return files_print(c) == now;
 }
 
 /* What is due on the control thread besides signals: the systemd watchdog (only while every
@@ -509,7 +536,7 @@ static void serve(struct ctl *c)
             if (g)
                 publish(c, g);
             uint64_t now_files = files_print(c);
-            if (now_files == files)
+            if (now_files == files || !files_settled(c, now_files))
                 continue;
             files = now_files;
             reload(c);
@@ -517,8 +544,10 @@ static void serve(struct ctl *c)
             continue;
         }
         if (sig == SIGHUP) {
-            if (c->o->config)
+            if (c->o->config) {
                 reload(c);
+                files = files_print(c); /* what it read is not reloaded again by the watcher */
+            }
             else
                 rq_log(RQ_LOG_INFO, NULL, "SIGHUP: nothing to reload (embedded default)");
             continue;
@@ -549,7 +578,7 @@ static bool is_loopback(const char *addr)
 static struct rq_gens *first_generation(struct rq_config *cfg, const char *data_dir, int n)
 {
     char err[1024];
-    struct rq_gen *g = rq_ports_first(cfg, data_dir, err, sizeof err);
+    struct rq_gen *g = rq_ports_first(cfg, data_dir, n, err, sizeof err);
     if (!g) {
         rq_log(RQ_LOG_ERROR, NULL, "%s", err);
         return NULL;

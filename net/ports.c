@@ -2,12 +2,18 @@
  * authentication, all from one configuration snapshot. Publication and freeing are net/gen.c's. */
 #include "net/ports.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "auth/authn.h"
 #include "auth/authz.h"
@@ -155,6 +161,7 @@ struct build {
     const struct rq_gen *prev; /* the running generation (NULL at start) */
     const char *data_dir;
     int64_t now;
+    int n_shards;
     int replaced; /* certificates that changed */
     char *err;
     size_t errlen;
@@ -238,6 +245,102 @@ static int build_port(struct build *b, const struct rq_config *cfg, const struct
     return 0;
 }
 
+/* ---- listening sockets (struct rq_listen, gen.h) ---- */
+
+static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, pc->bind_address, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(pc->port);
+        sl = sizeof *a4;
+    } else if (inet_pton(AF_INET6, pc->bind_address, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(pc->port);
+        sl = sizeof *a6;
+    } else {
+        snprintf(err, errlen, "bad bind address '%s'", pc->bind_address);
+        return -EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    /* accepted sockets inherit it (Linux): no setsockopt per connection */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", pc->bind_address, pc->port,
+                 strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static void listen_unref(struct rq_listen *l)
+{
+    if (!l || --l->refs > 0)
+        return;
+    for (int i = 0; i < l->n; i++)
+        if (l->fds[i] >= 0)
+            close(l->fds[i]);
+    free(l->fds);
+    free(l->armed);
+    free(l);
+}
+
+/* n sockets for pc (one per shard), or NULL with err set and none left open. */
+static struct rq_listen *listen_open(const struct rq_port_cfg *pc, int n, char *err,
+                                     size_t errlen)
+{
+    static uint32_t next_id; /* control thread only */
+    struct rq_listen *l = calloc(1, sizeof *l);
+    if (l) {
+        l->fds = malloc((size_t)n * sizeof *l->fds);
+        l->armed = calloc((size_t)n, sizeof *l->armed);
+    }
+    if (!l || !l->fds || !l->armed) {
+        if (l) {
+            free(l->fds);
+            free(l->armed);
+        }
+        free(l);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    l->id = ++next_id;
+    l->refs = 1;
+    l->n = n;
+    for (int i = 0; i < n; i++)
+        l->fds[i] = -1;
+    for (int i = 0; i < n; i++) {
+        if ((l->fds[i] = open_listener(pc, err, errlen)) < 0) {
+            l->fds[i] = -1;
+            listen_unref(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+/* Whether next can keep run's sockets (and its connected clients): the same socket and the same
+ * kind of port. A port whose certificate or authentication chain changed keeps them. */
+static bool same_listener(const struct rq_port_cfg *run, const struct rq_port_cfg *next)
+{
+    return run->port == next->port && strcmp(run->bind_address, next->bind_address) == 0 &&
+           run->protocol == next->protocol && run->tls.mode == next->tls.mode &&
+           strcmp(run->authn_name, next->authn_name) == 0;
+}
+
 static void snap_unref(struct rq_gen_snap *sn)
 {
     if (!sn || --sn->refs > 0)
@@ -256,35 +359,49 @@ void rq_ports_gen_free(struct rq_gen *g)
         rq_authn_chain_free(g->ports[i].authn);
         rq_authz_free(g->ports[i].authz);
     }
+    for (size_t i = 0; g->lis && i < g->n_ports; i++)
+        listen_unref(g->lis[i]);
+    free(g->lis);
     free(g->ports);
     snap_unref(g->snap);
     free(g);
 }
 
-/* A generation of n listeners from snap: listener i is configured by pcs[i]. Takes the snapshot
- * reference given (also on failure). NULL with b->err set. */
+/* A generation of n listeners from snap: listener i is configured by pcs[i], follows prevs[i]
+ * (its running self, or NULL when new) and listens on lis[i] (a reference each, taken: on
+ * failure too, like the snapshot's). NULL with b->err set. */
 static struct rq_gen *build(struct build *b, struct rq_gen_snap *sn,
-                            const struct rq_port_cfg *const *pcs, size_t n)
+                            const struct rq_port_cfg *const *pcs,
+                            const struct rq_port_rt *const *prevs, struct rq_listen **lis,
+                            size_t n)
 {
     struct rq_gen *g = calloc(1, sizeof *g);
     if (!g) {
         snap_unref(sn);
+        for (size_t i = 0; i < n; i++)
+            listen_unref(lis[i]);
         snprintf(b->err, b->errlen, "out of memory");
         return NULL;
     }
     g->snap = sn;
     g->n_ports = n;
     g->serial = b->prev ? b->prev->serial + 1 : 1;
+    g->n_shards = b->n_shards;
     atomic_init(&g->pins, 0);
     g->ports = calloc(n ? n : 1, sizeof *g->ports);
-    if (!g->ports) {
+    g->lis = calloc(n ? n : 1, sizeof *g->lis);
+    if (g->lis)
+        memcpy(g->lis, lis, n * sizeof *lis);
+    else
+        for (size_t i = 0; i < n; i++)
+            listen_unref(lis[i]);
+    if (!g->ports || !g->lis) {
         snprintf(b->err, b->errlen, "out of memory");
         rq_ports_gen_free(g);
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
-        const struct rq_port_rt *prev = b->prev ? &b->prev->ports[i] : NULL;
-        if (build_port(b, sn->cfg, pcs[i], prev, &g->ports[i]) != 0) {
+        if (build_port(b, sn->cfg, pcs[i], prevs[i], &g->ports[i]) != 0) {
             rq_ports_gen_free(g);
             return NULL;
         }
@@ -292,22 +409,54 @@ static struct rq_gen *build(struct build *b, struct rq_gen_snap *sn,
     return g;
 }
 
-struct rq_gen *rq_ports_first(struct rq_config *cfg, const char *data_dir, char *err, size_t errlen)
+/* Arrays for a generation of n ports. */
+struct plan {
+    const struct rq_port_cfg **pcs;
+    const struct rq_port_rt **prevs;
+    struct rq_listen **lis;
+};
+
+static int plan_new(struct plan *p, size_t n)
+{
+    p->pcs = calloc(n ? n : 1, sizeof *p->pcs);
+    p->prevs = calloc(n ? n : 1, sizeof *p->prevs);
+    p->lis = calloc(n ? n : 1, sizeof *p->lis);
+    return p->pcs && p->prevs && p->lis ? 0 : -1;
+}
+
+static void plan_free(struct plan *p)
+{
+    free(p->pcs);
+    free(p->prevs);
+    free(p->lis);
+}
+
+struct rq_gen *rq_ports_first(struct rq_config *cfg, const char *data_dir, int n_shards,
+                              char *err, size_t errlen)
 {
     struct rq_gen_snap *sn = calloc(1, sizeof *sn);
-    const struct rq_port_cfg **pcs = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *pcs);
-    if (!sn || !pcs) {
+    struct plan p = {0};
+    if (!sn || plan_new(&p, cfg->n_ports) != 0) {
         free(sn);
-        free(pcs);
+        plan_free(&p);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     *sn = (struct rq_gen_snap){.refs = 1, .cfg = cfg, .owned = false};
-    for (size_t i = 0; i < cfg->n_ports; i++)
-        pcs[i] = &cfg->ports[i];
-    struct build b = {.kind = B_START, .data_dir = data_dir, .err = err, .errlen = errlen};
-    struct rq_gen *g = build(&b, sn, pcs, cfg->n_ports);
-    free(pcs);
+    for (size_t i = 0; i < cfg->n_ports; i++) {
+        p.pcs[i] = &cfg->ports[i];
+        if (!(p.lis[i] = listen_open(&cfg->ports[i], n_shards, err, errlen))) {
+            for (size_t j = 0; j < i; j++)
+                listen_unref(p.lis[j]);
+            plan_free(&p);
+            snap_unref(sn);
+            return NULL;
+        }
+    }
+    struct build b = {.kind = B_START, .data_dir = data_dir, .n_shards = n_shards, .err = err,
+                      .errlen = errlen};
+    struct rq_gen *g = build(&b, sn, p.pcs, p.prevs, p.lis, cfg->n_ports);
+    plan_free(&p);
     return g;
 }
 
@@ -316,29 +465,58 @@ const struct rq_config *rq_ports_gen_config(const struct rq_gen *g)
     return g->snap->cfg;
 }
 
-/* The port of next that configures the running listener `run`, or NULL with err set when the
- * listener cannot follow it without a restart (gone, other protocol or TLS mode). */
-static const struct rq_port_cfg *match_port(const struct rq_config *next,
-                                            const struct rq_port_cfg *run, char *err, size_t errlen)
+static void log_port(const char *what, const struct rq_port_cfg *pc)
 {
-    const struct rq_port_cfg *pc = NULL;
-    for (size_t j = 0; j < next->n_ports && !pc; j++)
-        if (next->ports[j].port == run->port)
-            pc = &next->ports[j];
-    if (!pc) {
-        snprintf(err, errlen, "port %u is no longer in the configuration (removing a listener "
-                 "needs a restart)", run->port);
-        return NULL;
+    bool v6 = strchr(pc->bind_address, ':') != NULL;
+    rq_log(RQ_LOG_INFO, NULL, "reload: port %s%s%s:%u (MQTT over %s%s, listener %s, "
+           "authentication %s) %s", v6 ? "[" : "", pc->bind_address, v6 ? "]" : "", pc->port,
+           pc->protocol == RQ_PROTO_WEBSOCKETS ? "WebSocket" : "TCP",
+           pc->tls.mode != RQ_TLS_NONE ? "+TLS" : "", pc->listener,
+           pc->authn ? pc->authn->name : "disabled", what);
+}
+
+/* next's ports: each keeps the running sockets of the same listener (prevs[j] = the running
+ * port), else gets new ones bound now on every shard. -1 with err set (a port that cannot be
+ * bound) and every socket opened here closed: the reload then changes nothing. */
+static int plan_reload(const struct rq_gen *cur, const struct rq_config *next, struct plan *p,
+                       char *err, size_t errlen)
+{
+    bool *kept = calloc(cur->n_ports ? cur->n_ports : 1, sizeof *kept);
+    if (!kept) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
-    if (pc->protocol != run->protocol || pc->tls.mode != run->tls.mode) {
-        snprintf(err, errlen, "port %u changed its protocol or TLS mode (that needs a "
-                 "restart)", run->port);
-        return NULL;
+    for (size_t j = 0; j < next->n_ports; j++) {
+        const struct rq_port_cfg *pc = &next->ports[j];
+        p->pcs[j] = pc;
+        for (size_t i = 0; i < cur->n_ports && !p->lis[j]; i++) {
+            if (kept[i] || !same_listener(cur->ports[i].cfg, pc))
+                continue;
+            kept[i] = true;
+            p->prevs[j] = &cur->ports[i];
+            p->lis[j] = cur->lis[i];
+            p->lis[j]->refs++;
+        }
+        if (p->lis[j])
+            continue;
+        char why[300];
+        if (!(p->lis[j] = listen_open(pc, cur->n_shards, why, sizeof why))) {
+            snprintf(err, errlen, "port %u: %s", pc->port, why);
+            for (size_t k = 0; k < j; k++)
+                listen_unref(p->lis[k]);
+            free(kept);
+            return -1;
+        }
     }
-    if (strcmp(pc->bind_address, run->bind_address) != 0)
-        rq_log(RQ_LOG_WARN, NULL, "reload: port %u: bindAddress %s applies at the next restart "
-               "(still listening on %s)", run->port, pc->bind_address, run->bind_address);
-    return pc;
+    for (size_t j = 0; j < next->n_ports; j++)
+        if (!p->prevs[j])
+            log_port("added: listening on every shard", &next->ports[j]);
+    for (size_t i = 0; i < cur->n_ports; i++)
+        if (!kept[i])
+            log_port("removed: closed on every shard, its clients disconnected",
+                     cur->ports[i].cfg);
+    free(kept);
+    return 0;
 }
 
 struct rq_gen *rq_ports_reload(const struct rq_gen *cur, struct rq_config *next,
@@ -346,35 +524,24 @@ struct rq_gen *rq_ports_reload(const struct rq_gen *cur, struct rq_config *next,
 {
     *replaced = 0;
     struct rq_gen_snap *sn = calloc(1, sizeof *sn);
-    const struct rq_port_cfg **pcs = calloc(cur->n_ports ? cur->n_ports : 1, sizeof *pcs);
-    if (!sn || !pcs) {
+    struct plan p = {0};
+    if (!sn || plan_new(&p, next->n_ports) != 0) {
         free(sn);
-        free(pcs);
+        plan_free(&p);
         rq_config_free(next);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     *sn = (struct rq_gen_snap){.refs = 1, .cfg = next, .owned = true};
-    for (size_t i = 0; i < cur->n_ports; i++) {
-        pcs[i] = match_port(next, cur->ports[i].cfg, err, errlen);
-        if (!pcs[i]) {
-            free(pcs);
-            snap_unref(sn);
-            return NULL;
-        }
+    if (plan_reload(cur, next, &p, err, errlen) != 0) {
+        plan_free(&p);
+        snap_unref(sn);
+        return NULL;
     }
-    for (size_t j = 0; j < next->n_ports; j++) {
-        bool known = false;
-        for (size_t i = 0; i < cur->n_ports; i++)
-            known |= pcs[i] == &next->ports[j];
-        if (!known)
-            rq_log(RQ_LOG_WARN, NULL, "reload: port %u is new: a new listener needs a restart",
-                   next->ports[j].port);
-    }
-    struct build b = {.kind = B_RELOAD, .prev = cur, .data_dir = data_dir, .err = err,
-                      .errlen = errlen};
-    struct rq_gen *g = build(&b, sn, pcs, cur->n_ports);
-    free(pcs);
+    struct build b = {.kind = B_RELOAD, .prev = cur, .data_dir = data_dir,
+                      .n_shards = cur->n_shards, .err = err, .errlen = errlen};
+    struct rq_gen *g = build(&b, sn, p.pcs, p.prevs, p.lis, next->n_ports);
+    plan_free(&p);
     *replaced = b.replaced;
     return g;
 }
@@ -386,17 +553,23 @@ struct rq_gen *rq_ports_renew(const struct rq_gen *cur, const char *data_dir, in
         due |= cur->ports[i].cfg->tls.mode == RQ_TLS_AUTOMATIC && now >= cur->ports[i].renew_at;
     if (!due)
         return NULL;
-    const struct rq_port_cfg **pcs = calloc(cur->n_ports, sizeof *pcs);
-    if (!pcs)
+    struct plan p = {0};
+    if (plan_new(&p, cur->n_ports) != 0) {
+        plan_free(&p);
         return NULL;
-    for (size_t i = 0; i < cur->n_ports; i++)
-        pcs[i] = cur->ports[i].cfg;
+    }
+    for (size_t i = 0; i < cur->n_ports; i++) {
+        p.pcs[i] = cur->ports[i].cfg;
+        p.prevs[i] = &cur->ports[i];
+        p.lis[i] = cur->lis[i];
+        p.lis[i]->refs++;
+    }
     char err[500];
     struct build b = {.kind = B_RENEW, .prev = cur, .data_dir = data_dir, .now = now,
-                      .err = err, .errlen = sizeof err};
+                      .n_shards = cur->n_shards, .err = err, .errlen = sizeof err};
     cur->snap->refs++;
-    struct rq_gen *g = build(&b, cur->snap, pcs, cur->n_ports);
-    free(pcs);
+    struct rq_gen *g = build(&b, cur->snap, p.pcs, p.prevs, p.lis, cur->n_ports);
+    plan_free(&p);
     if (!g)
         rq_log(RQ_LOG_ERROR, NULL, "renewal: %s", err);
     return g;
@@ -413,7 +586,15 @@ static uint64_t print_path(uint64_t h, const char *path)
     return mix(h, &st.st_ino, sizeof st.st_ino);
 }
 
-static uint64_t print_dir(uint64_t h, const char *dir)
+static bool yaml_name(const char *n)
+{
+    size_t l = strlen(n);
+    return (l > 5 && strcmp(n + l - 5, ".yaml") == 0) || (l > 4 && strcmp(n + l - 4, ".yml") == 0);
+}
+
+/* yaml_only: the configuration directory, where only *.yaml / *.yml count (what the loader
+ * reads): a log file or anything else written there must not look like a change. */
+static uint64_t print_dir(uint64_t h, const char *dir, bool yaml_only)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -422,6 +603,8 @@ static uint64_t print_dir(uint64_t h, const char *dir)
     char p[1024];
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.' && (e->d_name[1] == 0 || e->d_name[1] == '.'))
+            continue;
+        if (yaml_only && (e->d_name[0] == '.' || !yaml_name(e->d_name)))
             continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         h = print_path(h, p); /* follows symlinks: a Kubernetes ..data swap shows up */
@@ -434,9 +617,9 @@ uint64_t rq_ports_files_print(const struct rq_config *cfg)
 {
     if (cfg->source[0] == '(')
         return 0; /* "(embedded default)": no files */
-    uint64_t h = print_dir(1469598103934665603ULL, cfg->source);
+    uint64_t h = print_dir(1469598103934665603ULL, cfg->source, true);
     for (size_t i = 0; i < cfg->n_objects; i++)
         if (cfg->objects[i].mounted && cfg->objects[i].origin)
-            h = print_dir(h, cfg->objects[i].origin);
+            h = print_dir(h, cfg->objects[i].origin, false);
     return h;
 }

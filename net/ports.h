@@ -11,19 +11,23 @@
 struct rq_config;
 struct rq_gen;
 
-/* The startup generation: one port per cfg->ports[] (the shards' listeners, same order). cfg
- * stays main()'s and must outlive the generation. NULL with err naming the port and the problem
- * (certificate, key, CA bundle, unbuilt feature). Logs what each port serves. */
-struct rq_gen *rq_ports_first(struct rq_config *cfg, const char *data_dir, char *err,
-                              size_t errlen);
+/* The startup generation: one port per cfg->ports[], its listening sockets bound (one per
+ * shard, n_shards). cfg stays main()'s and must outlive the generation. NULL with err naming
+ * the port and the problem (cannot listen, certificate, key, CA bundle, unbuilt feature). Logs
+ * what each port serves. */
+struct rq_gen *rq_ports_first(struct rq_config *cfg, const char *data_dir, int n_shards,
+                              char *err, size_t errlen);
 
 /* Reload: a new generation from a freshly loaded snapshot `next` (taken: owned by the new
- * generation, freed on failure). Each running listener is matched by port number; a listener
- * that is gone or changed its protocol or TLS mode refuses the reload (needs a restart), a new
- * port or bind address is logged and left for the restart. Certificates and authentication
- * chains come from `next`; a TLS context built from unchanged inputs is shared with cur.
- * *replaced = ports whose certificate or client CAs changed. NULL with err set: cur stays
- * (a broken certificate: "new certificate refused, keeping the old one: ..."). */
+ * generation, freed on failure), one port per next->ports[]. A port that is the same listener
+ * as a running one (address, number, protocol, TLS mode, authenticationRef) keeps its sockets
+ * and connections; any other is new and bound now on every shard (the shards start accepting
+ * on it at their next loop turn); a running port that no new one keeps is removed (its shards
+ * close it and disconnect its clients). Certificates and authentication chains come from
+ * `next`; a TLS context built from unchanged inputs is shared with cur. *replaced = ports
+ * whose certificate or client CAs changed. NULL with err set and nothing changed (sockets
+ * bound here closed): a port that cannot be bound, a broken certificate ("new certificate
+ * refused, keeping the old one: ..."). */
 struct rq_gen *rq_ports_reload(const struct rq_gen *cur, struct rq_config *next,
                                const char *data_dir, int *replaced, char *err, size_t errlen);
 

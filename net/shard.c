@@ -27,6 +27,7 @@
 #include "core/stats_sys.h"
 #include "net/authn_glue.h"
 #include "net/gen.h"
+#include "net/ports.h"
 #include "net/post.h"
 #include "net/shard_int.h"
 #include "net/xport.h"
@@ -58,14 +59,17 @@ static struct io_uring_sqe *get_sqe(struct rq_shard *s)
     return sqe;
 }
 
+/* Port i of the current generation: its multishot accept, tagged with the listener's id (the
+ * port's index may change with the generation; a completion of a listener gone is stale). */
 static void arm_accept(struct rq_shard *s, size_t i)
 {
-    struct io_uring_sqe *sqe = get_sqe(s);
+    struct rq_listen *l = s->gen->lis[i];
+    struct io_uring_sqe *sqe = l->fds[s->id] >= 0 ? get_sqe(s) : NULL;
     if (!sqe)
         return;
-    io_uring_prep_multishot_accept(sqe, s->lfd[i], NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, tag(OP_ACCEPT, 0, (uint32_t)i));
-    s->accept_armed[i] = true;
+    io_uring_prep_multishot_accept(sqe, l->fds[s->id], NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, tag(OP_ACCEPT, 0, l->id));
+    l->armed[s->id] = true;
 }
 
 void rq_conn_arm_recv(struct rq_shard *s, struct conn *c)
@@ -338,10 +342,10 @@ static int set_slot_file(struct rq_shard *s, uint32_t slot, const int *fdp)
 
 /* ---- connections ---- */
 
-struct conn *rq_conn_new(struct rq_shard *s, int fd, uint32_t port_index,
-                             const struct rq_peer *peer)
+struct conn *rq_conn_new(struct rq_shard *s, int fd, struct rq_gen *g, uint32_t port_index,
+                         const struct rq_peer *peer)
 {
-    uint16_t port = s->lport[port_index];
+    uint16_t port = g->ports[port_index].cfg->port;
     if (!s->n_free) {
         char name[RQ_PEER_STRLEN], note[64];
         uint64_t skipped;
@@ -373,6 +377,7 @@ struct conn *rq_conn_new(struct rq_shard *s, int fd, uint32_t port_index,
     s->slots[slot] = c;
     s->n_conns++;
     rq_client_init(&c->cl, s->w, c, port, &c->peer);
+    c->cl.cfg = rq_ports_gen_config(g); /* its limits: g is pinned as long as c lives */
     return c;
 }
 
@@ -549,7 +554,8 @@ static void accept_failed(struct rq_shard *s, uint32_t li, int err, bool ended)
     uint64_t skipped;
     char note[64];
     if (rq_ratelog_due(&s->rl[RL_ACCEPT], s->w->now, &skipped))
-        rq_log(RQ_LOG_WARN, NULL, "shard %d: accept on port %u: %s%s%s", s->id, s->lport[li],
+        rq_log(RQ_LOG_WARN, NULL, "shard %d: accept on port %u: %s%s%s", s->id,
+               s->gen->ports[li].cfg->port,
                strerror(err),
                err == EMFILE || err == ENFILE
                    ? ": out of descriptors: accepting again as connections close"
@@ -593,10 +599,17 @@ static void refuse_at_accept(struct rq_shard *s, int fd, enum rq_admit_verdict v
 
 static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
 {
-    uint32_t li = tag_slot(cqe->user_data);
+    uint32_t li = 0, id = tag_slot(cqe->user_data);
+    while (li < s->gen->n_ports && s->gen->lis[li]->id != id)
+        li++;
     bool ended = !(cqe->flags & IORING_CQE_F_MORE);
+    if (li == s->gen->n_ports) { /* a listener a reload removed: its last completions */
+        if (cqe->res >= 0)
+            close(cqe->res);
+        return;
+    }
     if (ended)
-        s->accept_armed[li] = false; /* re-armed at the end of the iteration */
+        s->gen->lis[li]->armed[s->id] = false; /* re-armed at the end of the iteration */
     if (cqe->res < 0) {
         if (cqe->res != -ECANCELED && !s->stopping)
             accept_failed(s, li, -cqe->res, ended);
@@ -618,7 +631,7 @@ static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
     peer_name(fd, &peer);
     bool failed;
     struct rq_xport *xp = rq_xport_new(&s->gen->ports[li], &failed);
-    struct conn *c = failed ? NULL : rq_conn_new(s, fd, li, &peer);
+    struct conn *c = failed ? NULL : rq_conn_new(s, fd, s->gen, li, &peer);
     if (!c) {
         size_t none = 0;
         rq_xport_free(xp);
@@ -831,17 +844,56 @@ static void reap(struct rq_shard *s)
     }
 }
 
+/* This shard's socket of l: shut down (ends its multishot accept) and closed for good. */
+static void listener_close(struct rq_shard *s, struct rq_listen *l)
+{
+    int fd = l->fds[s->id];
+    if (fd < 0)
+        return;
+    shutdown(fd, SHUT_RDWR);
+    close(fd);
+    l->fds[s->id] = -1;
+}
+
+static bool gen_has(const struct rq_gen *g, const struct rq_listen *l)
+{
+    for (size_t i = 0; i < g->n_ports; i++)
+        if (g->lis[i] == l)
+            return true;
+    return false;
+}
+
+/* A new runtime generation ng (the old one, s->gen, still alive: this shard has not passed
+ * the quiescent point yet). Ports ng no longer has are closed here and their clients
+ * disconnected (v5: DISCONNECT 0x8B Server shutting down); ports it adds are armed by the
+ * loop; new connections take ng's limits. */
+static void gen_follow(struct rq_shard *s, struct rq_gen *ng)
+{
+    struct rq_gen *old = s->gen;
+    bool dropped = false;
+    for (size_t i = 0; i < old->n_ports; i++) {
+        if (!gen_has(ng, old->lis[i])) {
+            listener_close(s, old->lis[i]);
+            dropped = true;
+        }
+    }
+    s->gen = ng;
+    s->w->cfg = rq_ports_gen_config(ng);
+    for (uint32_t i = 0; dropped && i < s->n_slots; i++) {
+        struct conn *c = s->slots[i];
+        if (c && c->state == C_OPEN && c->rt_gen &&
+            !gen_has(ng, c->rt_gen->lis[c->port_index]))
+            rq_client_close(&c->cl, -RQ_RC_SERVER_SHUTTING_DOWN,
+                            "its listener port was removed by a configuration reload");
+    }
+}
+
 static void begin_stop(struct rq_shard *s)
 {
     s->stopping = true;
     s->stop_deadline = s->w->now + 3000;
-    for (size_t i = 0; i < s->n_listen; i++) {
-        if (s->lfd[i] >= 0) {
-            shutdown(s->lfd[i], SHUT_RDWR); /* ends the multishot accept */
-            close(s->lfd[i]);
-            s->lfd[i] = -1;
-        }
-    }
+    for (size_t i = 0; i < s->gen->n_ports; i++)
+        listener_close(s, s->gen->lis[i]);
     rq_worker_shutdown(s->w);
     /* Connections still before CONNECT have no session: close them too. */
     for (uint32_t i = 0; i < s->n_slots; i++) {
@@ -956,7 +1008,12 @@ void rq_shard_loop(struct rq_shard *s)
         rq_stats_turn(w->now, s->n_conns); /* heartbeat for /healthz */
         rq_metrics_test_stall(s->id);
         /* quiescent point: no pointer into a generation is held here but s->gen and pins */
-        s->gen = rq_gens_quiesce(s->gens, s->id, &s->gen_epoch, s->gen);
+        uint64_t epoch;
+        struct rq_gen *ng = rq_gens_next(s->gens, s->gen_epoch, &epoch);
+        if (ng) {
+            gen_follow(s, ng);
+            rq_gens_passed(s->gens, s->id, &s->gen_epoch, epoch);
+        }
         if (atomic_load_explicit(&s->stop_requested, memory_order_relaxed) && !s->stopping)
             begin_stop(s);
         drain_inbox(s);
@@ -973,8 +1030,8 @@ void rq_shard_loop(struct rq_shard *s)
             break;
         }
         bool accept_waits = false;
-        for (size_t i = 0; !s->stopping && i < s->n_listen; i++) {
-            if (s->accept_armed[i])
+        for (size_t i = 0; !s->stopping && i < s->gen->n_ports; i++) {
+            if (s->gen->lis[i]->armed[s->id])
                 continue;
             if (w->now >= s->accept_retry_at)
                 arm_accept(s, i);

@@ -160,10 +160,6 @@ struct rq_shard {
     struct rq_gens *gens; /* runtime generations (ports, TLS contexts, authentication) */
     struct rq_gen *gen;   /* the current one, as of the top of this loop turn */
     uint64_t gen_epoch;   /* its epoch (rq_gens_quiesce) */
-    int *lfd; /* listening sockets, one per configured port */
-    uint16_t *lport;
-    size_t n_listen;
-    bool *accept_armed;
     /* Accepting failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM):
      * no listener is re-armed before accept_retry_at; the wait doubles up to a second, and a
      * connection this shard closes ends it early. */
@@ -196,7 +192,9 @@ struct rq_shard {
 };
 
 /* Connection helpers of the loop (shard.c) that the hand-over (handover.c) uses. */
-struct conn *rq_conn_new(struct rq_shard *s, int fd, uint32_t port_index,
+/* A connection on port port_index of generation g (its port number and limits come from there;
+ * the caller pins g for it, or moves a pin in). */
+struct conn *rq_conn_new(struct rq_shard *s, int fd, struct rq_gen *g, uint32_t port_index,
                          const struct rq_peer *peer);
 /* Frees c (its descriptor too when close_fd). */
 void rq_conn_free(struct rq_shard *s, struct conn *c, bool close_fd);

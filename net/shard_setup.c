@@ -97,45 +97,6 @@ int rq_net_probe(char *err, size_t errlen)
     return 0;
 }
 
-static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    memset(&ss, 0, sizeof ss);
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, pc->bind_address, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons(pc->port);
-        sl = sizeof *a4;
-    } else if (inet_pton(AF_INET6, pc->bind_address, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons(pc->port);
-        sl = sizeof *a6;
-    } else {
-        snprintf(err, errlen, "bad bind address '%s'", pc->bind_address);
-        return -EINVAL;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -errno;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    /* accepted sockets inherit it (Linux): no setsockopt per connection */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 4096) < 0) {
-        int e = errno;
-        snprintf(err, errlen, "cannot listen on %s:%u: %s", pc->bind_address, pc->port,
-                 strerror(e));
-        close(fd);
-        return -e;
-    }
-    return fd;
-}
-
 struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_config *cfg,
                               struct rq_gens *gens, char *err, size_t errlen)
 {
@@ -151,27 +112,13 @@ struct rq_shard *rq_shard_new(int id, struct rq_broker *b, const struct rq_confi
     s->gen = rq_gens_current(gens);
     s->ring_fd = -1;
     sem_init(&s->ready, 0, 0);
-    s->n_listen = cfg->n_ports;
-    s->lfd = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->lfd);
-    s->lport = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->lport);
-    s->accept_armed = calloc(cfg->n_ports ? cfg->n_ports : 1, sizeof *s->accept_armed);
+    /* its listening sockets are the generations' (net/ports.c binds them, gen.h) */
     s->inbox = rq_inbox_new(INBOX_CAP, sizeof(struct rq_post));
     s->backlog = calloc((size_t)b->n_shards, sizeof *s->backlog);
-    if (!s->lfd || !s->lport || !s->accept_armed || !s->inbox || !s->backlog) {
+    if (!s->inbox || !s->backlog) {
         snprintf(err, errlen, "out of memory");
         rq_shard_free(s);
         return NULL;
-    }
-    for (size_t i = 0; i < s->n_listen; i++)
-        s->lfd[i] = -1;
-    for (size_t i = 0; i < s->n_listen; i++) {
-        int fd = open_listener(&cfg->ports[i], err, errlen);
-        if (fd < 0) {
-            rq_shard_free(s);
-            return NULL;
-        }
-        s->lfd[i] = fd;
-        s->lport[i] = cfg->ports[i].port;
     }
     if (!rq_shards) {
         rq_shards = calloc((size_t)b->n_shards, sizeof *rq_shards);
@@ -389,9 +336,6 @@ void rq_shard_free(struct rq_shard *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; s->lfd && i < s->n_listen; i++)
-        if (s->lfd[i] >= 0)
-            close(s->lfd[i]);
     if (s->ring_fd >= 0)
         io_uring_queue_exit(&s->ring);
     if (s->br)
@@ -415,9 +359,6 @@ void rq_shard_free(struct rq_shard *s)
             discard_post(&p);
         rq_inbox_free(s->inbox);
     }
-    free(s->lfd);
-    free(s->lport);
-    free(s->accept_armed);
     if (rq_shards) {
         rq_shards[s->id] = NULL;
         bool any = false;

@@ -274,7 +274,7 @@ int main(void)
     struct rq_config *cfg = rq_config_default();
     cfg->ports[0].port = 0; /* one shard: the kernel picks a free port */
     cfg->connect_timeout_ms = 1500;
-    struct rq_gen *g = rq_ports_first(cfg, NULL, err, sizeof err);
+    struct rq_gen *g = rq_ports_first(cfg, NULL, 1, err, sizeof err);
     if (!g) {
         fprintf(stderr, "ports: %s\n", err);
         return 1;
@@ -295,7 +295,7 @@ int main(void)
     rq_shards_go();
     struct sockaddr_in a;
     socklen_t al = sizeof a;
-    getsockname(sh->lfd[0], (struct sockaddr *)&a, &al);
+    getsockname(g->lis[0]->fds[0], (struct sockaddr *)&a, &al);
     uint16_t port = ntohs(a.sin_port);
     int posted = 0;
 
