@@ -655,8 +655,8 @@ def reload_brings_sat_and_bad_source_keeps_running():
             f.write(full.replace(e.kubeconfig, e.kubeconfig + ".missing"))
         mark = b.log_mark()
         b.signal(_signal.SIGHUP)
-        expect_log(b, mark, r"reload: kubeconfig .*\.missing: No such file or directory; the "
-                   r"running configuration stays", "bad source refused")
+        expect_log(b, mark, r"reload refused, the running configuration stays: kubeconfig "
+                   r".*\.missing: No such file or directory", "bad source refused")
         c, ack = sat_connect(b, e.token())
         check_eq(ack.rc, 0, "SAT still works")
         c.close()
