@@ -397,14 +397,34 @@ static int add_substituted(struct rq_authz_set *s, const struct pattern *pt, con
     return rq_authz_set_add(s, lv, pt->n);
 }
 
+/* authorizationPolicies.cache: the client's last PUBLISH decision is remembered. A publisher
+ * mostly sends to the same topic, and the trie walk of a policy with many rules touches nodes
+ * that other clients' traffic has pushed out of the CPU cache (~6 % of the broker's CPU with a
+ * 100-rule policy at 40,000 msg/s, bench/README.md). Exact: the sets of one access object never
+ * change, and re-authentication builds a new access object (with an empty cache). */
+#define LAST_TOPIC_MAX 120
+
 struct client_access {
     struct rq_access base;
     struct rq_authz_set *pub, *sub;
+    bool cache;
+    bool last_ok;
+    uint16_t last_len; /* 0: nothing remembered */
+    uint8_t last[LAST_TOPIC_MAX];
 };
 
 static bool may_publish(struct rq_access *a, const uint8_t *t, size_t len)
 {
-    return rq_authz_set_covers(((struct client_access *)a)->pub, t, len);
+    struct client_access *ca = (struct client_access *)a;
+    if (ca->cache && len && len == ca->last_len && memcmp(ca->last, t, len) == 0)
+        return ca->last_ok;
+    bool ok = rq_authz_set_covers(ca->pub, t, len);
+    if (ca->cache && len && len <= LAST_TOPIC_MAX) {
+        memcpy(ca->last, t, len);
+        ca->last_len = (uint16_t)len;
+        ca->last_ok = ok;
+    }
+    return ok;
 }
 
 static bool may_subscribe(struct rq_access *a, const uint8_t *f, size_t len)
@@ -468,6 +488,7 @@ int rq_authz_client(const struct rq_authz *z, const struct rq_principal *p, cons
         return RQ_AUTHZ_NOMEM;
     }
     ca->base.ops = &access_ops;
+    ca->cache = z->cfg->cache;
     if (p && p->username)
         mark_key(z->by_user, z->n_user, p->username, strlen(p->username), on);
     mark_key(z->by_cid, z->n_cid, (const char *)cid, cid_len, on);

@@ -306,6 +306,36 @@ static void test_deny_all(void)
     CHECK_EQ(client(who("u", NULL), "c-"), RQ_AUTHZ_DENIED);
 }
 
+/* authorizationPolicies.cache (default Enabled): the last PUBLISH decision is remembered per
+ * client; answers must be the same as without it, for repeated, alternating and long topics,
+ * and a new access object (a re-authentication, another client) starts empty. */
+static void test_publish_cache(void)
+{
+    load("    - principals: {usernames: [u]}\n"
+         "      brokerResources:\n"
+         "      - method: Connect\n"
+         "      - {method: Publish, topics: [\"a/{principal.clientId}/#\"]}\n");
+    CHECK_EQ(client(who("u", NULL), "c1"), RQ_AUTHZ_OK);
+    for (int i = 0; i < 3; i++) {
+        CHECK(pub("a/c1/x"));
+        CHECK(pub("a/c1/x"));
+        CHECK(!pub("b/x"));
+        CHECK(!pub("b/x"));
+        CHECK(!pub("a/c2/x"));
+    }
+    char longt[200];
+    memset(longt, 'z', sizeof longt - 1);
+    longt[sizeof longt - 1] = '\0';
+    memcpy(longt, "a/c1/", 5);
+    CHECK(pub(longt) && pub(longt));
+    longt[2] = 'x'; /* "a/x1/zzz...": another client's tree */
+    CHECK(!pub(longt) && !pub(longt));
+    CHECK(pub("a/c1/x"));
+    CHECK_EQ(client(who("u", NULL), "c2"), RQ_AUTHZ_OK);
+    CHECK(!pub("a/c1/x")); /* not remembered across access objects */
+    CHECK(pub("a/c2/x"));
+}
+
 int main(void)
 {
     test_match();
@@ -313,6 +343,7 @@ int main(void)
     test_tutorial();
     test_substitution();
     test_deny_all();
+    test_publish_cache();
     rq_access_free(acc);
     rq_authz_free(z);
     rq_config_free(cfg);
