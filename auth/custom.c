@@ -520,7 +520,7 @@ void rq_custom_log_not_relevant(struct rq_custom_method *m, const struct rq_auth
                                 bool reauth)
 {
     uint64_t skipped = 0;
-    if (RQ_LOG_WARN > rq_log_level ||
+    if (RQ_LOG_WARN > rq_log_level_now() ||
         !rq_ratelimit_allow(&m->nr_log, rq_ratelimit_now_ms(), &skipped))
         return;
     char ep[160], more[64] = "";

@@ -161,7 +161,7 @@ void rq_log_write(int level, const struct rq_log_ctx *ctx, const char *fmt, ...)
              (int)(ts.tv_nsec / 1000000) % 1000);
 
     size_t off = 0;
-    if (rq_log_json) {
+    if (__atomic_load_n(&rq_log_json, __ATOMIC_RELAXED)) { /* a reload may switch it */
         off += (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\"", when,
                                 rq_log_level_name(level));
         if (ctx) {

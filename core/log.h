@@ -38,11 +38,17 @@ struct rq_log_ctx {
 };
 
 extern int rq_log_level;
+/* The level as of now: a reload may change it on the control thread while shards log (a
+ * relaxed atomic load, a plain load on x86). Writers use __atomic_store_n. */
+static inline int rq_log_level_now(void)
+{
+    return __atomic_load_n(&rq_log_level, __ATOMIC_RELAXED);
+}
 extern int rq_log_json;
 
 #define rq_log(level, ctx, ...)                                                                    \
     do {                                                                                           \
-        if ((level) <= rq_log_level)                                                               \
+        if ((level) <= rq_log_level_now())                                                         \
             rq_log_write((level), (ctx), __VA_ARGS__);                                             \
     } while (0)
 
