@@ -243,12 +243,23 @@ def say(msg):
 # Brokers
 
 
+def free_ports(n):
+    """n distinct free ports: all bound at once, so that the kernel cannot hand out one twice
+    (a port chosen by two separate binds made a broker refuse its own configuration)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_ports(1)[0]
 
 
 def wait_port(port, proc, secs=10.0):
@@ -537,10 +548,9 @@ class Broker:
 
 
 def start_ringmq(binary, threads, workdir, pki=None, auth=None):
-    port = free_port()
-    ports = {"tls": free_port(), "x509": free_port()} if pki else {}
-    if auth:
-        ports.update({k: free_port() for k in AUTH_LISTENERS})
+    names = (["tls", "x509"] if pki else []) + (list(AUTH_LISTENERS) if auth else [])
+    port, *more = free_ports(1 + len(names))
+    ports = dict(zip(names, more))
     cfg = os.path.join(workdir, "ringmq.yaml")  # its directory holds secrets/ and configmaps/
     with open(cfg, "w") as f:
         f.write(RINGMQ_YAML.format(port=port, threads=threads))
@@ -565,8 +575,9 @@ def start_ringmq(binary, threads, workdir, pki=None, auth=None):
 
 
 def start_mosquitto(binary, workdir, pki=None):
-    port = free_port()
-    ports = {"tls": free_port(), "x509": free_port()} if pki else {}
+    names = ["tls", "x509"] if pki else []
+    port, *more = free_ports(1 + len(names))
+    ports = dict(zip(names, more))
     cfg = os.path.join(workdir, "mosquitto.conf")
     with open(cfg, "w") as f:
         f.write(MOSQUITTO_CONF.format(port=port))
