@@ -374,7 +374,7 @@ static int shard_count(const struct opts *o, const struct rq_config *cfg)
     return n > 256 ? 256 : n;
 }
 
-/* Creates the n shards (listening sockets first, so bind errors show before any thread) and
+/* Creates the n shards (their listening sockets are the first generation's, bound before) and
  * starts them; *started counts the running ones. 0, or 1 with the cause logged. */
 static int start_shards(struct rq_broker *b, const struct rq_config *cfg, struct rq_gens *gens,
                         struct rq_shard **shards, int n, int *started)
