@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "core/broker.h"
 #include "core/log.h"
+#include "core/rc.h"
 #include "net/authn_custom.h"
 #include "net/authn_sat.h"
 #include "net/gen.h"
@@ -260,6 +261,18 @@ static void publish(struct ctl *c, struct rq_gen *g)
     c->fast_polls = 10;
 }
 
+/* Test hook RINGMQ_TEST_RELOAD_KICK=PORT: every reload disconnects the clients of that port
+ * (v5: DISCONNECT 0x87 with a reason string), the way a changed BrokerAuthorization will. */
+static void test_kick(struct rq_gen *g)
+{
+    const char *v = getenv("RINGMQ_TEST_RELOAD_KICK");
+    long port = v ? strtol(v, NULL, 10) : 0;
+    for (size_t i = 0; port > 0 && i < g->n_ports; i++)
+        if (g->ports[i].cfg->port == port)
+            rq_ports_kick(g, i, RQ_RC_NOT_AUTHORIZED, "test hook RINGMQ_TEST_RELOAD_KICK: "
+                          "authorization of this port changed");
+}
+
 /* A refused reload: one error line (the cause names file:line:col where there is one), the
  * failure counted, nothing changed. */
 static void reload_refused(const char *what, const char *err)
@@ -314,6 +327,7 @@ static void reload(struct ctl *c)
         reload_refused("", err);
         return;
     }
+    test_kick(g);
     reload_counted(true);
     rq_reload_apply_logging(run, next, c->o->verbose > 0);
     size_t held = rq_gens_reclaim(c->gens); /* older ones that connections still use */

@@ -847,14 +847,40 @@ static bool gen_has(const struct rq_gen *g, const struct rq_listen *l)
     return false;
 }
 
+/* Whether generation g closes a connection of port pi accepted under cg: 0 (it stays), else
+ * the reason code, *why the reason: its listener is gone (0x8B Server shutting down), or a
+ * reload disconnects the port's clients (struct rq_port_kick). */
+static uint8_t port_verdict(const struct rq_gen *g, const struct rq_gen *cg, uint32_t pi,
+                            const char **why)
+{
+    for (size_t j = 0; j < g->n_ports; j++) {
+        if (g->lis[j] != cg->lis[pi])
+            continue;
+        if (cg->serial >= g->kick[j].after)
+            return 0;
+        *why = g->kick[j].why;
+        return g->kick[j].rc;
+    }
+    *why = "its listener port was removed by a configuration reload";
+    return RQ_RC_SERVER_SHUTTING_DOWN;
+}
+
+bool rq_shard_port_closed(struct rq_shard *s, const struct rq_gen *cg, uint32_t pi)
+{
+    const char *why;
+    return port_verdict(s->gen, cg, pi, &why) != 0;
+}
+
 /* A new runtime generation ng (the old one, s->gen, still alive: this shard has not passed
  * the quiescent point yet). Ports ng no longer has are closed here and their clients
- * disconnected (v5: DISCONNECT 0x8B Server shutting down); ports it adds are armed by the
- * loop; new connections take ng's limits. */
+ * disconnected (v5: DISCONNECT 0x8B Server shutting down), as are the clients of a port ng
+ * kicks; ports it adds are armed by the loop; new connections take ng's limits. */
 static void gen_follow(struct rq_shard *s, struct rq_gen *ng)
 {
     struct rq_gen *old = s->gen;
     bool dropped = false;
+    for (size_t j = 0; j < ng->n_ports; j++)
+        dropped |= ng->kick[j].after > old->serial; /* a kick this shard has not applied */
     for (size_t i = 0; i < old->n_ports; i++) {
         if (!gen_has(ng, old->lis[i])) {
             listener_close(s, old->lis[i]);
@@ -865,10 +891,12 @@ static void gen_follow(struct rq_shard *s, struct rq_gen *ng)
     s->w->cfg = rq_ports_gen_config(ng);
     for (uint32_t i = 0; dropped && i < s->n_slots; i++) {
         struct conn *c = s->slots[i];
-        if (c && c->state == C_OPEN && c->rt_gen &&
-            !gen_has(ng, c->rt_gen->lis[c->port_index]))
-            rq_client_close(&c->cl, -RQ_RC_SERVER_SHUTTING_DOWN,
-                            "its listener port was removed by a configuration reload");
+        const char *why;
+        uint8_t rc = c && c->state == C_OPEN && c->rt_gen
+                         ? port_verdict(ng, c->rt_gen, c->port_index, &why)
+                         : 0;
+        if (rc)
+            rq_client_close(&c->cl, -(int)rc, why);
     }
 }
 

@@ -208,6 +208,10 @@ void rq_conn_mark_closing(struct rq_shard *s, struct conn *c);
 /* Bytes received for c (wire bytes: through its transport, then to core). */
 void rq_conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len);
 
+/* Whether this shard's generation has closed port pi of generation cg (removed, or its clients
+ * disconnected by a reload since cg): a connection of it handed over now is not adopted. */
+bool rq_shard_port_closed(struct rq_shard *s, const struct rq_gen *cg, uint32_t pi);
+
 /* handover.c: c's CONNECT is HANDED_OVER: stop reading it, close-list it. */
 void rq_handover_start(struct rq_shard *s, struct conn *c);
 /* Its receive ended (reap): pass it to the owner shard; c is freed here. */

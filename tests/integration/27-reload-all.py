@@ -466,6 +466,42 @@ def ports_toggled_while_clients_connect():
         can_connect(a)
 
 
+@case(ringmq_only=ONLY)
+def reload_disconnects_the_clients_of_a_port():
+    """The mechanism a changed BrokerAuthorization uses (here driven by the test hook
+    RINGMQ_TEST_RELOAD_KICK=PORT): each reload disconnects the clients connected to that port
+    before it, v5 with DISCONNECT 0x87 and a reason string, 3.1.1 closed; the other port's
+    clients stay; clients connecting afterwards are let in."""
+    a, other = rq.free_port(), rq.free_port()
+    os.environ["RINGMQ_TEST_RELOAD_KICK"] = str(a)
+    try:
+        s = Setup([(a, []), (other, [])])
+    finally:
+        del os.environ["RINGMQ_TEST_RELOAD_KICK"]
+    with s.b as b:
+        clients = [rq.RawClient(a, version=5) for _ in range(6)]
+        v3 = rq.RawClient(a, version=4)
+        stay = rq.RawClient(other)
+        for c in clients + [v3, stay]:
+            check_eq(c.connect(client_id=rq.uniq("k")).rc, 0, "CONNACK")
+        mark = b.log_mark()
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "kick")
+        for c in clients:
+            r = c.expect_closed(10)
+            check(r and r.rc == 0x87, "v5 client of the port: %r" % r)
+            why = r.disconnect.props.get("reason_string", "")
+            check("authorization" in why, "reason string %r" % why)
+        r = v3.expect_closed(10)
+        check(r and r.rc is None, "3.1.1 client closed: %r" % r)
+        stay.ping(3)
+        after = rq.RawClient(a)
+        check_eq(after.connect(client_id=rq.uniq("after")).rc, 0, "CONNACK after the reload")
+        after.ping(3)
+        stay.disconnect()
+        after.disconnect()
+
+
 def serial(cert):
     return open(cert.cert, "rb").read()
 
