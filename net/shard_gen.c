@@ -33,6 +33,8 @@ static bool gen_has(const struct rq_gen *g, const struct rq_listen *l)
 static uint8_t port_verdict(const struct rq_gen *g, const struct rq_gen *cg, uint32_t pi,
                             const char **why)
 {
+    if (cg->serial > g->serial)
+        return 0; /* handed over from a shard a turn ahead: this one judges it at its next turn */
     for (size_t j = 0; j < g->n_ports; j++) {
         if (g->lis[j] != cg->lis[pi])
             continue;

@@ -59,7 +59,9 @@ class Setup:
     that a mode 000 file is unreadable to it."""
 
     def __init__(self, ports, files=None, level="debug", clients=None, ringmq=None,
-                 drop_dac=False, prepare=None):
+                 drop_dac=False, prepare=None, mounted=False):
+        self.mounted = mounted  # listeners.yaml through the kubelet's ..data symlinks
+        self.stamp = 0
         self.dir = tempfile.mkdtemp(prefix="rqtest-")
         os.chmod(self.dir, 0o755)
         self.mport = rq.free_port()
@@ -94,7 +96,11 @@ class Setup:
 
     def write_listeners(self, ports, name="plain"):
         self.listeners = listener_doc(name, ports)
-        self.put("listeners.yaml", self.listeners)
+        if self.mounted:
+            self.stamp += 1
+            kubelet_mount(self.dir, {"listeners.yaml": self.listeners}, str(self.stamp))
+        else:
+            self.put("listeners.yaml", self.listeners)
 
 
 def metric(b, name):
@@ -500,6 +506,22 @@ def reload_disconnects_the_clients_of_a_port():
         after.ping(3)
         stay.disconnect()
         after.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def mounted_config_dir_data_swap_adds_a_port():
+    """The configuration directory itself mounted from a ConfigMap (listeners.yaml a symlink
+    through ..data): the kubelet's ..data swap is noticed without SIGHUP and its new port
+    opens."""
+    a, new = rq.free_port(), rq.free_port()
+    s = Setup([(a, [])], mounted=True)
+    with s.b as b:
+        check(os.path.islink(os.path.join(s.dir, "listeners.yaml")), "mounted the kubelet's way")
+        mark = b.log_mark()
+        s.write_listeners([(a, []), (new, [])])
+        reload_ok(b, mark, "..data swap of the config dir")
+        can_connect(new)
+        can_connect(a)
 
 
 def serial(cert):
