@@ -239,6 +239,7 @@ struct ctl {
     uint32_t stall_ms;           /* test hook RINGMQ_TEST_STALL_MS: SIGUSR2 stalls shard 0 */
     uint64_t wd_ms, wd_next;     /* systemd watchdog: WATCHDOG=1 every wd_ms (0 = off) */
     uint64_t sys_next;           /* $SYS: next publication (monotonic ms); 0 = off */
+    uint64_t files;              /* files_print as the configuration was loaded */
 };
 
 static void reload_counted(bool ok)
@@ -522,7 +523,7 @@ static void test_stall(struct ctl *c)
  * endpoint (wait_event). */
 static void serve(struct ctl *c)
 {
-    uint64_t files = files_print(c);
+    uint64_t files = c->files;
     uint64_t last = rq_now_ms();
     for (;;) {
         bool fast = rq_gens_reclaim(c->gens) && c->fast_polls > 0 && c->fast_polls--;
@@ -682,6 +683,8 @@ int main(int argc, char **argv)
     struct rq_config *cfg = load_config(&o, &rc);
     if (!cfg)
         return rc;
+    /* taken now: a file that changes while the broker starts is reloaded at the first look */
+    uint64_t files = o.config ? rq_ports_files_print(cfg) : 0;
     rq_log_level = cfg->log_level;
     rq_log_json = cfg->log_json;
     if (o.verbose)
@@ -725,7 +728,7 @@ int main(int argc, char **argv)
     char dd_buf[512];
     struct ctl c = {.o = &o, .data_dir = data_dir_of(&o, cfg, dd_buf, sizeof dd_buf),
                     .shards = shards, .n_shards = n, .cfg = cfg, .sfd = sfd,
-                    .stall_ms = stall_ms};
+                    .stall_ms = stall_ms, .files = files};
     /* ServiceAccountToken: the Kubernetes API source (logged) before the chains are built */
     if (rq_authn_sat_start(cfg, (unsigned)o.auth_threads, err, sizeof err) != 0) {
         rq_log(RQ_LOG_ERROR, NULL, "%s", err);
