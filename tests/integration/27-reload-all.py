@@ -251,6 +251,14 @@ def mounted_secret_data_swap_and_removal():
         kubelet_mount(sdir(s.dir), {"tls.crt": second.chain_pem, "tls.key": second.key_pem}, "2")
         check_eq(wait_serial(port, root, second, timeout=10), serial(second),
                  "served after the ..data swap (no SIGHUP)")
+        # a TLS port added by a reload serves the same Secret
+        tls2 = rq.free_port()
+        mark = b.log_mark()
+        tls_line = "tls: {mode: Manual, manual: {secretRef: server-cert}}"
+        s.write_listeners([(port, [tls_line]), (tls2, [tls_line])])
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "TLS port added")
+        check_eq(wait_serial(tls2, root, second, timeout=0), serial(second), "the added TLS port")
         before = failures(b)
         mark = b.log_mark()
         shutil.rmtree(sdir(s.dir))
