@@ -40,8 +40,21 @@ struct rq_listen {
     bool *armed; /* [n]: shard i's multishot accept is in flight */
 };
 
+/* A reload's "disconnect every client of this port" (AIO: a port whose BrokerAuthorization
+ * changed disconnects its clients, v5 with DISCONNECT 0x87 and a reason string). Connections
+ * of the port accepted under a generation whose serial is below `after` are closed by their
+ * shard when it takes a generation carrying it (and refused when handed over later). Each
+ * build carries a kept port's kick forward, so that a shard that skips a generation still
+ * applies it. */
+struct rq_port_kick {
+    uint64_t after; /* 0: none */
+    uint8_t rc;     /* the v5 DISCONNECT reason code; 3.1.1 clients are just closed */
+    char why[120];  /* the v5 reason string, and the log line's */
+};
+
 struct rq_gen {
     struct rq_port_rt *ports; /* one per listener */
+    struct rq_port_kick *kick; /* [n_ports] */
     struct rq_listen **lis;   /* [n_ports]: ports[i]'s sockets */
     size_t n_ports;
     struct rq_gen_snap *snap; /* the configuration it was built from (owned by its builder) */

@@ -67,8 +67,9 @@ void rq_handover_finish(struct rq_shard *s, struct conn *c)
 
 void rq_handover_adopt(struct rq_shard *s, struct handover *h)
 {
-    struct conn *c = s->stopping ? NULL : rq_conn_new(s, h->fd, h->rt_gen, h->port_index,
-                                                        &h->peer);
+    /* before its CONNACK: a port a reload closed meanwhile just closes it */
+    bool gone = s->stopping || rq_shard_port_closed(s, h->rt_gen, h->port_index);
+    struct conn *c = gone ? NULL : rq_conn_new(s, h->fd, h->rt_gen, h->port_index, &h->peer);
     if (!c) {
         rq_xport_free(h->xp);
         rq_gen_unpin(h->rt_gen);

@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "core/broker.h"
 #include "core/log.h"
+#include "core/rc.h"
 #include "net/authn_custom.h"
 #include "net/authn_sat.h"
 #include "auth/kube.h"
@@ -239,6 +240,7 @@ struct ctl {
     uint32_t stall_ms;           /* test hook RINGMQ_TEST_STALL_MS: SIGUSR2 stalls shard 0 */
     uint64_t wd_ms, wd_next;     /* systemd watchdog: WATCHDOG=1 every wd_ms (0 = off) */
     uint64_t sys_next;           /* $SYS: next publication (monotonic ms); 0 = off */
+    uint64_t files;              /* files_print as the configuration was loaded */
 };
 
 static void reload_counted(bool ok)
@@ -259,6 +261,18 @@ static void publish(struct ctl *c, struct rq_gen *g)
     for (int i = 0; i < c->n_shards; i++)
         rq_shard_wake(c->shards[i]);
     c->fast_polls = 10;
+}
+
+/* Test hook RINGMQ_TEST_RELOAD_KICK=PORT: every reload disconnects the clients of that port
+ * (v5: DISCONNECT 0x87 with a reason string), the way a changed BrokerAuthorization will. */
+static void test_kick(struct rq_gen *g)
+{
+    const char *v = getenv("RINGMQ_TEST_RELOAD_KICK");
+    long port = v ? strtol(v, NULL, 10) : 0;
+    for (size_t i = 0; port > 0 && i < g->n_ports; i++)
+        if (g->ports[i].cfg->port == port)
+            rq_ports_kick(g, i, RQ_RC_NOT_AUTHORIZED, "test hook RINGMQ_TEST_RELOAD_KICK: "
+                          "authorization of this port changed");
 }
 
 /* A refused reload: one error line (the cause names file:line:col where there is one), the
@@ -315,6 +329,7 @@ static void reload(struct ctl *c)
         reload_refused("", err);
         return;
     }
+    test_kick(g);
     reload_counted(true);
     rq_reload_apply_logging(run, next, c->o->verbose > 0);
     size_t held = rq_gens_reclaim(c->gens); /* older ones that connections still use */
@@ -387,7 +402,7 @@ static int shard_count(const struct opts *o, const struct rq_config *cfg)
     return n > 256 ? 256 : n;
 }
 
-/* Creates the n shards (listening sockets first, so bind errors show before any thread) and
+/* Creates the n shards (their listening sockets are the first generation's, bound before) and
  * starts them; *started counts the running ones. 0, or 1 with the cause logged. */
 static int start_shards(struct rq_broker *b, const struct rq_config *cfg, struct rq_gens *gens,
                         struct rq_shard **shards, int n, int *started)
@@ -521,7 +536,7 @@ static void test_stall(struct ctl *c)
  * endpoint (wait_event). */
 static void serve(struct ctl *c)
 {
-    uint64_t files = files_print(c);
+    uint64_t files = c->files;
     uint64_t last = rq_now_ms();
     for (;;) {
         bool fast = rq_gens_reclaim(c->gens) && c->fast_polls > 0 && c->fast_polls--;
@@ -698,6 +713,8 @@ int main(int argc, char **argv)
     struct rq_config *cfg = load_config(&o, &rc);
     if (!cfg)
         return rc;
+    /* taken now: a file that changes while the broker starts is reloaded at the first look */
+    uint64_t files = o.config ? rq_ports_files_print(cfg) : 0;
     rq_log_level = cfg->log_level;
     rq_log_json = cfg->log_json;
     if (o.verbose)
@@ -729,7 +746,7 @@ int main(int argc, char **argv)
     char dd_buf[512];
     struct ctl c = {.o = &o, .data_dir = data_dir_of(&o, cfg, dd_buf, sizeof dd_buf),
                     .shards = shards, .n_shards = n, .cfg = cfg, .sfd = sfd,
-                    .stall_ms = stall_ms};
+                    .stall_ms = stall_ms, .files = files};
     /* ServiceAccountToken: the Kubernetes API source (logged) before the chains are built */
     if (rq_authn_sat_start(cfg, (unsigned)o.auth_threads, err, sizeof err) != 0) {
         rq_log(RQ_LOG_ERROR, NULL, "%s", err);

@@ -362,6 +362,7 @@ void rq_ports_gen_free(struct rq_gen *g)
     for (size_t i = 0; g->lis && i < g->n_ports; i++)
         listen_unref(g->lis[i]);
     free(g->lis);
+    free(g->kick);
     free(g->ports);
     snap_unref(g->snap);
     free(g);
@@ -390,17 +391,20 @@ static struct rq_gen *build(struct build *b, struct rq_gen_snap *sn,
     atomic_init(&g->pins, 0);
     g->ports = calloc(n ? n : 1, sizeof *g->ports);
     g->lis = calloc(n ? n : 1, sizeof *g->lis);
+    g->kick = calloc(n ? n : 1, sizeof *g->kick);
     if (g->lis)
         memcpy(g->lis, lis, n * sizeof *lis);
     else
         for (size_t i = 0; i < n; i++)
             listen_unref(lis[i]);
-    if (!g->ports || !g->lis) {
+    if (!g->ports || !g->lis || !g->kick) {
         snprintf(b->err, b->errlen, "out of memory");
         rq_ports_gen_free(g);
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
+        if (prevs[i]) /* a kept port's kick stays in force (see struct rq_port_kick) */
+            g->kick[i] = b->prev->kick[prevs[i] - b->prev->ports];
         if (build_port(b, sn->cfg, pcs[i], prevs[i], &g->ports[i]) != 0) {
             rq_ports_gen_free(g);
             return NULL;
@@ -544,6 +548,15 @@ struct rq_gen *rq_ports_reload(const struct rq_gen *cur, struct rq_config *next,
     plan_free(&p);
     *replaced = b.replaced;
     return g;
+}
+
+void rq_ports_kick(struct rq_gen *g, size_t i, uint8_t rc, const char *why)
+{
+    g->kick[i].after = g->serial;
+    g->kick[i].rc = rc;
+    snprintf(g->kick[i].why, sizeof g->kick[i].why, "%s", why);
+    rq_log(RQ_LOG_INFO, NULL, "reload: port %u: its connected clients are disconnected (%s)",
+           g->ports[i].cfg->port, why);
 }
 
 struct rq_gen *rq_ports_renew(const struct rq_gen *cur, const char *data_dir, int64_t now)

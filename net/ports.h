@@ -31,6 +31,12 @@ struct rq_gen *rq_ports_first(struct rq_config *cfg, const char *data_dir, int n
 struct rq_gen *rq_ports_reload(const struct rq_gen *cur, struct rq_config *next,
                                const char *data_dir, int *replaced, char *err, size_t errlen);
 
+/* Control thread, on a generation built by rq_ports_reload and not yet published: every client
+ * of port i connected before it (any older generation) is disconnected, v5 with DISCONNECT rc
+ * and the reason string why (net/gen.h struct rq_port_kick). For a reload that changes what a
+ * connected client may do (BrokerAuthorization). */
+void rq_ports_kick(struct rq_gen *g, size_t i, uint8_t rc, const char *why);
+
 /* tls mode Automatic: when a port's renewal time has come, a new generation from cur's
  * snapshot with a re-issued certificate for it (a failed issue keeps the current one and
  * retries in a minute). NULL when nothing is due (or out of memory, logged). */

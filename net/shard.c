@@ -844,56 +844,12 @@ static void reap(struct rq_shard *s)
     }
 }
 
-/* This shard's socket of l: shut down (ends its multishot accept) and closed for good. */
-static void listener_close(struct rq_shard *s, struct rq_listen *l)
-{
-    int fd = l->fds[s->id];
-    if (fd < 0)
-        return;
-    shutdown(fd, SHUT_RDWR);
-    close(fd);
-    l->fds[s->id] = -1;
-}
-
-static bool gen_has(const struct rq_gen *g, const struct rq_listen *l)
-{
-    for (size_t i = 0; i < g->n_ports; i++)
-        if (g->lis[i] == l)
-            return true;
-    return false;
-}
-
-/* A new runtime generation ng (the old one, s->gen, still alive: this shard has not passed
- * the quiescent point yet). Ports ng no longer has are closed here and their clients
- * disconnected (v5: DISCONNECT 0x8B Server shutting down); ports it adds are armed by the
- * loop; new connections take ng's limits. */
-static void gen_follow(struct rq_shard *s, struct rq_gen *ng)
-{
-    struct rq_gen *old = s->gen;
-    bool dropped = false;
-    for (size_t i = 0; i < old->n_ports; i++) {
-        if (!gen_has(ng, old->lis[i])) {
-            listener_close(s, old->lis[i]);
-            dropped = true;
-        }
-    }
-    s->gen = ng;
-    s->w->cfg = rq_ports_gen_config(ng);
-    for (uint32_t i = 0; dropped && i < s->n_slots; i++) {
-        struct conn *c = s->slots[i];
-        if (c && c->state == C_OPEN && c->rt_gen &&
-            !gen_has(ng, c->rt_gen->lis[c->port_index]))
-            rq_client_close(&c->cl, -RQ_RC_SERVER_SHUTTING_DOWN,
-                            "its listener port was removed by a configuration reload");
-    }
-}
-
 static void begin_stop(struct rq_shard *s)
 {
     s->stopping = true;
     s->stop_deadline = s->w->now + 3000;
     for (size_t i = 0; i < s->gen->n_ports; i++)
-        listener_close(s, s->gen->lis[i]);
+        rq_shard_listener_close(s, s->gen->lis[i]);
     rq_worker_shutdown(s->w);
     /* Connections still before CONNECT have no session: close them too. */
     for (uint32_t i = 0; i < s->n_slots; i++) {
@@ -1011,7 +967,7 @@ void rq_shard_loop(struct rq_shard *s)
         uint64_t epoch;
         struct rq_gen *ng = rq_gens_next(s->gens, s->gen_epoch, &epoch);
         if (ng) {
-            gen_follow(s, ng);
+            rq_shard_gen_follow(s, ng);
             rq_gens_passed(s->gens, s->id, &s->gen_epoch, epoch);
         }
         if (atomic_load_explicit(&s->stop_requested, memory_order_relaxed) && !s->stopping)

@@ -208,6 +208,18 @@ void rq_conn_mark_closing(struct rq_shard *s, struct conn *c);
 /* Bytes received for c (wire bytes: through its transport, then to core). */
 void rq_conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len);
 
+/* shard_gen.c: at the loop's quiescent point, the shard takes the newer generation ng (its
+ * current one, s->gen, still alive until it passes the point): closes its sockets of the ports
+ * ng no longer has, disconnects their clients and those of the ports ng kicks; new connections
+ * get ng's limits; the loop arms ng's new ports. */
+void rq_shard_gen_follow(struct rq_shard *s, struct rq_gen *ng);
+/* This shard's socket of l: shut down (ends its multishot accept) and closed for good. */
+struct rq_listen;
+void rq_shard_listener_close(struct rq_shard *s, struct rq_listen *l);
+/* Whether this shard's generation has closed port pi of generation cg (removed, or its clients
+ * disconnected by a reload since cg): a connection of it handed over now is not adopted. */
+bool rq_shard_port_closed(struct rq_shard *s, const struct rq_gen *cg, uint32_t pi);
+
 /* handover.c: c's CONNECT is HANDED_OVER: stop reading it, close-list it. */
 void rq_handover_start(struct rq_shard *s, struct conn *c);
 /* Its receive ended (reap): pass it to the owner shard; c is freed here. */

@@ -59,7 +59,9 @@ class Setup:
     that a mode 000 file is unreadable to it."""
 
     def __init__(self, ports, files=None, level="debug", clients=None, ringmq=None,
-                 drop_dac=False, prepare=None):
+                 drop_dac=False, prepare=None, mounted=False):
+        self.mounted = mounted  # listeners.yaml through the kubelet's ..data symlinks
+        self.stamp = 0
         self.dir = tempfile.mkdtemp(prefix="rqtest-")
         os.chmod(self.dir, 0o755)
         self.mport = rq.free_port()
@@ -94,7 +96,11 @@ class Setup:
 
     def write_listeners(self, ports, name="plain"):
         self.listeners = listener_doc(name, ports)
-        self.put("listeners.yaml", self.listeners)
+        if self.mounted:
+            self.stamp += 1
+            kubelet_mount(self.dir, {"listeners.yaml": self.listeners}, str(self.stamp))
+        else:
+            self.put("listeners.yaml", self.listeners)
 
 
 def metric(b, name):
@@ -245,6 +251,14 @@ def mounted_secret_data_swap_and_removal():
         kubelet_mount(sdir(s.dir), {"tls.crt": second.chain_pem, "tls.key": second.key_pem}, "2")
         check_eq(wait_serial(port, root, second, timeout=10), serial(second),
                  "served after the ..data swap (no SIGHUP)")
+        # a TLS port added by a reload serves the same Secret
+        tls2 = rq.free_port()
+        mark = b.log_mark()
+        tls_line = "tls: {mode: Manual, manual: {secretRef: server-cert}}"
+        s.write_listeners([(port, [tls_line]), (tls2, [tls_line])])
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "TLS port added")
+        check_eq(wait_serial(tls2, root, second, timeout=0), serial(second), "the added TLS port")
         before = failures(b)
         mark = b.log_mark()
         shutil.rmtree(sdir(s.dir))
@@ -417,6 +431,105 @@ def port_in_use_refuses_the_whole_reload():
         reload_ok(b, mark, "once the port is free")
         can_connect(taken)
         can_connect(extra)
+
+
+@case(ringmq_only=ONLY)
+def ports_toggled_while_clients_connect():
+    """A port added and removed 30 times while clients keep connecting to it and to a kept port
+    (the shards close and open sockets with accepts in flight): the kept port never fails, the
+    toggled one ends closed, nothing crashes (the sanitizer build reports leaks and races at
+    exit)."""
+    import threading
+    a, t = rq.free_port(), rq.free_port()
+    s = Setup([(a, [])])
+    stop = threading.Event()
+    errors, done = [], {"a": 0, "t": 0}
+
+    def hammer(port, key, must_work):
+        while not stop.is_set():
+            try:
+                c = rq.RawClient(port, timeout=5)
+                rc = c.connect(client_id=rq.uniq(key)).rc
+                c.close()
+                if rc == 0:
+                    done[key] += 1
+            except Exception as e:  # noqa: BLE001
+                if must_work:
+                    errors.append(repr(e))
+                time.sleep(0.01)
+
+    with s.b as b:
+        th = [threading.Thread(target=hammer, args=(a, "a", True)),
+              threading.Thread(target=hammer, args=(t, "t", False))]
+        for x in th:
+            x.start()
+        try:
+            for i in range(30):
+                mark = b.log_mark()
+                s.write_listeners([(a, []), (t, [])] if i % 2 == 0 else [(a, [])])
+                b.signal(signal.SIGHUP)
+                reload_ok(b, mark, "toggle %d" % i)
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for x in th:
+                x.join(30)
+        check(not errors, "the kept port failed: %s" % errors[:3])
+        check(done["a"] > 0 and done["t"] > 0, "clients got through: %r" % done)
+        check(port_refuses(t), "the toggled port ends closed")
+        can_connect(a)
+
+
+@case(ringmq_only=ONLY)
+def reload_disconnects_the_clients_of_a_port():
+    """The mechanism a changed BrokerAuthorization uses (here driven by the test hook
+    RINGMQ_TEST_RELOAD_KICK=PORT): each reload disconnects the clients connected to that port
+    before it, v5 with DISCONNECT 0x87 and a reason string, 3.1.1 closed; the other port's
+    clients stay; clients connecting afterwards are let in."""
+    a, other = rq.free_port(), rq.free_port()
+    os.environ["RINGMQ_TEST_RELOAD_KICK"] = str(a)
+    try:
+        s = Setup([(a, []), (other, [])])
+    finally:
+        del os.environ["RINGMQ_TEST_RELOAD_KICK"]
+    with s.b as b:
+        clients = [rq.RawClient(a, version=5) for _ in range(6)]
+        v3 = rq.RawClient(a, version=4)
+        stay = rq.RawClient(other)
+        for c in clients + [v3, stay]:
+            check_eq(c.connect(client_id=rq.uniq("k")).rc, 0, "CONNACK")
+        mark = b.log_mark()
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "kick")
+        for c in clients:
+            r = c.expect_closed(10)
+            check(r and r.rc == 0x87, "v5 client of the port: %r" % r)
+            why = r.disconnect.props.get("reason_string", "")
+            check("authorization" in why, "reason string %r" % why)
+        r = v3.expect_closed(10)
+        check(r and r.rc is None, "3.1.1 client closed: %r" % r)
+        stay.ping(3)
+        after = rq.RawClient(a)
+        check_eq(after.connect(client_id=rq.uniq("after")).rc, 0, "CONNACK after the reload")
+        after.ping(3)
+        stay.disconnect()
+        after.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def mounted_config_dir_data_swap_adds_a_port():
+    """The configuration directory itself mounted from a ConfigMap (listeners.yaml a symlink
+    through ..data): the kubelet's ..data swap is noticed without SIGHUP and its new port
+    opens."""
+    a, new = rq.free_port(), rq.free_port()
+    s = Setup([(a, [])], mounted=True)
+    with s.b as b:
+        check(os.path.islink(os.path.join(s.dir, "listeners.yaml")), "mounted the kubelet's way")
+        mark = b.log_mark()
+        s.write_listeners([(a, []), (new, [])])
+        reload_ok(b, mark, "..data swap of the config dir")
+        can_connect(new)
+        can_connect(a)
 
 
 def serial(cert):
