@@ -12,6 +12,7 @@
  */
 #include "auth/custom.h"
 
+#include "auth/curl_tls.h"
 #include "auth/custom_cache.h"
 #include "core/log.h"
 #include "core/ratelimit.h"
@@ -367,32 +368,9 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 static int set_tls(struct custom_job *j, CURL *e)
 {
     const struct rq_custom_method *m = j->m;
-    CURLcode rc = CURLE_OK;
-    if (m->ca) {
-        struct curl_blob ca = {m->ca, m->ca_len, CURL_BLOB_NOCOPY};
-        rc = curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
-        /* only this bundle: no system roots next to it */
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
-    }
-    if (rc == CURLE_OK && m->cert) {
-        struct curl_blob cert = {m->cert, m->cert_len, CURL_BLOB_NOCOPY};
-        struct curl_blob key = {m->key, m->key_len, CURL_BLOB_NOCOPY};
-        rc = curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-    }
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    return rc == CURLE_OK ? 0 : -1;
+    struct rq_curl_tls t = {.ca = m->ca, .ca_len = m->ca_len, .cert = m->cert,
+                            .cert_len = m->cert_len, .key = m->key, .key_len = m->key_len};
+    return rq_curl_tls_apply(e, &t) == CURLE_OK ? 0 : -1;
 }
 
 static int job_start(struct rq_auth_job *base, CURL *e, char *why, size_t whylen)

@@ -4,6 +4,7 @@
  * once (CA, client certificate and key), keeps the bearer token fresh from its file, and sets
  * up libcurl requests. What it does not do: TokenReview or any other API semantics (sat.c). */
 #include "auth/kube.h"
+#include "auth/curl_tls.h"
 
 #include "auth/kube_int.h"
 #include "config/config.h"
@@ -180,31 +181,9 @@ static struct curl_slist *headers_for(struct rq_kube *k, const char **why)
 
 static CURLcode set_tls(const struct rq_kube *k, CURL *e)
 {
-    CURLcode rc = CURLE_OK;
-    if (k->ca) {
-        struct curl_blob ca = {k->ca, k->ca_len, CURL_BLOB_NOCOPY};
-        rc = curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
-        if (rc == CURLE_OK) /* only this bundle */
-            rc = curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
-    }
-    if (rc == CURLE_OK && k->cert) {
-        struct curl_blob cert = {k->cert, k->cert_len, CURL_BLOB_NOCOPY};
-        struct curl_blob key = {k->key, k->key_len, CURL_BLOB_NOCOPY};
-        rc = curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-    }
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    return rc;
+    struct rq_curl_tls t = {.ca = k->ca, .ca_len = k->ca_len, .cert = k->cert,
+                            .cert_len = k->cert_len, .key = k->key, .key_len = k->key_len};
+    return rq_curl_tls_apply(e, &t);
 }
 
 int rq_kube_request(struct rq_kube *k, CURL *e, const char *path, struct curl_slist **headers,
