@@ -512,3 +512,55 @@ int rq_authz_client(const struct rq_authz *z, const struct rq_principal *p, cons
     *out = &ca->base;
     return RQ_AUTHZ_OK;
 }
+
+/* ---- comparing policies (reload) ------------------------------------------------------------ */
+
+static bool strs_same(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
+static bool attrs_same(const struct rq_authz_attrs *a, const struct rq_authz_attrs *b)
+{
+    if (a->n_attrs != b->n_attrs)
+        return false;
+    for (size_t i = 0; i < a->n_attrs; i++)
+        if (strcmp(a->attrs[i].key, b->attrs[i].key) != 0 || a->attrs[i].len != b->attrs[i].len ||
+            memcmp(a->attrs[i].value, b->attrs[i].value, a->attrs[i].len) != 0)
+            return false;
+    return true;
+}
+
+static bool rule_same(const struct rq_authz_rule *a, const struct rq_authz_rule *b)
+{
+    if (!strs_same(a->usernames, a->n_usernames, b->usernames, b->n_usernames) ||
+        !strs_same(a->client_ids, a->n_client_ids, b->client_ids, b->n_client_ids) ||
+        a->n_attr_sets != b->n_attr_sets || a->n_resources != b->n_resources)
+        return false;
+    for (size_t i = 0; i < a->n_attr_sets; i++)
+        if (!attrs_same(&a->attr_sets[i], &b->attr_sets[i]))
+            return false;
+    for (size_t i = 0; i < a->n_resources; i++)
+        if (a->resources[i].method != b->resources[i].method ||
+            !strs_same(a->resources[i].patterns, a->resources[i].n_patterns,
+                       b->resources[i].patterns, b->resources[i].n_patterns))
+            return false;
+    return true;
+}
+
+bool rq_authz_cfg_same(const struct rq_authz_cfg *a, const struct rq_authz_cfg *b)
+{
+    if (!a || !b)
+        return a == b;
+    if (strcmp(a->name, b->name) != 0 || a->cache != b->cache || a->n_rules != b->n_rules)
+        return false;
+    for (size_t i = 0; i < a->n_rules; i++)
+        if (!rule_same(&a->rules[i], &b->rules[i]))
+            return false;
+    return true;
+}

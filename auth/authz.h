@@ -22,6 +22,7 @@
 #ifndef RQ_AUTHZ_H
 #define RQ_AUTHZ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,11 @@ struct rq_authz *rq_authz_compile(const struct rq_authz_cfg *cfg, char *err, siz
 void rq_authz_free(struct rq_authz *z);
 /* The BrokerAuthorization's name, for log lines. */
 const char *rq_authz_name(const struct rq_authz *z);
+
+/* Whether two policies (either may be NULL: no authorization) decide everything alike: same
+ * name, cache setting and rules in order (positions in files do not count). A reload
+ * disconnects the clients of a port whose policy is not the same (net/ports.c). */
+bool rq_authz_cfg_same(const struct rq_authz_cfg *a, const struct rq_authz_cfg *b);
 
 enum rq_authz_result {
     RQ_AUTHZ_OK = 0,     /* Connect allowed: *out holds the client's permissions */

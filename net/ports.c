@@ -545,6 +545,12 @@ struct rq_gen *rq_ports_reload(const struct rq_gen *cur, struct rq_config *next,
     struct build b = {.kind = B_RELOAD, .prev = cur, .data_dir = data_dir,
                       .n_shards = cur->n_shards, .err = err, .errlen = errlen};
     struct rq_gen *g = build(&b, sn, p.pcs, p.prevs, p.lis, next->n_ports);
+    /* As AIO does: a kept port whose BrokerAuthorization changed disconnects its clients (v5:
+     * DISCONNECT 0x87 with a reason string); they reconnect under the new rules. */
+    for (size_t j = 0; g && j < next->n_ports; j++)
+        if (p.prevs[j] && !rq_authz_cfg_same(p.prevs[j]->cfg->authz, p.pcs[j]->authz))
+            rq_ports_kick(g, j, RQ_RC_NOT_AUTHORIZED, "the authorization policy of this port "
+                                                      "changed");
     plan_free(&p);
     *replaced = b.replaced;
     return g;

@@ -518,13 +518,18 @@ def x509_tutorial(b):
 # Reload: connected clients keep the rules they connected under; new ones get the new rules.
 
 @case(ringmq_only=ONLY)
-def reload_swaps_rules_for_new_connections(b):
+def reload_of_a_changed_policy_disconnects_its_port(b):
+    """As AIO does: a reload that changes a port's BrokerAuthorization disconnects that port's
+    clients (v5 DISCONNECT 0x87 with a reason string); they reconnect under the new rules.
+    Clients of ports whose policy did not change stay, and a reload that changes nothing
+    disconnects nobody."""
     path = os.path.join(b.workdir, "ringmq.yaml")
     original = open(path).read()
     carol_rule = ("    - principals: {usernames: [carol]}\n      brokerResources:\n"
                   "      - method: Connect\n      - {method: Publish, topics: [\"floors/#\"]}\n")
     w = watcher(b, "floors/#")
     alice = user(b, "alice")
+    open_port = user(b, "alice", port="open")  # no authorization on that port
     user(b, "carol", expect=NA)
     try:
         mark = b.log_mark()
@@ -532,8 +537,11 @@ def reload_swaps_rules_for_new_connections(b):
             fh.write(original.replace(CUSTOM_RULES, carol_rule))
         b.signal(signal.SIGHUP)
         expect_log(b, mark, r"reload: generation \d+ in use", "reload")
-        alice.publish("floors/3/old", b"pinned", qos=1)
-        expect_delivered(w, "floors/3/old", b"pinned", "alice keeps her rules")
+        r = alice.expect_closed(timeout=10)
+        check(r.closed and r.rc == NA, "alice's connection under the old rules: DISCONNECT "
+              "0x87 then close: %r" % r)
+        check(open_port.ping(timeout=5) is not None, "a client of a port without authorization "
+              "stays")
         carol = user(b, "carol")
         carol.publish("floors/9/new", b"new", qos=1)
         expect_delivered(w, "floors/9/new", b"new", "carol under the new rules")
@@ -545,9 +553,16 @@ def reload_swaps_rules_for_new_connections(b):
             fh.write(original)
         b.signal(signal.SIGHUP)
         expect_log(b, mark, r"reload: generation \d+ in use", "reload back")
+    alice = user(b, "alice")
+    mark = b.log_mark()
+    b.signal(signal.SIGHUP)  # the same configuration again: nobody is disconnected
+    expect_log(b, mark, r"reload: generation \d+ in use", "reload without changes")
+    check(alice.ping(timeout=5) is not None, "alice stays when the policy did not change")
+    alice.publish("floors/3/same", b"same", qos=1)
+    expect_delivered(w, "floors/3/same", b"same", "alice after an unchanged reload")
     alice.disconnect()
+    open_port.disconnect()
     w.disconnect()
-
 
 # ---------------------------------------------------------------------------------------------
 # Configuration errors.
