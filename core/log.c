@@ -13,6 +13,7 @@
 
 int rq_log_level = RQ_LOG_INFO;
 int rq_log_json = 0;
+int rq_log_fd = STDERR_FILENO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
 
@@ -209,6 +210,6 @@ void rq_log_write(int level, const struct rq_log_ctx *ctx, const char *fmt, ...)
         off = sizeof line;
         line[off - 1] = '\n';
     }
-    ssize_t w = write(STDERR_FILENO, line, off);
+    ssize_t w = write(rq_log_fd, line, off);
     (void)w;
 }

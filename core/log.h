@@ -45,6 +45,9 @@ static inline int rq_log_level_now(void)
     return __atomic_load_n(&rq_log_level, __ATOMIC_RELAXED);
 }
 extern int rq_log_json;
+/* Where lines go: standard error, or standard output with --log-stdout (set before any thread
+ * starts, never changed after). */
+extern int rq_log_fd;
 
 #define rq_log(level, ctx, ...)                                                                    \
     do {                                                                                           \

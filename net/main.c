@@ -47,6 +47,7 @@ static void usage(FILE *f)
             "                      config spec.ringmq.auth.threads, else 2)\n"
             "  -d, --data-dir DIR  where broker-issued certificates live (tls mode Automatic)\n"
             "  -v, --verbose       debug logging (twice: trace)\n"
+            "      --log-stdout    log to standard output instead of standard error\n"
             "      --check-config  validate the configuration and exit (0 = valid)\n"
             "      --version       print the version and exit\n"
             "  -h, --help          this text\n"
@@ -73,13 +74,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"data-dir", required_argument, 0, 'd'}, {"bind", required_argument, 0, 'B'},
         {"check-config", no_argument, 0, 'C'}, {"version", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},         {"auth-threads", required_argument, 0, 'A'},
-        {0, 0, 0, 0}};
+        {"log-stdout", no_argument, 0, 'L'},   {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "c:p:t:d:vh", lo, NULL)) != -1) {
         char *end;
         switch (ch) {
         case 'c':
             o->config = optarg;
+            break;
+        case 'L':
+            rq_log_fd = STDOUT_FILENO; /* before anything is logged */
             break;
         case 'd':
             o->data_dir = optarg;
@@ -345,6 +349,7 @@ static void reload(struct ctl *c)
 
 /* Loads the configuration (or the embedded default) with -p applied. NULL with *rc set when the
  * process should exit now: an error (1), or --check done (0). */
+/* Errors go where the log goes (--log-stdout: standard output, e.g. in the container). */
 static struct rq_config *load_config(const struct opts *o, int *rc)
 {
     char err[1024] = "";
@@ -352,19 +357,19 @@ static struct rq_config *load_config(const struct opts *o, int *rc)
     struct rq_config *cfg =
         o->config ? rq_config_load(o->config, err, sizeof err) : rq_config_default();
     if (!cfg) {
-        fprintf(stderr, "%s\n", err[0] ? err : "ringmq: cannot load configuration");
+        dprintf(rq_log_fd, "%s\n", err[0] ? err : "ringmq: cannot load configuration");
         return NULL;
     }
     /* Without -c the listener is -p's, else the embedded default's port, on loopback or
      * --bind. */
     int port = o->port ? o->port : !o->config ? cfg->ports[0].port : 0;
     if (port && add_port(cfg, port, !o->config, o->bind) != 0) {
-        fprintf(stderr, "ringmq: out of memory\n");
+        dprintf(rq_log_fd, "ringmq: out of memory\n");
         rq_config_free(cfg);
         return NULL;
     }
     if (cfg->n_ports == 0) {
-        fprintf(stderr, "%s: no listener: add a BrokerListener document with at least one port "
+        dprintf(rq_log_fd, "%s: no listener: add a BrokerListener document with at least one port "
                         "(or pass -p PORT)\n", cfg->source);
         rq_config_free(cfg);
         return NULL;
@@ -373,7 +378,7 @@ static struct rq_config *load_config(const struct opts *o, int *rc)
         /* ServiceAccountToken: the Kubernetes API source is part of the configuration */
         struct rq_kube *k = rq_kube_resolve(&cfg->kube, err, sizeof err);
         if (!k) {
-            fprintf(stderr, "%s: %s\n", cfg->source, err);
+            dprintf(rq_log_fd, "%s: %s\n", cfg->source, err);
             rq_config_free(cfg);
             return NULL;
         }

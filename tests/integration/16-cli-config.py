@@ -139,6 +139,20 @@ def bad_config_refuses_to_start():
 
 
 @case(ringmq_only=ONLY)
+def log_stdout_moves_the_log():
+    """--log-stdout (the container image's default): log lines on standard output, none on
+    standard error; without it, the other way round."""
+    d = tmpdir()
+    path = write(d, "bad.yaml", "kind: Broker\nbogus: 1\n")
+    for flag, to_out in ((["--log-stdout"], True), ([], False)):
+        r = ringmq("-c", path, "--threads", "1", *flag, timeout=10)
+        check(r.returncode != 0, "started on an invalid config")
+        o, e = r.stdout.decode(), r.stderr.decode()
+        check(("bad.yaml" in o) == to_out and ("bad.yaml" in e) != to_out,
+              "%s: stdout %r, stderr %r" % (flag or "default", o[-300:], e[-300:]))
+
+
+@case(ringmq_only=ONLY)
 def config_directory():
     d = tmpdir()
     port = rq.free_port()
