@@ -83,11 +83,51 @@ def annotations_drive_publish_and_subscribe(b):
         check_eq((m.topic, m.payload), ("floors/3/t", b"ok"), "floor 3 routed v%d" % v)
         ack = c.publish("floors/4/t", b"no", qos=1)
         check_eq(ack.rc, NA if v == 5 else 0, "floor 4 PUBACK v%d" % v)
-        sub = c.subscribe(["floors/3/#", "floors/4/#"], qos=1)
-        check_eq(sub.codes, [1, NA if v == 5 else 0x80], "SUBACK v%d" % v)
+        bad = NA if v == 5 else 0x80
+        sub = c.subscribe(["floors/3/#", "floors/4/#", "$share/g/floors/3/x",
+                           "$share/g/floors/4/x"], qos=1)
+        check_eq(sub.codes, [1, bad, 1, bad], "SUBACK v%d (shared filters checked on FILTER)" % v)
         c.ping()
         check_eq(w.collect(0.5), [], "nothing routed from floor 4 v%d" % v)
         c.disconnect()
+    w.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def qos_retained_and_wills(b):
+    """The same principal for QoS 0 and 2 and retained messages (a denied one is never routed
+    nor retained), and its will topic checked at CONNECT (denied: 0x87 / return code 5)."""
+    e = sat.env()
+    w = rq.connected(b.ports["plain"])
+    w.subscribe("floors/#", qos=2)
+    for v in (5, 4):
+        c = connect(b, e.token("client-a"), v, rq.uniq("sat-q"))
+        c.publish("floors/3/q0", b"q0", qos=0)
+        ack = c.publish("floors/3/q2", b"q2", qos=2)
+        check_eq(ack.type, rq.PUBCOMP, "QoS 2 allowed v%d ends with PUBCOMP" % v)
+        got = sorted((m.topic, m.payload) for m in w.collect(5.0, count=2))
+        check_eq(got, [("floors/3/q0", b"q0"), ("floors/3/q2", b"q2")], "allowed v%d" % v)
+        c.publish("floors/4/q0", b"no", qos=0)
+        ack = c.publish("floors/4/q2", b"no", qos=2)
+        want = (rq.PUBREC, NA) if v == 5 else (rq.PUBCOMP, 0)
+        check_eq((ack.type, ack.rc), want, "QoS 2 denied v%d" % v)
+        c.publish("floors/4/ret", b"no", qos=1, retain=True)
+        c.ping()
+        check_eq(w.collect(0.5), [], "nothing routed from floor 4 v%d" % v)
+        c.disconnect()
+        late = rq.connected(b.ports["plain"])
+        late.subscribe("floors/4/ret", qos=1)
+        check_eq(late.collect(1.0), [], "a denied retained message was not stored v%d" % v)
+        late.disconnect()
+        ok_will = {"topic": "floors/3/will", "payload": b"w"}
+        c, ack = sat.sat_connect(b, e.token("client-a"), version=v, client_id=rq.uniq("sat-w"),
+                                 will=ok_will)
+        check_eq(ack.rc, 0, "allowed will v%d" % v)
+        c.disconnect()
+        bad_will = {"topic": "floors/4/will", "payload": b"w"}
+        c, ack = sat.sat_connect(b, e.token("client-a"), version=v, client_id=rq.uniq("sat-w"),
+                                 will=bad_will)
+        check_eq(ack.rc, NA if v == 5 else 5, "denied will v%d" % v)
     w.disconnect()
 
 
