@@ -656,6 +656,14 @@ static int start_http(struct ctl *c)
 {
     const struct rq_config *cfg = c->cfg;
     char err[256];
+    /* Test hook: the integration tests' brokers leave the default endpoint (0.0.0.0:9600 with a
+     * configuration file) closed, so that test servers listen on loopback only and parallel
+     * tests do not race for the port; a configured prometheusPort still opens. */
+    if (!cfg->metrics_port_set && getenv("RINGMQ_TEST_NO_DEFAULT_METRICS")) {
+        rq_log(RQ_LOG_INFO, NULL, "metrics and health endpoint off (RINGMQ_TEST_NO_DEFAULT_METRICS "
+               "and no prometheusPort configured)");
+        return 0;
+    }
     if (!cfg->metrics_port) {
         rq_log(RQ_LOG_INFO, NULL, "metrics and health endpoint off (prometheusPort 0)");
         return 0;

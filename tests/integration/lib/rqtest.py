@@ -35,6 +35,10 @@ import threading
 import time
 import traceback
 
+# Brokers started by the tests leave the default metrics endpoint (0.0.0.0:9600 with a config
+# file) closed: test servers listen on loopback only (a configured prometheusPort still opens).
+os.environ.setdefault("RINGMQ_TEST_NO_DEFAULT_METRICS", "1")
+
 TARGET = os.environ.get("RQ_TARGET", "ringmq")
 MOSQUITTO = TARGET == "mosquitto"
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
