@@ -115,11 +115,20 @@ def _pdeathsig():
         pass
 
 
+_ports_given = set()
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A port free now and not handed out before by this process (separate bind(0) calls can
+    return the same port, and a test that asks for several must get distinct ones)."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            break
+    _ports_given.add(port)
     return port
 
 
