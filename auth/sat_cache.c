@@ -45,7 +45,13 @@ struct rq_sat_cache *rq_sat_cache_new(uint32_t max)
         free(c);
         return NULL;
     }
-    pthread_mutex_init(&c->mu, NULL);
+    /* Adaptive: shards that hit one popular token at once spin briefly instead of sleeping in
+     * the kernel (the critical sections are short: a lookup and a copy). */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&c->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     c->mask = nb - 1;
     c->max = max ? max : 1;
     return c;
