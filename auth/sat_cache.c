@@ -19,6 +19,8 @@ struct entry {
     bool flight;
     /* result */
     int64_t until;
+    int64_t attrs_until; /* its attributes are as fresh as the account's annotations until then
+                            (rq_sat_cache_set_attrs); 0: never synced */
     struct rq_authn_outcome o;
     /* flight */
     struct rq_sat_waiter *w;
@@ -177,11 +179,20 @@ static int add_waiter(struct entry *e, const struct rq_sat_waiter *w)
 int rq_sat_cache_begin(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int64_t now,
                        const struct rq_sat_waiter *w, struct rq_authn_outcome *o)
 {
+    return rq_sat_cache_begin_ex(c, key, now, w, o, NULL);
+}
+
+int rq_sat_cache_begin_ex(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int64_t now,
+                          const struct rq_sat_waiter *w, struct rq_authn_outcome *o,
+                          int64_t *attrs_until)
+{
     int rc;
     pthread_mutex_lock(&c->mu);
     struct entry *e = live(c, key, now);
     if (e && !e->flight) {
         rc = copy_outcome(&e->o, o) == 0 ? RQ_SAT_HIT : -ENOMEM;
+        if (attrs_until)
+            *attrs_until = e->attrs_until;
     } else if (e) {
         rc = add_waiter(e, w) == 0 ? RQ_SAT_JOINED : -ENOMEM;
     } else if (!(e = calloc(1, sizeof *e)) || add_waiter(e, w) != 0) {
@@ -286,6 +297,35 @@ void rq_sat_cache_put(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY],
         } else {
             c->n_flights--;
             free(n);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+void rq_sat_cache_set_attrs(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int64_t now,
+                            const struct rq_principal *from, int64_t until)
+{
+    pthread_mutex_lock(&c->mu);
+    struct entry *e = *find(c, key);
+    if (e && !e->flight && e->until > now) {
+        struct rq_principal *p = &e->o.principal;
+        struct rq_principal fresh = {0};
+        bool oom = false;
+        for (size_t i = 0; !oom && i < from->n_attrs; i++)
+            oom = rq_principal_add_attr(&fresh, from->keys[i], from->values[i]) != 0;
+        if (!oom) { /* swap the attribute arrays; the rest of the principal stays */
+            for (size_t i = 0; i < p->n_attrs; i++) {
+                free(p->keys[i]);
+                free(p->values[i]);
+            }
+            free(p->keys);
+            free(p->values);
+            p->keys = fresh.keys;
+            p->values = fresh.values;
+            p->n_attrs = fresh.n_attrs;
+            e->attrs_until = until;
+        } else {
+            rq_principal_clear(&fresh);
         }
     }
     pthread_mutex_unlock(&c->mu);

@@ -42,6 +42,16 @@ enum {
 int rq_sat_cache_begin(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int64_t now,
                        const struct rq_sat_waiter *w, struct rq_authn_outcome *o);
 /* Lookup only: 1 and *o on a live result, 0 otherwise (-ENOMEM). */
+/* begin, and on RQ_SAT_HIT also *attrs_until: until when the result's attributes are as fresh as
+ * its account's annotations (0: never synced, see rq_sat_cache_set_attrs). */
+int rq_sat_cache_begin_ex(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int64_t now,
+                          const struct rq_sat_waiter *w, struct rq_authn_outcome *o,
+                          int64_t *attrs_until);
+/* The live result under key takes the attributes of from (copies) and is in sync with its
+ * account's annotations until `until` (the annotation entry's refresh time): a warm CONNECT
+ * before then needs no second lookup. Out of memory: unchanged. */
+void rq_sat_cache_set_attrs(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int64_t now,
+                            const struct rq_principal *from, int64_t until);
 int rq_sat_cache_get(struct rq_sat_cache *c, const uint8_t key[RQ_SAT_KEY], int64_t now,
                      struct rq_authn_outcome *o);
 /* Ends the flight of key: stores a copy of o (verdict, reason, why, principal) until `until`

@@ -164,9 +164,46 @@ static void test_put_and_refresh(void)
     rq_sat_cache_free(c);
 }
 
+/* A result's attributes synced with its account's annotations (set_attrs): begin_ex reports
+ * until when; the new attributes replace the old ones whole; a missing key is left alone. */
+static void test_set_attrs(void)
+{
+    struct rq_sat_cache *c = rq_sat_cache_new(4);
+    uint8_t k[RQ_SAT_KEY], k2[RQ_SAT_KEY];
+    key(k, 50);
+    key(k2, 51);
+    struct rq_authn_outcome a = allow("tok"), o;
+    CHECK(rq_principal_add_attr(&a.principal, "old", "1") == 0);
+    rq_sat_cache_put(c, k, &a, 100, 500);
+    struct rq_sat_waiter w = {7, 0};
+    int64_t until = -1;
+    rq_authn_outcome_init(&o);
+    CHECK_EQ(rq_sat_cache_begin_ex(c, k, 101, &w, &o, &until), RQ_SAT_HIT);
+    CHECK_EQ(until, 0); /* never synced */
+    rq_authn_outcome_free(&o);
+    struct rq_principal fresh = {0};
+    CHECK(rq_principal_add_attr(&fresh, "new", "2") == 0);
+    CHECK(rq_principal_add_attr(&fresh, "more", "3") == 0);
+    rq_sat_cache_set_attrs(c, k, 102, &fresh, 160);
+    rq_sat_cache_set_attrs(c, k2, 102, &fresh, 160); /* no such result: nothing */
+    CHECK_EQ(rq_sat_cache_results(c), 1);
+    rq_authn_outcome_init(&o);
+    CHECK_EQ(rq_sat_cache_begin_ex(c, k, 103, &w, &o, &until), RQ_SAT_HIT);
+    CHECK_EQ(until, 160);
+    CHECK_EQ(o.principal.n_attrs, 2);
+    CHECK(o.principal.n_attrs == 2 && strcmp(o.principal.keys[0], "new") == 0 &&
+          strcmp(o.principal.values[1], "3") == 0);
+    CHECK(o.principal.username && strcmp(o.principal.username, a.principal.username) == 0);
+    rq_authn_outcome_free(&o);
+    rq_principal_clear(&fresh);
+    rq_authn_outcome_free(&a);
+    rq_sat_cache_free(c);
+}
+
 int main(void)
 {
     test_put_and_refresh();
+    test_set_attrs();
     test_flight();
     test_threads();
     return check_exit("test_sat_cache");
