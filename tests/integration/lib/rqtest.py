@@ -116,11 +116,60 @@ def _pdeathsig():
 
 
 _ports_given = set()
+_PORT_SPAN = 8000
+
+
+def _port_range():
+    """Ports below the kernel's ephemeral range (outgoing connections never take them), or None
+    when the range leaves no room."""
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if low - _PORT_SPAN < 10000:
+        return None
+    return low - _PORT_SPAN, low
+
+
+def _port_is_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((HOST, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def free_port():
-    """A port free now and not handed out before by this process (separate bind(0) calls can
-    return the same port, and a test that asks for several must get distinct ones)."""
+    """A port free now and handed out by no other test process of this run: ctest runs tests
+    in parallel, and two processes that each bind(0) and close can get the same port (then one
+    broker's listener, bound with SO_REUSEPORT, shares it with another test's broker). A counter
+    in a locked file under the temporary directory walks a range below the ephemeral ports."""
+    import fcntl
+    rng = _port_range()
+    if rng is not None:
+        path = os.path.join(tempfile.gettempdir(), "rqtest-ports.%d" % os.getuid())
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            nxt = int(raw) if raw.isdigit() else rng[0]
+            for _ in range(_PORT_SPAN):
+                port = nxt if rng[0] <= nxt < rng[1] else rng[0]
+                nxt = port + 1
+                if port not in _ports_given and _port_is_free(port):
+                    break
+            else:
+                port = None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(nxt).encode(), 0)
+        finally:
+            os.close(fd)
+        if port is not None:
+            _ports_given.add(port)
+            return port
     for _ in range(100):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((HOST, 0))
