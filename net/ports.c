@@ -247,7 +247,11 @@ static int build_port(struct build *b, const struct rq_config *cfg, const struct
 
 /* ---- listening sockets (struct rq_listen, gen.h) ---- */
 
-static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
+/* The listening sockets share their port through SO_REUSEPORT, which any process of the same
+ * user may join too: a second broker started on a busy port would bind without error and take
+ * half of its connections. Before the first sockets on a port are opened, a socket without
+ * SO_REUSEPORT binds it: EADDRINUSE means another process listens there. */
+static int open_listener(const struct rq_port_cfg *pc, bool probe, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
@@ -266,12 +270,26 @@ static int open_listener(const struct rq_port_cfg *pc, char *err, size_t errlen)
         snprintf(err, errlen, "bad bind address '%s'", pc->bind_address);
         return -EINVAL;
     }
+    int one = 1;
+    if (probe) {
+        int pfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (pfd >= 0) {
+            setsockopt(pfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            int r = bind(pfd, (struct sockaddr *)&ss, sl);
+            int e = errno;
+            close(pfd);
+            if (r < 0 && e == EADDRINUSE) {
+                snprintf(err, errlen, "cannot listen on %s:%u: in use by another process",
+                         pc->bind_address, pc->port);
+                return -EADDRINUSE;
+            }
+        }
+    }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -errno;
     }
-    int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     /* accepted sockets inherit it (Linux): no setsockopt per connection */
@@ -298,8 +316,9 @@ static void listen_unref(struct rq_listen *l)
     free(l);
 }
 
-/* n sockets for pc (one per shard), or NULL with err set and none left open. */
-static struct rq_listen *listen_open(const struct rq_port_cfg *pc, int n, char *err,
+/* n sockets for pc (one per shard), or NULL with err set and none left open. probe: this
+ * broker holds no other socket on the port (see open_listener). */
+static struct rq_listen *listen_open(const struct rq_port_cfg *pc, int n, bool probe, char *err,
                                      size_t errlen)
 {
     static uint32_t next_id; /* control thread only */
@@ -323,7 +342,7 @@ static struct rq_listen *listen_open(const struct rq_port_cfg *pc, int n, char *
     for (int i = 0; i < n; i++)
         l->fds[i] = -1;
     for (int i = 0; i < n; i++) {
-        if ((l->fds[i] = open_listener(pc, err, errlen)) < 0) {
+        if ((l->fds[i] = open_listener(pc, probe && i == 0, err, errlen)) < 0) {
             l->fds[i] = -1;
             listen_unref(l);
             return NULL;
@@ -449,7 +468,10 @@ struct rq_gen *rq_ports_first(struct rq_config *cfg, const char *data_dir, int n
     *sn = (struct rq_gen_snap){.refs = 1, .cfg = cfg, .owned = false};
     for (size_t i = 0; i < cfg->n_ports; i++) {
         p.pcs[i] = &cfg->ports[i];
-        if (!(p.lis[i] = listen_open(&cfg->ports[i], n_shards, err, errlen))) {
+        bool probe = true;
+        for (size_t j = 0; j < i; j++)
+            probe = probe && cfg->ports[j].port != cfg->ports[i].port;
+        if (!(p.lis[i] = listen_open(&cfg->ports[i], n_shards, probe, err, errlen))) {
             for (size_t j = 0; j < i; j++)
                 listen_unref(p.lis[j]);
             plan_free(&p);
@@ -504,7 +526,12 @@ static int plan_reload(const struct rq_gen *cur, const struct rq_config *next, s
         if (p->lis[j])
             continue;
         char why[300];
-        if (!(p->lis[j] = listen_open(pc, cur->n_shards, why, sizeof why))) {
+        bool probe = true; /* not when this broker listens on the port number already */
+        for (size_t i = 0; i < cur->n_ports; i++)
+            probe = probe && cur->ports[i].cfg->port != pc->port;
+        for (size_t k = 0; k < j; k++)
+            probe = probe && next->ports[k].port != pc->port;
+        if (!(p->lis[j] = listen_open(pc, cur->n_shards, probe, why, sizeof why))) {
             snprintf(err, errlen, "port %u: %s", pc->port, why);
             for (size_t k = 0; k < j; k++)
                 listen_unref(p->lis[k]);

@@ -6,6 +6,7 @@ loopback only unless --bind opens it wider (with a warning for unauthenticated p
 loopback). ringmq only."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -279,6 +280,30 @@ def config_port_without_authentication_warns():
     b = rq.Broker([rq.broker_bin(), "-c", write(d, "lo.yaml", rq.std_yaml(port=port)),
                    "--threads", "1"], port, d)
     check(not b.wait_log(UNAUTH_WARNING, 0, 0.5), "warning for a port on 127.0.0.1")
+    check_eq(b.stop(), 0, "exit code")
+
+
+@case(ringmq_only=ONLY)
+def port_of_another_broker_is_refused():
+    """The shards' sockets share a port through SO_REUSEPORT, which a second process of the same
+    user could join without an error and then take half of the connections: a second broker on
+    a busy port refuses to start and says why; so does a reload that adds that port."""
+    b = cli_broker()
+    r = ringmq("-p", str(b.port), "--threads", "1")
+    check_eq(r.returncode, 1, "second broker on the same port: exit code; " + out(r)[-500:])
+    check("in use by another process" in out(r), "reason missing: " + out(r)[-500:])
+    rq.check_serves(b.port)
+    d = tmpdir()
+    port = rq.free_port()
+    path = write(d, "r.yaml", rq.std_yaml(port=port))
+    b2 = rq.Broker([rq.broker_bin(), "-c", path, "--threads", "1"], port, d)
+    write(d, "r.yaml", rq.std_yaml(port=port).replace(
+        "  ports:\n", "  ports:\n  - {port: %d, bindAddress: 127.0.0.1}\n" % b.port, 1))
+    b2.signal(signal.SIGHUP)
+    check(b2.wait_log(r"in use by another process", 0, 5), "reload: no refusal; log:\n%s"
+          % b2.log()[-1500:])
+    rq.check_serves(port)
+    check_eq(b2.stop(), 0, "exit code")
     check_eq(b.stop(), 0, "exit code")
 
 

@@ -420,8 +420,8 @@ def port_in_use_refuses_the_whole_reload():
         s.write_broker(level="debug")
         s.write_listeners([(a, []), (extra, []), (taken, [])])
         b.signal(signal.SIGHUP)
-        refused(b, mark, r"port %d: cannot listen on 127\.0\.0\.1:%d: Address already in use"
-                % (taken, taken), "port in use", before)
+        refused(b, mark, r"port %d: cannot listen on 127\.0\.0\.1:%d: (in use by another "
+                r"process|Address already in use)" % (taken, taken), "port in use", before)
         check(not rq.port_open(extra), "the other new port was not opened")
         check(not re.search(r"log level now", b.log_since(mark)), "log level not applied")
         can_connect(a)
