@@ -401,10 +401,13 @@ class Broker:
 
     def signal(self, sig):
         if self.alive():
+            if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL, signal.SIGQUIT):
+                self.ended_by_test = True
             self.proc.send_signal(sig)
 
     def stop(self, timeout=10.0):
         """SIGTERM, wait, return the exit code (None if it had to be killed)."""
+        self.ended_by_test = True
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -417,6 +420,7 @@ class Broker:
         return self.proc.returncode
 
     def kill(self):
+        self.ended_by_test = True
         if self.alive():
             self.proc.kill()
             try:
@@ -1576,6 +1580,7 @@ def run(fixture=None, timeout=60, only=None):
                 skipped.append(name)
                 continue
             t0 = time.monotonic()
+            first_broker = len(_brokers)
             try:
                 args = ()
                 if fixture is not None and fn.__code__.co_argcount >= 1:
@@ -1608,6 +1613,11 @@ def run(fixture=None, timeout=60, only=None):
                     failed.append(name)
                     if isinstance(shared, Broker) and shared.alive() is False:
                         print("    broker died; log tail:\n%s" % shared.log()[-2000:])
+                    for b in _brokers[first_broker:]:
+                        if b is not shared and not b.alive() and \
+                                not getattr(b, "ended_by_test", False):
+                            print("    broker on port %d exited (%s); log tail:\n%s"
+                                  % (b.port, b.proc.returncode, b.log()[-2000:]))
             sys.stdout.flush()
         # The shared broker exits cleanly; no broker left a sanitizer report.
         if isinstance(shared, Broker) and shared.alive():
