@@ -50,19 +50,12 @@ static void deliver(uint64_t conn, size_t at, bool reauth, struct rq_authn_outco
     r->pending_at = at;
     r->o = *o;
     rq_authn_outcome_init(o);
-    /* A full inbox drains quickly: retry briefly, never forever. */
-    for (int tries = 0;; tries++) {
-        int rc = rq_shard_post_authn_reply(r);
-        if (rc == 0)
-            return;
-        if (rc != -EAGAIN || tries >= 2000) {
-            rq_log(RQ_LOG_WARN, NULL, "ServiceAccountToken answer dropped: %s",
-                   rc == -EAGAIN ? "the shard's inbox stayed full" : "the shard is gone");
-            rq_authn_reply_free(r);
-            atomic_fetch_add(&g_dropped, 1);
-            return;
-        }
-        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    /* One answer fans out to every connection waiting on the token: the pool thread neither
+     * waits for a full inbox nor keeps the answer for later (the shard's overflow stack). */
+    if (rq_shard_post_authn_reply_always(r) != 0) {
+        rq_log(RQ_LOG_WARN, NULL, "ServiceAccountToken answer dropped: the shard is gone");
+        rq_authn_reply_free(r);
+        atomic_fetch_add(&g_dropped, 1);
     }
 }
 

@@ -119,6 +119,25 @@ int rq_shard_post_authn_reply(struct rq_authn_reply *r)
     return rq_shard_post_external(rq_conn_id_shard(r->conn), &p);
 }
 
+int rq_shard_post_authn_reply_always(struct rq_authn_reply *r)
+{
+    int rc = rq_shard_post_authn_reply(r);
+    if (rc != -EAGAIN)
+        return rc;
+    int shard = rq_conn_id_shard(r->conn);
+    struct rq_shard *t = rq_shards && shard >= 0 && shard < rq_n_shards ? rq_shards[shard] : NULL;
+    if (!t || t->ring_fd < 0)
+        return -ENOENT;
+    struct rq_authn_reply *head = atomic_load_explicit(&t->reply_overflow, memory_order_relaxed);
+    do
+        r->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&t->reply_overflow, &head, r,
+                                                  memory_order_release, memory_order_relaxed));
+    /* Always: the shard may have drained its inbox and looked at this stack just before. */
+    wake(t);
+    return 0;
+}
+
 void rq_authn_reply_free(struct rq_authn_reply *r)
 {
     if (!r)

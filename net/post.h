@@ -96,12 +96,18 @@ struct rq_authn_reply {
      * CONNECT. */
     bool reauth;
     struct rq_authn_outcome o;
+    struct rq_authn_reply *next; /* the shard's overflow stack (rq_shard_post_authn_reply_always) */
 };
 
 /* Posts r to the shard of r->conn (RQ_POST_AUTHN_REPLY). Same threads and errors as
  * rq_shard_post_external; on success the shard owns r (and frees it, dropping and counting it
  * when the connection is gone or no longer waits), on failure the caller still does. */
 int rq_shard_post_authn_reply(struct rq_authn_reply *r);
+/* The same for a thread that must not wait and cannot keep r for a later try (one answer for
+ * many waiting connections): a full inbox puts r on the shard's overflow stack, which the shard
+ * takes after its next inbox drain, and wakes the shard. Never -EAGAIN: 0, or -ENOENT when the
+ * shard is not running (the caller still owns r then). */
+int rq_shard_post_authn_reply_always(struct rq_authn_reply *r);
 /* Frees a reply and its outcome (NULL is fine). */
 void rq_authn_reply_free(struct rq_authn_reply *r);
 

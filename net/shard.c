@@ -899,6 +899,21 @@ static void drain_inbox(struct rq_shard *s)
             rq_worker_on_post(s->w, &p);
         }
     }
+    struct rq_authn_reply *r = atomic_exchange_explicit(&s->reply_overflow, NULL,
+                                                         memory_order_acquire);
+    struct rq_authn_reply *fifo = NULL; /* the stack is newest first */
+    while (r) {
+        struct rq_authn_reply *next = r->next;
+        r->next = fifo;
+        fifo = r;
+        r = next;
+    }
+    while (fifo) {
+        struct rq_authn_reply *next = fifo->next;
+        s->overflow_replies++;
+        rq_post_on_authn_reply(s, fifo);
+        fifo = next;
+    }
 }
 
 /* Sleeps until completions arrive or `ms` passes (-1: no limit), submitting what is queued.

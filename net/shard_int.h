@@ -175,6 +175,10 @@ struct rq_shard {
     uint32_t n_conns;
 
     struct rq_inbox *inbox;
+    /* Authentication answers that found the inbox full (rq_shard_post_authn_reply_always): a
+     * lock-free stack pushed by any thread, taken whole by this shard after each inbox drain.
+     * Bounded by the connections waiting for an answer (one each). */
+    _Atomic(struct rq_authn_reply *) reply_overflow;
     uint64_t *paused; /* (gen << 32 | slot) of connections paused by backpressure */
     size_t n_paused, cap_paused;
     struct backlog *backlog; /* per target shard, posts that found the inbox full */
@@ -189,6 +193,7 @@ struct rq_shard {
     uint64_t conn_serial;
     uint64_t verdicts_applied; /* RQ_POST_AUTH_VERDICT / _AUTHN_REPLY that reached a CONNECT */
     uint64_t verdicts_dropped; /* ... for a connection gone, reused or no longer waiting */
+    uint64_t overflow_replies; /* authentication answers taken from reply_overflow */
 };
 
 /* Connection helpers of the loop (shard.c) that the hand-over (handover.c) uses. */

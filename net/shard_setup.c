@@ -359,6 +359,11 @@ void rq_shard_free(struct rq_shard *s)
             discard_post(&p);
         rq_inbox_free(s->inbox);
     }
+    for (struct rq_authn_reply *r = atomic_exchange(&s->reply_overflow, NULL), *next; r;
+         r = next) {
+        next = r->next;
+        rq_authn_reply_free(r);
+    }
     if (rq_shards) {
         rq_shards[s->id] = NULL;
         bool any = false;

@@ -3,10 +3,10 @@
  * resumes it; packets pipelined after the CONNECT are processed after CONNACK 0x00, in order,
  * and never after a refusal [MQTT-3.1.4-5]; verdicts for a connection that is gone, or naming
  * a live connection's slot with a stale serial, are dropped and counted; a pending CONNECT
- * that outlives the connect timeout is closed; a verdict left in the inbox at shutdown is
- * freed (ASan). The port's chain is one test method that answers "pending" and records the
- * connection identity it was given, then one that allows (reached through a "not relevant"
- * reply). */
+ * that outlives the connect timeout is closed; an answer that finds the inbox full goes through
+ * the overflow stack; a verdict left in the inbox at shutdown is freed (ASan). The port's chain
+ * is one test method that answers "pending" and records the connection identity it was given,
+ * then one that allows (reached through a "not relevant" reply). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -36,6 +36,8 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static uint64_t seen[64];
 static int n_seen;
+/* While set, the check holds the shard thread until it is cleared (section 8: a full inbox). */
+static bool hold_shard, shard_held;
 
 static void pending_check(const void *state, const struct rq_authn_creds *c,
                           struct rq_authn_outcome *o)
@@ -45,6 +47,11 @@ static void pending_check(const void *state, const struct rq_authn_creds *c,
     if (n_seen < 64)
         seen[n_seen++] = c->conn_id;
     pthread_cond_broadcast(&cv);
+    while (hold_shard) {
+        shard_held = true;
+        pthread_cond_broadcast(&cv);
+        pthread_cond_wait(&cv, &mu);
+    }
     pthread_mutex_unlock(&mu);
     o->verdict = RQ_AUTHN_PENDING;
 }
@@ -387,14 +394,65 @@ int main(void)
     struct rq_post none = {.kind = RQ_POST_STOP};
     CHECK_EQ(rq_shard_post_external(7, &none), -ENOENT);
 
+    /* 8. an answer that finds the shard's inbox full (a ServiceAccountToken answer fans out to
+     * many connections and its thread must not wait): rq_shard_post_authn_reply_always puts it
+     * on the overflow stack, and the shard applies it after draining the inbox. The shard is
+     * held inside a check while the inbox is filled with replies for a gone connection. */
+    int fg = connect_client(port, 5, 9, 1);
+    uint64_t idg = wait_pending(8);
+    CHECK(idg != 0);
+    pthread_mutex_lock(&mu);
+    hold_shard = true;
+    pthread_mutex_unlock(&mu);
+    int fh = connect_client(port, 5, 10, 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&mu);
+    while (!shard_held && pthread_cond_timedwait(&cv, &mu, &until) == 0)
+        ;
+    bool held = shard_held;
+    pthread_mutex_unlock(&mu);
+    CHECK(held);
+    rq_log_level = RQ_LOG_INFO; /* 65,536 "dropped" debug lines */
+    int filler = 0;
+    for (;;) {
+        struct rq_authn_reply *r = calloc(1, sizeof *r);
+        r->conn = idc; /* the timed-out connection: dropped */
+        rq_authn_outcome_init(&r->o);
+        r->o.verdict = RQ_AUTHN_ALLOW;
+        if (rq_shard_post_authn_reply(r) != 0) {
+            rq_authn_reply_free(r);
+            break;
+        }
+        filler++;
+    }
+    CHECK_EQ(filler, INBOX_CAP);
+    struct rq_authn_reply *rg = calloc(1, sizeof *rg);
+    rg->conn = idg;
+    rq_authn_outcome_init(&rg->o);
+    rg->o.verdict = RQ_AUTHN_NOT_RELEVANT; /* -> the next method allows */
+    CHECK_EQ(rq_shard_post_authn_reply_always(rg), 0);
+    CHECK(atomic_load(&sh->reply_overflow) == rg);
+    pthread_mutex_lock(&mu);
+    hold_shard = false;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ(expect_connack(fg, 5, 1, false), 0x00);
+    rq_log_level = RQ_LOG_DEBUG;
+    posted += filler + 1;
+    close(fg);
+    close(fh);
+
     close(fa);
     close(fb);
     close(fc);
     close(fd);
     rq_shard_stop(sh);
     rq_shard_join(sh);
-    CHECK_EQ(sh->verdicts_applied, 7);
-    CHECK_EQ(sh->verdicts_dropped, 4);
+    CHECK_EQ(sh->verdicts_applied, 8);
+    CHECK_EQ(sh->verdicts_dropped, 4 + (uint64_t)INBOX_CAP);
+    CHECK_EQ(sh->overflow_replies, 1);
     CHECK_EQ(sh->verdicts_applied + sh->verdicts_dropped, (uint64_t)posted);
     /* 7. a verdict and a reply still in the inbox when the shard is freed are freed with it */
     struct rq_post late = {.kind = RQ_POST_AUTH_VERDICT,
@@ -409,6 +467,10 @@ int main(void)
     lr->o.principal.username = strdup("late");
     struct rq_post late2 = {.kind = RQ_POST_AUTHN_REPLY, .ptr = lr};
     CHECK(rq_inbox_push(sh->inbox, &late2, &wake));
+    struct rq_authn_reply *lr2 = calloc(1, sizeof *lr2); /* and one on the overflow stack */
+    rq_authn_outcome_init(&lr2->o);
+    lr2->o.principal.username = strdup("late");
+    atomic_store(&sh->reply_overflow, lr2);
     rq_shard_free(sh);
     rq_broker_free(b);
     rq_gens_free(gens);
