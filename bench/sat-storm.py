@@ -4,11 +4,16 @@
 Starts the test Kubernetes API server (tests/integration/lib/kube_api.py) and one broker with a
 plain port and a SAT port, then runs ringbench connect storms (MQTT 5):
   plain  no authentication                                      (the reference)
+  plain1k  the same, each CONNECT carrying the warm token as its password (what the token's
+         bytes cost without any authentication)
   warm   every client the same token, already in the cache      (target: >= 0.9 x plain)
   cold   every client its own token (--auth-data-file)          (TokenReviews = distinct tokens)
   flight every client one fresh token, --flight-concurrency at once (single flight: 1 review)
-and prints connections/s and the TokenReview count of each. Numbers depend on the machine: on a
-shared 2-core VM the generator, the broker and the Python API server compete for CPU.
+and prints connections/s, the broker's CPU per CONNECT and the TokenReview count of each. The
+modes alternate within each round, and the ratios are the median of the per-round ratios (the
+plain rate of this VM moves by 40 % between minutes, so a ratio of medians from different minutes
+says less). Numbers depend on the machine: on a shared 2-core VM the generator, the broker and
+the Python API server compete for CPU.
 
   bench/sat-storm.py --ringmq build/ringmq --ringbench build/bench/ringbench -n 2000
 """
@@ -16,7 +21,6 @@ shared 2-core VM the generator, the broker and the Python API server compete for
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -56,13 +60,28 @@ spec:
 
 
 def storm(rb, port, pid, n, conc, extra):
-    cmd = [rb, "--port", str(port), "--pid", str(pid), "--mqtt", "5", "--connect", str(n),
-           "--concurrency", str(conc), "--hold", "0"] + extra
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    m = re.search(r"(\d+)/(\d+) connected in ([\d.]+) s = (\d+) conn/s", out.stdout)
-    if not m:
-        sys.exit("ringbench failed:\n%s%s" % (out.stdout, out.stderr))
-    return int(m.group(1)), int(m.group(2)), float(m.group(4))
+    """(connected, asked, conn/s, broker CPU us per CONNECT)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as jf:
+        cmd = [rb, "--port", str(port), "--pid", str(pid), "--mqtt", "5", "--connect", str(n),
+               "--concurrency", str(conc), "--hold", "0", "--quiet", "--json", jf.name] + extra
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        try:
+            r = json.load(open(jf.name))["result"]
+        except (ValueError, KeyError, OSError):
+            sys.exit("ringbench failed:\n%s%s" % (out.stdout, out.stderr))
+    cpu = r.get("broker", {}).get("cpu_us")
+    return (r["connected"], r["connections"], float(r["conn_per_s"]),
+            cpu / r["connected"] if cpu and r["connected"] else None)
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+def ratios(res, a, b, i):
+    """Median over rounds of res[a][r][i] / res[b][r][i]."""
+    return median([x[i] / y[i] for x, y in zip(res[a], res[b]) if x[i] and y[i]])
 
 
 def main():
@@ -74,7 +93,10 @@ def main():
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--flight-concurrency", type=int, default=1000)
+    ap.add_argument("--modes", default="plain,plain1k,warm,cold,flight",
+                    help="comma-separated subset of plain,plain1k,warm,cold,flight")
     a = ap.parse_args()
+    modes = a.modes.split(",")
     d = tempfile.mkdtemp(prefix="sat-storm-")
     api = kube_api.KubeAPI(d, require_bearer="bench")
     for i in range(10):
@@ -95,39 +117,59 @@ def main():
         # the warm storm measures the cache: its token is reviewed once before
         storm(a.ringbench, ports["sat"], b.pid, 1, 1, ["--auth-method", "K8S-SAT",
                                                        "--auth-data", warm_tok])
-        res = {"plain": [], "warm": [], "cold": [], "flight": []}
+        res = {m: [] for m in modes}
         for r in range(a.repeat):
-            res["plain"].append(storm(a.ringbench, ports["plain"], b.pid, a.n, a.concurrency, []))
-            n0 = api.count("tokenreview")
-            res["warm"].append(storm(a.ringbench, ports["sat"], b.pid, a.n, a.concurrency,
-                                     ["--auth-method", "K8S-SAT", "--auth-data", warm_tok]))
-            res["warm"][-1] += (api.count("tokenreview") - n0,)
-            tf = os.path.join(d, "tokens-%d" % r)
-            with open(tf, "w") as f:
-                for i in range(a.n):
-                    f.write(api.token("bench", "sa-%d" % (i % 10), expires_in=7200) + "\n")
-            n0 = api.count("tokenreview")
-            res["cold"].append(storm(a.ringbench, ports["sat"], b.pid, a.n, a.concurrency,
-                                     ["--auth-method", "K8S-SAT", "--auth-data-file", tf]))
-            res["cold"][-1] += (api.count("tokenreview") - n0,)
-            n0 = api.count("tokenreview")
-            fc = min(a.flight_concurrency, a.n)
-            res["flight"].append(storm(a.ringbench, ports["sat"], b.pid, fc, fc,
-                                       ["--auth-method", "K8S-SAT", "--auth-data",
-                                        api.token("bench", "sa-1", expires_in=7200)]))
-            res["flight"][-1] += (api.count("tokenreview") - n0,)
-        med = {k: sorted(x[2] for x in v)[len(v) // 2] for k, v in res.items()}
+            if "plain" in modes:
+                res["plain"].append(storm(a.ringbench, ports["plain"], b.pid, a.n,
+                                          a.concurrency, []))
+            if "plain1k" in modes:
+                res["plain1k"].append(storm(a.ringbench, ports["plain"], b.pid, a.n,
+                                            a.concurrency, ["--username", "u", "--password",
+                                                            warm_tok]))
+            if "warm" in modes:
+                n0 = api.count("tokenreview")
+                res["warm"].append(storm(a.ringbench, ports["sat"], b.pid, a.n, a.concurrency,
+                                         ["--auth-method", "K8S-SAT", "--auth-data", warm_tok]))
+                res["warm"][-1] += (api.count("tokenreview") - n0,)
+            if "cold" in modes:
+                tf = os.path.join(d, "tokens-%d" % r)
+                with open(tf, "w") as f:
+                    for i in range(a.n):
+                        f.write(api.token("bench", "sa-%d" % (i % 10), expires_in=7200) + "\n")
+                n0 = api.count("tokenreview")
+                res["cold"].append(storm(a.ringbench, ports["sat"], b.pid, a.n, a.concurrency,
+                                         ["--auth-method", "K8S-SAT", "--auth-data-file", tf]))
+                res["cold"][-1] += (api.count("tokenreview") - n0,)
+            if "flight" in modes:
+                n0 = api.count("tokenreview")
+                fc = min(a.flight_concurrency, a.n)
+                res["flight"].append(storm(a.ringbench, ports["sat"], b.pid, fc, fc,
+                                           ["--auth-method", "K8S-SAT", "--auth-data",
+                                            api.token("bench", "sa-1", expires_in=7200)]))
+                res["flight"][-1] += (api.count("tokenreview") - n0,)
         print(json.dumps(res))
-        print("connect storm, %d clients, concurrency %d, median of %d:" % (a.n, a.concurrency,
-                                                                          a.repeat))
-        print("  plain %8.0f conn/s" % med["plain"])
-        print("  warm  %8.0f conn/s  (%.2f x plain; TokenReviews per run %s)"
-              % (med["warm"], med["warm"] / med["plain"], [x[3] for x in res["warm"]]))
-        print("  cold  %8.0f conn/s  (%.2f x plain; TokenReviews per run %s for %d distinct "
-              "tokens)" % (med["cold"], med["cold"] / med["plain"], [x[3] for x in res["cold"]],
-                           a.n))
-        print("  flight: %d clients at once with one fresh token: TokenReviews per run %s"
-              % (min(a.flight_concurrency, a.n), [x[3] for x in res["flight"]]))
+        print("connect storm, %d clients, concurrency %d, median of %d rounds:"
+              % (a.n, a.concurrency, a.repeat))
+        for m in ("plain", "plain1k", "warm", "cold"):
+            if m not in res:
+                continue
+            cps, cpu = median(x[2] for x in res[m]), median(x[3] for x in res[m])
+            line = "  %-7s %8.0f conn/s, broker CPU %s us per CONNECT" % (
+                m, cps, "%.1f" % cpu if cpu else "?")
+            if m != "plain" and "plain" in res:
+                rc, ru = ratios(res, m, "plain", 2), ratios(res, m, "plain", 3)
+                line += "; per-round ratio to plain: conn/s %.2f, CPU %s" % (
+                    rc, "%.2f" % ru if ru else "?")
+            if m in ("warm", "cold"):
+                line += "; TokenReviews per run %s" % [x[4] for x in res[m]]
+            print(line)
+        if "warm" in res and "plain1k" in res:
+            print("  warm / plain1k: conn/s %.2f, CPU %s (what the method costs beyond the "
+                  "token's bytes)" % (ratios(res, "warm", "plain1k", 2),
+                                      "%.2f" % (ratios(res, "warm", "plain1k", 3) or 0)))
+        if "flight" in res:
+            print("  flight: %d clients at once with one fresh token: TokenReviews per run %s"
+                  % (min(a.flight_concurrency, a.n), [x[4] for x in res["flight"]]))
     finally:
         b.terminate()
         b.wait(10)
