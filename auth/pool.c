@@ -38,6 +38,10 @@
 /* While outcomes wait on a busy lane, poll at least this often: a shard drains its inbox in far
  * less, and a waiting verdict holds its client's CONNECT. */
 #define RETRY_POLL_MS 2
+/* libcurl's receive and send buffers per transfer (see start_job); 16 KiB is the smallest
+ * upload buffer libcurl accepts. */
+#define XFER_BUFFER 4096
+#define XFER_UPLOAD_BUFFER 16384
 
 /* An outcome done() could not take yet: its lane was busy. */
 struct held {
@@ -303,6 +307,13 @@ static void start_job(struct worker *w, struct rq_auth_job *job, int64_t now)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_SHARE, w->share);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)job);
+    /* libcurl allocates these two buffers for every transfer and frees them when it ends: at
+     * the defaults (16 KiB, 64 KiB) each request's free() consolidated the thread's malloc
+     * arena (a chunk over glibc's 64 KiB FASTBIN_CONSOLIDATION_THRESHOLD) and often trimmed and
+     * refaulted it. Requests and answers here are small; a bigger one still goes through, in
+     * more pieces. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)XFER_BUFFER);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)XFER_UPLOAD_BUFFER);
     if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
         easy_put(w, e);
         complete_with(w, job, "could not start the request (libcurl)");
