@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +39,14 @@
 /* While outcomes wait on a busy lane, poll at least this often: a shard drains its inbox in far
  * less, and a waiting verdict holds its client's CONNECT. */
 #define RETRY_POLL_MS 2
+/* libcurl's receive and send buffers per transfer (see start_job); 16 KiB is the smallest
+ * upload buffer libcurl accepts. */
+#define XFER_BUFFER 4096
+#define XFER_UPLOAD_BUFFER 16384
+
+/* What the thread knows about a descriptor (worker.fds): opened by on_open and not closed
+ * since (through on_close), its epoll registration, and whether libcurl wants it watched. */
+enum { FD_OWN = 1, FD_IN = 2, FD_OUT = 4, FD_WANTED = 8 };
 
 /* An outcome done() could not take yet: its lane was busy. */
 struct held {
@@ -66,6 +75,8 @@ struct worker {
     int epfd;           /* the transfers' sockets (libcurl's socket callback) and evfd */
     int evfd;           /* submit and stop wake the thread through it */
     int64_t timer_at;   /* libcurl's next timeout (CLOCK_MONOTONIC ms), -1: none */
+    uint8_t *fds;       /* per descriptor number: FD_* flags of the sockets opened here */
+    size_t n_fds;
     struct lane *lanes; /* RQ_AUTH_POOL_LANES; outcomes waiting for their lane */
     unsigned n_held;
     bool final; /* stopping: every done() call is the last one */
@@ -284,6 +295,9 @@ static void inflight_remove(struct worker *w, struct rq_auth_job *job)
     }
 }
 
+static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a);
+static int on_close(void *clientp, curl_socket_t s);
+
 /* Starts one job as a transfer. On failure the job is completed here. */
 static void start_job(struct worker *w, struct rq_auth_job *job, int64_t now)
 {
@@ -303,6 +317,19 @@ static void start_job(struct worker *w, struct rq_auth_job *job, int64_t now)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_SHARE, w->share);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)job);
+    /* libcurl allocates these two buffers for every transfer and frees them when it ends: at
+     * the defaults (16 KiB, 64 KiB) each request's free() consolidated the thread's malloc
+     * arena (a chunk over glibc's 64 KiB FASTBIN_CONSOLIDATION_THRESHOLD) and often trimmed and
+     * refaulted it. Requests and answers here are small; a bigger one still goes through, in
+     * more pieces. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)XFER_BUFFER);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)XFER_UPLOAD_BUFFER);
+    /* the sockets' life cycle, for the registrations kept across requests (own_socket); a
+     * connection keeps the callbacks of the transfer that opened it */
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, (void *)w);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, (void *)w);
     if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
         easy_put(w, e);
         complete_with(w, job, "could not start the request (libcurl)");
@@ -381,24 +408,100 @@ static void wake_worker(struct worker *w)
     }
 }
 
-/* libcurl: watch s for what (CURL_POLL_IN / OUT / INOUT), or no longer (CURL_POLL_REMOVE). */
+/* Registers s for events (0: none) or changes its registration; op is what the caller
+ * believes (ADD or MOD), the other is tried when the kernel disagrees (a descriptor number
+ * reused after a close the thread did not see). */
+static void epoll_set(struct worker *w, int op, curl_socket_t s, unsigned events)
+{
+    struct epoll_event ev = {.events = events, .data.fd = s};
+    if (epoll_ctl(w->epfd, op, s, &ev) != 0)
+        epoll_ctl(w->epfd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
+}
+
+static bool fd_own(const struct worker *w, curl_socket_t s)
+{
+    return s >= 0 && (size_t)s < w->n_fds && (w->fds[s] & FD_OWN);
+}
+
+/* A connection socket opened here (on_open): its registration is kept while libcurl does not
+ * want it (the connection idles in the cache between two requests) and changed only when the
+ * events wanted differ, so a request on a kept-alive connection costs no epoll_ctl (it cost an
+ * ADD and a DEL each). An idle socket that turns ready anyway (the server closed it) is
+ * unregistered by wait_events; on_close forgets the descriptor. */
+static void own_socket(struct worker *w, curl_socket_t s, int what)
+{
+    uint8_t have = w->fds[s] & (FD_IN | FD_OUT);
+    if (what == CURL_POLL_REMOVE) {
+        w->fds[s] &= (uint8_t)~FD_WANTED;
+        return;
+    }
+    uint8_t want = (uint8_t)(((what & CURL_POLL_IN) ? FD_IN : 0) |
+                             ((what & CURL_POLL_OUT) ? FD_OUT : 0));
+    w->fds[s] = (uint8_t)(FD_OWN | FD_WANTED | want);
+    if (want != have)
+        epoll_set(w, have ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s,
+                  ((want & FD_IN) ? EPOLLIN : 0u) | ((want & FD_OUT) ? EPOLLOUT : 0u));
+}
+
+/* libcurl: watch s for what (CURL_POLL_IN / OUT / INOUT), or no longer (CURL_POLL_REMOVE).
+ * Sockets libcurl opened itself (a resolver's socket pair) are registered while wanted only. */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)e;
     struct worker *w = userp;
+    if (fd_own(w, s)) {
+        own_socket(w, s, what);
+        return 0;
+    }
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
         curl_multi_assign(w->multi, s, NULL);
         return 0;
     }
-    struct epoll_event ev = {.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
-                                       ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u),
-                             .data.fd = s};
-    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(w->epfd, op, s, &ev) != 0) /* a descriptor number libcurl reused */
-        epoll_ctl(w->epfd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
+    epoll_set(w, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s,
+              ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u));
     curl_multi_assign(w->multi, s, (void *)w);
     return 0;
+}
+
+/* Room in fds for descriptor s. */
+static bool fd_room(struct worker *w, curl_socket_t s)
+{
+    if ((size_t)s < w->n_fds)
+        return true;
+    size_t n = w->n_fds ? w->n_fds : 64;
+    while (n <= (size_t)s)
+        n *= 2;
+    uint8_t *f = realloc(w->fds, n);
+    if (!f)
+        return false; /* the socket is handled as one libcurl opened itself */
+    memset(f + w->n_fds, 0, n - w->n_fds);
+    w->fds = f;
+    w->n_fds = n;
+    return true;
+}
+
+/* libcurl (CURLOPT_OPENSOCKETFUNCTION): a socket for a connection to the server. Whatever the
+ * number was used for before, it is a new socket now, not registered. */
+static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    struct worker *w = clientp;
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s >= 0 && fd_room(w, s))
+        w->fds[s] = FD_OWN;
+    return s;
+}
+
+/* libcurl (CURLOPT_CLOSESOCKETFUNCTION): closing a connection's socket also ends its epoll
+ * registration (the descriptor is never duplicated). libcurl closes a connection attempt that
+ * never became the connection without this callback; on_open resets its number when reused. */
+static int on_close(void *clientp, curl_socket_t s)
+{
+    struct worker *w = clientp;
+    if (s >= 0 && (size_t)s < w->n_fds)
+        w->fds[s] = 0;
+    return close(s);
 }
 
 /* libcurl: call curl_multi_socket_action(CURL_SOCKET_TIMEOUT) in timeout_ms (-1: never). */
@@ -432,11 +535,19 @@ static void wait_events(struct worker *w, int timeout_ms)
             }
             continue;
         }
+        int fd = ev[i].data.fd;
+        if (fd_own(w, fd) && !(w->fds[fd] & FD_WANTED)) {
+            /* an idle kept-alive connection turned ready (closed by the server, most likely):
+             * no longer watched; libcurl finds out when it next checks the connection */
+            epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+            w->fds[fd] = FD_OWN;
+            continue;
+        }
         int flags = ((ev[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
                     ((ev[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
                     ((ev[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
         int running;
-        curl_multi_socket_action(w->multi, ev[i].data.fd, flags, &running);
+        curl_multi_socket_action(w->multi, fd, flags, &running);
     }
     run_timer(w, now_ms());
 }
@@ -519,7 +630,8 @@ static void worker_cleanup(struct worker *w)
     free(w->spare);
     free(w->lanes); /* empty: worker_shutdown handed every outcome over */
     if (w->multi)
-        curl_multi_cleanup(w->multi); /* closes the cached connections (socket callbacks) */
+        curl_multi_cleanup(w->multi); /* closes the cached connections (on_close, on_socket) */
+    free(w->fds);
     if (w->share)
         curl_share_cleanup(w->share);
     if (w->epfd >= 0)

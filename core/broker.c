@@ -180,9 +180,12 @@ struct rq_broker *rq_broker_new(const struct rq_config *cfg, int n_shards)
     b->n_shards = n_shards;
     b->workers = calloc((size_t)n_shards, sizeof *b->workers);
     b->pending = aligned_alloc(64, (size_t)n_shards * sizeof *b->pending);
-    if (b->pending)
-        for (int i = 0; i < n_shards; i++)
+    if (b->pending) {
+        for (int i = 0; i < n_shards; i++) {
             atomic_init(&b->pending[i].n, 0);
+            atomic_init(&b->pending[i].back, NULL);
+        }
+    }
     b->tree = rq_subtree_new();
     b->retained = rq_retain_new();
     b->reg = calloc(1, sizeof *b->reg);
@@ -201,6 +204,15 @@ struct rq_broker *rq_broker_new(const struct rq_config *cfg, int n_shards)
     return b;
 }
 
+static void batch_list_free(struct rq_batch *l)
+{
+    while (l) {
+        struct rq_batch *next = l->next;
+        free(l);
+        l = next;
+    }
+}
+
 void rq_broker_free(struct rq_broker *b)
 {
     if (!b)
@@ -217,6 +229,8 @@ void rq_broker_free(struct rq_broker *b)
     }
     rq_brlock_destroy(&b->tree_lock);
     free(b->workers);
+    for (int i = 0; b->pending && i < b->n_shards; i++)
+        batch_list_free(atomic_load(&b->pending[i].back));
     free(b->pending);
     free(b);
 }
@@ -265,6 +279,7 @@ void rq_worker_free(struct rq_worker *w)
         if (w->outbox[i])
             rq_batch_discard(w->outbox[i]);
     free(w->outbox);
+    batch_list_free(w->batch_free);
     free(w);
 }
 
@@ -348,21 +363,78 @@ static void deliver_local(struct rq_worker *w, struct rq_msg *m, const struct rq
 
 #define REC_SIZE(n) ((sizeof(struct rq_batch_rec) + (n) * sizeof(struct rq_sub_entry) + 7) & ~7ul)
 
+/* Batches: at a moderate rate a loop turn routes one or two messages, so each cross-shard
+ * delivery would cost a batch's malloc on this shard and its free on the other. A delivered
+ * batch of the standard size goes back to the shard that filled it (rq_pending.back, a stack
+ * every shard may push onto and its owner empties at once, so no ABA), which keeps up to
+ * BATCH_KEEP of them; larger (grown) ones are freed. Batches alive are bounded by those in
+ * flight plus BATCH_KEEP per shard. */
+#define BATCH_CAP 4096
+#define BATCH_KEEP 16
+
+static struct rq_batch *batch_get(struct rq_worker *w)
+{
+    if (!w->batch_free) {
+        struct rq_batch *l = atomic_exchange_explicit(&w->b->pending[w->id].back, NULL,
+                                                      memory_order_acquire);
+        while (l) {
+            struct rq_batch *next = l->next;
+            if (w->n_batch_free < BATCH_KEEP) {
+                l->next = w->batch_free;
+                w->batch_free = l;
+                w->n_batch_free++;
+            } else {
+                free(l);
+            }
+            l = next;
+        }
+    }
+    struct rq_batch *bt = w->batch_free;
+    if (bt) {
+        w->batch_free = bt->next;
+        w->n_batch_free--;
+    } else {
+        bt = malloc(sizeof *bt + BATCH_CAP);
+        if (!bt)
+            return NULL;
+        bt->cap = BATCH_CAP;
+    }
+    bt->len = bt->count = 0;
+    bt->origin = w->id;
+    bt->next = NULL;
+    return bt;
+}
+
+/* A delivered batch: back to the shard that filled it when it is of the standard size. */
+static void batch_put(struct rq_broker *b, struct rq_batch *bt)
+{
+    if (bt->cap != BATCH_CAP || bt->origin < 0 || bt->origin >= b->n_shards) {
+        free(bt);
+        return;
+    }
+    _Atomic(struct rq_batch *) *head = &b->pending[bt->origin].back;
+    struct rq_batch *old = atomic_load_explicit(head, memory_order_relaxed);
+    do
+        bt->next = old;
+    while (!atomic_compare_exchange_weak_explicit(head, &old, bt, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
 /* Appends (m, e[0..n) of one shard) to the outbox of that shard. */
 static void outbox_add(struct rq_worker *w, int shard, struct rq_msg *m,
                        const struct rq_sub_entry *e, size_t n, size_t cnt)
 {
     struct rq_batch *bt = w->outbox[shard];
     size_t need = REC_SIZE(cnt);
-    if (!bt || bt->cap - bt->len < need) {
-        size_t cap = bt ? bt->cap * 2 : 4096;
-        while (cap < (bt ? bt->len : 0) + need)
+    if (!bt && !(w->outbox[shard] = bt = batch_get(w)))
+        return; /* ENOMEM: those subscribers miss this message */
+    if (bt->cap - bt->len < need) {
+        size_t cap = bt->cap * 2;
+        while (cap < bt->len + need)
             cap *= 2;
         struct rq_batch *nb = realloc(bt, sizeof *nb + cap);
         if (!nb)
             return; /* ENOMEM: those subscribers miss this message */
-        if (!bt)
-            nb->len = nb->count = 0;
         nb->cap = cap;
         w->outbox[shard] = bt = nb;
     }
@@ -468,25 +540,19 @@ size_t rq_route(struct rq_worker *w, struct rq_msg *m)
     }
     for (int shard = 0; shard < b->n_shards; shard++) {
         size_t cnt = 0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n && shard != w->id; i++)
             cnt += RQ_SESSION_SHARD(e[i].session_id) == shard;
-        if (!cnt)
-            continue;
-        if (shard != w->id) {
+        if (cnt)
             outbox_add(w, shard, m, e, n, cnt);
-            continue;
-        }
-        /* compact this shard's entries in place (order kept) and deliver them */
-        size_t k = 0;
-        struct rq_sub_entry *mine = malloc(cnt * sizeof *mine);
-        if (!mine)
-            continue;
-        for (size_t i = 0; i < n; i++)
-            if (RQ_SESSION_SHARD(e[i].session_id) == shard)
-                mine[k++] = e[i];
-        deliver_local(w, m, mine, k);
-        free(mine);
     }
+    /* The other shards' entries are copied into their outboxes: compact this shard's in place
+     * (order kept) and deliver them. */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (RQ_SESSION_SHARD(e[i].session_id) == w->id)
+            e[k++] = e[i];
+    if (k)
+        deliver_local(w, m, e, k);
     return taken;
 }
 
@@ -520,7 +586,7 @@ void rq_worker_on_post(struct rq_worker *w, const struct rq_post *p)
             off += REC_SIZE(r->n);
         }
         atomic_fetch_sub_explicit(&w->b->pending[w->id].n, bt->count, memory_order_relaxed);
-        free(bt);
+        batch_put(w->b, bt);
         break;
     }
     case RQ_POST_END_SESSION: {

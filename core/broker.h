@@ -68,7 +68,8 @@ struct rq_batch {
     size_t len;     /* bytes of records in data */
     size_t cap;
     uint32_t count; /* records */
-    uint32_t pad;
+    int32_t origin; /* the shard that filled it: a delivered batch goes back there for reuse */
+    struct rq_batch *next; /* on a list of batches to reuse */
     _Alignas(8) uint8_t data[]; /* records are 8-byte aligned (they hold pointers) */
 };
 
@@ -152,6 +153,8 @@ struct rq_worker {
     struct rq_sub_entry *scratch;
     size_t scratch_n, scratch_cap;
     struct rq_batch **outbox; /* per destination shard, flushed by rq_worker_flush */
+    struct rq_batch *batch_free; /* delivered batches back for reuse (broker.c batch_get) */
+    uint32_t n_batch_free;
     /* Backpressure (rq_worker_backpressure): this worker's clients are not being read while
      * another shard is too far behind with the messages posted to it. */
     bool throttled;
@@ -166,6 +169,9 @@ struct rq_worker {
  * Owned by the broker, so that they outlive every worker; one cache line each. */
 struct rq_pending {
     _Alignas(64) _Atomic uint64_t n;
+    /* Batches this shard filled, delivered by the others and handed back for reuse (a stack:
+     * any shard pushes, this one takes the whole list at once). */
+    _Atomic(struct rq_batch *) back;
 };
 
 /* Where a connection is in its CONNECT: one state machine owned by core, changed only by

@@ -8,24 +8,20 @@ pipelined after CONNECT wait for the verdict, configured headers reach the serve
 verdicts are cached, maxPending answers 0x89 / return code 3, a verdict for a client that left
 is dropped, and the password never reaches the log. ringmq only."""
 
-import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
-import ssl
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
 import certs  # noqa: E402
+import authsrv  # noqa: E402
 
 ONLY = "Custom authentication is a ringmq feature"
-TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
-                    "custom-auth-server.py")
 PASSWORD = "s3cret-Pa55word"
 _env = {}
 
@@ -35,50 +31,14 @@ class Env:
 
     def __init__(self):
         f = self.f = certs.CertFactory()
-        self.auth_ca = f.ca("/CN=Auth Server Test CA", name="auth-ca")
-        self.auth_srv = f.server(self.auth_ca, name="auth-srv")
+        self.auth = authsrv.AuthServer(
+            f, {"alice": authsrv.user(PASSWORD, {"group": "g1", "floor": "3"})}, mode="users",
+            stats=True)
         self.srv_root = f.ca("/CN=ringmq Test Server Root", name="srv-root")
         self.srv = f.server(self.srv_root, name="srv")
         self.client_ca = f.ca("/CN=Client CA", name="client-ca")
         self.dev = f.client("/CN=device-1", self.client_ca, name="dev")
         self.dir = f.dir
-        self.mode_file = os.path.join(self.dir, "mode")
-        self.set_mode("users")
-        users = subprocess.run(
-            ["/usr/bin/python3", TOOL, "--hash-password", "alice", "--password-env", "PW",
-             "--attr", "group=g1", "--attr", "floor=3", "--iterations", "1000"],
-            env=dict(os.environ, PW=PASSWORD), capture_output=True, text=True, check=True).stdout
-        self.users = os.path.join(self.dir, "users.json")
-        with open(self.users, "w") as fh:
-            fh.write(users)
-        self.auth_port = self.start_server()
-
-    def start_server(self, client_ca=None, name="auth-port"):
-        port_file = os.path.join(self.dir, name)
-        if os.path.exists(port_file):
-            os.unlink(port_file)
-        self.server = subprocess.Popen(
-            ["/usr/bin/python3", TOOL, "--cert", self.auth_srv.cert, "--key", self.auth_srv.key,
-             "--users", self.users, "--port", "0", "--port-file", port_file, "--stats",
-             "--mode-file", self.mode_file] + (["--client-ca", client_ca] if client_ca else []),
-            stderr=subprocess.DEVNULL)
-        rq.on_cleanup(self.server.kill)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if os.path.exists(port_file) and open(port_file).read().strip():
-                return int(open(port_file).read())
-            time.sleep(0.05)
-        raise AssertionError("auth server did not start")
-
-    def set_mode(self, mode):
-        with open(self.mode_file, "w") as fh:
-            fh.write(mode)
-
-    def stats(self):
-        ctx = ssl.create_default_context(cafile=self.auth_ca.cert)
-        url = "https://127.0.0.1:%d/_stats" % self.auth_port
-        with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
-            return json.loads(r.read())
 
 
 def env():
@@ -87,24 +47,11 @@ def env():
     return _env["e"]
 
 
-def custom_method(endpoint, headers=None):
-    h = ""
-    if headers:
-        h = "\n      headers: {%s}" % ", ".join("%s: %s" % kv for kv in headers.items())
-    return ("  - method: Custom\n    customSettings:\n      endpoint: \"%s\"\n"
-            "      caCertConfigMap: auth-ca%s\n" % (endpoint, h))
-
-
-def authn(name, methods):
-    return ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
-            "metadata: {name: %s}\nspec:\n  authenticationMethods:\n%s" % (name, methods))
-
-
 X509 = "  - method: X509\n    x509Settings: {trustedClientCaCert: client-ca}\n"
 
 
 def broker_yaml(e, ports, auth_extra=""):
-    ok = "https://127.0.0.1:%d" % e.auth_port
+    ok = e.auth.url
     dead = "https://127.0.0.1:%d" % ports["deadport"]
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata: {name: broker}\n"
          "spec:\n  diagnostics: {logs: {level: debug}}\n  ringmq:\n    connectTimeoutSeconds: 10\n"
@@ -127,12 +74,12 @@ spec:
     authenticationRef: down-x509
     tls: {mode: Manual, manual: {secretRef: server-cert}}
 """ % ports
-    y += authn("custom", custom_method(ok, {"x-tenant": "tenant-7"}))
-    y += authn("down", custom_method(dead))
-    y += authn("custom-x509", custom_method(ok) + X509)
-    y += authn("down-x509", custom_method(dead) + X509)
+    y += authsrv.authn("custom", authsrv.custom_method(ok, {"x-tenant": "tenant-7"}))
+    y += authsrv.authn("down", authsrv.custom_method(dead))
+    y += authsrv.authn("custom-x509", authsrv.custom_method(ok) + X509)
+    y += authsrv.authn("down-x509", authsrv.custom_method(dead) + X509)
     y += certs.secret_yaml("server-cert", e.srv.chain_pem, e.srv.key_pem)
-    y += certs.configmap_yaml("auth-ca", {"ca.crt": e.auth_ca.pem})
+    y += e.auth.ca_configmap()
     y += certs.configmap_yaml("client-ca", {"ca.crt": e.client_ca.pem})
     return y
 
@@ -175,7 +122,7 @@ def raw(b, which="custom", version=5, tls=None):
 @case(ringmq_only=ONLY)
 def pass_with_attributes(b):
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     for v in (5, 4):
         mark = b.log_mark()
         c = raw(b, version=v)
@@ -191,7 +138,7 @@ def pass_with_attributes(b):
 @case(ringmq_only=ONLY)
 def pass_paho_and_mosquitto_pub(b):
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     mqtt = rq.paho()
     if hasattr(mqtt, "CallbackAPIVersion"):
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-alice",
@@ -224,7 +171,7 @@ def enhanced_authentication_at_connect(b):
     """A v5 CONNECT with an Authentication Method goes to the server as enhancedAuthentication
     (the reference server reads the data as user:password)."""
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     c = raw(b)
     ack = c.connect(client_id="enh", props={"authentication_method": "ringmq-userpass",
                                             "authentication_data": b"alice:" + PASSWORD.encode()})
@@ -241,34 +188,34 @@ def enhanced_authentication_at_connect(b):
 @case(ringmq_only=ONLY)
 def deny_reason_codes(b):
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     for v, want in ((5, 0x86), (4, 4)):
         c = raw(b, version=v)
         check_eq(c.connect(username="alice", password="wrong").rc, want, "v%d bad password" % v)
         c.expect_closed()
-    e.set_mode("deny:135")
+    e.auth.set_mode("deny:135")
     for v, want in ((5, 0x87), (4, 5)):
         c = raw(b, version=v)
         check_eq(c.connect(username="alice", password=PASSWORD).rc, want, "v%d deny 135" % v)
         c.expect_closed()
-    e.set_mode("deny:151")  # 0x97 quota exceeded: a v5 code kept, 3.1.1 return code 5
+    e.auth.set_mode("deny:151")  # 0x97 quota exceeded: a v5 code kept, 3.1.1 return code 5
     for v, want in ((5, 0x97), (4, 5)):
         c = raw(b, version=v)
         check_eq(c.connect(username="alice", password=PASSWORD).rc, want, "v%d deny 151" % v)
-    e.set_mode("users")
+    e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
 def expiry_disconnects_and_publishes_will(b):
     e = env()
-    e.set_mode("users,expire:3")
+    e.auth.set_mode("users,expire:3")
     w = rq.connected(b.ports["plain"], "will-watcher")
     w.subscribe("will/custom", qos=1)
     c = raw(b)
     ack = c.connect(client_id="expiring", username="alice", password=PASSWORD,
                     will={"topic": "will/custom", "payload": b"gone", "qos": 1})
     check_eq(ack.rc, 0, "CONNACK")
-    e.set_mode("users")
+    e.auth.set_mode("users")
     r = c.expect_closed(timeout=15)
     check(r.closed and r.disconnect is None, "closed without DISCONNECT at expiry: %r" % r)
     m = w.wait_for(rq.PUBLISH, timeout=10)
@@ -295,24 +242,24 @@ def server_down_nothing_later_denies(b):
 @case(ringmq_only=ONLY)
 def status_422_is_not_relevant(b):
     e = env()
-    e.set_mode("422")
+    e.auth.set_mode("422")
     c = raw(b, "custom_x509", tls=tls_ctx(e.dev))
     check_eq(c.connect(client_id="dev422", username="alice", password=PASSWORD).rc, 0,
              "422 falls through to X509")
     c.close()
     c = raw(b, "custom")
     check_eq(c.connect(username="alice", password=PASSWORD).rc, 0x87, "422 alone: denied")
-    e.set_mode("users")
+    e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
 def headers_reach_the_server(b):
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     c = raw(b)
     check_eq(c.connect(username="alice", password=PASSWORD).rc, 0, "CONNACK")
     c.close()
-    h = {k.lower(): v for k, v in e.stats()["last_headers"].items()}
+    h = {k.lower(): v for k, v in e.auth.stats()["last_headers"].items()}
     check_eq(h.get("x-tenant"), "tenant-7", "configured header at the server")
 
 
@@ -321,7 +268,7 @@ def slow_server_does_not_stall_connected_clients(b):
     e = env()
     sub = rq.connected(b.ports["plain"], "fast-sub")
     sub.subscribe("fast/t")
-    e.set_mode("users,slow:3")
+    e.auth.set_mode("users,slow:3")
     waiting = []
     for i in range(20):
         c = raw(b)
@@ -336,13 +283,13 @@ def slow_server_does_not_stall_connected_clients(b):
         ack = c.recv_packet(15)
         check(ack is not None and ack.type == rq.CONNACK and ack.rc == 0, "slow CONNACK %r" % ack)
         c.close()
-    e.set_mode("users")
+    e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
 def pipelined_packets_after_allow_never_after_deny(b):
     e = env()
-    e.set_mode("users,slow:1")
+    e.auth.set_mode("users,slow:1")
     watch = rq.connected(b.ports["plain"], "pipe-watch")
     watch.subscribe("pipe/#", qos=1)
     # allowed: SUBSCRIBE and PUBLISH sent with the CONNECT are processed after the CONNACK
@@ -369,13 +316,13 @@ def pipelined_packets_after_allow_never_after_deny(b):
     check_eq(ack.rc, 0x86, "CONNACK")
     c.expect_closed()
     watch.expect_nothing(1.5, "a message published after a denied CONNECT")
-    e.set_mode("users")
+    e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
 def verdict_after_client_left_is_dropped(b):
     e = env()
-    e.set_mode("users,slow:2")
+    e.auth.set_mode("users,slow:2")
     mark = b.log_mark()
     for i in range(5):
         c = raw(b)
@@ -384,7 +331,7 @@ def verdict_after_client_left_is_dropped(b):
         c.close()
     expect_log(b, mark, r"authentication reply for connection [0-9a-f]+ dropped: the connection "
                r"is gone", "late verdict dropped", timeout=15)
-    e.set_mode("users")
+    e.auth.set_mode("users")
     c = raw(b)
     check_eq(c.connect(username="alice", password=PASSWORD).rc, 0, "after the leavers")
     c.close()
@@ -397,7 +344,7 @@ def max_pending_answers_server_busy():
     e = env()
     b = start(", maxPending: 1")
     try:
-        e.set_mode("users,slow:2")
+        e.auth.set_mode("users,slow:2")
         first = raw(b)
         first.send_connect(client_id="p1", username="alice", password=PASSWORD)
         time.sleep(0.5)
@@ -407,24 +354,24 @@ def max_pending_answers_server_busy():
                      "v%d over maxPending" % v)
         check_eq(first.recv_packet(10).rc, 0, "the pending one")
     finally:
-        e.set_mode("users")
+        e.auth.set_mode("users")
         check_eq(b.stop(), 0, "exit code after SIGTERM")
 
 
 @case(ringmq_only=ONLY)
 def cache_control_verdict_cached(b):
     e = env()
-    e.set_mode("users,cache:60")
+    e.auth.set_mode("users,cache:60")
     user = "alice"
     c = raw(b)
     check_eq(c.connect(client_id="c1", username=user, password=PASSWORD).rc, 0, "first")
     c.close()
-    n = e.stats()["requests"]
+    n = e.auth.stats()["requests"]
     c = raw(b)
     check_eq(c.connect(client_id="c2", username=user, password=PASSWORD).rc, 0, "second")
     c.close()
-    check_eq(e.stats()["requests"], n, "requests after a cached verdict")
-    e.set_mode("users")
+    check_eq(e.auth.stats()["requests"], n, "requests after a cached verdict")
+    e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
@@ -433,17 +380,17 @@ def mtls_client_certificate_from_secret():
     server that requires one; without it the server refuses the handshake (not relevant)."""
     e = env()
     bc = e.f.client("/CN=ringmq-broker", e.client_ca, name="broker-client")
-    mport = e.start_server(client_ca=e.client_ca.cert, name="mtls-port")
+    mport = e.auth.start(client_ca=e.client_ca.cert, name="mtls-port")
     port, port2 = rq.free_port(), rq.free_port()
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\n"
          "metadata: {name: listeners}\nspec:\n  ports:\n"
          "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: mtls}\n"
          "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: nocert}\n" % (port, port2))
-    y += authn("mtls", custom_method("https://127.0.0.1:%d" % mport) +
+    y += authsrv.authn("mtls", authsrv.custom_method("https://127.0.0.1:%d" % mport) +
                "      auth: {x509: {secretRef: broker-client}}\n")
-    y += authn("nocert", custom_method("https://127.0.0.1:%d" % mport))
+    y += authsrv.authn("nocert", authsrv.custom_method("https://127.0.0.1:%d" % mport))
     y += certs.secret_yaml("broker-client", bc.chain_pem, bc.key_pem)
-    y += certs.configmap_yaml("auth-ca", {"ca.crt": e.auth_ca.pem})
+    y += e.auth.ca_configmap()
     b = rq.start_broker(y)
     try:
         c = rq.RawClient(port, timeout=10)
@@ -461,7 +408,7 @@ def sigterm_with_requests_pending():
     joined before the shards are freed, and the broker exits 0 promptly; --auth-threads is
     used."""
     e = env()
-    e.set_mode("users,slow:4")
+    e.auth.set_mode("users,slow:4")
     ports = {k: rq.free_port() for k in ("plain", "custom", "down", "custom_x509", "down_x509",
                                          "deadport")}
     b = rq.start_broker(broker_yaml(e, ports), extra_args=["--auth-threads", "3"])
@@ -478,7 +425,7 @@ def sigterm_with_requests_pending():
         check_eq(b.stop(), 0, "exit code after SIGTERM")
         check(time.monotonic() - t0 < 3.5, "stopped before the slow answers")
     finally:
-        e.set_mode("users")
+        e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
@@ -506,7 +453,7 @@ def reload_brings_custom_and_swaps_it_mid_request():
     answers the waiting client, and the broker stays ASan-clean."""
     import signal as _signal
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     ports = {k: rq.free_port() for k in ("plain", "custom", "down", "custom_x509", "down_x509",
                                          "deadport")}
     full = broker_yaml(e, ports)
@@ -527,7 +474,7 @@ def reload_brings_custom_and_swaps_it_mid_request():
         expect_log(b, mark, r"reload: generation", "reload done")
         c = rq.RawClient(ports["custom"], timeout=10)
         check_eq(c.connect().rc, 0x87, "no credentials after the reload")
-        e.set_mode("users,slow:2")
+        e.auth.set_mode("users,slow:2")
         c = rq.RawClient(ports["custom"], timeout=10)
         c.send_connect(client_id="mid-reload", username="alice", password=PASSWORD)
         time.sleep(0.5)
@@ -538,7 +485,7 @@ def reload_brings_custom_and_swaps_it_mid_request():
         check(ack is not None and ack.type == rq.CONNACK and ack.rc == 0, "answer %r" % ack)
         c.close()
     finally:
-        e.set_mode("users")
+        e.auth.set_mode("users")
         check_eq(b.stop(), 0, "exit code after SIGTERM")
 
 

@@ -10,23 +10,18 @@ distinct credentials through Custom makes a handful of TLS handshakes to the aut
 
 Auth server: tools/custom-auth-server.py with --stats (counters, the last "certs" received)."""
 
-import json
 import os
-import ssl
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
 import certs  # noqa: E402
+import authsrv  # noqa: E402
 
 ONLY = "Custom authentication is a ringmq feature"
-TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
-                    "custom-auth-server.py")
 PASSWORD = "s3cret-Pa55word"
 POOL_THREADS = 2
 PER_THREAD = 32  # transfers in flight per pool thread (net/authn_custom.c)
@@ -37,8 +32,8 @@ _env = {}
 class Env:
     def __init__(self):
         f = self.f = certs.CertFactory()
-        self.auth_ca = f.ca("/CN=Auth Server Test CA", name="auth-ca")
-        self.auth_srv = f.server(self.auth_ca, name="auth-srv")
+        self.auth = authsrv.AuthServer(f, {"alice": authsrv.user(PASSWORD)}, mode="users",
+                                       stats=True, lifetime=280)
         self.srv_root = f.ca("/CN=ringmq Test Server Root", name="srv-root")
         self.srv = f.server(self.srv_root, name="srv")
         self.client_ca = f.ca("/CN=Client CA", name="client-ca")
@@ -49,40 +44,6 @@ class Env:
         self.other_int = f.ca("/CN=Unknown Intermediate", self.other_root, name="other-int")
         self.other_leaf = f.client("/CN=chained-device", self.other_int, name="other-leaf")
         self.dir = f.dir
-        self.mode_file = os.path.join(self.dir, "mode")
-        self.set_mode("users")
-        users = subprocess.run(
-            ["/usr/bin/python3", TOOL, "--hash-password", "alice", "--password-env", "PW",
-             "--iterations", "1000"],
-            env=dict(os.environ, PW=PASSWORD), capture_output=True, text=True, check=True).stdout
-        self.users = os.path.join(self.dir, "users.json")
-        with open(self.users, "w") as fh:
-            fh.write(users)
-        port_file = os.path.join(self.dir, "auth-port")
-        self.server = subprocess.Popen(
-            ["/usr/bin/python3", TOOL, "--cert", self.auth_srv.cert, "--key", self.auth_srv.key,
-             "--users", self.users, "--port", "0", "--port-file", port_file, "--stats",
-             "--mode-file", self.mode_file, "--lifetime", "280"],
-            stderr=subprocess.DEVNULL)
-        rq.on_cleanup(self.server.kill)
-        deadline = time.monotonic() + 20
-        self.auth_port = None
-        while time.monotonic() < deadline and self.auth_port is None:
-            if os.path.exists(port_file) and open(port_file).read().strip():
-                self.auth_port = int(open(port_file).read())
-            else:
-                time.sleep(0.05)
-        check(self.auth_port is not None, "auth server did not start")
-
-    def set_mode(self, mode):
-        with open(self.mode_file, "w") as fh:
-            fh.write(mode)
-
-    def stats(self):
-        ctx = ssl.create_default_context(cafile=self.auth_ca.cert)
-        url = "https://127.0.0.1:%d/_stats" % self.auth_port
-        with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
-            return json.loads(r.read())
 
 
 def env():
@@ -91,16 +52,10 @@ def env():
     return _env["e"]
 
 
-def authn(name, methods):
-    return ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
-            "metadata: {name: %s}\nspec:\n  authenticationMethods:\n%s" % (name, methods))
-
-
 def fixture():
     e = env()
     ports = {k: rq.free_port() for k in ("plain", "custom_tls", "custom_x509", "custom")}
-    custom = ("  - method: Custom\n    customSettings:\n      endpoint: \"https://127.0.0.1:%d\"\n"
-              "      caCertConfigMap: auth-ca\n" % e.auth_port)
+    custom = authsrv.custom_method(e.auth.url)
     x509 = "  - method: X509\n    x509Settings: {trustedClientCaCert: client-ca}\n"
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata: {name: broker}\n"
          "spec:\n  diagnostics: {logs: {level: debug}}\n  ringmq:\n    connectTimeoutSeconds: 30\n"
@@ -122,10 +77,10 @@ spec:
     authenticationRef: custom-x509
     tls: {mode: Manual, manual: {secretRef: server-cert}}
 """ % ports
-    y += authn("custom", custom)
-    y += authn("custom-x509", custom + x509)
+    y += authsrv.authn("custom", custom)
+    y += authsrv.authn("custom-x509", custom + x509)
     y += certs.secret_yaml("server-cert", e.srv.chain_pem, e.srv.key_pem)
-    y += certs.configmap_yaml("auth-ca", {"ca.crt": e.auth_ca.pem})
+    y += e.auth.ca_configmap()
     y += certs.configmap_yaml("client-ca", {"ca.crt": e.client_ca.pem})
     b = rq.start_broker(y)
     for k, port in ports.items():
@@ -159,10 +114,10 @@ def mosq_pub(e, port, cert=None, password=PASSWORD):
 def connect_and_certs(b, port, cert, what):
     """mosquitto_pub through a Custom port; returns the "certs" the auth server received."""
     e = env()
-    before = e.stats()["with_certs"]
+    before = e.auth.stats()["with_certs"]
     r = mosq_pub(e, port, cert)
     check_eq(r.returncode, 0, "%s: mosquitto_pub exit code (%r)" % (what, r.stderr))
-    st = e.stats()
+    st = e.auth.stats()
     if cert is None:
         check_eq(st["with_certs"], before, "%s: requests with certs" % what)
         return None
@@ -175,7 +130,7 @@ def connect_and_certs(b, port, cert, what):
 @case(ringmq_only=ONLY)
 def self_signed_certificate_forwarded_unverified(b):
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     got = connect_and_certs(b, b.ports["custom_tls"], e.selfie, "self-signed")
     check_eq(pem_blocks(got), pem_blocks(e.selfie.pem), "certs received (the leaf)")
 
@@ -184,7 +139,7 @@ def self_signed_certificate_forwarded_unverified(b):
 def presented_chain_forwarded_leaf_first(b):
     """Leaf + intermediate from a CA the broker does not know: both, in the order presented."""
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     got = connect_and_certs(b, b.ports["custom_tls"], e.other_leaf, "unknown chain")
     check_eq(pem_blocks(got), pem_blocks(e.other_leaf.chain_pem), "certs received (leaf first)")
     check_eq(len(pem_blocks(got)), 2, "certificates in certs")
@@ -196,14 +151,14 @@ def the_auth_server_decides(b):
     comes with a certificate (CONNACK 0x86 from its reason 134, not a TLS failure), and the
     request carried the certificate."""
     e = env()
-    e.set_mode("users")
-    before = e.stats()["with_certs"]
+    e.auth.set_mode("users")
+    before = e.auth.stats()["with_certs"]
     ctx = rq.tls_context(e.srv_root.cert, cert=e.selfie.cert, key=e.selfie.key)
     c = rq.RawClient(b.ports["custom_tls"], version=5, tls=ctx, timeout=20)
     check_eq(c.connect(client_id=rq.uniq("deny"), username="alice", password="wrong").rc, 0x86,
              "CONNACK for a wrong password with a certificate")
     c.expect_closed()
-    st = e.stats()
+    st = e.auth.stats()
     check_eq(st["with_certs"], before + 1, "requests with certs")
     check_eq(pem_blocks(st["last_certs"]), pem_blocks(e.selfie.pem), "certs received")
 
@@ -211,9 +166,9 @@ def the_auth_server_decides(b):
 @case(ringmq_only=ONLY)
 def certificate_over_tls12_and_tls13(b):
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     for v in ("1.2", "1.3"):
-        before = e.stats()["with_certs"]
+        before = e.auth.stats()["with_certs"]
         ctx = rq.tls_context(e.srv_root.cert, cert=e.other_leaf.chain, key=e.other_leaf.key,
                              version=v)
         c = rq.RawClient(b.ports["custom_tls"], version=5, tls=ctx, timeout=20)
@@ -221,7 +176,7 @@ def certificate_over_tls12_and_tls13(b):
         check_eq(c.connect(client_id=rq.uniq("v"), username="alice", password=PASSWORD).rc, 0,
                  "TLS %s CONNACK" % v)
         c.close()
-        st = e.stats()
+        st = e.auth.stats()
         check_eq(st["with_certs"], before + 1, "TLS %s: requests with certs" % v)
         check_eq(pem_blocks(st["last_certs"]), pem_blocks(e.other_leaf.chain_pem),
                  "TLS %s: certs received" % v)
@@ -230,7 +185,7 @@ def certificate_over_tls12_and_tls13(b):
 @case(ringmq_only=ONLY)
 def no_certificate_username_password(b):
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     check_eq(connect_and_certs(b, b.ports["custom_tls"], None, "no certificate"), None,
              "certs without a certificate")
     # Python's ssl client (no certificate) over the same port, v3.1.1 and v5
@@ -245,14 +200,14 @@ def no_certificate_username_password(b):
 @case(ringmq_only=ONLY)
 def with_x509_on_the_port_certificates_are_verified(b):
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     got = connect_and_certs(b, b.ports["custom_x509"], e.dev, "trusted certificate")
     # Custom runs first and gets the verified path (leaf, then the trusted client CA)
     check_eq(pem_blocks(got)[:1], pem_blocks(e.dev.pem), "certs received (the leaf first)")
-    before = e.stats()["requests"]
+    before = e.auth.stats()["requests"]
     r = mosq_pub(e, b.ports["custom_x509"], e.selfie)
     check(r.returncode != 0, "an unverifiable certificate passed the handshake of an X509 port")
-    check_eq(e.stats()["requests"], before, "requests to the auth server")
+    check_eq(e.auth.stats()["requests"], before, "requests to the auth server")
 
 
 @case(ringmq_only=ONLY)
@@ -261,8 +216,8 @@ def burst_reuses_connections_to_the_auth_server(b):
     from 10 clients at a time: the pool's TLS handshakes to the auth server stay within its
     connections (threads x transfers in flight), not one per CONNECT."""
     e = env()
-    e.set_mode("pass")
-    st = e.stats()
+    e.auth.set_mode("pass")
+    st = e.auth.stats()
     hs0, rq0 = st["handshakes"], st["requests"]
     errors = []
     counter = iter(range(BURST))
@@ -291,9 +246,9 @@ def burst_reuses_connections_to_the_auth_server(b):
     for t in threads:
         t.join(120)
     took = time.monotonic() - t0
-    e.set_mode("users")
+    e.auth.set_mode("users")
     check_eq(errors[:5], [], "CONNECT errors")
-    st = e.stats()
+    st = e.auth.stats()
     # minus one: this /_stats call is a connection (and handshake) of its own; it is no POST
     hs, reqs = st["handshakes"] - hs0 - 1, st["requests"] - rq0
     rq.log("burst: %d CONNECTs in %.1f s, %d requests, %d TLS handshakes to the auth server"

@@ -12,7 +12,6 @@ The client publishes and receives while its re-authentication is pending; a verd
 that left is dropped (ASan build: no use after free). ringmq only."""
 
 import os
-import subprocess
 import sys
 import time
 
@@ -20,81 +19,34 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
 import certs  # noqa: E402
+import authsrv  # noqa: E402
 
 ONLY = "Custom re-authentication is a ringmq feature"
-TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
-                    "custom-auth-server.py")
 METHOD = "ringmq-userpass"
 PASSWORD = "s3cret-Pa55word"
 BOB_PASSWORD = "b0b-Pa55word"
 _env = {}
 
 
-def hashed_user(name, password, *attrs):
-    args = ["/usr/bin/python3", TOOL, "--hash-password", name, "--password-env", "PW",
-            "--iterations", "1000"]
-    for a in attrs:
-        args += ["--attr", a]
-    out = subprocess.run(args, env=dict(os.environ, PW=password), capture_output=True,
-                         text=True, check=True).stdout
-    import json
-    return json.loads(out)["users"]
-
-
 class Env:
     """The PKI, the auth server (mode file rewritten by the cases) and its users."""
 
     def __init__(self):
-        import json
         f = self.f = certs.CertFactory()
-        self.auth_ca = f.ca("/CN=Auth Server Test CA", name="auth-ca")
-        self.auth_srv = f.server(self.auth_ca, name="auth-srv")
+        users = {"alice": authsrv.user(PASSWORD, {"group": "g1", "floor": "3"}),
+                 "bob": authsrv.user(BOB_PASSWORD, {"group": "g2"})}
+        self.auth = authsrv.AuthServer(f, users, mode="users")
         self.srv_root = f.ca("/CN=ringmq Test Server Root", name="srv-root")
         self.srv = f.server(self.srv_root, name="srv")
         self.client_ca = f.ca("/CN=Client CA", name="client-ca")
         self.dev = f.client("/CN=device-1", self.client_ca, name="dev")
         self.dir = f.dir
-        self.mode_file = os.path.join(self.dir, "mode")
-        self.set_mode("users")
-        users = hashed_user("alice", PASSWORD, "group=g1", "floor=3")
-        users.update(hashed_user("bob", BOB_PASSWORD, "group=g2"))
-        self.users = os.path.join(self.dir, "users.json")
-        with open(self.users, "w") as fh:
-            json.dump({"users": users}, fh)
-        port_file = os.path.join(self.dir, "auth-port")
-        self.server = subprocess.Popen(
-            ["/usr/bin/python3", TOOL, "--cert", self.auth_srv.cert, "--key", self.auth_srv.key,
-             "--users", self.users, "--port", "0", "--port-file", port_file,
-             "--mode-file", self.mode_file], stderr=subprocess.DEVNULL)
-        rq.on_cleanup(self.server.kill)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if os.path.exists(port_file) and open(port_file).read().strip():
-                self.auth_port = int(open(port_file).read())
-                return
-            time.sleep(0.05)
-        raise AssertionError("auth server did not start")
-
-    def set_mode(self, mode):
-        with open(self.mode_file + ".tmp", "w") as fh:
-            fh.write(mode)
-        os.replace(self.mode_file + ".tmp", self.mode_file)
 
 
 def env():
     if "e" not in _env:
         _env["e"] = Env()
     return _env["e"]
-
-
-def authn(name, methods):
-    return ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
-            "metadata: {name: %s}\nspec:\n  authenticationMethods:\n%s" % (name, methods))
-
-
-def custom_method(endpoint):
-    return ("  - method: Custom\n    customSettings:\n      endpoint: \"%s\"\n"
-            "      caCertConfigMap: auth-ca\n" % endpoint)
 
 
 X509 = "  - method: X509\n    x509Settings: {trustedClientCaCert: client-ca}\n"
@@ -117,10 +69,10 @@ spec:
     authenticationRef: x509
     tls: {mode: Manual, manual: {secretRef: server-cert}}
 """ % ports
-    y += authn("custom", custom_method("https://127.0.0.1:%d" % e.auth_port))
-    y += authn("x509", X509)
+    y += authsrv.authn("custom", authsrv.custom_method(e.auth.url))
+    y += authsrv.authn("x509", X509)
     y += certs.secret_yaml("server-cert", e.srv.chain_pem, e.srv.key_pem)
-    y += certs.configmap_yaml("auth-ca", {"ca.crt": e.auth_ca.pem})
+    y += e.auth.ca_configmap()
     y += certs.configmap_yaml("client-ca", {"ca.crt": e.client_ca.pem})
     return y
 
@@ -184,10 +136,10 @@ def reauth_success_moves_the_expiry(b):
     expire in 60 s: AUTH 0x00 naming the method, and the client is still served after the first
     expiry has passed."""
     e = env()
-    e.set_mode("users,expire:6")
+    e.auth.set_mode("users,expire:6")
     t0 = time.monotonic()
     c = enhanced(b, "re-ok")
-    e.set_mode("users,expire:60")
+    e.auth.set_mode("users,expire:60")
     mark = b.log_mark()
     c.send_raw(auth_packet(data=creds()))
     p = wait_auth(c)
@@ -199,7 +151,7 @@ def reauth_success_moves_the_expiry(b):
         time.sleep(0.5)
     alive(c, "after the first expiry")
     c.disconnect()
-    e.set_mode("users")
+    e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
@@ -209,16 +161,16 @@ def reauth_replaces_a_longer_expiry_with_a_shorter_one(b):
     e = env()
     w = rq.connected(b.ports["plain"], "re-will-watch")
     w.subscribe("will/re", qos=1)
-    e.set_mode("users,expire:60")
+    e.auth.set_mode("users,expire:60")
     c = rq.RawClient(b.ports["custom"], timeout=10.0)
     ack = c.connect(client_id="re-short", props={"authentication_method": METHOD,
                                                  "authentication_data": creds()},
                     will={"topic": "will/re", "payload": b"expired", "qos": 1})
     check_eq(ack.rc, 0, "CONNACK")
-    e.set_mode("users,expire:3")
+    e.auth.set_mode("users,expire:3")
     c.send_raw(auth_packet(data=creds()))
     check_eq(wait_auth(c).rc, 0x00, "AUTH reason")
-    e.set_mode("users")
+    e.auth.set_mode("users")
     r = c.expect_closed(timeout=15)
     check(r.closed and r.disconnect is None, "closed at the new expiry, no DISCONNECT: %r" % r)
     m = w.wait_for(rq.PUBLISH, timeout=10)
@@ -232,7 +184,7 @@ def reauth_replaces_attributes_and_user_of_the_answer(b):
     re-authenticates with bob's credentials; the server answers bob's attributes (group=g2)
     and nothing of alice's is kept."""
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     c = enhanced(b, "re-attrs")
     mark = b.log_mark()
     c.send_raw(auth_packet(data=creds("bob", BOB_PASSWORD)))
@@ -252,14 +204,14 @@ def reauth_server_unusable_continue_and_keep(b):
     the connection stays with its old credentials (and old expiry: it is closed when that
     passes); each cause is logged; a later re-authentication succeeds."""
     e = env()
-    e.set_mode("users,expire:15")
+    e.auth.set_mode("users,expire:15")
     t0 = time.monotonic()
     c = enhanced(b, "re-down")
     for mode, cause in (("drop", r"auth server request failed"),
                         ("status:500", r"status 500"),
                         ("422", r"supported versions"),
                         ("invalid-json", r"auth server: ")):
-        e.set_mode(mode)
+        e.auth.set_mode(mode)
         mark = b.log_mark()
         c.send_raw(auth_packet(data=creds()))
         p = wait_auth(c)
@@ -268,7 +220,7 @@ def reauth_server_unusable_continue_and_keep(b):
         expect_log(b, mark, r"Custom https://127\.0\.0\.1:\d+: .*%s.*not relevant to the "
                    r"re-authentication" % cause, "not relevant logged (%s)" % mode)
         alive(c, "after AUTH 0x18 (%s)" % mode)
-    e.set_mode("users")
+    e.auth.set_mode("users")
     # the old expiry (15 s after CONNECT) still holds: closed without DISCONNECT
     r = c.expect_closed(timeout=30)
     check(r.closed and r.disconnect is None, "closed at the old expiry: %r" % r)
@@ -284,13 +236,13 @@ def reauth_server_unusable_continue_and_keep(b):
 def reauth_timeout_continue(b):
     """The auth server answers after requestTimeoutSeconds (4 s): AUTH 0x18, connection kept."""
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     c = enhanced(b, "re-timeout")
-    e.set_mode("users,slow:6")  # over requestTimeoutSeconds: 4
+    e.auth.set_mode("users,slow:6")  # over requestTimeoutSeconds: 4
     c.send_raw(auth_packet(data=creds()))
     p = wait_auth(c, timeout=15)
     check_eq(p.rc, 0x18, "AUTH reason after a timeout")
-    e.set_mode("users")
+    e.auth.set_mode("users")
     alive(c, "after the timeout")
     c.disconnect()
 
@@ -301,15 +253,15 @@ def reauth_denied_disconnects(b):
     carry) is 0x87 too; 0x97 (Quota exceeded) is kept."""
     e = env()
     for mode, want in (("deny:135", 0x87), ("users", 0x87), ("deny:151", 0x97)):
-        e.set_mode("users")
+        e.auth.set_mode("users")
         c = enhanced(b, "re-deny")
-        e.set_mode(mode)
+        e.auth.set_mode(mode)
         data = creds("alice", "wrong") if mode == "users" else creds()
         c.send_raw(auth_packet(data=data))
         r = c.expect_closed(timeout=15)
         check(r.closed and r.rc == want, "mode %s: DISCONNECT 0x%02x then close: %r"
               % (mode, want, r))
-    e.set_mode("users")
+    e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
@@ -318,7 +270,7 @@ def protocol_errors_disconnect_0x82(b):
     Authentication Method at CONNECT (user name + password on the Custom port; no
     authentication at all on the plain port): DISCONNECT 0x82. The server is never asked."""
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     for what, pkt in (("another method", auth_packet(method="SCRAM-SHA-1", data=creds())),
                       ("no method", auth_packet(method=None, data=None)),
                       ("reason 0x18", auth_packet(reason=0x18, data=creds())),
@@ -363,11 +315,11 @@ def second_auth_while_pending_and_traffic_meanwhile(b):
     """While a re-authentication waits on a slow server, the client publishes (QoS 1, PUBACK)
     and receives; a second AUTH meanwhile is a protocol error (DISCONNECT 0x82)."""
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     c = enhanced(b, "re-busy")
     c.subscribe([("busy/t", 1)])
     other = rq.connected(b.ports["plain"], "re-busy-peer")
-    e.set_mode("users,slow:3")
+    e.auth.set_mode("users,slow:3")
     mark = b.log_mark()
     c.send_raw(auth_packet(data=creds()))
     expect_log(b, mark, r"re-authentication pending", "pending", timeout=5)
@@ -386,7 +338,7 @@ def second_auth_while_pending_and_traffic_meanwhile(b):
     r = c.expect_closed(timeout=10)
     check(r.closed and r.rc == 0x82, "second AUTH while pending: %r" % r)
     other.disconnect()
-    e.set_mode("users")
+    e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
@@ -394,9 +346,9 @@ def verdict_after_the_client_left_is_dropped(b):
     """Clients that leave (or are taken over) while their re-authentication waits: the late
     verdicts are dropped and counted, nothing is applied to anyone else."""
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     cs = [enhanced(b, "re-leave-%d" % i) for i in range(4)]
-    e.set_mode("users,slow:3")
+    e.auth.set_mode("users,slow:3")
     mark = b.log_mark()
     for c in cs:
         c.send_raw(auth_packet(data=creds()))
@@ -411,7 +363,7 @@ def verdict_after_the_client_left_is_dropped(b):
     taker.expect_nothing(2.0, "AUTH meant for the taken-over connection")
     alive(taker, "the new connection")
     taker.disconnect()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     b.check_alive()
 
 
@@ -422,9 +374,9 @@ def not_relevant_log_is_rate_limited(b):
     counted on a later line ('N similar suppressed'): lines + suppressed counts = events."""
     import re
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     cs = [enhanced(b, "re-rl-%d" % i) for i in range(20)]
-    e.set_mode("status:503")
+    e.auth.set_mode("status:503")
     mark = b.log_mark()
     t0 = time.monotonic()
     for c in cs:
@@ -448,7 +400,7 @@ def not_relevant_log_is_rate_limited(b):
     check(suppressed > 0 or burst > 1.0, "a burst of 20 in %.1f s suppressed nothing" % burst)
     for c in cs:
         c.disconnect()
-    e.set_mode("users")
+    e.auth.set_mode("users")
 
 
 @case(ringmq_only=ONLY)
@@ -457,7 +409,7 @@ def reauth_after_handover_to_the_session_shard(b):
     principal and pinned generation) re-authenticates there like any other."""
     import re
     e = env()
-    e.set_mode("users")
+    e.auth.set_mode("users")
     cid = "re-moving"
     sess = {"session_expiry_interval": 60}
     props = dict(sess, authentication_method=METHOD, authentication_data=creds())

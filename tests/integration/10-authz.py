@@ -12,21 +12,18 @@ losing the subscriptions it may not hold, a reload that changes the rules for ne
 only, and config errors at file:line:col. A plain port without authentication watches
 everything ('#') to prove that nothing denied is routed. ringmq only."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
 import certs  # noqa: E402
+import authsrv  # noqa: E402
 
 ONLY = "BrokerAuthorization is a ringmq feature"
-TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
-                    "custom-auth-server.py")
 PASSWORD = "s3cret-Pa55word"
 NA = 0x87  # Not authorized
 _env = {}
@@ -44,8 +41,7 @@ USERS = {
 class Env:
     def __init__(self):
         f = self.f = certs.CertFactory()
-        self.auth_ca = f.ca("/CN=Auth Server Test CA", name="auth-ca")
-        self.auth_srv = f.server(self.auth_ca, name="auth-srv")
+        self.auth = authsrv.AuthServer(f, {u: authsrv.user(PASSWORD, a) for u, a in USERS.items()})
         self.srv_root = f.ca("/CN=ringmq Test Server Root", name="srv-root")
         self.srv = f.server(self.srv_root, name="srv")
         # The tutorial's client chain.
@@ -54,28 +50,6 @@ class Env:
         self.thermo = f.client("/CN=thermostat", self.inter, name="thermostat")
         self.fan = f.client("/CN=smart-fan", self.inter, name="smart-fan")
         self.dir = f.dir
-        entry = json.loads(subprocess.run(
-            ["/usr/bin/python3", TOOL, "--hash-password", "x", "--password-env", "PW",
-             "--iterations", "1000"],
-            env=dict(os.environ, PW=PASSWORD), capture_output=True, text=True,
-            check=True).stdout)["users"]["x"]
-        users = {u: {"password": entry["password"], "attributes": a} for u, a in USERS.items()}
-        self.users = os.path.join(self.dir, "users.json")
-        with open(self.users, "w") as fh:
-            json.dump({"users": users}, fh)
-        port_file = os.path.join(self.dir, "auth-port")
-        self.server = subprocess.Popen(
-            ["/usr/bin/python3", TOOL, "--cert", self.auth_srv.cert, "--key", self.auth_srv.key,
-             "--users", self.users, "--port", "0", "--port-file", port_file],
-            stderr=subprocess.DEVNULL)
-        rq.on_cleanup(self.server.kill)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if os.path.exists(port_file) and open(port_file).read().strip():
-                self.auth_port = int(open(port_file).read())
-                return
-            time.sleep(0.05)
-        raise AssertionError("auth server did not start")
 
 
 def env():
@@ -157,13 +131,7 @@ spec:
     authorizationRef: tutorial
     tls: {mode: Manual, manual: {secretRef: server-cert}}
 """ % ports
-    y += HDR + """kind: BrokerAuthentication
-metadata: {name: custom}
-spec:
-  authenticationMethods:
-  - method: Custom
-    customSettings: {endpoint: "https://127.0.0.1:%d", caCertConfigMap: auth-ca}
-""" % e.auth_port
+    y += authsrv.authn("custom", authsrv.custom_method(e.auth.url))
     y += HDR + """kind: BrokerAuthentication
 metadata: {name: x509}
 spec:
@@ -181,7 +149,7 @@ spec:
     y += authz("tutorial", X509_RULES)
     y += authz("deny", "      []\n")
     y += certs.secret_yaml("server-cert", e.srv.chain_pem, e.srv.key_pem)
-    y += certs.configmap_yaml("auth-ca", {"ca.crt": e.auth_ca.pem})
+    y += e.auth.ca_configmap()
     y += certs.configmap_yaml("client-ca", {"ca.crt": e.root.pem})
     return y
 

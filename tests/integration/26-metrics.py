@@ -581,49 +581,18 @@ def tls_handshake_failures_by_cause():
         check_eq(counts(), c2, "failures after a good handshake")
 
 
-AUTH_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
-                         "custom-auth-server.py")
-
-
-def auth_server(f, password):
-    """tools/custom-auth-server.py with user alice on a free port; returns (port, CA cert)."""
-    import subprocess
-    ca = f.ca("/CN=Metrics Auth CA", name="auth-ca")
-    srv = f.server(ca, name="auth-srv")
-    users = subprocess.run(
-        ["/usr/bin/python3", AUTH_TOOL, "--hash-password", "alice", "--password-env", "PW",
-         "--iterations", "1000"], env=dict(os.environ, PW=password), capture_output=True,
-        text=True, check=True).stdout
-    upath, pfile = os.path.join(f.dir, "users.json"), os.path.join(f.dir, "auth-port")
-    with open(upath, "w") as fh:
-        fh.write(users)
-    proc = subprocess.Popen(["/usr/bin/python3", AUTH_TOOL, "--cert", srv.cert, "--key", srv.key,
-                             "--users", upath, "--port", "0", "--port-file", pfile],
-                            stderr=subprocess.DEVNULL)
-    rq.on_cleanup(proc.kill)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if os.path.exists(pfile) and open(pfile).read().strip():
-            return int(open(pfile).read()), ca
-        time.sleep(0.05)
-    raise AssertionError("auth server did not start")
-
-
 @case(ringmq_only=ONLY)
 def authentication_counters_and_latency():
     """Custom authentication: successes and deny (a bad password; an unreachable server, which
     makes the only method not relevant, so the chain denies with 0x87) move AIO's counters by
     exactly that, failures (no verdict: 0x88/0x89) not at all; the latency histogram, the auth
     server requests by status and the cache misses count the same CONNECTs."""
+    import authsrv
     import certs
-    f = certs.CertFactory()
     password = "m3trics-pw"
-    aport, ca = auth_server(f, password)
+    srv = authsrv.AuthServer(certs.CertFactory(), {"alice": authsrv.user(password)},
+                             ca_subject="/CN=Metrics Auth CA")
     mport, ok_port, down_port, dead = (rq.free_port() for _ in range(4))
-
-    def method(port):
-        return ("  - method: Custom\n    customSettings:\n      endpoint: \"https://127.0.0.1:%d\"\n"
-                "      caCertConfigMap: auth-ca\n" % port)
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata: {name: broker}\n"
          "spec:\n  diagnostics: {metrics: {prometheusPort: %d}}\n  ringmq:\n"
          "    connectTimeoutSeconds: 10\n    auth: {requestTimeoutSeconds: 5}\n---\n"
@@ -632,11 +601,9 @@ def authentication_counters_and_latency():
          "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: allow}\n"
          "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: down}\n"
          % (mport, ok_port, down_port))
-    for name, port in (("allow", aport), ("down", dead)):
-        y += ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\n"
-              "kind: BrokerAuthentication\nmetadata: {name: %s}\nspec:\n"
-              "  authenticationMethods:\n%s" % (name, method(port)))
-    y += certs.configmap_yaml("auth-ca", {"ca.crt": ca.pem})
+    y += authsrv.authn("allow", authsrv.custom_method(srv.url))
+    y += authsrv.authn("down", authsrv.custom_method("https://127.0.0.1:%d" % dead))
+    y += srv.ca_configmap()
     b = rq.start_broker(y)
     with b:
         check(rq.port_open(down_port, 5.0), "second port not listening")

@@ -8,13 +8,14 @@
 #include "core/broker_int.h"
 #include "core/stats.h"
 #include "tests/unit/check.h"
+#include "tests/unit/core/stub_net.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static int authz_result = RQ_AUTH_ALLOW;
 static const char *allowed = "ok/"; /* what a new access object allows (prefix) */
-static int close_calls, frees;
+static int frees;
 
 struct stub_access {
     struct rq_access base;
@@ -51,20 +52,6 @@ static int stub_authorize(struct rq_worker *w, void *conn, const struct rq_princ
         *out = &a->base;
     }
     return authz_result;
-}
-
-static void stub_flush(struct rq_worker *w, void *conn)
-{
-}
-
-static void stub_close(struct rq_worker *w, void *conn)
-{
-    close_calls++;
-}
-
-static bool stub_post(struct rq_worker *from, int shard, const struct rq_post *p)
-{
-    return true;
 }
 
 static const struct rq_worker_ops ops = {.post = stub_post,
@@ -161,7 +148,7 @@ static void connected(struct rq_client *c, struct rq_worker *w, int version, con
 {
     uint8_t b[256];
     rq_client_init(c, w, c, 1883, &peer);
-    close_calls = 0;
+    stub_close_calls = 0;
     authz_result = RQ_AUTH_ALLOW;
     feed(c, b, connect_pkt(b, version, cid, NULL));
     CHECK(c->connected);
@@ -177,11 +164,11 @@ static void connect_denied(struct rq_worker *w)
             struct rq_client c;
             uint8_t b[256];
             rq_client_init(&c, w, &c, 1883, &peer);
-            close_calls = 0;
+            stub_close_calls = 0;
             authz_result = will ? RQ_AUTH_ALLOW : RQ_AUTH_DENY;
             feed(&c, b, connect_pkt(b, v, "denied", will ? "not-ok/will" : NULL));
             CHECK(!c.connected && c.closing);
-            CHECK_EQ(close_calls, 1);
+            CHECK_EQ(stub_close_calls, 1);
             /* CONNACK: 0x20, length, flags, then 0x87 (v5) or return code 5 */
             CHECK(c.out.len >= 4 && c.out.data[0] == 0x20);
             CHECK_EQ(c.out.len >= 4 ? c.out.data[3] : 0, v == 5 ? 0x87 : 5);
@@ -266,29 +253,16 @@ static void subscribe_mixed_and_reauthorize(struct rq_worker *w)
 int main(void)
 {
     struct rq_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.connect_timeout_ms = 1000;
-    cfg.max_connections = 100;
-    cfg.max_inflight = 16;
-    cfg.max_packet_size = 1 << 20;
-    cfg.max_keepalive = 65535;
-    cfg.max_receive_max = 65535;
-    cfg.max_session_expiry = 3600;
+    stub_config(&cfg);
     cfg.max_message_expiry = 3600;
-    cfg.queue_limit = 100;
-    cfg.shard_backlog = 1000;
     cfg.max_topic_levels = 16;
-    struct rq_broker *b = rq_broker_new(&cfg, 1);
-    struct rq_worker *w = b ? rq_worker_new(b, 0, &ops, NULL) : NULL;
+    struct rq_worker *w = stub_worker_new(&cfg, &ops);
     CHECK(w != NULL);
     if (!w)
         return check_exit("test_authz_hooks");
-    w->now = w->wheel.now;
     connect_denied(w);
     publish_denied(w);
     subscribe_mixed_and_reauthorize(w);
-    rq_worker_shutdown(w);
-    rq_worker_free(w);
-    rq_broker_free(b);
+    stub_worker_free(w);
     return check_exit("test_authz_hooks");
 }

@@ -8,12 +8,13 @@
 #include "config/config.h"
 #include "core/broker_int.h"
 #include "tests/unit/check.h"
+#include "tests/unit/core/stub_net.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static int auth_result = RQ_AUTH_OFF;
-static int auth_calls, resume_calls, close_calls;
+static int auth_calls, resume_calls;
 
 static void stub_auth(struct rq_worker *w, void *conn, const struct rq_connect *k,
                       struct rq_auth_verdict *v)
@@ -27,23 +28,9 @@ static void stub_auth(struct rq_worker *w, void *conn, const struct rq_connect *
     }
 }
 
-static void stub_flush(struct rq_worker *w, void *conn)
-{
-}
-
-static void stub_close(struct rq_worker *w, void *conn)
-{
-    close_calls++;
-}
-
 static void stub_resume(struct rq_worker *w, void *conn)
 {
     resume_calls++;
-}
-
-static bool stub_post(struct rq_worker *from, int shard, const struct rq_post *p)
-{
-    return true;
 }
 
 static const struct rq_worker_ops ops = {.authenticate = stub_auth,
@@ -79,7 +66,7 @@ static struct rq_peer peer;
 static void new_client(struct rq_client *c, struct rq_worker *w)
 {
     rq_client_init(c, w, c, 1883, &peer);
-    auth_calls = resume_calls = close_calls = 0;
+    auth_calls = resume_calls = stub_close_calls = 0;
 }
 
 static void done(struct rq_client *c)
@@ -138,7 +125,7 @@ static void pending_then_denied(struct rq_worker *w)
     struct rq_auth_verdict v = {.result = RQ_AUTH_DENY, .reason = 0x86, .method = "Stub"};
     CHECK(rq_client_auth_resume(&c, &v));
     CHECK_EQ(resume_calls, 0); /* nothing after the CONNECT is parsed */
-    CHECK_EQ(close_calls, 1);
+    CHECK_EQ(stub_close_calls, 1);
     CHECK_EQ(c.phase, RQ_PH_CLOSING);
     CHECK_EQ(c.out.len, 4); /* CONNACK return code 4, and no PINGRESP */
     CHECK(c.out.len == 4 && c.out.data[0] == 0x20 && c.out.data[3] == 4);
@@ -160,7 +147,7 @@ static void pending_at_the_connect_timeout(struct rq_worker *w)
     w->now += 1000;
     rq_wheel_run(&w->wheel, w->now);
     CHECK_EQ(c.phase, RQ_PH_CLOSING);
-    CHECK_EQ(close_calls, 1);
+    CHECK_EQ(stub_close_calls, 1);
     struct rq_auth_verdict v = {.result = RQ_AUTH_ALLOW};
     CHECK(!rq_client_auth_resume(&c, &v)); /* too late */
     done(&c);
@@ -207,29 +194,16 @@ static void synchronous_paths(struct rq_worker *w)
 int main(void)
 {
     struct rq_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.connect_timeout_ms = 1000;
-    cfg.max_connections = 100;
-    cfg.max_inflight = 16;
-    cfg.max_packet_size = 1 << 20;
-    cfg.max_keepalive = 65535;
-    cfg.max_receive_max = 65535;
-    cfg.max_session_expiry = 3600;
-    cfg.queue_limit = 100;
-    cfg.shard_backlog = 1000;
-    struct rq_broker *b = rq_broker_new(&cfg, 1);
-    struct rq_worker *w = b ? rq_worker_new(b, 0, &ops, NULL) : NULL;
+    stub_config(&cfg);
+    struct rq_worker *w = stub_worker_new(&cfg, &ops);
     CHECK(w != NULL);
     if (!w)
         return check_exit("connect_states");
-    w->now = w->wheel.now; /* the worker's clock and its wheel's agree */
     pending_then_allowed(w);
     pending_then_denied(w);
     pending_at_the_connect_timeout(w);
     handed_over_not_authenticated_again(w);
     synchronous_paths(w);
-    rq_worker_shutdown(w);
-    rq_worker_free(w);
-    rq_broker_free(b);
+    stub_worker_free(w);
     return check_exit("connect_states");
 }

@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "core/broker_int.h"
 #include "tests/unit/check.h"
+#include "tests/unit/core/stub_net.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 static int reauth_result;
 static uint8_t reauth_reason;
 static int64_t reauth_expiry;
-static int reauth_calls, close_calls;
+static int reauth_calls;
 static char seen_data[32];
 static uint32_t seen_pos;
 
@@ -53,22 +54,8 @@ static void stub_reauth(struct rq_worker *w, void *conn, const struct rq_princip
         v->principal = principal("bob", reauth_expiry);
 }
 
-static void stub_flush(struct rq_worker *w, void *conn)
-{
-}
-
-static void stub_close(struct rq_worker *w, void *conn)
-{
-    close_calls++;
-}
-
 static void stub_resume(struct rq_worker *w, void *conn)
 {
-}
-
-static bool stub_post(struct rq_worker *from, int shard, const struct rq_post *p)
-{
-    return true;
 }
 
 static const struct rq_worker_ops ops = {.authenticate = stub_auth,
@@ -142,7 +129,7 @@ static void connected(struct rq_client *c, struct rq_worker *w, const char *cid,
     CHECK(c->connected);
     CHECK(c->out.len > 0 && c->out.data[0] == 0x20);
     c->out.len = 0;
-    reauth_calls = close_calls = 0;
+    reauth_calls = stub_close_calls = 0;
 }
 
 static void done(struct rq_client *c)
@@ -233,7 +220,7 @@ static void deny_disconnects(struct rq_worker *w)
         CHECK_EQ(first_out(&c, &reason, &named), RQ_DISCONNECT);
         CHECK_EQ(reason, sent[i]);
         CHECK(c.closing);
-        CHECK_EQ(close_calls, 1);
+        CHECK_EQ(stub_close_calls, 1);
         done(&c);
     }
 }
@@ -348,30 +335,17 @@ static void protocol_errors(struct rq_worker *w)
 int main(void)
 {
     struct rq_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.connect_timeout_ms = 1000;
-    cfg.max_connections = 100;
-    cfg.max_inflight = 16;
-    cfg.max_packet_size = 1 << 20;
-    cfg.max_keepalive = 65535;
-    cfg.max_receive_max = 65535;
-    cfg.max_session_expiry = 3600;
-    cfg.queue_limit = 100;
-    cfg.shard_backlog = 1000;
-    struct rq_broker *b = rq_broker_new(&cfg, 1);
-    struct rq_worker *w = b ? rq_worker_new(b, 0, &ops, NULL) : NULL;
+    stub_config(&cfg);
+    struct rq_worker *w = stub_worker_new(&cfg, &ops);
     CHECK(w != NULL);
     if (!w)
         return check_exit("reauth");
-    w->now = w->wheel.now;
     allow_replaces_principal_and_expiry(w);
     retry_keeps_everything(w);
     deny_disconnects(w);
     pending_keeps_serving(w);
     lost_answer_does_not_block(w);
     protocol_errors(w);
-    rq_worker_shutdown(w);
-    rq_worker_free(w);
-    rq_broker_free(b);
+    stub_worker_free(w);
     return check_exit("reauth");
 }
