@@ -8,6 +8,7 @@ still connect), RBAC 403 (0x88 and the log line), single flight (100 CONNECTs wi
 1 TokenReview), negative cache, kubeconfig and in-cluster sources, no source at all, the
 chain order with Custom and X509 on one port, and the JWKS fallback while the API is down. The tokens never reach the log. ringmq only."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -17,11 +18,11 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 
 ONLY = "ServiceAccountToken authentication is a ringmq feature"
 BROKER_TOKEN = "broker-sa-token-0123456789"
 NS = "aio"
-_env = {}
 
 try:
     import kube_api  # noqa: E402  (python3-cryptography, python3-jwt)
@@ -52,10 +53,7 @@ class Env:
         return t
 
 
-def env():
-    if "e" not in _env:
-        _env["e"] = Env()
-    return _env["e"]
+env = fixtures.once(Env)
 
 
 def authn(name, methods):
@@ -99,11 +97,7 @@ def fixture():
     return start()
 
 
-def expect_log(b, mark, pattern, what, timeout=10.0):
-    m = b.wait_log(pattern, mark, timeout)
-    check(m is not None, "%s: no log line matching %r; log since:\n%s"
-          % (what, pattern, b.log_since(mark)[-2500:]))
-    return m
+expect_log = functools.partial(fixtures.expect_log, timeout=10.0)
 
 
 def sat_connect(b, token, version=5, client_id="", will=None, port=None):
