@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
 import fixtures  # noqa: E402
+import authsrv  # noqa: E402
 
 ONLY = "ServiceAccountToken authentication is a ringmq feature"
 BROKER_TOKEN = "broker-sa-token-0123456789"
@@ -56,11 +57,6 @@ class Env:
 env = fixtures.once(Env)
 
 
-def authn(name, methods):
-    return ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
-            "metadata: {name: %s}\nspec:\n  authenticationMethods:\n%s" % (name, methods))
-
-
 SAT = ("  - method: ServiceAccountToken\n    serviceAccountTokenSettings:\n"
        "      audiences: [aio-internal, my-audience]\n")
 
@@ -80,7 +76,7 @@ def broker_yaml(e, ports, kube=None, chain="", auth=""):
           "  - {port: %(plain)d, bindAddress: 127.0.0.1}\n"
           "  - {port: %(sat)d, bindAddress: 127.0.0.1, authenticationRef: sat}\n" % ports)
     y += chain
-    y += authn("sat", SAT)
+    y += authsrv.authn("sat", SAT)
     return y
 
 
@@ -495,8 +491,7 @@ def chain_order_with_custom_and_x509():
     client_ca = f.ca("/CN=SAT Client CA", name="client-ca")
     dev = f.client("/CN=device-1", client_ca, name="dev")
     dead = "https://127.0.0.1:%d" % rq.free_port()
-    custom = ("  - method: Custom\n    customSettings:\n      endpoint: \"%s\"\n"
-              "      caCertConfigMap: client-ca\n" % dead)
+    custom = authsrv.custom_method(dead, ca_configmap="client-ca")
     x509 = "  - method: X509\n    x509Settings: {trustedClientCaCert: client-ca}\n"
     ports = {"plain": rq.free_port(), "sat": rq.free_port(), "mixed": rq.free_port(),
              "custom_first": rq.free_port()}
@@ -505,7 +500,7 @@ def chain_order_with_custom_and_x509():
              "  - {port: %(custom_first)d, bindAddress: 127.0.0.1, authenticationRef: cfirst}\n"
              % ports)
     y = broker_yaml(e, ports, chain=chain)
-    y += authn("mixed", x509 + SAT + custom) + authn("cfirst", custom + SAT)
+    y += authsrv.authn("mixed", x509 + SAT + custom) + authsrv.authn("cfirst", custom + SAT)
     y += certs.secret_yaml("server-cert", srv.chain_pem, srv.key_pem)
     y += certs.configmap_yaml("client-ca", {"ca.crt": client_ca.pem})
     b = rq.start_broker(y)
@@ -579,7 +574,7 @@ def jwks_fallback_while_api_down():
     chain = ("  - {port: %(fallback)d, bindAddress: 127.0.0.1, authenticationRef: fallback}\n"
              % ports)
     y = broker_yaml(e, ports, chain=chain)
-    y += authn("fallback", SAT + "      ringmq: {localVerification: Fallback}\n")
+    y += authsrv.authn("fallback", SAT + "      ringmq: {localVerification: Fallback}\n")
     b = rq.start_broker(y)
     try:
         check(b.wait_log(r"warn .*localVerification: Fallback.*deleted Pod or ServiceAccount", 0,
