@@ -10,6 +10,7 @@ unrelated CA certificates in the presented list never give attributes, escape th
 rule or extend the credentials); one X509 method per BrokerAuthentication. Certificates are made at test time
 (lib/certs.py). ringmq only (the mosquitto translation has no TLS)."""
 
+import functools
 import os
 import socket
 import ssl
@@ -20,6 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 import certs  # noqa: E402
 
 ONLY = "TLS and X.509 are ringmq listener features"
@@ -78,13 +80,7 @@ class Pki:
         self.rsa_int_forged = f.ca("/CN=Contoso RSA Intermediate", name="rsa-int-forged")
 
 
-_pki = []
-
-
-def pki():
-    if not _pki:
-        _pki.append(Pki())
-    return _pki[0]
+pki = fixtures.once(Pki)
 
 
 def broker_doc():
@@ -162,11 +158,7 @@ spec:
 def fixture():
     p = pki()
     ports = {k: rq.free_port() for k in ("plain", "tls", "x509", "int", "rsaint")}
-    b = rq.start_broker(main_yaml(p, ports))
-    for k, port in ports.items():
-        check(rq.port_open(port, 2.0), "port %s (%d) not listening" % (k, port))
-    b.ports = ports
-    return b
+    return fixtures.start_listening(main_yaml(p, ports), ports, timeout=2.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,11 +183,7 @@ def tls_connected(port, cert=None, version=None, mqtt=5, **kw):
     return c
 
 
-def expect_log(b, mark, pattern, what, timeout=3.0):
-    m = b.wait_log(pattern, mark, timeout)
-    check(m is not None, "%s: no log line matching %r; log since:\n%s"
-          % (what, pattern, b.log_since(mark)[-2500:]))
-    return m
+expect_log = functools.partial(fixtures.expect_log, timeout=3.0)
 
 
 def expect_handshake_refused(port, ctx, what):

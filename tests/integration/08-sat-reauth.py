@@ -8,7 +8,6 @@ Kubernetes API server of 08-sat (lib/kube_api.py):
   a client connected with the v3.1.1-style K8S-SAT user name (no Authentication Method) cannot
   re-authenticate: DISCONNECT 0x82 [MQTT-4.12.0-1 / 4.12.1-1]. ringmq only."""
 
-import importlib.util
 import os
 import sys
 import time
@@ -17,13 +16,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 
 # The environment (API server, broker configuration, CONNECT helpers) is 08-sat's; its cases
 # are not run here.
-_spec = importlib.util.spec_from_file_location("sat08", os.path.join(HERE, "08-sat.py"))
-sat = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sat)
-rq._cases.clear()
+sat = fixtures.sibling("08-sat.py")
 
 ONLY = sat.ONLY
 METHOD = "K8S-SAT"

@@ -8,6 +8,7 @@ still connect), RBAC 403 (0x88 and the log line), single flight (100 CONNECTs wi
 1 TokenReview), negative cache, kubeconfig and in-cluster sources, no source at all, the
 chain order with Custom and X509 on one port, and the JWKS fallback while the API is down. The tokens never reach the log. ringmq only."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -17,11 +18,12 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
+import authsrv  # noqa: E402
 
 ONLY = "ServiceAccountToken authentication is a ringmq feature"
 BROKER_TOKEN = "broker-sa-token-0123456789"
 NS = "aio"
-_env = {}
 
 try:
     import kube_api  # noqa: E402  (python3-cryptography, python3-jwt)
@@ -52,15 +54,7 @@ class Env:
         return t
 
 
-def env():
-    if "e" not in _env:
-        _env["e"] = Env()
-    return _env["e"]
-
-
-def authn(name, methods):
-    return ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
-            "metadata: {name: %s}\nspec:\n  authenticationMethods:\n%s" % (name, methods))
+env = fixtures.once(Env)
 
 
 SAT = ("  - method: ServiceAccountToken\n    serviceAccountTokenSettings:\n"
@@ -82,7 +76,7 @@ def broker_yaml(e, ports, kube=None, chain="", auth=""):
           "  - {port: %(plain)d, bindAddress: 127.0.0.1}\n"
           "  - {port: %(sat)d, bindAddress: 127.0.0.1, authenticationRef: sat}\n" % ports)
     y += chain
-    y += authn("sat", SAT)
+    y += authsrv.authn("sat", SAT)
     return y
 
 
@@ -99,11 +93,7 @@ def fixture():
     return start()
 
 
-def expect_log(b, mark, pattern, what, timeout=10.0):
-    m = b.wait_log(pattern, mark, timeout)
-    check(m is not None, "%s: no log line matching %r; log since:\n%s"
-          % (what, pattern, b.log_since(mark)[-2500:]))
-    return m
+expect_log = functools.partial(fixtures.expect_log, timeout=10.0)
 
 
 def sat_connect(b, token, version=5, client_id="", will=None, port=None):
@@ -501,8 +491,7 @@ def chain_order_with_custom_and_x509():
     client_ca = f.ca("/CN=SAT Client CA", name="client-ca")
     dev = f.client("/CN=device-1", client_ca, name="dev")
     dead = "https://127.0.0.1:%d" % rq.free_port()
-    custom = ("  - method: Custom\n    customSettings:\n      endpoint: \"%s\"\n"
-              "      caCertConfigMap: client-ca\n" % dead)
+    custom = authsrv.custom_method(dead, ca_configmap="client-ca")
     x509 = "  - method: X509\n    x509Settings: {trustedClientCaCert: client-ca}\n"
     ports = {"plain": rq.free_port(), "sat": rq.free_port(), "mixed": rq.free_port(),
              "custom_first": rq.free_port()}
@@ -511,7 +500,7 @@ def chain_order_with_custom_and_x509():
              "  - {port: %(custom_first)d, bindAddress: 127.0.0.1, authenticationRef: cfirst}\n"
              % ports)
     y = broker_yaml(e, ports, chain=chain)
-    y += authn("mixed", x509 + SAT + custom) + authn("cfirst", custom + SAT)
+    y += authsrv.authn("mixed", x509 + SAT + custom) + authsrv.authn("cfirst", custom + SAT)
     y += certs.secret_yaml("server-cert", srv.chain_pem, srv.key_pem)
     y += certs.configmap_yaml("client-ca", {"ca.crt": client_ca.pem})
     b = rq.start_broker(y)
@@ -585,7 +574,7 @@ def jwks_fallback_while_api_down():
     chain = ("  - {port: %(fallback)d, bindAddress: 127.0.0.1, authenticationRef: fallback}\n"
              % ports)
     y = broker_yaml(e, ports, chain=chain)
-    y += authn("fallback", SAT + "      ringmq: {localVerification: Fallback}\n")
+    y += authsrv.authn("fallback", SAT + "      ringmq: {localVerification: Fallback}\n")
     b = rq.start_broker(y)
     try:
         check(b.wait_log(r"warn .*localVerification: Fallback.*deleted Pod or ServiceAccount", 0,

@@ -10,7 +10,6 @@ is dropped, and the password never reaches the log. ringmq only."""
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,12 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 import certs  # noqa: E402
 import authsrv  # noqa: E402
 
 ONLY = "Custom authentication is a ringmq feature"
 PASSWORD = "s3cret-Pa55word"
-_env = {}
 
 
 class Env:
@@ -41,10 +40,7 @@ class Env:
         self.dir = f.dir
 
 
-def env():
-    if "e" not in _env:
-        _env["e"] = Env()
-    return _env["e"]
+env = fixtures.once(Env)
 
 
 X509 = "  - method: X509\n    x509Settings: {trustedClientCaCert: client-ca}\n"
@@ -88,23 +84,14 @@ def start(auth_extra=""):
     e = env()
     ports = {k: rq.free_port() for k in ("plain", "custom", "down", "custom_x509", "down_x509",
                                          "deadport")}
-    b = rq.start_broker(broker_yaml(e, ports, auth_extra))
-    for k, port in ports.items():
-        if k != "deadport":
-            check(rq.port_open(port, 5.0), "port %s (%d) not listening" % (k, port))
-    b.ports = ports
-    return b
+    return fixtures.start_listening(broker_yaml(e, ports, auth_extra), ports, skip=("deadport",))
 
 
 def fixture():
     return start()
 
 
-def expect_log(b, mark, pattern, what, timeout=5.0):
-    m = b.wait_log(pattern, mark, timeout)
-    check(m is not None, "%s: no log line matching %r; log since:\n%s"
-          % (what, pattern, b.log_since(mark)[-2500:]))
-    return m
+expect_log = fixtures.expect_log
 
 
 def tls_ctx(cert=None):

@@ -18,6 +18,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 import certs  # noqa: E402
 import authsrv  # noqa: E402
 
@@ -26,7 +27,6 @@ PASSWORD = "s3cret-Pa55word"
 POOL_THREADS = 2
 PER_THREAD = 32  # transfers in flight per pool thread (net/authn_custom.c)
 BURST = 300
-_env = {}
 
 
 class Env:
@@ -46,10 +46,7 @@ class Env:
         self.dir = f.dir
 
 
-def env():
-    if "e" not in _env:
-        _env["e"] = Env()
-    return _env["e"]
+env = fixtures.once(Env)
 
 
 def fixture():
@@ -82,11 +79,7 @@ spec:
     y += certs.secret_yaml("server-cert", e.srv.chain_pem, e.srv.key_pem)
     y += e.auth.ca_configmap()
     y += certs.configmap_yaml("client-ca", {"ca.crt": e.client_ca.pem})
-    b = rq.start_broker(y)
-    for k, port in ports.items():
-        check(rq.port_open(port, 5.0), "port %s (%d) not listening" % (k, port))
-    b.ports = ports
-    return b
+    return fixtures.start_listening(y, ports)
 
 
 def pem_blocks(text):

@@ -11,6 +11,7 @@ the CONNECT and the AUTH) through the method that authenticated the client.
 The client publishes and receives while its re-authentication is pending; a verdict for a client
 that left is dropped (ASan build: no use after free). ringmq only."""
 
+import functools
 import os
 import sys
 import time
@@ -18,6 +19,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 import certs  # noqa: E402
 import authsrv  # noqa: E402
 
@@ -25,7 +27,6 @@ ONLY = "Custom re-authentication is a ringmq feature"
 METHOD = "ringmq-userpass"
 PASSWORD = "s3cret-Pa55word"
 BOB_PASSWORD = "b0b-Pa55word"
-_env = {}
 
 
 class Env:
@@ -43,10 +44,7 @@ class Env:
         self.dir = f.dir
 
 
-def env():
-    if "e" not in _env:
-        _env["e"] = Env()
-    return _env["e"]
+env = fixtures.once(Env)
 
 
 X509 = "  - method: X509\n    x509Settings: {trustedClientCaCert: client-ca}\n"
@@ -80,18 +78,10 @@ spec:
 def fixture():
     e = env()
     ports = {k: rq.free_port() for k in ("plain", "custom", "x509")}
-    b = rq.start_broker(broker_yaml(e, ports))
-    for k, port in ports.items():
-        check(rq.port_open(port, 5.0), "port %s (%d) not listening" % (k, port))
-    b.ports = ports
-    return b
+    return fixtures.start_listening(broker_yaml(e, ports), ports)
 
 
-def expect_log(b, mark, pattern, what, timeout=10.0):
-    m = b.wait_log(pattern, mark, timeout)
-    check(m is not None, "%s: no log line matching %r; log since:\n%s"
-          % (what, pattern, b.log_since(mark)[-2500:]))
-    return m
+expect_log = functools.partial(fixtures.expect_log, timeout=10.0)
 
 
 def auth_packet(reason=0x19, method=METHOD, data=None):

@@ -5,7 +5,6 @@ system:serviceaccount:NS:NAME; rules over both, with substitution, for Connect, 
 Subscribe, in both protocol versions (v5 K8S-SAT method, v3.1.1 K8S-SAT user name). Uses the
 test Kubernetes API server of 08-sat (lib/kube_api.py). ringmq only."""
 
-import importlib.util
 import os
 import sys
 
@@ -13,13 +12,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 
 # 08-sat's environment (API server, service accounts client-a {group: g1, floor: 3}, legacy
 # {group: old, room: 5}, bare); its cases are not run here.
-_spec = importlib.util.spec_from_file_location("sat08", os.path.join(HERE, "08-sat.py"))
-sat = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sat)
-rq._cases.clear()
+sat = fixtures.sibling("08-sat.py")
 
 ONLY = sat.ONLY
 NA = 0x87

@@ -20,13 +20,13 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 import certs  # noqa: E402
 import authsrv  # noqa: E402
 
 ONLY = "BrokerAuthorization is a ringmq feature"
 PASSWORD = "s3cret-Pa55word"
 NA = 0x87  # Not authorized
-_env = {}
 
 # Custom users: name -> attributes (all with PASSWORD).
 USERS = {
@@ -52,10 +52,7 @@ class Env:
         self.dir = f.dir
 
 
-def env():
-    if "e" not in _env:
-        _env["e"] = Env()
-    return _env["e"]
+env = fixtures.once(Env)
 
 
 HDR = "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\n"
@@ -157,21 +154,13 @@ spec:
 def fixture():
     e = env()
     ports = {k: rq.free_port() for k in ("plain", "custom", "open", "empty", "x509")}
-    b = rq.start_broker(broker_yaml(e, ports))
-    for k, port in ports.items():
-        check(rq.port_open(port, 5.0), "port %s (%d) not listening" % (k, port))
-    b.ports = ports
-    return b
+    return fixtures.start_listening(broker_yaml(e, ports), ports)
 
 
 # ---------------------------------------------------------------------------------------------
 # Helpers.
 
-def expect_log(b, mark, pattern, what, timeout=5.0):
-    m = b.wait_log(pattern, mark, timeout)
-    check(m is not None, "%s: no log line matching %r; log since:\n%s"
-          % (what, pattern, b.log_since(mark)[-2500:]))
-    return m
+expect_log = fixtures.expect_log
 
 
 def user(b, name, version=5, client_id=None, port="custom", will=None, expect=0):

@@ -29,6 +29,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 import certs  # noqa: E402
 
 ONLY = "configuration reload is a ringmq feature"
@@ -74,13 +75,7 @@ class Pki:
         self.dev_b = f.client("/CN=device-b", self.root_b, name="race-dev-b")
 
 
-_pki = []
-
-
-def pki():
-    if not _pki:
-        _pki.append(Pki())
-    return _pki[0]
+pki = fixtures.once(Pki)
 
 
 def replace_file(path, text):

@@ -5,6 +5,7 @@ both ways with TCP clients, MQTT packets split across frames and several packets
 ping/pong and the close handshake, unmasked and text frames, frames and messages over the size
 limit, a stalled upgrade closed at the connect timeout. ringmq only."""
 
+import functools
 import os
 import socket
 import struct
@@ -14,6 +15,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 import certs  # noqa: E402
 
 ONLY = "WebSocket listeners are a ringmq feature here"
@@ -29,13 +31,7 @@ class Pki:
         self.srv = f.server(self.inter, name="srv")
 
 
-_pki = []
-
-
-def pki():
-    if not _pki:
-        _pki.append(Pki())
-    return _pki[0]
+pki = fixtures.once(Pki)
 
 
 def fixture():
@@ -63,11 +59,7 @@ spec:
     tls: {mode: Manual, manual: {secretRef: server-cert}}
 """ % dict(ports, max=MAX_PACKET, ct=CONNECT_TIMEOUT)
     y += certs.secret_yaml("server-cert", p.srv.chain_pem, p.srv.key_pem)
-    b = rq.start_broker(y)
-    for k, port in ports.items():
-        check(rq.port_open(port, 2.0), "port %s (%d) not listening" % (k, port))
-    b.ports = ports
-    return b
+    return fixtures.start_listening(y, ports, timeout=2.0)
 
 
 def tls_ctx():
@@ -87,10 +79,7 @@ def ws_connected(b, tls=False, version=5, client_id=None, **kw):
     return c
 
 
-def expect_log(b, mark, pattern, what, timeout=3.0):
-    m = b.wait_log(pattern, mark, timeout)
-    check(m is not None, "%s: no log line matching %r; log since:\n%s"
-          % (what, pattern, b.log_since(mark)[-2500:]))
+expect_log = functools.partial(fixtures.expect_log, timeout=3.0)
 
 
 def expect_close_code(c, code, what):

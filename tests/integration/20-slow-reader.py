@@ -24,6 +24,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 import certs  # noqa: E402
 
 ONLY = "TLS and WebSocket listeners and their output accounting are ringmq's"
@@ -43,13 +44,7 @@ class Pki:
         self.srv = f.server(self.root, name="srv")
 
 
-_pki = []
-
-
-def pki():
-    if not _pki:
-        _pki.append(Pki())
-    return _pki[0]
+pki = fixtures.once(Pki)
 
 
 def broker(queue=QUEUE, threads=1):
@@ -79,11 +74,7 @@ spec:
     tls: {mode: Manual, manual: {secretRef: server-cert}}
 """ % dict(ports, queue=queue)
     y += certs.secret_yaml("server-cert", p.srv.chain_pem, p.srv.key_pem)
-    b = rq.start_broker(y, threads=threads)
-    for k, port in ports.items():
-        check(rq.port_open(port, 2.0), "port %s (%d) not listening" % (k, port))
-    b.ports = ports
-    return b
+    return fixtures.start_listening(y, ports, timeout=2.0, threads=threads)
 
 
 def sanitized(b):

@@ -16,6 +16,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
+import fixtures  # noqa: E402
 import certs  # noqa: E402
 
 ONLY = "the log lines that tell shards and phases are ringmq's"
@@ -33,13 +34,7 @@ class Pki:
         self.mixed = f.client("/CN=states-mixed", self.root, alg="rsa", name="mixed")
 
 
-_pki = []
-
-
-def pki():
-    if not _pki:
-        _pki.append(Pki())
-    return _pki[0]
+pki = fixtures.once(Pki)
 
 
 def yaml_for(p, plain, x509):

@@ -5,6 +5,7 @@
 
 #include "core/topic.h"
 #include "tests/unit/check.h"
+#include "tests/unit/core/random_topic.h"
 
 #include <stdlib.h>
 
@@ -336,28 +337,6 @@ static void test_200_levels(void)
 
 /* Randomized: the store visits exactly the stored topics rq_topic_match accepts. */
 static uint32_t rng = 777;
-static uint32_t rnd(uint32_t n)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (rng >> 8) % n;
-}
-
-static void random_name(char *out, bool filter)
-{
-    static const char *lv[] = {"a", "b", "", "$x", "cc"};
-    int levels = 1 + (int)rnd(4);
-    out[0] = 0;
-    for (int i = 0; i < levels; i++) {
-        const char *l = lv[rnd(5)];
-        if (filter && rnd(4) == 0)
-            l = "+";
-        if (filter && i == levels - 1 && rnd(5) == 0)
-            l = "#";
-        strcat(out, l);
-        if (i < levels - 1)
-            strcat(out, "/");
-    }
-}
 
 static void test_random(void)
 {
@@ -366,11 +345,11 @@ static void test_random(void)
     for (int round = 0; round < 300; round++) {
         struct rq_retain *r = rq_retain_new();
         for (int i = 0; i < NT; i++) {
-            random_name(topics[i], false);
+            random_name(&rng, topics[i], false);
             set(r, topics[i]);
         }
         for (int k = 0; k < 20; k++) {
-            random_name(filter, true);
+            random_name(&rng, filter, true);
             struct seen s = {.keep = true};
             rq_retain_match(r, S(filter), seen_cb, &s, msg_drop);
             /* distinct stored topics that match */
@@ -386,7 +365,7 @@ static void test_random(void)
                 CHECK(rq_topic_match(S(filter), S(s.topics[j])));
         }
         /* remove all matching one filter through the visitor, the rest stays */
-        random_name(filter, true);
+        random_name(&rng, filter, true);
         size_t before = rq_retain_count(r);
         struct seen s = {.keep = false};
         rq_retain_match(r, S(filter), seen_cb, &s, msg_drop);

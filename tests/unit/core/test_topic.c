@@ -5,6 +5,7 @@
 
 #include "core/rc.h"
 #include "tests/unit/check.h"
+#include "tests/unit/core/random_topic.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -547,28 +548,6 @@ static void test_tree_200(void)
 
 /* Randomized: the tree yields exactly the non-shared subscriptions rq_topic_match accepts. */
 static uint32_t rng = 12345;
-static uint32_t rnd(uint32_t n)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (rng >> 8) % n;
-}
-
-static void random_name(char *out, bool filter)
-{
-    static const char *lv[] = {"a", "b", "", "$x", "cc"};
-    int levels = 1 + (int)rnd(4);
-    out[0] = 0;
-    for (int i = 0; i < levels; i++) {
-        const char *l = lv[rnd(5)];
-        if (filter && rnd(4) == 0)
-            l = "+";
-        if (filter && i == levels - 1 && rnd(5) == 0)
-            l = "#";
-        strcat(out, l);
-        if (i < levels - 1)
-            strcat(out, "/");
-    }
-}
 
 static void test_tree_random(void)
 {
@@ -577,12 +556,12 @@ static void test_tree_random(void)
     for (int round = 0; round < 200; round++) {
         struct rq_subtree *t = rq_subtree_new();
         for (int i = 0; i < NF; i++) {
-            random_name(filters[i], true);
+            random_name(&rng, filters[i], true);
             struct rq_sub_entry e = {.session_id = (uint64_t)i};
             CHECK_EQ(rq_subtree_add(t, S(filters[i]), &e, NULL), 0);
         }
         for (int k = 0; k < 20; k++) {
-            random_name(topic, false);
+            random_name(&rng, topic, false);
             struct got g = match(t, topic);
             int want = 0;
             for (int i = 0; i < NF; i++)
