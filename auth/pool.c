@@ -68,7 +68,7 @@ struct worker {
     CURLM *multi;
     CURLSH *share;
     struct rq_auth_job *wait_head, *wait_tail; /* accepted, waiting for a free connection */
-    struct rq_auth_job *inflight;              /* running transfers (linked by next) */
+    struct rq_auth_job *inflight; /* running transfers (linked by next and prev) */
     unsigned n_inflight;
     CURL **spare; /* reset easy handles, reused */
     unsigned n_spare;
@@ -283,16 +283,28 @@ static void drain_inbox(struct worker *w)
         wait_push(w, e.job);
 }
 
+/* O(1): walking the list (one cache miss per transfer in flight, up to max_connections) was
+ * most of the pool's own CPU per request. */
 static void inflight_remove(struct worker *w, struct rq_auth_job *job)
 {
-    for (struct rq_auth_job **pp = &w->inflight; *pp; pp = &(*pp)->next) {
-        if (*pp == job) {
-            *pp = job->next;
-            job->next = NULL;
-            w->n_inflight--;
-            return;
-        }
-    }
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        w->inflight = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    job->next = job->prev = NULL;
+    w->n_inflight--;
+}
+
+static void inflight_add(struct worker *w, struct rq_auth_job *job)
+{
+    job->prev = NULL;
+    job->next = w->inflight;
+    if (w->inflight)
+        w->inflight->prev = job;
+    w->inflight = job;
+    w->n_inflight++;
 }
 
 static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a);
@@ -336,9 +348,7 @@ static void start_job(struct worker *w, struct rq_auth_job *job, int64_t now)
         return;
     }
     job->easy = e;
-    job->next = w->inflight;
-    w->inflight = job;
-    w->n_inflight++;
+    inflight_add(w, job);
 }
 
 /* Jobs whose deadline passed while they waited for a connection. The FIFO is in submit order
@@ -567,8 +577,7 @@ static void worker_shutdown(struct worker *w)
     struct rq_auth_job *job;
     w->final = true;
     while ((job = w->inflight)) {
-        w->inflight = job->next;
-        w->n_inflight--;
+        inflight_remove(w, job);
         curl_multi_remove_handle(w->multi, job->easy);
         easy_put(w, job->easy);
         job->easy = NULL;
@@ -744,7 +753,7 @@ int rq_auth_pool_submit(struct rq_auth_pool *p, struct rq_auth_job *job, uint64_
     }
     job->tag = tag;
     job->deadline_ms = now_ms() + p->cfg.request_timeout_ms;
-    job->next = NULL;
+    job->next = job->prev = NULL;
     job->easy = NULL;
     /* pending <= max_pending <= each inbox's capacity: the push cannot find it full */
     struct worker *w = &p->w[atomic_fetch_add(&p->rr, 1) % p->n];
