@@ -68,7 +68,7 @@ struct worker {
     CURLM *multi;
     CURLSH *share;
     struct rq_auth_job *wait_head, *wait_tail; /* accepted, waiting for a free connection */
-    struct rq_auth_job *inflight;              /* running transfers (linked by next) */
+    struct rq_auth_job *inflight; /* running transfers (linked by next and prev) */
     unsigned n_inflight;
     CURL **spare; /* reset easy handles, reused */
     unsigned n_spare;
@@ -283,16 +283,28 @@ static void drain_inbox(struct worker *w)
         wait_push(w, e.job);
 }
 
+/* O(1): walking the list (one cache miss per transfer in flight, up to max_connections) was
+ * most of the pool's own CPU per request. */
 static void inflight_remove(struct worker *w, struct rq_auth_job *job)
 {
-    for (struct rq_auth_job **pp = &w->inflight; *pp; pp = &(*pp)->next) {
-        if (*pp == job) {
-            *pp = job->next;
-            job->next = NULL;
-            w->n_inflight--;
-            return;
-        }
-    }
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        w->inflight = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    job->next = job->prev = NULL;
+    w->n_inflight--;
+}
+
+static void inflight_add(struct worker *w, struct rq_auth_job *job)
+{
+    job->prev = NULL;
+    job->next = w->inflight;
+    if (w->inflight)
+        w->inflight->prev = job;
+    w->inflight = job;
+    w->n_inflight++;
 }
 
 static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a);
@@ -336,9 +348,7 @@ static void start_job(struct worker *w, struct rq_auth_job *job, int64_t now)
         return;
     }
     job->easy = e;
-    job->next = w->inflight;
-    w->inflight = job;
-    w->n_inflight++;
+    inflight_add(w, job);
 }
 
 /* Jobs whose deadline passed while they waited for a connection. The FIFO is in submit order
@@ -355,7 +365,9 @@ static void start_waiting(struct worker *w, int64_t now)
         start_job(w, wait_pop(w), now);
 }
 
-static void finish_transfer(struct worker *w, CURL *e, CURLcode rc)
+/* Ends a finished transfer: the job's outcome is filled, the job is out of the in-flight list
+ * and returned for complete(). */
+static struct rq_auth_job *finish_transfer(struct worker *w, CURL *e, CURLcode rc)
 {
     struct rq_auth_job *job = NULL;
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&job);
@@ -364,20 +376,32 @@ static void finish_transfer(struct worker *w, CURL *e, CURLcode rc)
     job->ops->finish(job, e, rc, job->out);
     job->easy = NULL;
     easy_put(w, e);
-    complete(w, job);
+    return job;
 }
 
-/* Completes every finished transfer; returns how many. */
+/* Completes every finished transfer; returns how many. The outcomes are handed over together
+ * once every transfer of the turn has been read: a shard's inbox then gets them back to back
+ * and one wake-up (posts to a non-empty inbox wake nobody), where handing each over between
+ * the reading and parsing of the next let the shard wake and drain its inbox in between. */
 static unsigned reap(struct worker *w)
 {
     unsigned n = 0;
     int left;
     CURLMsg *m;
+    struct rq_auth_job *done = NULL, **tail = &done;
     while ((m = curl_multi_info_read(w->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
-        finish_transfer(w, m->easy_handle, m->data.result);
+        struct rq_auth_job *job = finish_transfer(w, m->easy_handle, m->data.result);
+        job->next = NULL;
+        *tail = job;
+        tail = &job->next;
         n++;
+    }
+    while (done) {
+        struct rq_auth_job *job = done;
+        done = job->next;
+        complete(w, job);
     }
     return n;
 }
@@ -528,13 +552,8 @@ static void wait_events(struct worker *w, int timeout_ms)
     struct epoll_event ev[64];
     int n = epoll_wait(w->epfd, ev, 64, timeout_ms);
     for (int i = 0; i < n; i++) {
-        if (ev[i].data.fd == w->evfd) {
-            uint64_t v;
-            if (read(w->evfd, &v, sizeof v) < 0) {
-                /* EAGAIN: another read took it */
-            }
-            continue;
-        }
+        if (ev[i].data.fd == w->evfd)
+            continue; /* edge-triggered: nothing to read (worker_init) */
         int fd = ev[i].data.fd;
         if (fd_own(w, fd) && !(w->fds[fd] & FD_WANTED)) {
             /* an idle kept-alive connection turned ready (closed by the server, most likely):
@@ -558,8 +577,7 @@ static void worker_shutdown(struct worker *w)
     struct rq_auth_job *job;
     w->final = true;
     while ((job = w->inflight)) {
-        w->inflight = job->next;
-        w->n_inflight--;
+        inflight_remove(w, job);
         curl_multi_remove_handle(w->multi, job->easy);
         easy_put(w, job->easy);
         job->easy = NULL;
@@ -609,7 +627,10 @@ static int worker_init(struct rq_auth_pool *p, struct worker *w)
     if (!w->inbox || !w->multi || !w->share || !w->spare || !w->lanes || w->epfd < 0 ||
         w->evfd < 0)
         return -ENOMEM;
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = w->evfd};
+    /* Edge-triggered: every write to an eventfd is an edge (the kernel wakes its waiters on
+     * each), so the wake-up needs no read() to rearm it; the counter it never drains cannot
+     * reach its limit (2^64 - 2) at one increment per wake-up. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = w->evfd};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) != 0)
         return -ENOMEM;
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
@@ -732,7 +753,7 @@ int rq_auth_pool_submit(struct rq_auth_pool *p, struct rq_auth_job *job, uint64_
     }
     job->tag = tag;
     job->deadline_ms = now_ms() + p->cfg.request_timeout_ms;
-    job->next = NULL;
+    job->next = job->prev = NULL;
     job->easy = NULL;
     /* pending <= max_pending <= each inbox's capacity: the push cannot find it full */
     struct worker *w = &p->w[atomic_fetch_add(&p->rr, 1) % p->n];

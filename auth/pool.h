@@ -86,6 +86,7 @@ struct rq_auth_job {
     int64_t deadline_ms; /* CLOCK_MONOTONIC */
     struct rq_authn_outcome *out;
     struct rq_auth_job *next;
+    struct rq_auth_job *prev; /* in flight: the list is doubly linked */
     CURL *easy;
 };
 

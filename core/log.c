@@ -4,6 +4,8 @@
 #include "core/log.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,9 +36,33 @@ int rq_log_parse_level(const char *s)
     return -1;
 }
 
+void rq_peer_fetch(struct rq_peer *p)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = p->fd;
+    memset(p, 0, sizeof *p);
+    p->fd = -1;
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        p->family = 4;
+        memcpy(p->addr, &a->sin_addr, 4);
+        p->port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        p->family = 6;
+        memcpy(p->addr, &a->sin6_addr, 16);
+        p->port = ntohs(a->sin6_port);
+    }
+}
+
 const char *rq_peer_format(const struct rq_peer *p, char *out, size_t len)
 {
     char host[64];
+    if (p && p->family == RQ_PEER_LAZY)
+        rq_peer_fetch((struct rq_peer *)p);
     int af = p && p->family == 4 ? AF_INET : p && p->family == 6 ? AF_INET6 : 0;
     if (!af || !inet_ntop(af, p->addr, host, sizeof host)) {
         snprintf(out, len, "?");

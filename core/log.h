@@ -8,16 +8,24 @@
 #include <stdint.h>
 
 /* A peer's address, kept compact (every connection holds one) and turned into text only when a
- * line is written. family 0 = unknown. */
+ * line is written. family 0 = unknown. RQ_PEER_LAZY: not asked yet; the first rq_peer_format
+ * asks the kernel (getpeername on fd) and keeps the answer: a connection that is never logged
+ * costs no system call for its address (multishot accept does not return addresses). */
 struct rq_peer {
-    uint8_t family; /* 0, 4 or 6 */
+    uint8_t family; /* 0, 4, 6 or RQ_PEER_LAZY */
     uint16_t port;
     uint8_t addr[16];
+    int32_t fd; /* RQ_PEER_LAZY: the connected socket to ask */
 };
+#define RQ_PEER_LAZY 0xFF
+
+/* Fills p in from the socket p->fd (getpeername); family 0 when that fails. */
+void rq_peer_fetch(struct rq_peer *p);
 
 #define RQ_PEER_STRLEN 56 /* "[ipv6]:port" and its NUL fit */
 
-/* "1.2.3.4:5678", "[::1]:5678" or "?" into out; returns out. */
+/* "1.2.3.4:5678", "[::1]:5678" or "?" into out; returns out. A RQ_PEER_LAZY peer is fetched
+ * first (p is const for the callers' sake: the owner's object is written, on its thread). */
 const char *rq_peer_format(const struct rq_peer *p, char *out, size_t len);
 
 enum rq_log_level {

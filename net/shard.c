@@ -421,22 +421,20 @@ void rq_conn_free(struct rq_shard *s, struct conn *c, bool close_fd)
 
 static void peer_name(int fd, struct rq_peer *out)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    memset(out, 0, sizeof *out);
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        out->family = 4;
-        memcpy(out->addr, &a->sin_addr, 4);
-        out->port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        out->family = 6;
-        memcpy(out->addr, &a->sin6_addr, 16);
-        out->port = ntohs(a->sin6_port);
-    }
+    *out = (struct rq_peer){.family = RQ_PEER_LAZY, .fd = fd};
+    rq_peer_fetch(out);
+}
+
+/* An accepted connection's address: asked for when a line about it is first written, not per
+ * accept (a system call each, 60 % of a plain CONNECT storm's calls). At debug and trace level,
+ * where lines about every connection are expected, at once: a line written after the peer
+ * reset the connection could no longer get it. */
+static void peer_at_accept(int fd, struct rq_peer *out)
+{
+    if (rq_log_level_now() >= RQ_LOG_DEBUG)
+        peer_name(fd, out);
+    else
+        *out = (struct rq_peer){.family = RQ_PEER_LAZY, .fd = fd};
 }
 
 
@@ -628,7 +626,7 @@ static void on_accept(struct rq_shard *s, struct io_uring_cqe *cqe)
     if (s->accept_failures)
         accept_recovered(s);
     struct rq_peer peer; /* TCP_NODELAY: inherited from the listening socket */
-    peer_name(fd, &peer);
+    peer_at_accept(fd, &peer);
     bool failed;
     struct rq_xport *xp = rq_xport_new(&s->gen->ports[li], &failed);
     struct conn *c = failed ? NULL : rq_conn_new(s, fd, s->gen, li, &peer);

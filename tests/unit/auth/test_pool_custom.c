@@ -176,8 +176,11 @@ static bool make_material(void)
     return ca_pem && cca_pem && cli_crt && cli_key;
 }
 
-static bool start_server(struct server *s, bool client_ca)
+/* Starts s on port (0: any free one). */
+static bool start_server_on(struct server *s, bool client_ca, int port)
 {
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
     char a[8][256];
     snprintf(a[0], 256, "%s/srv.crt", dir);
     snprintf(a[1], 256, "%s/srv.key", dir);
@@ -186,6 +189,7 @@ static bool start_server(struct server *s, bool client_ca)
     snprintf(a[4], 256, "%s/mode", dir);
     snprintf(a[5], 256, "%s/cca.crt", dir);
     snprintf(a[6], 256, "%s/%s.log", dir, s->name);
+    unlink(a[3]); /* the new server writes it once it listens */
     s->pid = fork();
     if (s->pid == 0) {
         int fd = open(a[6], O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -194,7 +198,7 @@ static bool start_server(struct server *s, bool client_ca)
             dup2(fd, 1);
         }
         execl("/usr/bin/python3", "python3", RQ_SRC_DIR "/tools/custom-auth-server.py", "--cert",
-              a[0], "--key", a[1], "--users", a[2], "--port", "0", "--port-file", a[3],
+              a[0], "--key", a[1], "--users", a[2], "--port", port_arg, "--port-file", a[3],
               "--mode-file", a[4], "--stats", client_ca ? "--client-ca" : "--stats",
               client_ca ? a[5] : "--stats", (char *)NULL);
         _exit(127);
@@ -215,6 +219,11 @@ static bool start_server(struct server *s, bool client_ca)
     }
     fprintf(stderr, "server %s did not start, see %s\n", s->name, a[6]);
     return false;
+}
+
+static bool start_server(struct server *s, bool client_ca)
+{
+    return start_server_on(s, client_ca, 0);
 }
 
 static void stop_server(struct server *s)
@@ -635,6 +644,48 @@ static void test_burst(struct rq_custom_method *m)
     rq_auth_pool_free(p);
 }
 
+/* N requests at once; true when every one is allowed. */
+static bool round_allowed(struct rq_auth_pool *p, struct rq_custom_method *m, unsigned n)
+{
+    reset_results();
+    for (unsigned i = 0; i < n; i++)
+        if (submit(p, m, "alice", "s3cret", i) != 0)
+            return false;
+    if (!wait_done(n))
+        return false;
+    unsigned allowed = 0;
+    for (unsigned i = 0; i < n; i++)
+        allowed += results[i] && results[i]->verdict == RQ_AUTHN_ALLOW;
+    if (allowed != n)
+        fprintf(stderr, "  %u of %u allowed (first why: %s)\n", allowed, n,
+                results[0] ? results[0]->why : "-");
+    return allowed == n;
+}
+
+/* The pool keeps the epoll registration of an idle kept-alive connection (pool.c own_socket):
+ * when the server closes its idle connections (a restart on the same port), the next requests
+ * still get their answers on new connections, with descriptor numbers the old ones had, and
+ * within the request timeout (a socket left unwatched would time out). */
+static void test_server_closes_idle(struct rq_custom_method *m)
+{
+    enum { N = 4 };
+    struct rq_auth_pool *p = pool_with(1, 0, 10000, N);
+    if (!p) {
+        CHECK(p);
+        return;
+    }
+    set_mode("pass");
+    CHECK(round_allowed(p, m, N)); /* N connections, then idle in the pool's cache */
+    int port = plain.port;
+    stop_server(&plain);
+    CHECK(start_server_on(&plain, false, port));
+    CHECK_EQ(plain.port, port);
+    for (int i = 0; i < 3; i++) /* after the restart, then on the connections made for it */
+        CHECK(round_allowed(p, m, N));
+    CHECK_EQ(pending_settled(p), 0);
+    rq_auth_pool_free(p);
+}
+
 static void test_max_pending(struct rq_custom_method *m)
 {
     struct rq_auth_pool *p = pool_with(2, 5, 10000, 8);
@@ -806,6 +857,7 @@ int main(void)
         test_release_in_flight(p);
         test_timeout(m);
         test_burst(m);
+        test_server_closes_idle(m);
         test_max_pending(m);
         test_shutdown(m);
     }
