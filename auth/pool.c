@@ -432,9 +432,8 @@ static void wake_worker(struct worker *w)
     }
 }
 
-/* Registers s for events (0: none) or changes its registration; op is what the caller
- * believes (ADD or MOD), the other is tried when the kernel disagrees (a descriptor number
- * reused after a close the thread did not see). */
+/* Registers s (op: ADD or MOD as the caller believes; the other when the kernel disagrees,
+ * e.g. a descriptor number reused after a close the thread did not see). */
 static void epoll_set(struct worker *w, int op, curl_socket_t s, unsigned events)
 {
     struct epoll_event ev = {.events = events, .data.fd = s};
@@ -505,8 +504,7 @@ static bool fd_room(struct worker *w, curl_socket_t s)
     return true;
 }
 
-/* libcurl (CURLOPT_OPENSOCKETFUNCTION): a socket for a connection to the server. Whatever the
- * number was used for before, it is a new socket now, not registered. */
+/* libcurl (CURLOPT_OPENSOCKETFUNCTION): a connection's socket, new and not registered. */
 static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
     (void)purpose;
@@ -517,9 +515,8 @@ static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_so
     return s;
 }
 
-/* libcurl (CURLOPT_CLOSESOCKETFUNCTION): closing a connection's socket also ends its epoll
- * registration (the descriptor is never duplicated). libcurl closes a connection attempt that
- * never became the connection without this callback; on_open resets its number when reused. */
+/* libcurl (CURLOPT_CLOSESOCKETFUNCTION): the close ends the epoll registration (never dup'ed).
+ * A connect attempt that never became the connection is closed without it: on_open resets. */
 static int on_close(void *clientp, curl_socket_t s)
 {
     struct worker *w = clientp;
