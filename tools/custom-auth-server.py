@@ -197,6 +197,9 @@ class Stats:
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Python's default backlog is 5: a broker's pool opening its connections at once (64 in a
+    # storm) lost SYNs and waited for their retransmission (1-3 s, past a request timeout)
+    request_queue_size = 256
 
     def __init__(self, addr, ctx, cfg):
         super().__init__(addr, Handler)
