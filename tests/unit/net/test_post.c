@@ -276,7 +276,7 @@ static bool quiet(int fd, int ms)
 
 int main(void)
 {
-    rq_log_level = RQ_LOG_DEBUG;
+    __atomic_store_n(&rq_log_level, RQ_LOG_DEBUG, __ATOMIC_RELAXED);
     char err[256] = "";
     struct rq_config *cfg = rq_config_default();
     cfg->ports[0].port = 0; /* one shard: the kernel picks a free port */
@@ -414,7 +414,7 @@ int main(void)
     bool held = shard_held;
     pthread_mutex_unlock(&mu);
     CHECK(held);
-    rq_log_level = RQ_LOG_INFO; /* 65,536 "dropped" debug lines */
+    __atomic_store_n(&rq_log_level, RQ_LOG_INFO, __ATOMIC_RELAXED); /* 65,536 "dropped" lines */
     int filler = 0;
     for (;;) {
         struct rq_authn_reply *r = calloc(1, sizeof *r);
@@ -439,7 +439,7 @@ int main(void)
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
     CHECK_EQ(expect_connack(fg, 5, 1, false), 0x00);
-    rq_log_level = RQ_LOG_DEBUG;
+    __atomic_store_n(&rq_log_level, RQ_LOG_DEBUG, __ATOMIC_RELAXED);
     posted += filler + 1;
     close(fg);
     close(fh);
