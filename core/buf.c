@@ -43,6 +43,7 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static void cache_release(void *arg)
 {
     struct buf_cache *c = arg;
+    c->keyed = false; /* a buffer freed later (another key's destructor) registers again */
     for (int k = 0; k < CACHE_CLASSES; k++) {
         while (c->n[k]) {
             uint8_t *p = c->v[k][--c->n[k]];
