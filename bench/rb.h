@@ -49,6 +49,11 @@ struct rb_opts {
     double slo_p99_ms;   /* a trial is sustainable only if p99 latency stays under this */
     uint32_t conns;      /* connect mode: connections to open */
     uint32_t concurrency;/* connect mode: handshakes in progress at once */
+    /* connections bind to 127.0.0.2 .. 127.0.0.(1+n) in turn (0: the kernel's choice): a
+     * storm's closed connections stay in TIME_WAIT for 60 s, and with tens of thousands of
+     * them the kernel's search for a free local port in connect() became the generator's main
+     * cost (storms later in a run measured more of that than of the broker) */
+    uint32_t source_addrs;
     double hold;         /* connect mode: seconds to hold them before reading the broker RSS */
     double tick_us;      /* publisher pacing tick */
     double timeout;      /* hard limit for the whole run (seconds) */

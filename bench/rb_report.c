@@ -75,11 +75,11 @@ static void json_params(FILE *f, const struct rb_opts *o)
             "\"params\":{\"host\":\"%s\",\"port\":%u,\"pid\":%d,\"mqtt\":%d,\"qos\":%d,"
             "\"size\":%u,\"pattern\":\"%s\",\"pubs\":%u,\"subs\":%u,\"rate\":%.1f,"
             "\"duration\":%.2f,\"threads\":%u,\"inflight\":%u,\"window\":%u,\"conns\":%u,"
-            "\"concurrency\":%u,\"slo_p99_ms\":%.2f}",
+            "\"concurrency\":%u,\"source_addrs\":%u,\"slo_p99_ms\":%.2f}",
             o->host, o->port, o->broker_pid, o->version, o->qos, o->size,
             rb_pattern_name(o->pattern), o->pubs, o->subs, o->mode == RB_MODE_RATE ? o->rate : 0,
             o->duration, o->threads, o->inflight, o->window, o->conns, o->concurrency,
-            o->slo_p99_ms);
+            o->source_addrs, o->slo_p99_ms);
 }
 
 static void json_trial(FILE *f, const struct rb_trial *t)

@@ -261,16 +261,31 @@ static int send_connect(struct rb_worker *w, struct rb_conn *c)
             cc.props.auth_data = (struct rq_str){(const uint8_t *)d, (uint32_t)strlen(d)};
         }
     }
-    size_t need = 128 + (o->username ? strlen(o->username) : 0) +
-                  (o->password ? strlen(o->password) : 0) +
-                  (o->auth_method ? strlen(o->auth_method) : 0) +
-                  (o->auth_data ? strlen(o->auth_data) : 0) + 16384;
+    /* exactly what this CONNECT needs (its own line of --auth-data-file included): a larger
+     * reservation took a 16-32 KiB block per connection from malloc, whose free() then trimmed
+     * and re-grew the generator's heap on every connection */
+    size_t need = 128 + cc.username.len + cc.password.len + cc.props.auth_method.len +
+                  cc.props.auth_data.len;
     if (out_reserve(c, need) || rq_codec_encode_connect(&c->out, &cc)) {
         conn_fail(w, c, "encode CONNECT", ENOMEM);
         return -1;
     }
     mark_dirty(w, c);
     return 0;
+}
+
+/* Connection idx's source address (rb_opts.source_addrs); the port is left to connect(), which
+ * picks it for the whole 4-tuple (IP_BIND_ADDRESS_NO_PORT). */
+static int bind_source(int fd, uint32_t idx)
+{
+    uint32_t n = B->o->source_addrs;
+    if (!n)
+        return 0;
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(0x7f000002u + idx % n)};
+    return bind(fd, (const struct sockaddr *)&a, sizeof a);
 }
 
 static void conn_open(struct rb_worker *w, struct rb_conn *c)
@@ -287,6 +302,10 @@ static void conn_open(struct rb_worker *w, struct rb_conn *c)
     c->fd = fd;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (bind_source(fd, c->idx) < 0) {
+        conn_fail(w, c, "bind source address", errno);
+        return;
+    }
     if (connect(fd, (const struct sockaddr *)B->addr, sizeof *B->addr) < 0 &&
         errno != EINPROGRESS) {
         conn_fail(w, c, "connect", errno);

@@ -62,6 +62,8 @@ static void usage(FILE *f)
         "                                 the highest rate with no loss and p99 <= --slo-p99-ms\n"
         "          --connect N            connect storm: N connections (--concurrency at once),\n"
         "                                 held --hold s, then the broker's RSS per connection\n"
+        "          --source-addrs N       bind connections to 127.0.0.2..127.0.0.(N+1) in turn\n"
+        "                                 (64; 0: one source address, the kernel's choice)\n"
         "timing:   --duration S --warmup S --drain S --probe S --trials N --window N\n"
         "          --slo-p99-ms MS --tick-us US (100; 1000 with --max) --timeout S --keepalive S\n"
         "output:   --json FILE|-  --label TEXT  --quiet  --check (exit 1 on loss, reordering or\n"
@@ -97,7 +99,7 @@ static void set_defaults(struct rb_opts *o)
         .host = "127.0.0.1", .port = 1883, .version = 4, .size = 64, .pubs = 8, .subs = 1,
         .pattern = RB_FANIN, .mode = RB_MODE_RATE, .rate = 10000, .duration = -1, .warmup = 0.5,
         .drain = 3, .threads = 1, .inflight = 100, .trials = 7, .probe = 2, .slo_p99_ms = 50,
-        .concurrency = 64, .hold = 2, .tick_us = 0, .keepalive = 600,
+        .concurrency = 64, .source_addrs = 64, .hold = 2, .tick_us = 0, .keepalive = 600,
     };
 }
 
@@ -180,7 +182,7 @@ static void parse(int argc, char **argv, struct rb_opts *o)
            O_RATE, O_MAX, O_CONNECT, O_DUR, O_WARM, O_DRAIN, O_THREADS, O_INFL, O_WIN,
            O_TRIALS, O_PROBE, O_SLO, O_CONC, O_HOLD, O_TICK, O_TIMEOUT, O_KA, O_JSON, O_LABEL,
            O_QUIET, O_CHECK, O_TLS, O_USER, O_PASS, O_AMETH, O_ADATA, O_ADFILE, O_CAFILE,
-           O_CERT, O_KEY, O_TLSVER, O_SNI, O_CTOPICS, O_HELP };
+           O_CERT, O_KEY, O_TLSVER, O_SNI, O_CTOPICS, O_SRCADDRS, O_HELP };
     static const struct option lo[] = {
         {"host", 1, 0, O_HOST}, {"port", 1, 0, O_PORT}, {"pid", 1, 0, O_PID},
         {"mqtt", 1, 0, O_MQTT}, {"qos", 1, 0, O_QOS}, {"size", 1, 0, O_SIZE},
@@ -196,7 +198,8 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         {"auth-method", 1, 0, O_AMETH}, {"auth-data", 1, 0, O_ADATA}, {"auth-data-file", 1, 0, O_ADFILE},
         {"cafile", 1, 0, O_CAFILE},
         {"cert", 1, 0, O_CERT}, {"key", 1, 0, O_KEY}, {"tls-version", 1, 0, O_TLSVER},
-        {"sni", 1, 0, O_SNI}, {"client-topics", 0, 0, O_CTOPICS}, {"help", 0, 0, O_HELP},
+        {"sni", 1, 0, O_SNI}, {"client-topics", 0, 0, O_CTOPICS},
+        {"source-addrs", 1, 0, O_SRCADDRS}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0},
     };
     int ch;
@@ -229,6 +232,7 @@ static void parse(int argc, char **argv, struct rb_opts *o)
         case O_PROBE: o->probe = num(n, optarg, 0.2, 600); break;
         case O_SLO: o->slo_p99_ms = num(n, optarg, 0.01, 1e6); break;
         case O_CONC: o->concurrency = (uint32_t)num(n, optarg, 1, 1e5); break;
+        case O_SRCADDRS: o->source_addrs = (uint32_t)num(n, optarg, 0, 250); break;
         case O_HOLD: o->hold = num(n, optarg, 0, 3600); break;
         case O_TICK: o->tick_us = num(n, optarg, 10, 100000); break;
         case O_TIMEOUT: o->timeout = num(n, optarg, 1, 86400); break;
