@@ -649,8 +649,8 @@ static void metrics_init(struct rq_broker *b)
     atomic_store(&rq_metrics_ctl.last_reload_ok, rq_metrics_ctl.start_unix);
 }
 
-/* The metrics / health endpoint (before the shards, so that a port in use stops the start
- * first). Not bindable: an error when prometheusPort was configured, else (the default port,
+/* The metrics / health endpoint (before the listeners and the shards, so that a port in use
+ * stops the start first). Not bindable: an error when prometheusPort was configured, else (the default port,
  * taken by another program) a warning and no endpoint. 0, or 1 with the cause logged. */
 static int start_http(struct ctl *c)
 {
@@ -769,8 +769,11 @@ int main(int argc, char **argv)
         rq_config_free(cfg);
         return 1;
     }
-    c.gens = first_generation(cfg, c.data_dir, n);
-    rc = c.gens ? start_http(&c) : 1;
+    /* The endpoint first: once an MQTT port accepts connections (its sockets listen from
+     * first_generation on), /metrics and the probes answer too. */
+    rc = start_http(&c);
+    if (rc == 0 && !(c.gens = first_generation(cfg, c.data_dir, n)))
+        rc = 1;
     /* The pool runs only when a port's chain has a Custom method (or a reload brings one). */
     if (rc == 0 && rq_authn_custom_needed(cfg) &&
         rq_authn_custom_pool_start(cfg, (unsigned)o.auth_threads, err, sizeof err) != 0) {

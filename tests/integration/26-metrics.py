@@ -399,6 +399,40 @@ def drops_by_reason():
 
 
 @case(ringmq_only=ONLY)
+def endpoint_answers_once_mqtt_port_accepts():
+    """Probes and scrapers may start as soon as an MQTT port accepts: the endpoint listens from
+    then on (it used to open after the MQTT ports; a scrape right after start was refused)."""
+    import subprocess
+    d = tempfile.mkdtemp(prefix="rq-early-")
+    rq.on_cleanup(lambda: subprocess.run(["rm", "-rf", d]))
+    for i in range(10):
+        port, mp = rq.free_port(), rq.free_port()
+        path = os.path.join(d, "c%d.yaml" % i)
+        with open(path, "w") as f:
+            f.write(rq.broker_yaml(port=port, extra_spec={
+                "diagnostics": {"logs": {"level": "info"}, "metrics": {"prometheusPort": mp}}}))
+        p = subprocess.Popen([rq.broker_bin(), "-c", path], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rq.on_cleanup(p.kill)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and p.poll() is None:
+            try:
+                socket.create_connection((rq.HOST, port), timeout=2).close()
+                break
+            except OSError:
+                pass
+        check(p.poll() is None, "broker %d exited with %s" % (i, p.returncode))
+        try:
+            socket.create_connection((rq.HOST, mp), timeout=2).close()
+            ok = True
+        except OSError as e:
+            ok = e
+        check(ok is True, "start %d: MQTT port accepts, metrics port: %s" % (i, ok))
+        p.terminate()
+        check_eq(p.wait(10), 0, "exit code")
+
+
+@case(ringmq_only=ONLY)
 def config_reload_counters():
     """A reload that fails validation counts as a failure and changes nothing; a good one counts
     and moves the time of the last good configuration. (The file watcher may reload the changed

@@ -402,11 +402,19 @@ class Broker:
     def signal(self, sig):
         if self.alive():
             if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL, signal.SIGQUIT):
+                self._note_early_exit()
                 self.ended_by_test = True
             self.proc.send_signal(sig)
 
+    def _note_early_exit(self):
+        """Remembers that the broker had exited before the test ended it (a `with` block stops
+        it before the case's failure is reported; the report still names it)."""
+        if not getattr(self, "ended_by_test", False) and self.proc.poll() is not None:
+            self.exited_on_its_own = True
+
     def stop(self, timeout=10.0):
         """SIGTERM, wait, return the exit code (None if it had to be killed)."""
+        self._note_early_exit()
         self.ended_by_test = True
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
@@ -420,6 +428,7 @@ class Broker:
         return self.proc.returncode
 
     def kill(self):
+        self._note_early_exit()
         self.ended_by_test = True
         if self.alive():
             self.proc.kill()
@@ -1615,7 +1624,8 @@ def run(fixture=None, timeout=60, only=None):
                         print("    broker died; log tail:\n%s" % shared.log()[-2000:])
                     for b in _brokers[first_broker:]:
                         if b is not shared and not b.alive() and \
-                                not getattr(b, "ended_by_test", False):
+                                (getattr(b, "exited_on_its_own", False) or
+                                 not getattr(b, "ended_by_test", False)):
                             print("    broker on port %d exited (%s); log tail:\n%s"
                                   % (b.port, b.proc.returncode, b.log()[-2000:]))
             sys.stdout.flush()
