@@ -455,6 +455,8 @@ static int authorize(struct rq_client *c, const struct rq_connect *k, const uint
         rq_client_connack_fail(c, c->version, RQ_RC_NOT_AUTHORIZED, why);
         return -1;
     }
+    if (c->access)
+        rq_stat_inc(RQ_ST_AUTHZ_ALLOW);
     return 0;
 }
 

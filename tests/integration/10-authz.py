@@ -13,9 +13,12 @@ only, and config errors at file:line:col. A plain port without authentication wa
 everything ('#') to prove that nothing denied is routed. ringmq only."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
@@ -113,7 +116,9 @@ def authz(name, rules):
 
 def broker_yaml(e, ports):
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\n"
-         "metadata: {name: broker}\nspec:\n  diagnostics: {logs: {level: debug}}\n")
+         "metadata: {name: broker}\nspec:\n  diagnostics: {logs: {level: debug}, "
+         "metrics: {prometheusPort: %(metrics)d}}\n  ringmq: {metrics: {bindAddress: 127.0.0.1}}\n"
+         % ports)
     y += HDR + """kind: BrokerListener
 metadata: {name: listeners}
 spec:
@@ -153,7 +158,7 @@ spec:
 
 def fixture():
     e = env()
-    ports = {k: rq.free_port() for k in ("plain", "custom", "open", "empty", "x509")}
+    ports = {k: rq.free_port() for k in ("plain", "custom", "open", "empty", "x509", "metrics")}
     return fixtures.start_listening(broker_yaml(e, ports), ports)
 
 
@@ -411,6 +416,55 @@ def topic_alias_resolved_before_the_check(b):
     check_eq(w.collect(0.5), [], "denied messages routed")
     c.disconnect()
     w.disconnect()
+
+
+def counters(b):
+    """aio_broker_authorization_allow and _deny from the metrics endpoint."""
+    r = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % b.ports["metrics"], timeout=5)
+    text = r.read().decode()
+    got = {}
+    for what in ("allow", "deny"):
+        m = re.search(r"^aio_broker_authorization_%s (\d+)$" % what, text, re.M)
+        check(m is not None, "no aio_broker_authorization_%s sample" % what)
+        got[what] = int(m.group(1))
+    return got
+
+
+def expect_counted(b, before, allow, deny, what):
+    """The counters move by exactly (allow, deny) from before (waited for: a shard's count
+    reaches the scrape once it has answered the client, but within a bounded time)."""
+    want = {"allow": before["allow"] + allow, "deny": before["deny"] + deny}
+    deadline = time.monotonic() + 5.0
+    got = counters(b)
+    while got != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        got = counters(b)
+    check_eq(got, want, "authorization counters after %s" % what)
+
+
+@case(ringmq_only=ONLY)
+def decisions_are_counted(b):
+    """Every decision moves aio_broker_authorization_allow or _deny by one: a Connect (its will
+    included), a Publish (each QoS, both versions), each filter of a SUBSCRIBE."""
+    for v in (5, 4):
+        n = counters(b)
+        user(b, "carol", v, expect=NA)
+        user(b, "alice", v, will={"topic": "wills/somebody-else", "payload": b"x"}, expect=NA)
+        expect_counted(b, n, 0, 2, "a denied Connect and a denied will v%d" % v)
+        n = counters(b)
+        c = user(b, "alice", v)
+        expect_counted(b, n, 1, 0, "an allowed Connect v%d" % v)
+        n = counters(b)
+        for q in (0, 1, 2):
+            c.publish("floors/3/count", b"ok", qos=q)
+            publish_denied(c, "floors/4/count", q, "counted QoS %d v%d" % (q, v))
+        c.ping()
+        expect_counted(b, n, 3, 3, "three allowed and three denied PUBLISHes v%d" % v)
+        n = counters(b)
+        check_eq(c.subscribe(["floors/3/#", "floors/4/#", "#"], qos=0).codes,
+                 [0, NA if v == 5 else 0x80, NA if v == 5 else 0x80], "SUBACK v%d" % v)
+        expect_counted(b, n, 1, 2, "a SUBSCRIBE of one allowed and two denied filters v%d" % v)
+        c.disconnect()
 
 
 @case(ringmq_only=ONLY)
