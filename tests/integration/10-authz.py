@@ -209,10 +209,10 @@ def expect_delivered(w, topic, payload, what):
     check_eq((m.topic, m.payload), (topic, payload), what)
 
 
-def publish_denied(c, topic, qos, what):
+def publish_denied(c, topic, qos, what, retain=False):
     """A denied PUBLISH: v5 QoS 1/2 get 0x87; 3.1.1 QoS 1/2 are acknowledged normally (QoS 2
     through PUBCOMP); QoS 0 gets nothing."""
-    ack = c.publish(topic, b"denied " + what.encode(), qos=qos)
+    ack = c.publish(topic, b"denied " + what.encode(), qos=qos, retain=retain)
     if qos == 1:
         check_eq(ack.rc, NA if c.version == 5 else 0, "PUBACK of denied %s" % what)
     elif qos == 2:
@@ -265,7 +265,12 @@ def reauthentication_switches_the_rules(b):
     w = watcher(b)
     c = enhanced(b, "alice", "reauth-alice")
     check_eq(c.subscribe("floors/3/#", qos=1).codes, [1], "SUBACK as alice")
-    publish_denied(c, "floors/5/a", 1, "floor 5 as alice")
+    # the same two topics before and after (cache: Enabled remembers the last decision)
+    c.publish("floors/3/b", b"as alice", qos=1)
+    expect_delivered(w, "floors/3/b", b"as alice", "alice's floor-3 message routed")
+    check_eq(c.collect(5.0, count=1)[0].topic, "floors/3/b", "alice's own subscription")
+    for _ in range(2):
+        publish_denied(c, "floors/5/b", 1, "floor 5 as alice")
     reauth_as(c, "dave")
     p = c.wait_for(rq.AUTH, timeout=10)
     check(p is not None and p.rc == 0, "AUTH 0x00 after re-authenticating as dave: %r" % p)
@@ -302,8 +307,12 @@ def custom_publish_qos_both_versions(b):
 
 @case(ringmq_only=ONLY)
 def denied_publish_is_logged_and_never_retained(b):
+    for v in (5, 4):
+        c = user(b, "alice", v)
+        for q in (0, 1, 2):
+            publish_denied(c, "floors/9/retained-%d-%d" % (v, q), q, "retained", retain=True)
+        c.disconnect()
     c = user(b, "alice")
-    publish_denied(c, "floors/9/retained", 1, "retained")
     c.publish("floors/3/retained", b"kept", qos=1, retain=True)
     # logged at most every 10 s per shard: an earlier denial may have taken the line
     check(b.wait_log(r'PUBLISH to "floors/[0-9]+/[a-z0-9/]+" dropped: not authorized', 0, 5.0)
