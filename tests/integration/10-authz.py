@@ -103,7 +103,7 @@ CUSTOM_RULES = """    - principals:
       brokerResources:
       - method: Connect
       - method: Subscribe
-        topics: ["tenants/{principal.attributes.tenant}/#"]
+        topics: ["tenants/{principal.attributes.tenant}/#", "{principal.clientId}/#"]
       stateStoreResources:
       - {method: ReadWrite, keyType: Pattern, keys: ["clients:{principal.clientId}:*"]}
 """
@@ -393,6 +393,21 @@ def substituted_plus_is_no_wildcard(b):
     check_eq(c.collect(0.5), [], "mallory received a tenant's message")
     c.disconnect()
     w.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def substituted_dollar_reaches_no_sys_topic(b):
+    """mallory may subscribe to {principal.clientId}/#: with the client id "$SYS" that must not
+    become $SYS/# (the broker's own topics); any other client id gets its own tree."""
+    for v in (5, 4):
+        c = user(b, "mallory", v, client_id="$SYS")
+        bad = NA if v == 5 else 0x80
+        check_eq(c.subscribe(["$SYS/#", "$SYS/broker/clients/connected"], qos=0).codes,
+                 [bad, bad], "SUBACK of mallory as $SYS v%d" % v)
+        c.disconnect()
+        c = user(b, "mallory", v, client_id="m-%d" % v)
+        check_eq(c.subscribe(["m-%d/#" % v], qos=0).codes, [0], "mallory's own tree v%d" % v)
+        c.disconnect()
 
 
 @case(ringmq_only=ONLY)

@@ -290,6 +290,24 @@ static void test_substitution(void)
     CHECK_EQ(client(NULL, "a"), RQ_AUTHZ_OK);
     CHECK(sub("in/a"));
     CHECK(!sub("in/+"));
+    /* a value starting with '$' as the first level: no way into $SYS (deeper levels are plain) */
+    load("    - principals: {usernames: [u, \"$u\", \"a*\"]}\n"
+         "      brokerResources:\n"
+         "      - {method: Connect, clientIds: [\"{principal.username}*\"]}\n"
+         "      - {method: Subscribe, topics: [\"{principal.clientId}/#\", \"c/{principal.clientId}\"]}\n"
+         "      - {method: Publish, topics: [\"{principal.clientId}\", \"{principal.username}/x\"]}\n");
+    CHECK_EQ(client(who("u", NULL), "$SYS"), RQ_AUTHZ_DENIED); /* no Connect: the id is not u* */
+    CHECK_EQ(client(who("u", NULL), "u$"), RQ_AUTHZ_OK);
+    CHECK(sub("u$/#"));
+    CHECK_EQ(client(who("$u", NULL), "$u-1"), RQ_AUTHZ_OK);
+    CHECK(!sub("$u-1/#"));
+    CHECK(!sub("$u-1/x"));
+    CHECK(sub("c/$u-1"));
+    CHECK(!pub("$u-1"));
+    CHECK(!pub("$u/x"));
+    /* a '*' in a substituted value is literal in a Connect client id pattern */
+    CHECK_EQ(client(who("a*", NULL), "a*-1"), RQ_AUTHZ_OK);
+    CHECK_EQ(client(who("a*", NULL), "ab-1"), RQ_AUTHZ_DENIED);
 }
 
 static void test_deny_all(void)
