@@ -455,9 +455,7 @@ static int authorize(struct rq_client *c, const struct rq_connect *k, const uint
         rq_client_connack_fail(c, c->version, RQ_RC_NOT_AUTHORIZED, why);
         return -1;
     }
-    if (c->access)
-        rq_stat_inc(RQ_ST_AUTHZ_ALLOW);
-    return 0;
+    return 0; /* counted as allowed once connected: a handed-over CONNECT comes here twice */
 }
 
 int rq_client_reauthorize(struct rq_client *c)
@@ -625,6 +623,8 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     rq_client_keep_auth_method(c, k); /* for re-authentication */
     if (present)
         prune_subscriptions(c, true);
+    if (c->access)
+        rq_stat_inc(RQ_ST_AUTHZ_ALLOW); /* the Connect (and its will) */
     rq_client_phase(c, RQ_PH_CONNECTED);
     c->last_rx = c->w->now;
     rq_client_arm_timer(c);

@@ -491,6 +491,17 @@ def decisions_are_counted(b):
                  [0, NA if v == 5 else 0x80, NA if v == 5 else 0x80], "SUBACK v%d" % v)
         expect_counted(b, n, 1, 2, "a SUBSCRIBE of one allowed and two denied filters v%d" % v)
         c.disconnect()
+    # a resumed session lives on one shard: a connection accepted on another is handed over
+    # there (and authorized there again), still one decision
+    n = counters(b)
+    cid = rq.uniq("counted")
+    for i in range(8):
+        c = rq.RawClient(b.ports["custom"], timeout=10.0)
+        check_eq(c.connect(client_id=cid, clean=i == 0, username="alice", password=PASSWORD,
+                           props={"session_expiry_interval": 0 if i == 7 else 60}).rc, 0,
+                 "CONNACK %d" % i)
+        c.disconnect()
+    expect_counted(b, n, 8, 0, "eight Connects resuming one session")
 
 
 @case(ringmq_only=ONLY)
