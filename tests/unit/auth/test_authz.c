@@ -103,6 +103,21 @@ static void test_covers(void)
     CHECK(covers(s, "x/+/#"));
     rq_authz_set_free(s);
 
+    s = set_of((const char *const[]){"+/+", "a/+", NULL});
+    CHECK(!covers(s, "+/#")); /* "+/#" matches the one-level topic "x" */
+    CHECK(!covers(s, "#"));
+    CHECK(!covers(s, "a")); /* '+' needs a level to be there */
+    CHECK(covers(s, "a/"));  /* ... an empty one will do */
+    CHECK(covers(s, "/"));
+    CHECK(!covers(s, "$x/y")); /* '+' at the top */
+    rq_authz_set_free(s);
+    s = set_of((const char *const[]){"#", NULL});
+    CHECK(covers(s, "/#")); /* an empty first level is no '$' topic */
+    CHECK(covers(s, "+/+/#"));
+    CHECK(!covers(s, "$"));
+    CHECK(!covers(s, "$SYS/#"));
+    rq_authz_set_free(s);
+
     s = set_of((const char *const[]){"a//+", NULL});
     CHECK(covers(s, "a//+"));
     CHECK(covers(s, "a//"));
