@@ -530,11 +530,18 @@ uint32_t rq_session_drop_unless(struct rq_session *s, bool inflight,
     s->q_len = kept;
     for (uint32_t i = 0; inflight && i < s->inf_cap; i++) {
         struct rq_inflight *f = &s->inf[i];
-        if (f->state == INF_PUBLISHED && !keep(arg, f->d.msg)) {
-            rq_stats_drop(RQ_ST_DROP_NOT_AUTHORIZED, f->d.qos, false);
+        if (f->state != INF_PUBLISHED || keep(arg, f->d.msg))
+            continue;
+        rq_stats_drop(RQ_ST_DROP_NOT_AUTHORIZED, f->d.qos, false);
+        dropped++;
+        if (f->d.qos == 1) {
             inflight_free(s, f);
-            dropped++;
+            continue;
         }
+        /* QoS 2 goes on with PUBREL, as in resend_one: it releases any state the client kept
+         * for the packet id, so that reusing the id cannot make it drop a new message */
+        f->state = INF_RELEASED;
+        rq_delivery_release(&f->d);
     }
     return dropped;
 }

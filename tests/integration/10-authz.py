@@ -529,46 +529,55 @@ def resumed_session_keeps_only_what_the_new_principal_may(b):
 
 
 def leave_session(b, v, cid, name):
-    """name connects as cid with a lasting session subscribed to floors/3/#, takes one QoS 1
-    message without acknowledging it and goes; three more are queued for the session."""
+    """name connects as cid with a lasting session subscribed to floors/3/# at QoS 2, takes a
+    QoS 1 and a QoS 2 message without acknowledging them and goes; three more are queued for
+    the session. Returns the CONNECT properties and the QoS 2 message's packet id."""
     props = {"session_expiry_interval": 300} if v == 5 else None
     p = rq.connected(b.ports["plain"])
     a = rq.RawClient(b.ports["custom"], version=v, timeout=10.0)
     check_eq(a.connect(client_id=cid, clean=False, username=name, password=PASSWORD,
                        props=props).rc, 0, "CONNACK of %s" % name)
-    check_eq(a.subscribe("floors/3/#", qos=1).codes, [1], "SUBACK of %s" % name)
-    p.publish("floors/3/inflight", b"x", qos=1)
-    check_eq(a.recv_publish(5, ack=False).topic, "floors/3/inflight", "in-flight message")
+    check_eq(a.subscribe("floors/3/#", qos=2).codes, [2], "SUBACK of %s" % name)
+    p.publish("floors/3/inflight-1", b"x", qos=1)
+    p.publish("floors/3/inflight-2", b"x", qos=2)
+    got = [a.recv_publish(5, ack=False) for _ in range(2)]
+    check_eq([(m.topic, m.qos) for m in got], [("floors/3/inflight-1", 1),
+                                               ("floors/3/inflight-2", 2)], "in flight")
     a.disconnect()
     for i in range(3):
         p.publish("floors/3/queued-%d" % i, b"x", qos=1)
     p.disconnect()
-    return props
+    return props, got[1].pid
 
 
 @case(ringmq_only=ONLY)
 def resumed_session_hands_over_nothing_undelivered_it_may_not_have(b):
-    """Messages queued for a session through floors/3/#, and the one in flight, are resent when
+    """Messages queued for a session through floors/3/#, and the ones in flight, are resent when
     alice resumes her session, but not when bob takes it over: the subscription that matched
-    them is not bob's to hold (they are dropped, logged and counted)."""
-    want = ["floors/3/inflight", "floors/3/queued-0", "floors/3/queued-1", "floors/3/queued-2"]
+    them is not bob's to hold (they are dropped, logged and counted). The QoS 2 one in flight
+    goes on with PUBREL instead, so that the client forgets its packet id."""
+    want = ["floors/3/inflight-1", "floors/3/inflight-2", "floors/3/queued-0",
+            "floors/3/queued-1", "floors/3/queued-2"]
     for v in (5, 4):
         cid = "bob-undelivered-%d" % v
-        props = leave_session(b, v, cid, "alice")
+        props, _ = leave_session(b, v, cid, "alice")
         c = rq.RawClient(b.ports["custom"], version=v, timeout=10.0)
         ack = c.connect(client_id=cid, clean=False, username="alice", password=PASSWORD,
                         props=props)
         check_eq((ack.rc, ack.session_present), (0, True), "alice resumes v%d" % v)
-        check_eq([m.topic for m in c.collect(5.0, count=4)], want, "resent to alice v%d" % v)
+        check_eq([m.topic for m in c.collect(5.0, count=5)], want, "resent to alice v%d" % v)
         c.disconnect()
-        props = leave_session(b, v, cid, "alice")
+        props, pid2 = leave_session(b, v, cid, "alice")
         mark = b.log_mark()
         c = rq.RawClient(b.ports["custom"], version=v, timeout=10.0)
         ack = c.connect(client_id=cid, clean=False, username="bob", password=PASSWORD,
                         props=props)
         check_eq((ack.rc, ack.session_present), (0, True), "bob resumes the session v%d" % v)
-        expect_log(b, mark, r"4 undelivered message\(s\) dropped: their topics are not "
+        expect_log(b, mark, r"5 undelivered message\(s\) dropped: their topics are not "
                    r"authorized for this principal", "log line v%d" % v)
+        rel = c.wait_for(rq.PUBREL, timeout=5)
+        check_eq(rel.pid, pid2, "PUBREL of the QoS 2 message in flight v%d" % v)
+        c.send_raw(rq.enc_ack(rq.PUBCOMP, v, pid2))
         check_eq([m.topic for m in c.collect(1.0)], [], "undelivered messages handed to bob "
                  "v%d" % v)
         c.disconnect()
