@@ -374,7 +374,10 @@ static bool connect_allowed(const struct crule *r, const struct who *w)
 }
 
 /* Adds pattern pt, substituted for w, to set s. A missing value, or one that holds '/', '+' or
- * '#', leaves the pattern out: it could not match any topic. 0 or -ENOMEM. */
+ * '#', leaves the pattern out: it could not match any topic. So does a value starting with '$'
+ * as the first level: "{principal.clientId}/#" is a client's own tree, and a client that picks
+ * the client id "$SYS" must not get the broker's $SYS/# through it (a wildcard there would not
+ * match '$' topics either [MQTT-4.7.2-1]). 0 or -ENOMEM. */
 static int add_substituted(struct rq_authz_set *s, const struct pattern *pt, const struct who *w)
 {
     struct rq_authz_level lv[MAX_LEVELS];
@@ -388,7 +391,8 @@ static int add_substituted(struct rq_authz_set *s, const struct pattern *pt, con
         } else if (p->kind != P_LIT) {
             size_t len = 0;
             const char *v = value_of(w, p, &len);
-            if (!v || memchr(v, '/', len) || memchr(v, '+', len) || memchr(v, '#', len))
+            if (!v || memchr(v, '/', len) || memchr(v, '+', len) || memchr(v, '#', len) ||
+                (i == 0 && v[0] == '$'))
                 return 0;
             lv[i].p = (const uint8_t *)v;
             lv[i].len = len;

@@ -13,7 +13,8 @@
  * {principal.attributes.NAME}) and added to the client's two filter sets (auth/authz_set.h).
  * A token whose value is missing or empty makes its pattern match nothing; so does a value
  * holding '/', '+' or '#' in a topic: such a value could only ever be one literal level, and no
- * topic level equals it, so it never acts as a separator or wildcard (CVE-2017-7650). In a
+ * topic level equals it, so it never acts as a separator or wildcard (CVE-2017-7650); and a value
+ * starting with '$' in a pattern's first level (it would reach $SYS/...). In a
  * client id pattern a substituted '*' is literal. All comparisons are case-sensitive.
  *
  * Not here: the configuration checks with positions (config/schema_authz.c), what core does

@@ -114,6 +114,12 @@ int rq_session_subscribe(struct rq_session *s, const uint8_t *f, size_t len, uin
                          uint32_t sub_id, bool *existed);
 int rq_session_unsubscribe(struct rq_session *s, const uint8_t *f, size_t len);
 void rq_delivery_release(struct rq_delivery *d);
+/* Drops the queued messages whose topic keep() refuses and, when inflight, the in-flight
+ * PUBLISHes not yet acknowledged too (QoS 2 ones go on as released: PUBREL is resent): a session
+ * taken over by another principal, or whose principal changed, hands its client nothing
+ * through a subscription it may no longer hold. Returns how many were dropped. */
+uint32_t rq_session_drop_unless(struct rq_session *s, bool inflight,
+                                bool (*keep)(void *arg, const struct rq_msg *m), void *arg);
 
 /* client.c */
 void rq_client_send_disconnect(struct rq_client *c, uint8_t reason, const char *why);

@@ -537,8 +537,12 @@ static int on_subscribe(struct rq_client *c, const struct rq_sublist *sl, const 
         }
         want_retained[i] = 0;
         rcs[i++] = rc ? (c->version == 5 ? (uint8_t)-rc : 0x80) : RQ_SUBOPT_QOS(opts);
-        if (!rc && c->access && !c->access->ops->subscribe(c->access, f.p, f.len))
-            rcs[i - 1] = refuse_filter(c, f);
+        if (!rc && c->access) {
+            if (!c->access->ops->subscribe(c->access, f.p, f.len))
+                rcs[i - 1] = refuse_filter(c, f);
+            else
+                rq_stat_inc(RQ_ST_AUTHZ_ALLOW);
+        }
     }
     off = i = 0;
     while (rq_codec_next_filter(sl, true, &off, &f, &opts)) {

@@ -385,13 +385,24 @@ void rq_client_handover_arrived(struct rq_client *c, struct rq_principal *princi
 
 /* ---- authorization (the port's rules, decided by auth/ through ops->authorize) ---- */
 
+/* A message may reach c only on a topic one of its Subscribe filters covers. */
+static bool may_receive(void *arg, const struct rq_msg *m)
+{
+    struct rq_access *a = arg;
+    return a->ops->subscribe(a, m->topic, m->topic_len);
+}
+
 /* Removes the session's subscriptions that c's permissions do not cover: a session resumed
  * under another principal, or a principal replaced by re-authentication, keeps no subscription
- * its rules do not grant (retained messages and routing only ever go through allowed ones). */
-static void prune_subscriptions(struct rq_client *c)
+ * its rules do not grant (retained messages and routing only ever go through allowed ones).
+ * The messages already queued through such a subscription go too (and, resumed, the in-flight
+ * ones the previous connection did not acknowledge: they would be resent to this client). */
+static void prune_subscriptions(struct rq_client *c, bool resumed)
 {
     struct rq_session *s = c->s;
-    for (uint32_t i = 0; c->access && s && i < s->n_subs;) {
+    if (!c->access || !s)
+        return;
+    for (uint32_t i = 0; i < s->n_subs;) {
         struct rq_sub *sub = &s->subs[i];
         if (c->access->ops->subscribe(c->access, sub->filter, sub->len)) {
             i++;
@@ -402,6 +413,10 @@ static void prune_subscriptions(struct rq_client *c)
                "principal", rq_log_escape(f, sizeof f, sub->filter, sub->len));
         rq_session_unsubscribe(s, sub->filter, sub->len); /* moves the last one to i */
     }
+    uint32_t n = rq_session_drop_unless(s, resumed, may_receive, c->access);
+    if (n)
+        rq_log(RQ_LOG_INFO, &c->log, "%u undelivered message(s) dropped: their topics are not "
+               "authorized for this principal", n);
 }
 
 /* The will is checked as a PUBLISH: the broker publishes it on the client's behalf. */
@@ -440,7 +455,7 @@ static int authorize(struct rq_client *c, const struct rq_connect *k, const uint
         rq_client_connack_fail(c, c->version, RQ_RC_NOT_AUTHORIZED, why);
         return -1;
     }
-    return 0;
+    return 0; /* counted as allowed once connected: a handed-over CONNECT comes here twice */
 }
 
 int rq_client_reauthorize(struct rq_client *c)
@@ -468,7 +483,7 @@ int rq_client_reauthorize(struct rq_client *c)
         rq_msg_unref(s->will);
         s->will = NULL;
     }
-    prune_subscriptions(c);
+    prune_subscriptions(c, false);
     return 0;
 }
 
@@ -607,7 +622,9 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
     rq_client_borrow_id(c);
     rq_client_keep_auth_method(c, k); /* for re-authentication */
     if (present)
-        prune_subscriptions(c);
+        prune_subscriptions(c, true);
+    if (c->access)
+        rq_stat_inc(RQ_ST_AUTHZ_ALLOW); /* the Connect (and its will) */
     rq_client_phase(c, RQ_PH_CONNECTED);
     c->last_rx = c->w->now;
     rq_client_arm_timer(c);

@@ -508,3 +508,40 @@ int rq_session_on_ack(struct rq_session *s, int type, uint16_t pid, uint8_t reas
     rq_session_pump(s);
     return 0;
 }
+
+/* ---- authorization ---- */
+
+uint32_t rq_session_drop_unless(struct rq_session *s, bool inflight,
+                                bool (*keep)(void *arg, const struct rq_msg *m), void *arg)
+{
+    uint32_t kept = 0, len = s->q_len, dropped = 0;
+    for (uint32_t i = 0; i < len; i++) { /* one pass, order kept */
+        struct rq_delivery *d = q_at(s, i);
+        if (keep(arg, d->msg)) {
+            if (kept != i)
+                *q_at(s, kept) = *d;
+            kept++;
+            continue;
+        }
+        rq_stats_drop(RQ_ST_DROP_NOT_AUTHORIZED, d->qos, false);
+        rq_delivery_release(d);
+    }
+    dropped = len - kept;
+    s->q_len = kept;
+    for (uint32_t i = 0; inflight && i < s->inf_cap; i++) {
+        struct rq_inflight *f = &s->inf[i];
+        if (f->state != INF_PUBLISHED || keep(arg, f->d.msg))
+            continue;
+        rq_stats_drop(RQ_ST_DROP_NOT_AUTHORIZED, f->d.qos, false);
+        dropped++;
+        if (f->d.qos == 1) {
+            inflight_free(s, f);
+            continue;
+        }
+        /* QoS 2 goes on with PUBREL, as in resend_one: it releases any state the client kept
+         * for the packet id, so that reusing the id cannot make it drop a new message */
+        f->state = INF_RELEASED;
+        rq_delivery_release(&f->d);
+    }
+    return dropped;
+}

@@ -62,7 +62,8 @@ static const char *value(const char *tok, size_t len, const struct rq_principal 
 }
 
 /* Topic pattern t substituted level by level into out; false when it matches nothing (a value
- * missing, empty or holding '/', '+', '#') or is not a filter. */
+ * missing, empty or holding '/', '+', '#', or starting with '$' as the first level) or is
+ * not a filter. */
 static bool substitute(const char *t, const struct rq_principal *p, const char *cid, char *out,
                        size_t cap)
 {
@@ -74,7 +75,7 @@ static bool substitute(const char *t, const struct rq_principal *p, const char *
         size_t len = e - i;
         if (len && lv[0] == '{') {
             const char *v = value(lv, len, p, cid);
-            if (!v || !*v || strpbrk(v, "/+#"))
+            if (!v || !*v || strpbrk(v, "/+#") || (i == 0 && v[0] == '$'))
                 return false;
             lv = v;
             len = strlen(v);

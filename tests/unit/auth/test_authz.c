@@ -103,6 +103,21 @@ static void test_covers(void)
     CHECK(covers(s, "x/+/#"));
     rq_authz_set_free(s);
 
+    s = set_of((const char *const[]){"+/+", "a/+", NULL});
+    CHECK(!covers(s, "+/#")); /* "+/#" matches the one-level topic "x" */
+    CHECK(!covers(s, "#"));
+    CHECK(!covers(s, "a")); /* '+' needs a level to be there */
+    CHECK(covers(s, "a/"));  /* ... an empty one will do */
+    CHECK(covers(s, "/"));
+    CHECK(!covers(s, "$x/y")); /* '+' at the top */
+    rq_authz_set_free(s);
+    s = set_of((const char *const[]){"#", NULL});
+    CHECK(covers(s, "/#")); /* an empty first level is no '$' topic */
+    CHECK(covers(s, "+/+/#"));
+    CHECK(!covers(s, "$"));
+    CHECK(!covers(s, "$SYS/#"));
+    rq_authz_set_free(s);
+
     s = set_of((const char *const[]){"a//+", NULL});
     CHECK(covers(s, "a//+"));
     CHECK(covers(s, "a//"));
@@ -290,6 +305,24 @@ static void test_substitution(void)
     CHECK_EQ(client(NULL, "a"), RQ_AUTHZ_OK);
     CHECK(sub("in/a"));
     CHECK(!sub("in/+"));
+    /* a value starting with '$' as the first level: no way into $SYS (deeper levels are plain) */
+    load("    - principals: {usernames: [u, \"$u\", \"a*\"]}\n"
+         "      brokerResources:\n"
+         "      - {method: Connect, clientIds: [\"{principal.username}*\"]}\n"
+         "      - {method: Subscribe, topics: [\"{principal.clientId}/#\", \"c/{principal.clientId}\"]}\n"
+         "      - {method: Publish, topics: [\"{principal.clientId}\", \"{principal.username}/x\"]}\n");
+    CHECK_EQ(client(who("u", NULL), "$SYS"), RQ_AUTHZ_DENIED); /* no Connect: the id is not u* */
+    CHECK_EQ(client(who("u", NULL), "u$"), RQ_AUTHZ_OK);
+    CHECK(sub("u$/#"));
+    CHECK_EQ(client(who("$u", NULL), "$u-1"), RQ_AUTHZ_OK);
+    CHECK(!sub("$u-1/#"));
+    CHECK(!sub("$u-1/x"));
+    CHECK(sub("c/$u-1"));
+    CHECK(!pub("$u-1"));
+    CHECK(!pub("$u/x"));
+    /* a '*' in a substituted value is literal in a Connect client id pattern */
+    CHECK_EQ(client(who("a*", NULL), "a*-1"), RQ_AUTHZ_OK);
+    CHECK_EQ(client(who("a*", NULL), "ab-1"), RQ_AUTHZ_DENIED);
 }
 
 static void test_deny_all(void)

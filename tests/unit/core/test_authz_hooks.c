@@ -2,8 +2,8 @@
  * gets CONNACK 0x87 (3.1.1: return code 5) and a denied will the same; a denied PUBLISH gets
  * PUBACK 0x87 in v5, a plain PUBACK in 3.1.1, nothing at QoS 0, and is never routed; SUBSCRIBE
  * answers 0x87 / 0x80 for the denied filters alone; rq_client_reauthorize swaps the permissions,
- * removes the subscriptions they no longer cover, and closes a client whose Connect is no longer
- * allowed. The "net" and "auth" sides are stubs: the permissions allow topics by prefix. */
+ * removes the subscriptions they no longer cover and the queued messages on topics they do not,
+ * and closes a client whose Connect is no longer allowed. The "net" and "auth" sides are stubs: the permissions allow topics by prefix. */
 #include "config/config.h"
 #include "core/broker_int.h"
 #include "core/stats.h"
@@ -231,12 +231,26 @@ static void subscribe_mixed_and_reauthorize(struct rq_worker *w)
             CHECK_EQ(c.out.data[at + 2], 1);
         }
         CHECK_EQ(c.s->n_subs, 2);
+        /* a window of one: the first message is in flight, the next two wait in the queue */
+        c.recv_max_out = 1;
+        for (int i = 0; i < 3; i++) {
+            struct rq_msg *m = rq_msg_new((struct rq_str){(const uint8_t *)"ok/q", 4},
+                                          (struct rq_str){(const uint8_t *)"x", 1}, NULL, 1,
+                                          false, 0, 0, 0);
+            rq_route(w, m);
+            rq_msg_unref(m);
+        }
+        rq_worker_flush(w);
+        CHECK_EQ(c.s->inf_count, 1);
+        CHECK_EQ(c.s->q_len, 2);
         /* re-authentication: the new principal may use new/ only */
         allowed = "new/";
         int f0 = frees;
         CHECK_EQ(rq_client_reauthorize(&c), 0);
         CHECK_EQ(frees - f0, 1); /* the old permissions are gone */
         CHECK_EQ(c.s->n_subs, 0);
+        CHECK_EQ(c.s->q_len, 0);     /* not handed to the new principal */
+        CHECK_EQ(c.s->inf_count, 1); /* sent on this connection before: its ack may come */
         CHECK(!c.closing);
         feed(&c, b, publish_pkt(b, v, "ok/x", 1, 12));
         if (v == 5)
