@@ -538,6 +538,95 @@ def healthz_fails_while_a_shard_is_stuck():
         c.disconnect()
 
 
+def shard_of(b, c, timeout=5.0):
+    """The shard serving RawClient c, from the broker's debug line naming its address."""
+    local = c.sock.getsockname()[1]
+    m = b.wait_log(r"\[shard (\d+)\] 127\.0\.0\.1:%d " % local, 0, timeout)
+    check(m, "no log line names the shard of 127.0.0.1:%d" % local)
+    return int(m.group(1))
+
+
+def one_per_shard(b, n=2):
+    """Clients connected until one is served by each of shards 0..n-1 (SO_REUSEPORT spreads
+    them by source port); the others disconnected. Returns them indexed by shard."""
+    got, spare = {}, []
+    deadline = time.monotonic() + 20
+    while len(got) < n and time.monotonic() < deadline:
+        c = rq.connected(b.port)
+        s = shard_of(b, c)
+        if s in got:
+            spare.append(c)
+        else:
+            got[s] = c
+    check_eq(sorted(got), list(range(n)), "shards reached")
+    for c in spare:
+        c.disconnect()
+    return [got[i] for i in range(n)]
+
+
+def wait_at_least(port, name, want, timeout=10.0, **labels):
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = val(scrape(port), name, **labels)
+        if got >= want:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("%s%s = %r, want >= %r" % (name, labels or "", got, want))
+
+
+@case(ringmq_only=ONLY)
+def inbox_depth_backpressure_and_connections_per_shard():
+    """Per-shard gauges and counters say what happens on that shard: one client on each shard
+    is ringmq_shard_connections 1 each; while shard 0 is stuck (test hook), the messages shard
+    1 routes to shard 0's subscriber wait in shard 0's inbox (ringmq_shard_inbox_pending_messages
+    exactly that many), and past spec.ringmq.shardBacklogLimit shard 1 stops reading its client
+    (ringmq_backpressure_pauses_total{shard="1"} moves); once shard 0 turns again the inbox
+    drains to 0 and every message arrives."""
+    b, mp = start(ringmq={"sysTopics": False, "shardBacklogLimit": 16},
+                  env={"RINGMQ_TEST_STALL_MS": "8000"})
+    with b:
+        sub, pub = one_per_shard(b)
+        sub.subscribe("bp/t", qos=0)
+        wait_value(mp, "ringmq_shard_connections", 1, shard="0")
+        wait_value(mp, "ringmq_shard_connections", 1, shard="1")
+        s0 = scrape(mp)
+        check_eq(val(s0, "ringmq_shard_inbox_pending_messages", shard="0"), 0, "inbox idle")
+        mark = b.log_mark()
+        b.signal(signal.SIGUSR2)
+        check(b.wait_log(r"shard 0: stalling", mark, 10), "shard 0 did not stall")
+        n = 10
+        for i in range(n):
+            pub.publish("bp/t", b"m%d" % i, qos=0)
+        pub.ping(5)  # shard 1 has read and routed them
+        wait_value(mp, "ringmq_shard_inbox_pending_messages", n, shard="0")
+        check_eq(val(scrape(mp), "ringmq_shard_inbox_pending_messages", shard="1"), 0,
+                 "shard 1's inbox")
+        # past the backlog limit (16): shard 1 pauses its publishing client
+        paused0 = val(s0, "ringmq_backpressure_pauses_total", shard="1")
+        deadline = time.monotonic() + 6
+        while (val(scrape(mp), "ringmq_backpressure_pauses_total", shard="1") == paused0
+               and time.monotonic() < deadline and n < 400):
+            pub.publish("bp/t", b"m%d" % n, qos=0)
+            n += 1
+            time.sleep(0.01)
+        s1 = scrape(mp)
+        check(val(s1, "ringmq_backpressure_pauses_total", shard="1") > paused0,
+              "no pause counted on shard 1 after %d messages toward a stuck shard" % n)
+        check_eq(val(s1, "ringmq_backpressure_pauses_total", shard="0"),
+                 val(s0, "ringmq_backpressure_pauses_total", shard="0"), "pauses on shard 0")
+        check(val(s1, "ringmq_shard_inbox_pending_messages", shard="0") > 16,
+              "inbox of the stuck shard past the limit")
+        got = sub.collect(timeout=30, count=n)
+        check_eq(len(got), n, "messages delivered once shard 0 turned again")
+        wait_value(mp, "ringmq_shard_inbox_pending_messages", 0, shard="0")
+        pub.ping(10)  # reads resumed
+        for c in (sub, pub):
+            c.disconnect()
+        wait_value(mp, "ringmq_shard_connections", 0, shard="0")
+        wait_value(mp, "ringmq_shard_connections", 0, shard="1")
+
+
 @case(ringmq_only=ONLY)
 def readyz_fails_on_sigterm_before_listeners_close():
     b, mp = start(ringmq={"shutdownDelaySeconds": 4})
