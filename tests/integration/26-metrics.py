@@ -711,12 +711,14 @@ def authentication_counters_and_latency():
     """Custom authentication: successes and deny (a bad password; an unreachable server, which
     makes the only method not relevant, so the chain denies with 0x87) move AIO's counters by
     exactly that, failures (no verdict: 0x88/0x89) not at all; the latency histogram, the auth
-    server requests by status and the cache misses count the same CONNECTs."""
+    server requests by status and the cache misses count the same CONNECTs. Then the server
+    answers 0x88 (a failure, 4xx), HTTP 500 (Custom not relevant: deny 0x87, 5xx) and a pass
+    it allows to cache (one request, one cache hit)."""
     import authsrv
     import certs
     password = "m3trics-pw"
     srv = authsrv.AuthServer(certs.CertFactory(), {"alice": authsrv.user(password)},
-                             ca_subject="/CN=Metrics Auth CA")
+                             ca_subject="/CN=Metrics Auth CA", mode="users")
     mport, ok_port, down_port, dead = (rq.free_port() for _ in range(4))
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata: {name: broker}\n"
          "spec:\n  diagnostics: {metrics: {prometheusPort: %d}}\n  ringmq:\n"
@@ -762,6 +764,40 @@ def authentication_counters_and_latency():
         check_eq(d(req, server="custom", status="4xx"), 1, "auth server 4xx (bad password)")
         check_eq(d(req, server="custom", status="error"), 1, "auth server unreachable")
         check_eq(d("ringmq_auth_cache_misses_total"), 4, "cache misses")
+        check_eq(d("ringmq_auth_cache_hits_total"), 0, "cache hits (the server said no caching)")
+
+        # the auth server says it cannot decide (0x88 Server unavailable): a failure
+        srv.set_mode("deny:136")
+        c = rq.RawClient(ok_port, timeout=10)
+        check_eq(c.connect(username="alice", password=password).rc, 0x88, "deny:136")
+        c.close()
+        # the auth server fails (HTTP 500): Custom is not relevant, the chain denies (0x87)
+        srv.set_mode("status:500")
+        c = rq.RawClient(ok_port, timeout=10)
+        check_eq(c.connect(username="alice", password=password).rc, 0x87, "HTTP 500")
+        c.close()
+        # a cached pass: the second CONNECT is answered from the cache (no request)
+        srv.set_mode("users,cache:60")
+        for _ in range(2):
+            c = rq.RawClient(ok_port, timeout=10)
+            check_eq(c.connect(client_id=rq.uniq("a"), username="alice", password=password).rc,
+                     0, "CONNACK (cache:60)")
+            c.disconnect()
+        s2 = scrape(mport)
+
+        def d2(name, **labels):  # a histogram series appears with its first observation
+            return val(s2, name, **labels) - s1.get((name, frozenset(labels.items())), 0)
+        check_eq(d2("aio_broker_authentication_failures"), 1, "authentication_failures")
+        check_eq(d2("aio_broker_authentication_deny"), 1, "authentication_deny (HTTP 500)")
+        check_eq(d2("aio_broker_authentication_successes"), 2, "successes (one from the cache)")
+        check_eq(d2(req, server="custom", status="4xx"), 1, "auth server 4xx (deny:136)")
+        check_eq(d2(req, server="custom", status="5xx"), 1, "auth server 5xx")
+        check_eq(d2(req, server="custom", status="2xx"), 1, "auth server 2xx (one request)")
+        check_eq(d2("ringmq_auth_cache_misses_total"), 3, "cache misses")
+        check_eq(d2("ringmq_auth_cache_hits_total"), 1, "cache hits")
+        check_eq(d2(h, method="Custom", outcome="failure"), 1, "latency: failure")
+        check_eq(d2(h, method="none", outcome="deny"), 1, "latency: no method decided (500)")
+        check_eq(d2(h, method="Custom", outcome="allow"), 2, "latency: allowed (cached too)")
 
 
 def read_until(c, done, timeout):
