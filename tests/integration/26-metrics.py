@@ -800,6 +800,61 @@ def authentication_counters_and_latency():
         check_eq(d2(h, method="Custom", outcome="allow"), 2, "latency: allowed (cached too)")
 
 
+@case(ringmq_only=ONLY)
+def authorization_counters():
+    """A port with Custom authentication and a BrokerAuthorization: each PUBLISH its rules allow
+    moves aio_broker_authorization_allow by one, and each operation they deny (a PUBLISH, a
+    SUBSCRIBE filter, a CONNECT) moves aio_broker_authorization_deny by one."""
+    import authsrv
+    import certs
+    password = "authz-m3trics"
+    srv = authsrv.AuthServer(certs.CertFactory(), {u: authsrv.user(password)
+                                                   for u in ("alice", "carol")},
+                             ca_subject="/CN=Metrics Authz CA")
+    mport, port = rq.free_port(), rq.free_port()
+    hdr = "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\n"
+    y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\n"
+         "metadata: {name: broker}\nspec:\n  diagnostics: {metrics: {prometheusPort: %d}}\n"
+         "  ringmq: {sysTopics: false}\n" % mport)
+    y += hdr + ("kind: BrokerListener\nmetadata: {name: listeners}\nspec:\n  ports:\n"
+                "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: custom, "
+                "authorizationRef: rules}\n" % port)
+    y += authsrv.authn("custom", authsrv.custom_method(srv.url)) + srv.ca_configmap()
+    y += hdr + ("kind: BrokerAuthorization\nmetadata: {name: rules}\nspec:\n"
+                "  authorizationPolicies:\n    rules:\n"
+                "    - principals: {usernames: [alice]}\n      brokerResources:\n"
+                "      - method: Connect\n      - {method: Publish, topics: [\"ok/#\"]}\n"
+                "      - {method: Subscribe, topics: [\"ok/#\"]}\n")
+    b = rq.start_broker(y)
+    with b:
+        c = rq.connected(port, username="alice", password=password)
+        c.subscribe("ok/#", qos=1)
+
+        def step(what, fn, allow, deny):
+            s0 = scrape(mport)
+            fn()
+            s1 = scrape(mport)
+            got = tuple(val(s1, "aio_broker_authorization_" + k)
+                        - val(s0, "aio_broker_authorization_" + k) for k in ("allow", "deny"))
+            check_eq(got, (allow, deny), what + ": (allow, deny) moved by")
+
+        step("2 allowed PUBLISHes", lambda: [check_eq(c.publish("ok/%d" % i, b"x", qos=1).rc, 0,
+                                                      "PUBACK") for i in range(2)], 2, 0)
+        check_eq(len(c.collect(timeout=5, count=2)), 2, "allowed messages delivered")
+        step("a denied PUBLISH", lambda: check_eq(c.publish("no/1", b"x", qos=1).rc, 0x87,
+                                                  "PUBACK"), 0, 1)
+        step("a denied SUBSCRIBE filter",
+             lambda: check_eq(c.subscribe("no/#", qos=1).codes, [0x87], "SUBACK"), 0, 1)
+
+        def denied_connect():
+            d = rq.RawClient(port)
+            check_eq(d.connect(username="carol", password=password).rc, 0x87,
+                     "CONNACK of a client no rule names")
+            d.close()
+        step("a denied CONNECT", denied_connect, 0, 1)
+        c.disconnect()
+
+
 def read_until(c, done, timeout):
     """PUBLISHes to c until done(p) is true or timeout seconds passed."""
     deadline = time.monotonic() + timeout
