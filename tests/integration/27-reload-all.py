@@ -10,6 +10,8 @@
   rest of the reload applies; advanced.clients limits apply to new connections.
 - Listener ports added, removed (v5 clients get DISCONNECT 0x8B, 3.1.1 clients are closed) or
   changed live; a port that cannot be bound refuses the whole reload.
+- A port's authentication (the chain's settings, its authenticationRef) applies to new CONNECTs;
+  connected clients keep their connection and session.
 ringmq only."""
 
 import os
@@ -327,6 +329,65 @@ def client_limits_apply_to_new_connections():
         old.ping(3)
         new.disconnect()
         old.disconnect()
+
+
+# ---- authentication and authorization ---------------------------------------------------------------
+
+@case(ringmq_only=ONLY)
+def authentication_chain_applies_to_new_connects_only():
+    """A port's BrokerAuthentication changed by a reload (another Custom server with other
+    users, then no authentication at all: its authenticationRef removed): new CONNECTs get the
+    new chain at once; a client connected before keeps its connection and its session (its
+    subscription still delivers). Removing the reference used to close and reopen the port
+    (its clients got DISCONNECT 0x8B)."""
+    import authsrv
+    import certs
+    pw = "ch4in-pw"
+    one = authsrv.AuthServer(certs.CertFactory(), {"alice": authsrv.user(pw)},
+                             ca_subject="/CN=Chain One CA")
+    two = authsrv.AuthServer(certs.CertFactory(), {"bob": authsrv.user(pw)},
+                             ca_subject="/CN=Chain Two CA")
+    cas = one.ca_configmap("ca-one") + two.ca_configmap("ca-two")
+
+    def chain(srv, ca):
+        return authsrv.authn("chain", authsrv.custom_method(srv.url, ca_configmap=ca)) + cas
+    port = rq.free_port()
+    s = Setup([(port, ["authenticationRef: chain"])], files={"auth.yaml": chain(one, "ca-one")})
+
+    def connect(user, want):
+        c = rq.RawClient(port, timeout=10)
+        kw = {"username": user, "password": pw} if user else {}
+        ack = c.connect(client_id=rq.uniq(user or "anon"), **kw)
+        check_eq(ack.rc, want, "CONNACK for %s" % (user or "no credentials"))
+        return c
+    with s.b as b:
+        alice = connect("alice", 0)
+        check_eq(alice.subscribe("chain/#", qos=1).codes, [1], "SUBACK")
+        connect("bob", 0x86).close()
+        connect(None, 0x87).close()
+        mark = b.log_mark()
+        s.put("auth.yaml", chain(two, "ca-two"))
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "the chain's Custom server changed")
+        connect("alice", 0x86).close()
+        bob = connect("bob", 0)
+        check_eq(bob.publish("chain/1", b"one", qos=1).rc, 0, "PUBACK")
+        p = alice.recv_publish(timeout=5)
+        check_eq((p.topic, p.payload), ("chain/1", b"one"), "alice, connected under the old "
+                 "chain, still gets her subscription's messages")
+        mark = b.log_mark()
+        s.write_listeners([(port, [])])  # no authentication on the port any more
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "authentication removed")
+        check(re.search(r"reload: port 127\.0\.0\.1:%d .*authentication disabled\) kept: its "
+                        r"authentication changed" % port, b.log_since(mark)), "logged")
+        anon = connect(None, 0)
+        anon.publish("chain/2", b"two", qos=1)
+        p = alice.recv_publish(timeout=5)
+        check_eq((p.topic, p.payload), ("chain/2", b"two"), "alice after the second reload")
+        alice.ping(3)
+        for c in (anon, bob, alice):
+            c.disconnect()
 
 
 # ---- listener ports --------------------------------------------------------------------------------
