@@ -390,6 +390,61 @@ def authentication_chain_applies_to_new_connects_only():
             c.disconnect()
 
 
+@case(ringmq_only=ONLY)
+def refused_reload_is_never_more_permissive():
+    """A reload that cannot be completed keeps the running authentication and authorization
+    (mosquitto CVE-2017-7652 fell back to allowing everything): the file with the
+    BrokerAuthentication unreadable, then the BrokerAuthorization file half-written, then the
+    auth server's CA ConfigMap removed: each refused with its cause, counted, and a client
+    without credentials is still refused, a denied topic still denied."""
+    import authsrv
+    import certs
+    pw = "n0t-m0re-pw"
+    srv = authsrv.AuthServer(certs.CertFactory(), {"alice": authsrv.user(pw)},
+                             ca_subject="/CN=Never More CA")
+    hdr = "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\n"
+    rules = (hdr + "kind: BrokerAuthorization\nmetadata: {name: rules}\nspec:\n"
+             "  authorizationPolicies:\n    rules:\n"
+             "    - principals: {usernames: [alice]}\n      brokerResources:\n"
+             "      - method: Connect\n      - {method: Publish, topics: [\"ok/#\"]}\n")
+    port = rq.free_port()
+    s = Setup([(port, ["authenticationRef: chain", "authorizationRef: rules"])],
+              files={"auth.yaml": authsrv.authn("chain", authsrv.custom_method(srv.url)),
+                     "configmaps/auth-ca/ca.crt": srv.ca.pem, "rules.yaml": rules},
+              drop_dac=True)
+
+    def still_enforced(what):
+        c = rq.RawClient(port, timeout=10)
+        check_eq(c.connect(client_id=rq.uniq("anon")).rc, 0x87, what + ": no credentials")
+        c.close()
+        c = rq.RawClient(port, timeout=10)
+        check_eq(c.connect(client_id=rq.uniq("a"), username="alice", password=pw).rc, 0,
+                 what + ": alice")
+        check(c.publish("ok/1", b"x", qos=1).rc in (0, 0x10), what + ": allowed topic")
+        check_eq(c.publish("other/1", b"x", qos=1).rc, 0x87, what + ": denied topic")
+        c.disconnect()
+    with s.b as b:
+        still_enforced("at start")
+        path = os.path.join(s.dir, "auth.yaml")
+        before, mark = failures(b), b.log_mark()
+        os.chmod(path, 0)
+        b.signal(signal.SIGHUP)
+        refused(b, mark, r".*auth\.yaml: cannot open: Permission denied", "unreadable", before)
+        still_enforced("authentication file unreadable")
+        os.chmod(path, 0o644)
+        before, mark = failures(b), b.log_mark()
+        s.put("rules.yaml", rules[:rules.index("brokerResources")] + "brokerRes")
+        b.signal(signal.SIGHUP)
+        refused(b, mark, r".*rules\.yaml:\d+:\d+: ", "half-written authorization", before)
+        still_enforced("authorization file half-written")
+        s.put("rules.yaml", rules)
+        before, mark = failures(b), b.log_mark()
+        shutil.rmtree(os.path.join(s.dir, "configmaps"))
+        b.signal(signal.SIGHUP)
+        refused(b, mark, r".*auth\.yaml:\d+:\d+: .*auth-ca", "CA ConfigMap removed", before)
+        still_enforced("the auth server's CA removed")
+
+
 # ---- listener ports --------------------------------------------------------------------------------
 
 def shards_seen(b, mark, port):
