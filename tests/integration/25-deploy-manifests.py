@@ -58,12 +58,38 @@ def objects(kind):
 
 def containerfile():
     """EXPOSEd ports and the USER uid of the runtime stage."""
+    ports, uid, _ = containerfile_runtime()
+    return ports, uid
+
+
+def containerfile_runtime():
+    """EXPOSEd ports, the USER uid and the instructions (name -> argument text) of the runtime
+    stage."""
     with open(os.path.join(CONTAINER, "Containerfile")) as f:
         text = f.read()
     runtime = text.split("FROM scratch", 1)[1]
     ports = {int(p) for line in re.findall(r"^EXPOSE (.*)$", runtime, re.M) for p in line.split()}
     user = re.search(r"^USER (\d+)", runtime, re.M)
-    return ports, int(user.group(1)) if user else None
+    instr = dict(re.findall(r"^([A-Z]+) (.*)$", runtime, re.M))
+    return ports, int(user.group(1)) if user else None, instr
+
+
+@case(ringmq_only=ONLY)
+def image_runs_as_the_issue_says():
+    """The runtime stage: UID 10001, SIGTERM as stop signal, the broker as entry point with the
+    configuration at /etc/ringmq, data at /var/lib/ringmq and the log on standard output (the
+    broker logs to standard error without --log-stdout); the pods pass the same arguments."""
+    _, uid, instr = containerfile_runtime()
+    check_eq(uid, 10001, "USER")
+    check_eq(instr.get("STOPSIGNAL"), "SIGTERM", "STOPSIGNAL")
+    check_eq(json.loads(instr["ENTRYPOINT"]), ["/usr/bin/ringmq"], "ENTRYPOINT")
+    cmd = json.loads(instr["CMD"])
+    check_eq(cmd, ["-c", "/etc/ringmq", "--data-dir", "/var/lib/ringmq", "--log-stdout"], "CMD")
+    check(re.search(r"^FROM \S+ AS build", open(os.path.join(CONTAINER, "Containerfile")).read(),
+                    re.M), "multi-stage build")
+    for w in workloads():
+        (c,) = w["spec"]["template"]["spec"]["containers"]
+        check_eq(c.get("args"), cmd, "%s args (they replace CMD)" % w["kind"])
 
 
 def workloads():
