@@ -529,9 +529,19 @@ def healthz_fails_while_a_shard_is_stuck():
     b, mp = start(env={"RINGMQ_TEST_STALL_MS": "9000"})
     with b:
         wait_http(mp, "/healthz", 200)
+        # idle shards turn too (a heartbeat): an idle broker stays healthy past the 5 s
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 6.5:
+            check_eq(http(mp, "/healthz").status, 200, "/healthz of an idle broker")
+            time.sleep(0.5)
         b.signal(signal.SIGUSR2)
         r = wait_http(mp, "/healthz", 503, timeout=15)
         check(b"shard 0" in r.body, "503 body %r" % r.body)
+        m = scrape(mp)
+        check(val(m, "ringmq_shard_last_turn_age_seconds", shard="0") > 5,
+              "last turn age of the stuck shard")
+        check(val(m, "ringmq_shard_last_turn_age_seconds", shard="1") < 5,
+              "last turn age of the other shard")
         check_eq(http(mp, "/metrics").status, 200, "/metrics while a shard is stuck")
         wait_http(mp, "/healthz", 200, timeout=20)  # it turns again once the stall ends
         c = rq.connected(b.port)
