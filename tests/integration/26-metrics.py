@@ -12,7 +12,11 @@
   (shutdownDelaySeconds);
 - $SYS/broker/... arrive (retained) every sysTopicsIntervalSeconds, '#' never matches them,
   clients cannot publish there, sysTopics false turns them off;
-- TLS handshake failures are counted by cause (not TLS: protocol; TLS 1.0 only: version);
+- TLS handshake failures are counted by cause (not TLS: protocol; TLS 1.0 only: version; a
+  client that distrusts the server, TLS 1.3 and 1.2: alert; an untrusted or missing client
+  certificate on an X509 port: certificate);
+- per-shard: connections, inbox depth of a stuck shard, backpressure pauses of the shard
+  posting to it; authorization allow/deny per operation;
 - sd_notify: READY=1 once the listeners accept, WATCHDOG=1 while the shards turn (and not while
   one is stuck), STOPPING=1 on SIGTERM, through a NOTIFY_SOCKET datagram socket."""
 
@@ -661,12 +665,23 @@ def tls_handshake_failures_by_cause():
     import warnings
     import certs
     f = certs.CertFactory()
-    server = f.server(f.ca("/CN=Metrics Test Root"))
-    mport, port = rq.free_port(), rq.free_port()
+    root = f.ca("/CN=Metrics Test Root", name="m-root")
+    server = f.server(root, name="m-srv")
+    other = f.ca("/CN=Metrics Other Root", name="m-other")
+    stranger = f.client("/CN=stranger", other, name="m-stranger")
+    mport, port, xport = rq.free_port(), rq.free_port(), rq.free_port()
     y = rq.broker_yaml(port=port, extra_spec={"diagnostics": {"metrics": {
         "prometheusPort": mport}}})
-    y = y.replace("bindAddress: 127.0.0.1", "bindAddress: 127.0.0.1\n    tls: {mode: Manual, "
-                  "manual: {secretRef: server-cert}}", 1)
+    tls = "tls: {mode: Manual, manual: {secretRef: server-cert}}"
+    y = y.replace("bindAddress: 127.0.0.1", "bindAddress: 127.0.0.1\n    " + tls, 1)
+    # a second port where the only method is X509: client certificates from root required
+    y += ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\n"
+          "metadata: {name: x509-port}\nspec:\n  ports:\n  - port: %d\n    bindAddress: "
+          "127.0.0.1\n    authenticationRef: x509\n    %s\n"
+          "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
+          "metadata: {name: x509}\nspec:\n  authenticationMethods:\n  - method: X509\n"
+          "    x509Settings: {trustedClientCaCert: client-ca}\n" % (xport, tls))
+    y += certs.configmap_yaml("client-ca", {"ca.pem": root.pem})
     b = rq.start_broker(y, files={"secrets/server-cert/tls.crt": server.chain_pem,
                                   "secrets/server-cert/tls.key": server.key_pem})
     causes = ("certificate", "version", "cipher", "protocol", "alert", "other")
@@ -707,6 +722,36 @@ def tls_handshake_failures_by_cause():
         c2 = counts()
         check_eq({k: c2[k] - c1[k] for k in causes if c2[k] != c1[k]}, {"version": 1},
                  "failures of a TLS 1.0 client")
+
+        def failed_handshake(p, ctx, what):
+            before = counts()
+            try:
+                c = ctx.wrap_socket(socket.create_connection((rq.HOST, p), timeout=5),
+                                    server_hostname="localhost")
+                c.sendall(b"\x10\x00")  # TLS 1.3: a refused client certificate shows here
+                c.recv(10)
+                c.close()
+            except (ssl.SSLError, OSError):
+                pass
+            deadline = time.monotonic() + 5
+            while counts() == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)  # nothing more comes
+            after = counts()
+            return {k: after[k] - before[k] for k in causes if after[k] != before[k]}
+        # the client does not trust the broker's certificate: it ends with an alert (TLS 1.3:
+        # sent in the clear, where wolfSSL reports a parse error; counted as protocol before)
+        for v in ("1.3", "1.2"):
+            check_eq(failed_handshake(port, rq.tls_context(cafile=other.cert, version=v),
+                                      "distrust"),
+                     {"alert": 1}, "failures of a TLS %s client that distrusts the server" % v)
+        # the X509 port: a client certificate from an untrusted CA, and none at all
+        check_eq(failed_handshake(xport, rq.tls_context(cafile=root.cert, cert=stranger.cert,
+                                                        key=stranger.key), "stranger"),
+                 {"certificate": 1}, "failures of an untrusted client certificate")
+        check_eq(failed_handshake(xport, rq.tls_context(cafile=root.cert), "no cert"),
+                 {"certificate": 1}, "failures without a client certificate")
+        c2 = counts()
         # a good client still gets through, and is no failure
         ok = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ok.check_hostname, ok.verify_mode = False, ssl.CERT_NONE
