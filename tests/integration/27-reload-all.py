@@ -311,23 +311,56 @@ def log_level_applies_live_restart_only_settings_logged():
 
 @case(ringmq_only=ONLY)
 def client_limits_apply_to_new_connections():
-    """advanced.clients.maxKeepAliveSeconds: a client connected before the reload keeps what its
-    CONNACK said and stays connected; one connecting after gets the new limit."""
+    """advanced.clients (maxKeepAliveSeconds, maxReceiveMaximum, maxPacketSizeBytes,
+    maxSessionExpirySeconds): a client connected before the reload keeps what its CONNACK said,
+    its packet size limit too, and stays connected; one connecting after gets the new limits."""
     port = rq.free_port()
-    s = Setup([(port, [])], clients={"maxKeepAliveSeconds": 60})
+    old_limits = {"maxKeepAliveSeconds": 60, "maxReceiveMaximum": 100,
+                  "maxPacketSizeBytes": 100000, "maxSessionExpirySeconds": 600}
+    new_limits = {"maxKeepAliveSeconds": 30, "maxReceiveMaximum": 50,
+                  "maxPacketSizeBytes": 50000, "maxSessionExpirySeconds": 300}
+    s = Setup([(port, [])], clients=old_limits)
+
+    def limits(ack):
+        return tuple(ack.props.get(k) for k in ("server_keep_alive", "maximum_packet_size",
+                                                "session_expiry_interval"))
+
+    def connect(what):
+        c = rq.RawClient(port)
+        ack = c.connect(client_id=rq.uniq(what), keepalive=120,
+                        props={"session_expiry_interval": 100000, "receive_maximum": 1000})
+        check_eq(ack.rc, 0, what + " CONNACK")
+        c.subscribe("limits/%s/#" % what, qos=1)
+        return c, limits(ack)
+
+    def in_flight(c, what, want):
+        """QoS 1 messages the broker sends c without acknowledgements: its Receive Maximum
+        capped by maxReceiveMaximum."""
+        pub = rq.connected(port)
+        for i in range(want + 20):
+            pub.publish("limits/%s/%d" % (what, i), b"m", qos=1)
+        pub.disconnect()
+        got = c.collect(timeout=1.5, count=want, ack=False)
+        check_eq(len(got), want, what + ": messages in flight")
+        c.expect_nothing(1.0, "a message past maxReceiveMaximum (%s)" % what)
     with s.b as b:
-        old = rq.RawClient(port)
-        ack = old.connect(client_id=rq.uniq("old"), keepalive=120)
-        check_eq(ack.props.get("server_keep_alive"), 60, "Server Keep Alive before")
+        old, got = connect("old")
+        check_eq(got, (60, 100000, 600), "CONNACK limits before")
         mark = b.log_mark()
-        s.write_broker(clients={"maxKeepAliveSeconds": 30})
+        s.write_broker(clients=new_limits)
         b.signal(signal.SIGHUP)
         reload_ok(b, mark, "new client limits")
-        new = rq.RawClient(port)
-        ack = new.connect(client_id=rq.uniq("new"), keepalive=120)
-        check_eq(ack.props.get("server_keep_alive"), 30, "Server Keep Alive after the reload")
+        new, got = connect("new")
+        check_eq(got, (30, 50000, 300), "CONNACK limits after the reload")
+        in_flight(old, "old", 100)
+        in_flight(new, "new", 50)
         old.ping(3)
-        new.disconnect()
+        big = b"x" * 80000  # between the new limit and the old one
+        check(old.publish("limits/old", big, qos=1).rc in (0, 0x10),
+              "the old connection keeps its maximum packet size")
+        new.send_raw(rq.enc_publish(5, "limits/new", big, qos=1, pid=1))
+        r = new.expect_closed(10)
+        check(r and r.rc == 0x95, "the new connection: DISCONNECT 0x95 Packet too large: %r" % r)
         old.disconnect()
 
 
