@@ -1038,5 +1038,30 @@ def sd_notify_ready_watchdog_stopping():
         check_eq(b.proc.wait(10), 0, "exit code")
 
 
+
+@case(ringmq_only=ONLY)
+def sd_notify_abstract_socket_and_foreign_watchdog():
+    """NOTIFY_SOCKET may name an abstract socket ('@...', as systemd does for some units);
+    WATCHDOG_USEC meant for another process (WATCHDOG_PID not ours) arms no watchdog."""
+    name = "ringmq-notify-%d-%s" % (os.getpid(), rq.uniq("n"))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("\0" + name)
+    rq.on_cleanup(s.close)
+    b, mp = start(env={"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "200000",
+                       "WATCHDOG_PID": "1"})
+    with b:
+        seen = wait_notify(s, "READY=1")
+        check(rq.port_open(b.port), "READY=1 before the listener accepts")
+        s.settimeout(1.5)
+        try:
+            msg = s.recv(4096).decode()
+        except socket.timeout:
+            msg = ""
+        check("WATCHDOG=1" not in seen + msg.split("\n"),
+              "WATCHDOG=1 for a watchdog of another process: %r" % msg)
+        b.signal(signal.SIGTERM)
+        wait_notify(s, "STOPPING=1")
+        check_eq(b.proc.wait(10), 0, "exit code")
+
 if __name__ == "__main__":
     rq.run(timeout=240)
