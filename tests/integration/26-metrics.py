@@ -910,6 +910,72 @@ def authorization_counters():
         c.disconnect()
 
 
+
+@case(ringmq_only=ONLY)
+def kubernetes_requests_and_sat_cache():
+    """ServiceAccountToken: the requests to the Kubernetes API (TokenReviews, ServiceAccount
+    reads) counted by status class exactly as the test API server counts them; a token seen
+    before is a cache hit without a request; with RBAC missing (403) the requests are 4xx and
+    the CONNECT an authentication failure (0x88)."""
+    import shutil
+    import kube_api
+    d = tempfile.mkdtemp(prefix="rq-sat-metrics-")
+    rq.on_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
+    api = kube_api.KubeAPI(d, require_bearer="broker-token")
+    rq.on_cleanup(api.stop)
+    api.add_sa("ns1", "dev")
+    kc = api.write_kubeconfig(os.path.join(d, "kubeconfig"), token="broker-token")
+    mport, port = rq.free_port(), rq.free_port()
+    y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\n"
+         "metadata: {name: broker}\nspec:\n  diagnostics: {metrics: {prometheusPort: %d}}\n"
+         "  ringmq:\n    sysTopics: false\n    connectTimeoutSeconds: 10\n"
+         "    auth: {requestTimeoutSeconds: 4}\n"
+         "    kubernetes: {serviceAccountDir: \"%s\", kubeconfig: \"%s\"}\n"
+         "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\n"
+         "metadata: {name: listeners}\nspec:\n  ports:\n"
+         "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: sat}\n"
+         "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
+         "metadata: {name: sat}\nspec:\n  authenticationMethods:\n"
+         "  - method: ServiceAccountToken\n    serviceAccountTokenSettings:\n"
+         "      audiences: [aio-internal]\n"
+         % (mport, os.path.join(d, "no-such-dir"), kc, port))
+    b = rq.start_broker(y)
+
+    def sat(token):
+        c = rq.RawClient(port, timeout=15)
+        ack = c.connect(client_id=rq.uniq("sat"), props={
+            "authentication_method": "K8S-SAT", "authentication_data": token.encode()})
+        c.close()
+        return ack.rc
+
+    def requests():
+        return sum(api.count(k) for k in ("tokenreview", "sa"))
+    req = "ringmq_auth_server_requests_total"
+    with b:
+        check(rq.port_open(port, 5.0), "SAT port listening")
+        s0, r0 = scrape(mport), requests()
+        token = api.token("ns1", "dev", ["aio-internal"])
+        check_eq(sat(token), 0, "CONNACK with a good token")
+        check_eq(sat(token), 0, "CONNACK with the same token again")
+        s1, r1 = scrape(mport), requests()
+
+        def d(a, b_, name, **labels):
+            return val(b_, name, **labels) - val(a, name, **labels)
+        check(r1 - r0 >= 1, "the test API server saw no request")
+        check_eq(d(s0, s1, req, server="kubernetes", status="2xx"), r1 - r0,
+                 "kubernetes 2xx = requests the API server answered")
+        check_eq((d(s0, s1, "ringmq_auth_cache_misses_total"),
+                  d(s0, s1, "ringmq_auth_cache_hits_total")), (1, 1), "cache (misses, hits)")
+        check_eq(d(s0, s1, "aio_broker_authentication_successes"), 2, "successes")
+        api.mode = "403"
+        check_eq(sat(api.token("ns1", "dev", ["aio-internal"])), 0x88, "RBAC missing")
+        s2, r2 = scrape(mport), requests()
+        check(r2 - r1 >= 1, "the test API server saw no request with RBAC missing")
+        check_eq(d(s1, s2, req, server="kubernetes", status="4xx"), r2 - r1, "kubernetes 4xx")
+        check_eq(d(s1, s2, req, server="kubernetes", status="2xx"), 0, "kubernetes 2xx")
+        check_eq(d(s1, s2, "aio_broker_authentication_failures"), 1, "failures")
+        check_eq(d(s0, s2, req, server="custom", status="2xx"), 0, "no Custom requests")
+
 def read_until(c, done, timeout):
     """PUBLISHes to c until done(p) is true or timeout seconds passed."""
     deadline = time.monotonic() + timeout
