@@ -19,7 +19,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -364,7 +363,7 @@ def client_limits_apply_to_new_connections():
         old.disconnect()
 
 
-# ---- authentication and authorization ---------------------------------------------------------------
+# ---- authentication and authorization -------------------------------------------------------------
 
 @case(ringmq_only=ONLY)
 def authentication_chain_applies_to_new_connects_only():
