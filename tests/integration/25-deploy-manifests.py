@@ -120,6 +120,42 @@ def manifests_parse_with_known_kinds():
         check(k in kinds, "no %s under deploy/kubernetes" % k)
 
 
+def kustomize_files(d, seen=None):
+    """The manifest files a kustomization directory takes in (its resources, recursively), each
+    checked to exist; without kubectl this is what CI can check of `kubectl kustomize`."""
+    seen = set() if seen is None else seen
+    path = os.path.join(d, "kustomization.yaml")
+    check(os.path.isfile(path), "%s: no kustomization.yaml" % os.path.relpath(d, K8S))
+    with open(path) as f:
+        k = yaml.safe_load(f)
+    for r in k.get("resources", []):
+        full = os.path.normpath(os.path.join(d, r))
+        check(os.path.exists(full), "%s: resource %s does not exist"
+              % (os.path.relpath(path, K8S), r))
+        if os.path.isdir(full):
+            kustomize_files(full, seen)
+        else:
+            seen.add(os.path.relpath(full, K8S))
+    return seen
+
+
+@case(ringmq_only=ONLY)
+def kustomizations_take_every_manifest():
+    """Every kustomization's resources exist, the default one takes the DaemonSet, the
+    statefulset one the StatefulSet, both the shared base, and no manifest is left out."""
+    default = kustomize_files(K8S)
+    sts = kustomize_files(os.path.join(K8S, "statefulset"))
+    check("daemonset/daemonset.yaml" in default and "statefulset/statefulset.yaml" not in default,
+          "default kustomization: %s" % sorted(default))
+    check("statefulset/statefulset.yaml" in sts and "daemonset/daemonset.yaml" not in sts,
+          "statefulset kustomization: %s" % sorted(sts))
+    base = {f for f in default if f.startswith("base/")}
+    check(base and base <= sts, "the StatefulSet variant lacks %s" % sorted(base - sts))
+    every = {os.path.relpath(p, K8S) for p in glob.glob(os.path.join(K8S, "**", "*.yaml"),
+                                                         recursive=True)
+             if os.path.basename(p) != "kustomization.yaml"}
+    check_eq(every - default - sts, set(), "manifests no kustomization takes")
+
 @case(ringmq_only=ONLY)
 def kustomizations_render():
     """kubectl kustomize renders each kustomization (kubectl decodes every resource on the way;
