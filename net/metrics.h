@@ -53,9 +53,10 @@ void rq_metrics_test_stall(int shard);
  * its latency since c->auth_started_us. */
 void rq_metrics_authn_done(struct conn *c, const struct rq_auth_verdict *v);
 /* Shard thread: the TLS handshake of ssl (a WOLFSSL *) failed with this wolfSSL error
- * (metrics_tls.c). A fatal alert received from the client names the cause "alert", whatever
- * error wolfSSL then reports. */
-void rq_metrics_tls_failure(void *ssl, int err);
+ * (metrics_tls.c); rx, rx_len: the bytes of the read that failed. A fatal alert received from
+ * the client (also one sent in the clear where wolfSSL expected an encrypted record) names the
+ * cause "alert", whatever error wolfSSL then reports. */
+void rq_metrics_tls_failure(void *ssl, int err, const uint8_t *rx, size_t rx_len);
 
 /* $SYS/broker/... (metrics_sys.c): posts the current values to shard 0, which publishes them
  * as retained messages. Control thread. */

@@ -41,7 +41,25 @@ static enum rq_stat cause_of(int e)
     return RQ_ST_TLS_FAIL_OTHER;
 }
 
-void rq_metrics_tls_failure(void *ssl, int err)
+/* Whether the records of rx (one read, walked from its start) hold a fatal alert sent in the
+ * clear. A TLS 1.3 client that rejects our certificate (OpenSSL) sends its alert before it
+ * switches to the handshake keys; wolfSSL, which already expects encrypted records, reports a
+ * parse error and keeps no alert history. */
+static bool plaintext_fatal_alert(const uint8_t *rx, size_t len)
+{
+    while (len >= 5 && rx[1] == 3) { /* a record header: type, version 3.x, length */
+        size_t n = (size_t)rx[3] << 8 | rx[4];
+        if (rx[0] == 21 /* alert */ && n == 2 && len >= 7)
+            return rx[5] == 2; /* level fatal */
+        if (len - 5 < n)
+            return false;
+        rx += 5 + n;
+        len -= 5 + n;
+    }
+    return false;
+}
+
+void rq_metrics_tls_failure(void *ssl, int err, const uint8_t *rx, size_t rx_len)
 {
     WOLFSSL_ALERT_HISTORY h;
     if (ssl && wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS &&
@@ -49,5 +67,8 @@ void rq_metrics_tls_failure(void *ssl, int err)
         rq_stat_inc(RQ_ST_TLS_FAIL_ALERT); /* e.g. the client does not trust our certificate */
         return;
     }
-    rq_stat_inc(cause_of(err));
+    enum rq_stat cause = cause_of(err);
+    if (cause == RQ_ST_TLS_FAIL_PROTOCOL && plaintext_fatal_alert(rx, rx_len))
+        cause = RQ_ST_TLS_FAIL_ALERT;
+    rq_stat_inc(cause);
 }

@@ -352,12 +352,14 @@ static struct rq_listen *listen_open(const struct rq_port_cfg *pc, int n, bool p
 }
 
 /* Whether next can keep run's sockets (and its connected clients): the same socket and the same
- * kind of port. A port whose certificate or authentication chain changed keeps them. */
+ * kind of port. A port whose certificate or authentication changed keeps them, also when its
+ * authenticationRef names another BrokerAuthentication or was added or removed: new CONNECTs
+ * get the new chain, connected clients keep their session (each connection holds the
+ * generation it connected under). */
 static bool same_listener(const struct rq_port_cfg *run, const struct rq_port_cfg *next)
 {
     return run->port == next->port && strcmp(run->bind_address, next->bind_address) == 0 &&
-           run->protocol == next->protocol && run->tls.mode == next->tls.mode &&
-           strcmp(run->authn_name, next->authn_name) == 0;
+           run->protocol == next->protocol && run->tls.mode == next->tls.mode;
 }
 
 static void snap_unref(struct rq_gen_snap *sn)
@@ -539,9 +541,13 @@ static int plan_reload(const struct rq_gen *cur, const struct rq_config *next, s
             return -1;
         }
     }
-    for (size_t j = 0; j < next->n_ports; j++)
+    for (size_t j = 0; j < next->n_ports; j++) {
         if (!p->prevs[j])
             log_port("added: listening on every shard", &next->ports[j]);
+        else if (strcmp(p->prevs[j]->cfg->authn_name, next->ports[j].authn_name) != 0)
+            log_port("kept: its authentication changed (new CONNECTs; connected clients stay)",
+                     &next->ports[j]);
+    }
     for (size_t i = 0; i < cur->n_ports; i++)
         if (!kept[i])
             log_port("removed: closed on every shard, its clients disconnected",

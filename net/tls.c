@@ -323,7 +323,7 @@ int rq_tls_rx(struct rq_tls *t, const uint8_t *p, size_t len, struct rq_buf *app
         int ret = wolfSSL_accept(t->ssl);
         if (ret != WOLFSSL_SUCCESS) {
             if (wolfSSL_get_error(t->ssl, ret) != WOLFSSL_ERROR_WANT_READ) {
-                rq_metrics_tls_failure(t->ssl, wolfSSL_get_error(t->ssl, ret));
+                rq_metrics_tls_failure(t->ssl, wolfSSL_get_error(t->ssl, ret), p, len);
                 result = fail(t, ret, "TLS handshake failed", why);
             }
             goto out;

@@ -71,6 +71,11 @@ if [ "$up" -ne 1 ]; then
 fi
 podman logs "$name" 2>&1 | grep -q "0\.0\.0\.0.*authentication" ||
   bad "no warning about the unauthenticated port on 0.0.0.0 in the log"
+# The log is on standard output (the image's CMD passes --log-stdout), nothing on stderr.
+podman logs "$name" 2>/dev/null | grep -q "listening" ||
+  bad "the broker's log is not on the container's standard output"
+[ -z "$(podman logs "$name" 2>&1 >/dev/null)" ] ||
+  bad "the broker wrote to the container's standard error: $(podman logs "$name" 2>&1 >/dev/null | head -n 3)"
 
 # Retained message through the published port, read back by a second client.
 msg="smoke-$$-$RANDOM"

@@ -58,12 +58,38 @@ def objects(kind):
 
 def containerfile():
     """EXPOSEd ports and the USER uid of the runtime stage."""
+    ports, uid, _ = containerfile_runtime()
+    return ports, uid
+
+
+def containerfile_runtime():
+    """EXPOSEd ports, the USER uid and the instructions (name -> argument text) of the runtime
+    stage."""
     with open(os.path.join(CONTAINER, "Containerfile")) as f:
         text = f.read()
     runtime = text.split("FROM scratch", 1)[1]
     ports = {int(p) for line in re.findall(r"^EXPOSE (.*)$", runtime, re.M) for p in line.split()}
     user = re.search(r"^USER (\d+)", runtime, re.M)
-    return ports, int(user.group(1)) if user else None
+    instr = dict(re.findall(r"^([A-Z]+) (.*)$", runtime, re.M))
+    return ports, int(user.group(1)) if user else None, instr
+
+
+@case(ringmq_only=ONLY)
+def image_runs_as_the_issue_says():
+    """The runtime stage: UID 10001, SIGTERM as stop signal, the broker as entry point with the
+    configuration at /etc/ringmq, data at /var/lib/ringmq and the log on standard output (the
+    broker logs to standard error without --log-stdout); the pods pass the same arguments."""
+    _, uid, instr = containerfile_runtime()
+    check_eq(uid, 10001, "USER")
+    check_eq(instr.get("STOPSIGNAL"), "SIGTERM", "STOPSIGNAL")
+    check_eq(json.loads(instr["ENTRYPOINT"]), ["/usr/bin/ringmq"], "ENTRYPOINT")
+    cmd = json.loads(instr["CMD"])
+    check_eq(cmd, ["-c", "/etc/ringmq", "--data-dir", "/var/lib/ringmq", "--log-stdout"], "CMD")
+    check(re.search(r"^FROM \S+ AS build", open(os.path.join(CONTAINER, "Containerfile")).read(),
+                    re.M), "multi-stage build")
+    for w in workloads():
+        (c,) = w["spec"]["template"]["spec"]["containers"]
+        check_eq(c.get("args"), cmd, "%s args (they replace CMD)" % w["kind"])
 
 
 def workloads():
@@ -93,6 +119,42 @@ def manifests_parse_with_known_kinds():
               "ConfigMap", "Service", "DaemonSet", "StatefulSet", "Kustomization"):
         check(k in kinds, "no %s under deploy/kubernetes" % k)
 
+
+def kustomize_files(d, seen=None):
+    """The manifest files a kustomization directory takes in (its resources, recursively), each
+    checked to exist; without kubectl this is what CI can check of `kubectl kustomize`."""
+    seen = set() if seen is None else seen
+    path = os.path.join(d, "kustomization.yaml")
+    check(os.path.isfile(path), "%s: no kustomization.yaml" % os.path.relpath(d, K8S))
+    with open(path) as f:
+        k = yaml.safe_load(f)
+    for r in k.get("resources", []):
+        full = os.path.normpath(os.path.join(d, r))
+        check(os.path.exists(full), "%s: resource %s does not exist"
+              % (os.path.relpath(path, K8S), r))
+        if os.path.isdir(full):
+            kustomize_files(full, seen)
+        else:
+            seen.add(os.path.relpath(full, K8S))
+    return seen
+
+
+@case(ringmq_only=ONLY)
+def kustomizations_take_every_manifest():
+    """Every kustomization's resources exist, the default one takes the DaemonSet, the
+    statefulset one the StatefulSet, both the shared base, and no manifest is left out."""
+    default = kustomize_files(K8S)
+    sts = kustomize_files(os.path.join(K8S, "statefulset"))
+    check("daemonset/daemonset.yaml" in default and "statefulset/statefulset.yaml" not in default,
+          "default kustomization: %s" % sorted(default))
+    check("statefulset/statefulset.yaml" in sts and "daemonset/daemonset.yaml" not in sts,
+          "statefulset kustomization: %s" % sorted(sts))
+    base = {f for f in default if f.startswith("base/")}
+    check(base and base <= sts, "the StatefulSet variant lacks %s" % sorted(base - sts))
+    every = {os.path.relpath(p, K8S) for p in glob.glob(os.path.join(K8S, "**", "*.yaml"),
+                                                         recursive=True)
+             if os.path.basename(p) != "kustomization.yaml"}
+    check_eq(every - default - sts, set(), "manifests no kustomization takes")
 
 @case(ringmq_only=ONLY)
 def kustomizations_render():

@@ -12,7 +12,11 @@
   (shutdownDelaySeconds);
 - $SYS/broker/... arrive (retained) every sysTopicsIntervalSeconds, '#' never matches them,
   clients cannot publish there, sysTopics false turns them off;
-- TLS handshake failures are counted by cause (not TLS: protocol; TLS 1.0 only: version);
+- TLS handshake failures are counted by cause (not TLS: protocol; TLS 1.0 only: version; a
+  client that distrusts the server, TLS 1.3 and 1.2: alert; an untrusted or missing client
+  certificate on an X509 port: certificate);
+- per-shard: connections, inbox depth of a stuck shard, backpressure pauses of the shard
+  posting to it; authorization allow/deny per operation;
 - sd_notify: READY=1 once the listeners accept, WATCHDOG=1 while the shards turn (and not while
   one is stuck), STOPPING=1 on SIGTERM, through a NOTIFY_SOCKET datagram socket."""
 
@@ -529,13 +533,112 @@ def healthz_fails_while_a_shard_is_stuck():
     b, mp = start(env={"RINGMQ_TEST_STALL_MS": "9000"})
     with b:
         wait_http(mp, "/healthz", 200)
+        # idle shards turn too (a heartbeat): an idle broker stays healthy past the 5 s
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 6.5:
+            check_eq(http(mp, "/healthz").status, 200, "/healthz of an idle broker")
+            time.sleep(0.5)
         b.signal(signal.SIGUSR2)
         r = wait_http(mp, "/healthz", 503, timeout=15)
         check(b"shard 0" in r.body, "503 body %r" % r.body)
+        m = scrape(mp)
+        check(val(m, "ringmq_shard_last_turn_age_seconds", shard="0") > 5,
+              "last turn age of the stuck shard")
+        check(val(m, "ringmq_shard_last_turn_age_seconds", shard="1") < 5,
+              "last turn age of the other shard")
         check_eq(http(mp, "/metrics").status, 200, "/metrics while a shard is stuck")
         wait_http(mp, "/healthz", 200, timeout=20)  # it turns again once the stall ends
         c = rq.connected(b.port)
         c.disconnect()
+
+
+def shard_of(b, c, timeout=5.0):
+    """The shard serving RawClient c, from the broker's debug line naming its address."""
+    local = c.sock.getsockname()[1]
+    m = b.wait_log(r"\[shard (\d+)\] 127\.0\.0\.1:%d " % local, 0, timeout)
+    check(m, "no log line names the shard of 127.0.0.1:%d" % local)
+    return int(m.group(1))
+
+
+def one_per_shard(b, n=2):
+    """Clients connected until one is served by each of shards 0..n-1 (SO_REUSEPORT spreads
+    them by source port); the others disconnected. Returns them indexed by shard."""
+    got, spare = {}, []
+    deadline = time.monotonic() + 20
+    while len(got) < n and time.monotonic() < deadline:
+        c = rq.connected(b.port)
+        s = shard_of(b, c)
+        if s in got:
+            spare.append(c)
+        else:
+            got[s] = c
+    check_eq(sorted(got), list(range(n)), "shards reached")
+    for c in spare:
+        c.disconnect()
+    return [got[i] for i in range(n)]
+
+
+def wait_at_least(port, name, want, timeout=10.0, **labels):
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = val(scrape(port), name, **labels)
+        if got >= want:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("%s%s = %r, want >= %r" % (name, labels or "", got, want))
+
+
+@case(ringmq_only=ONLY)
+def inbox_depth_backpressure_and_connections_per_shard():
+    """Per-shard gauges and counters say what happens on that shard: one client on each shard
+    is ringmq_shard_connections 1 each; while shard 0 is stuck (test hook), the messages shard
+    1 routes to shard 0's subscriber wait in shard 0's inbox (ringmq_shard_inbox_pending_messages
+    exactly that many), and past spec.ringmq.shardBacklogLimit shard 1 stops reading its client
+    (ringmq_backpressure_pauses_total{shard="1"} moves); once shard 0 turns again the inbox
+    drains to 0 and every message arrives."""
+    b, mp = start(ringmq={"sysTopics": False, "shardBacklogLimit": 16},
+                  env={"RINGMQ_TEST_STALL_MS": "8000"})
+    with b:
+        sub, pub = one_per_shard(b)
+        sub.subscribe("bp/t", qos=0)
+        wait_value(mp, "ringmq_shard_connections", 1, shard="0")
+        wait_value(mp, "ringmq_shard_connections", 1, shard="1")
+        s0 = scrape(mp)
+        check_eq(val(s0, "ringmq_shard_inbox_pending_messages", shard="0"), 0, "inbox idle")
+        mark = b.log_mark()
+        b.signal(signal.SIGUSR2)
+        check(b.wait_log(r"shard 0: stalling", mark, 10), "shard 0 did not stall")
+        n = 10
+        for i in range(n):
+            pub.publish("bp/t", b"m%d" % i, qos=0)
+        pub.ping(5)  # shard 1 has read and routed them
+        wait_value(mp, "ringmq_shard_inbox_pending_messages", n, shard="0")
+        check_eq(val(scrape(mp), "ringmq_shard_inbox_pending_messages", shard="1"), 0,
+                 "shard 1's inbox")
+        # past the backlog limit (16): shard 1 pauses its publishing client
+        paused0 = val(s0, "ringmq_backpressure_pauses_total", shard="1")
+        deadline = time.monotonic() + 6
+        while (val(scrape(mp), "ringmq_backpressure_pauses_total", shard="1") == paused0
+               and time.monotonic() < deadline and n < 400):
+            pub.publish("bp/t", b"m%d" % n, qos=0)
+            n += 1
+            time.sleep(0.01)
+        s1 = scrape(mp)
+        check(val(s1, "ringmq_backpressure_pauses_total", shard="1") > paused0,
+              "no pause counted on shard 1 after %d messages toward a stuck shard" % n)
+        check_eq(val(s1, "ringmq_backpressure_pauses_total", shard="0"),
+                 val(s0, "ringmq_backpressure_pauses_total", shard="0"), "pauses on shard 0")
+        check(val(s1, "ringmq_shard_inbox_pending_messages", shard="0") > 16,
+              "inbox of the stuck shard past the limit")
+        got = sub.collect(timeout=30, count=n)
+        check_eq(len(got), n, "messages delivered once shard 0 turned again")
+        wait_value(mp, "ringmq_shard_inbox_pending_messages", 0, shard="0")
+        pub.ping(10)  # reads resumed
+        for c in (sub, pub):
+            c.disconnect()
+        wait_value(mp, "ringmq_shard_connections", 0, shard="0")
+        wait_value(mp, "ringmq_shard_connections", 0, shard="1")
 
 
 @case(ringmq_only=ONLY)
@@ -562,12 +665,23 @@ def tls_handshake_failures_by_cause():
     import warnings
     import certs
     f = certs.CertFactory()
-    server = f.server(f.ca("/CN=Metrics Test Root"))
-    mport, port = rq.free_port(), rq.free_port()
+    root = f.ca("/CN=Metrics Test Root", name="m-root")
+    server = f.server(root, name="m-srv")
+    other = f.ca("/CN=Metrics Other Root", name="m-other")
+    stranger = f.client("/CN=stranger", other, name="m-stranger")
+    mport, port, xport = rq.free_port(), rq.free_port(), rq.free_port()
     y = rq.broker_yaml(port=port, extra_spec={"diagnostics": {"metrics": {
         "prometheusPort": mport}}})
-    y = y.replace("bindAddress: 127.0.0.1", "bindAddress: 127.0.0.1\n    tls: {mode: Manual, "
-                  "manual: {secretRef: server-cert}}", 1)
+    tls = "tls: {mode: Manual, manual: {secretRef: server-cert}}"
+    y = y.replace("bindAddress: 127.0.0.1", "bindAddress: 127.0.0.1\n    " + tls, 1)
+    # a second port where the only method is X509: client certificates from root required
+    y += ("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\n"
+          "metadata: {name: x509-port}\nspec:\n  ports:\n  - port: %d\n    bindAddress: "
+          "127.0.0.1\n    authenticationRef: x509\n    %s\n"
+          "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
+          "metadata: {name: x509}\nspec:\n  authenticationMethods:\n  - method: X509\n"
+          "    x509Settings: {trustedClientCaCert: client-ca}\n" % (xport, tls))
+    y += certs.configmap_yaml("client-ca", {"ca.pem": root.pem})
     b = rq.start_broker(y, files={"secrets/server-cert/tls.crt": server.chain_pem,
                                   "secrets/server-cert/tls.key": server.key_pem})
     causes = ("certificate", "version", "cipher", "protocol", "alert", "other")
@@ -608,6 +722,36 @@ def tls_handshake_failures_by_cause():
         c2 = counts()
         check_eq({k: c2[k] - c1[k] for k in causes if c2[k] != c1[k]}, {"version": 1},
                  "failures of a TLS 1.0 client")
+
+        def failed_handshake(p, ctx, what):
+            before = counts()
+            try:
+                c = ctx.wrap_socket(socket.create_connection((rq.HOST, p), timeout=5),
+                                    server_hostname="localhost")
+                c.sendall(b"\x10\x00")  # TLS 1.3: a refused client certificate shows here
+                c.recv(10)
+                c.close()
+            except (ssl.SSLError, OSError):
+                pass
+            deadline = time.monotonic() + 5
+            while counts() == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)  # nothing more comes
+            after = counts()
+            return {k: after[k] - before[k] for k in causes if after[k] != before[k]}
+        # the client does not trust the broker's certificate: it ends with an alert (TLS 1.3:
+        # sent in the clear, where wolfSSL reports a parse error; counted as protocol before)
+        for v in ("1.3", "1.2"):
+            check_eq(failed_handshake(port, rq.tls_context(cafile=other.cert, version=v),
+                                      "distrust"),
+                     {"alert": 1}, "failures of a TLS %s client that distrusts the server" % v)
+        # the X509 port: a client certificate from an untrusted CA, and none at all
+        check_eq(failed_handshake(xport, rq.tls_context(cafile=root.cert, cert=stranger.cert,
+                                                        key=stranger.key), "stranger"),
+                 {"certificate": 1}, "failures of an untrusted client certificate")
+        check_eq(failed_handshake(xport, rq.tls_context(cafile=root.cert), "no cert"),
+                 {"certificate": 1}, "failures without a client certificate")
+        c2 = counts()
         # a good client still gets through, and is no failure
         ok = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ok.check_hostname, ok.verify_mode = False, ssl.CERT_NONE
@@ -622,12 +766,14 @@ def authentication_counters_and_latency():
     """Custom authentication: successes and deny (a bad password; an unreachable server, which
     makes the only method not relevant, so the chain denies with 0x87) move AIO's counters by
     exactly that, failures (no verdict: 0x88/0x89) not at all; the latency histogram, the auth
-    server requests by status and the cache misses count the same CONNECTs."""
+    server requests by status and the cache misses count the same CONNECTs. Then the server
+    answers 0x88 (a failure, 4xx), HTTP 500 (Custom not relevant: deny 0x87, 5xx) and a pass
+    it allows to cache (one request, one cache hit)."""
     import authsrv
     import certs
     password = "m3trics-pw"
     srv = authsrv.AuthServer(certs.CertFactory(), {"alice": authsrv.user(password)},
-                             ca_subject="/CN=Metrics Auth CA")
+                             ca_subject="/CN=Metrics Auth CA", mode="users")
     mport, ok_port, down_port, dead = (rq.free_port() for _ in range(4))
     y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata: {name: broker}\n"
          "spec:\n  diagnostics: {metrics: {prometheusPort: %d}}\n  ringmq:\n"
@@ -673,7 +819,162 @@ def authentication_counters_and_latency():
         check_eq(d(req, server="custom", status="4xx"), 1, "auth server 4xx (bad password)")
         check_eq(d(req, server="custom", status="error"), 1, "auth server unreachable")
         check_eq(d("ringmq_auth_cache_misses_total"), 4, "cache misses")
+        check_eq(d("ringmq_auth_cache_hits_total"), 0, "cache hits (the server said no caching)")
 
+        # the auth server says it cannot decide (0x88 Server unavailable): a failure
+        srv.set_mode("deny:136")
+        c = rq.RawClient(ok_port, timeout=10)
+        check_eq(c.connect(username="alice", password=password).rc, 0x88, "deny:136")
+        c.close()
+        # the auth server fails (HTTP 500): Custom is not relevant, the chain denies (0x87)
+        srv.set_mode("status:500")
+        c = rq.RawClient(ok_port, timeout=10)
+        check_eq(c.connect(username="alice", password=password).rc, 0x87, "HTTP 500")
+        c.close()
+        # a cached pass: the second CONNECT is answered from the cache (no request)
+        srv.set_mode("users,cache:60")
+        for _ in range(2):
+            c = rq.RawClient(ok_port, timeout=10)
+            check_eq(c.connect(client_id=rq.uniq("a"), username="alice", password=password).rc,
+                     0, "CONNACK (cache:60)")
+            c.disconnect()
+        s2 = scrape(mport)
+
+        def d2(name, **labels):  # a histogram series appears with its first observation
+            return val(s2, name, **labels) - s1.get((name, frozenset(labels.items())), 0)
+        check_eq(d2("aio_broker_authentication_failures"), 1, "authentication_failures")
+        check_eq(d2("aio_broker_authentication_deny"), 1, "authentication_deny (HTTP 500)")
+        check_eq(d2("aio_broker_authentication_successes"), 2, "successes (one from the cache)")
+        check_eq(d2(req, server="custom", status="4xx"), 1, "auth server 4xx (deny:136)")
+        check_eq(d2(req, server="custom", status="5xx"), 1, "auth server 5xx")
+        check_eq(d2(req, server="custom", status="2xx"), 1, "auth server 2xx (one request)")
+        check_eq(d2("ringmq_auth_cache_misses_total"), 3, "cache misses")
+        check_eq(d2("ringmq_auth_cache_hits_total"), 1, "cache hits")
+        check_eq(d2(h, method="Custom", outcome="failure"), 1, "latency: failure")
+        check_eq(d2(h, method="none", outcome="deny"), 1, "latency: no method decided (500)")
+        check_eq(d2(h, method="Custom", outcome="allow"), 2, "latency: allowed (cached too)")
+
+
+@case(ringmq_only=ONLY)
+def authorization_counters():
+    """A port with Custom authentication and a BrokerAuthorization: each PUBLISH its rules allow
+    moves aio_broker_authorization_allow by one, and each operation they deny (a PUBLISH, a
+    SUBSCRIBE filter, a CONNECT) moves aio_broker_authorization_deny by one."""
+    import authsrv
+    import certs
+    password = "authz-m3trics"
+    srv = authsrv.AuthServer(certs.CertFactory(), {u: authsrv.user(password)
+                                                   for u in ("alice", "carol")},
+                             ca_subject="/CN=Metrics Authz CA")
+    mport, port = rq.free_port(), rq.free_port()
+    hdr = "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\n"
+    y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\n"
+         "metadata: {name: broker}\nspec:\n  diagnostics: {metrics: {prometheusPort: %d}}\n"
+         "  ringmq: {sysTopics: false}\n" % mport)
+    y += hdr + ("kind: BrokerListener\nmetadata: {name: listeners}\nspec:\n  ports:\n"
+                "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: custom, "
+                "authorizationRef: rules}\n" % port)
+    y += authsrv.authn("custom", authsrv.custom_method(srv.url)) + srv.ca_configmap()
+    y += hdr + ("kind: BrokerAuthorization\nmetadata: {name: rules}\nspec:\n"
+                "  authorizationPolicies:\n    rules:\n"
+                "    - principals: {usernames: [alice]}\n      brokerResources:\n"
+                "      - method: Connect\n      - {method: Publish, topics: [\"ok/#\"]}\n"
+                "      - {method: Subscribe, topics: [\"ok/#\"]}\n")
+    b = rq.start_broker(y)
+    with b:
+        c = rq.connected(port, username="alice", password=password)
+        c.subscribe("ok/#", qos=1)
+
+        def step(what, fn, allow, deny):
+            s0 = scrape(mport)
+            fn()
+            s1 = scrape(mport)
+            got = tuple(val(s1, "aio_broker_authorization_" + k)
+                        - val(s0, "aio_broker_authorization_" + k) for k in ("allow", "deny"))
+            check_eq(got, (allow, deny), what + ": (allow, deny) moved by")
+
+        step("2 allowed PUBLISHes", lambda: [check_eq(c.publish("ok/%d" % i, b"x", qos=1).rc, 0,
+                                                      "PUBACK") for i in range(2)], 2, 0)
+        check_eq(len(c.collect(timeout=5, count=2)), 2, "allowed messages delivered")
+        step("a denied PUBLISH", lambda: check_eq(c.publish("no/1", b"x", qos=1).rc, 0x87,
+                                                  "PUBACK"), 0, 1)
+        step("a denied SUBSCRIBE filter",
+             lambda: check_eq(c.subscribe("no/#", qos=1).codes, [0x87], "SUBACK"), 0, 1)
+
+        def denied_connect():
+            d = rq.RawClient(port)
+            check_eq(d.connect(username="carol", password=password).rc, 0x87,
+                     "CONNACK of a client no rule names")
+            d.close()
+        step("a denied CONNECT", denied_connect, 0, 1)
+        c.disconnect()
+
+
+
+@case(ringmq_only=ONLY)
+def kubernetes_requests_and_sat_cache():
+    """ServiceAccountToken: the requests to the Kubernetes API (TokenReviews, ServiceAccount
+    reads) counted by status class exactly as the test API server counts them; a token seen
+    before is a cache hit without a request; with RBAC missing (403) the requests are 4xx and
+    the CONNECT an authentication failure (0x88)."""
+    import shutil
+    import kube_api
+    d = tempfile.mkdtemp(prefix="rq-sat-metrics-")
+    rq.on_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
+    api = kube_api.KubeAPI(d, require_bearer="broker-token")
+    rq.on_cleanup(api.stop)
+    api.add_sa("ns1", "dev")
+    kc = api.write_kubeconfig(os.path.join(d, "kubeconfig"), token="broker-token")
+    mport, port = rq.free_port(), rq.free_port()
+    y = ("apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\n"
+         "metadata: {name: broker}\nspec:\n  diagnostics: {metrics: {prometheusPort: %d}}\n"
+         "  ringmq:\n    sysTopics: false\n    connectTimeoutSeconds: 10\n"
+         "    auth: {requestTimeoutSeconds: 4}\n"
+         "    kubernetes: {serviceAccountDir: \"%s\", kubeconfig: \"%s\"}\n"
+         "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\n"
+         "metadata: {name: listeners}\nspec:\n  ports:\n"
+         "  - {port: %d, bindAddress: 127.0.0.1, authenticationRef: sat}\n"
+         "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\n"
+         "metadata: {name: sat}\nspec:\n  authenticationMethods:\n"
+         "  - method: ServiceAccountToken\n    serviceAccountTokenSettings:\n"
+         "      audiences: [aio-internal]\n"
+         % (mport, os.path.join(d, "no-such-dir"), kc, port))
+    b = rq.start_broker(y)
+
+    def sat(token):
+        c = rq.RawClient(port, timeout=15)
+        ack = c.connect(client_id=rq.uniq("sat"), props={
+            "authentication_method": "K8S-SAT", "authentication_data": token.encode()})
+        c.close()
+        return ack.rc
+
+    def requests():
+        return sum(api.count(k) for k in ("tokenreview", "sa"))
+    req = "ringmq_auth_server_requests_total"
+    with b:
+        check(rq.port_open(port, 5.0), "SAT port listening")
+        s0, r0 = scrape(mport), requests()
+        token = api.token("ns1", "dev", ["aio-internal"])
+        check_eq(sat(token), 0, "CONNACK with a good token")
+        check_eq(sat(token), 0, "CONNACK with the same token again")
+        s1, r1 = scrape(mport), requests()
+
+        def d(a, b_, name, **labels):
+            return val(b_, name, **labels) - val(a, name, **labels)
+        check(r1 - r0 >= 1, "the test API server saw no request")
+        check_eq(d(s0, s1, req, server="kubernetes", status="2xx"), r1 - r0,
+                 "kubernetes 2xx = requests the API server answered")
+        check_eq((d(s0, s1, "ringmq_auth_cache_misses_total"),
+                  d(s0, s1, "ringmq_auth_cache_hits_total")), (1, 1), "cache (misses, hits)")
+        check_eq(d(s0, s1, "aio_broker_authentication_successes"), 2, "successes")
+        api.mode = "403"
+        check_eq(sat(api.token("ns1", "dev", ["aio-internal"])), 0x88, "RBAC missing")
+        s2, r2 = scrape(mport), requests()
+        check(r2 - r1 >= 1, "the test API server saw no request with RBAC missing")
+        check_eq(d(s1, s2, req, server="kubernetes", status="4xx"), r2 - r1, "kubernetes 4xx")
+        check_eq(d(s1, s2, req, server="kubernetes", status="2xx"), 0, "kubernetes 2xx")
+        check_eq(d(s1, s2, "aio_broker_authentication_failures"), 1, "failures")
+        check_eq(d(s0, s2, req, server="custom", status="2xx"), 0, "no Custom requests")
 
 def read_until(c, done, timeout):
     """PUBLISHes to c until done(p) is true or timeout seconds passed."""
@@ -802,6 +1103,31 @@ def sd_notify_ready_watchdog_stopping():
         wait_notify(s, "STOPPING=1")
         check_eq(b.proc.wait(10), 0, "exit code")
 
+
+
+@case(ringmq_only=ONLY)
+def sd_notify_abstract_socket_and_foreign_watchdog():
+    """NOTIFY_SOCKET may name an abstract socket ('@...', as systemd does for some units);
+    WATCHDOG_USEC meant for another process (WATCHDOG_PID not ours) arms no watchdog."""
+    name = "ringmq-notify-%d-%s" % (os.getpid(), rq.uniq("n"))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("\0" + name)
+    rq.on_cleanup(s.close)
+    b, mp = start(env={"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "200000",
+                       "WATCHDOG_PID": "1"})
+    with b:
+        seen = wait_notify(s, "READY=1")
+        check(rq.port_open(b.port), "READY=1 before the listener accepts")
+        s.settimeout(1.5)
+        try:
+            msg = s.recv(4096).decode()
+        except socket.timeout:
+            msg = ""
+        check("WATCHDOG=1" not in seen + msg.split("\n"),
+              "WATCHDOG=1 for a watchdog of another process: %r" % msg)
+        b.signal(signal.SIGTERM)
+        wait_notify(s, "STOPPING=1")
+        check_eq(b.proc.wait(10), 0, "exit code")
 
 if __name__ == "__main__":
     rq.run(timeout=240)

@@ -10,6 +10,8 @@
   rest of the reload applies; advanced.clients limits apply to new connections.
 - Listener ports added, removed (v5 clients get DISCONNECT 0x8B, 3.1.1 clients are closed) or
   changed live; a port that cannot be bound refuses the whole reload.
+- A port's authentication (the chain's settings, its authenticationRef) applies to new CONNECTs;
+  connected clients keep their connection and session.
 ringmq only."""
 
 import os
@@ -17,7 +19,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -309,24 +310,171 @@ def log_level_applies_live_restart_only_settings_logged():
 
 @case(ringmq_only=ONLY)
 def client_limits_apply_to_new_connections():
-    """advanced.clients.maxKeepAliveSeconds: a client connected before the reload keeps what its
-    CONNACK said and stays connected; one connecting after gets the new limit."""
+    """advanced.clients (maxKeepAliveSeconds, maxReceiveMaximum, maxPacketSizeBytes,
+    maxSessionExpirySeconds): a client connected before the reload keeps what its CONNACK said,
+    its packet size limit too, and stays connected; one connecting after gets the new limits."""
     port = rq.free_port()
-    s = Setup([(port, [])], clients={"maxKeepAliveSeconds": 60})
+    old_limits = {"maxKeepAliveSeconds": 60, "maxReceiveMaximum": 100,
+                  "maxPacketSizeBytes": 100000, "maxSessionExpirySeconds": 600}
+    new_limits = {"maxKeepAliveSeconds": 30, "maxReceiveMaximum": 50,
+                  "maxPacketSizeBytes": 50000, "maxSessionExpirySeconds": 300}
+    s = Setup([(port, [])], clients=old_limits)
+
+    def limits(ack):
+        return tuple(ack.props.get(k) for k in ("server_keep_alive", "maximum_packet_size",
+                                                "session_expiry_interval"))
+
+    def connect(what):
+        c = rq.RawClient(port)
+        ack = c.connect(client_id=rq.uniq(what), keepalive=120,
+                        props={"session_expiry_interval": 100000, "receive_maximum": 1000})
+        check_eq(ack.rc, 0, what + " CONNACK")
+        c.subscribe("limits/%s/#" % what, qos=1)
+        return c, limits(ack)
+
+    def in_flight(c, what, want):
+        """QoS 1 messages the broker sends c without acknowledgements: its Receive Maximum
+        capped by maxReceiveMaximum."""
+        pub = rq.connected(port)
+        for i in range(want + 20):
+            pub.publish("limits/%s/%d" % (what, i), b"m", qos=1)
+        pub.disconnect()
+        got = c.collect(timeout=1.5, count=want, ack=False)
+        check_eq(len(got), want, what + ": messages in flight")
+        c.expect_nothing(1.0, "a message past maxReceiveMaximum (%s)" % what)
     with s.b as b:
-        old = rq.RawClient(port)
-        ack = old.connect(client_id=rq.uniq("old"), keepalive=120)
-        check_eq(ack.props.get("server_keep_alive"), 60, "Server Keep Alive before")
+        old, got = connect("old")
+        check_eq(got, (60, 100000, 600), "CONNACK limits before")
         mark = b.log_mark()
-        s.write_broker(clients={"maxKeepAliveSeconds": 30})
+        s.write_broker(clients=new_limits)
         b.signal(signal.SIGHUP)
         reload_ok(b, mark, "new client limits")
-        new = rq.RawClient(port)
-        ack = new.connect(client_id=rq.uniq("new"), keepalive=120)
-        check_eq(ack.props.get("server_keep_alive"), 30, "Server Keep Alive after the reload")
+        new, got = connect("new")
+        check_eq(got, (30, 50000, 300), "CONNACK limits after the reload")
+        in_flight(old, "old", 100)
+        in_flight(new, "new", 50)
         old.ping(3)
-        new.disconnect()
+        big = b"x" * 80000  # between the new limit and the old one
+        check(old.publish("limits/old", big, qos=1).rc in (0, 0x10),
+              "the old connection keeps its maximum packet size")
+        new.send_raw(rq.enc_publish(5, "limits/new", big, qos=1, pid=1))
+        r = new.expect_closed(10)
+        check(r and r.rc == 0x95, "the new connection: DISCONNECT 0x95 Packet too large: %r" % r)
         old.disconnect()
+
+
+# ---- authentication and authorization -------------------------------------------------------------
+
+@case(ringmq_only=ONLY)
+def authentication_chain_applies_to_new_connects_only():
+    """A port's BrokerAuthentication changed by a reload (another Custom server with other
+    users, then no authentication at all: its authenticationRef removed): new CONNECTs get the
+    new chain at once; a client connected before keeps its connection and its session (its
+    subscription still delivers). Removing the reference used to close and reopen the port
+    (its clients got DISCONNECT 0x8B)."""
+    import authsrv
+    import certs
+    pw = "ch4in-pw"
+    one = authsrv.AuthServer(certs.CertFactory(), {"alice": authsrv.user(pw)},
+                             ca_subject="/CN=Chain One CA")
+    two = authsrv.AuthServer(certs.CertFactory(), {"bob": authsrv.user(pw)},
+                             ca_subject="/CN=Chain Two CA")
+    cas = one.ca_configmap("ca-one") + two.ca_configmap("ca-two")
+
+    def chain(srv, ca):
+        return authsrv.authn("chain", authsrv.custom_method(srv.url, ca_configmap=ca)) + cas
+    port = rq.free_port()
+    s = Setup([(port, ["authenticationRef: chain"])], files={"auth.yaml": chain(one, "ca-one")})
+
+    def connect(user, want):
+        c = rq.RawClient(port, timeout=10)
+        kw = {"username": user, "password": pw} if user else {}
+        ack = c.connect(client_id=rq.uniq(user or "anon"), **kw)
+        check_eq(ack.rc, want, "CONNACK for %s" % (user or "no credentials"))
+        return c
+    with s.b as b:
+        alice = connect("alice", 0)
+        check_eq(alice.subscribe("chain/#", qos=1).codes, [1], "SUBACK")
+        connect("bob", 0x86).close()
+        connect(None, 0x87).close()
+        mark = b.log_mark()
+        s.put("auth.yaml", chain(two, "ca-two"))
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "the chain's Custom server changed")
+        connect("alice", 0x86).close()
+        bob = connect("bob", 0)
+        check_eq(bob.publish("chain/1", b"one", qos=1).rc, 0, "PUBACK")
+        p = alice.recv_publish(timeout=5)
+        check_eq((p.topic, p.payload), ("chain/1", b"one"), "alice, connected under the old "
+                 "chain, still gets her subscription's messages")
+        mark = b.log_mark()
+        s.write_listeners([(port, [])])  # no authentication on the port any more
+        b.signal(signal.SIGHUP)
+        reload_ok(b, mark, "authentication removed")
+        check(re.search(r"reload: port 127\.0\.0\.1:%d .*authentication disabled\) kept: its "
+                        r"authentication changed" % port, b.log_since(mark)), "logged")
+        anon = connect(None, 0)
+        anon.publish("chain/2", b"two", qos=1)
+        p = alice.recv_publish(timeout=5)
+        check_eq((p.topic, p.payload), ("chain/2", b"two"), "alice after the second reload")
+        alice.ping(3)
+        for c in (anon, bob, alice):
+            c.disconnect()
+
+
+@case(ringmq_only=ONLY)
+def refused_reload_is_never_more_permissive():
+    """A reload that cannot be completed keeps the running authentication and authorization
+    (mosquitto CVE-2017-7652 fell back to allowing everything): the file with the
+    BrokerAuthentication unreadable, then the BrokerAuthorization file half-written, then the
+    auth server's CA ConfigMap removed: each refused with its cause, counted, and a client
+    without credentials is still refused, a denied topic still denied."""
+    import authsrv
+    import certs
+    pw = "n0t-m0re-pw"
+    srv = authsrv.AuthServer(certs.CertFactory(), {"alice": authsrv.user(pw)},
+                             ca_subject="/CN=Never More CA")
+    hdr = "---\napiVersion: mqttbroker.iotoperations.azure.com/v1\n"
+    rules = (hdr + "kind: BrokerAuthorization\nmetadata: {name: rules}\nspec:\n"
+             "  authorizationPolicies:\n    rules:\n"
+             "    - principals: {usernames: [alice]}\n      brokerResources:\n"
+             "      - method: Connect\n      - {method: Publish, topics: [\"ok/#\"]}\n")
+    port = rq.free_port()
+    s = Setup([(port, ["authenticationRef: chain", "authorizationRef: rules"])],
+              files={"auth.yaml": authsrv.authn("chain", authsrv.custom_method(srv.url)),
+                     "configmaps/auth-ca/ca.crt": srv.ca.pem, "rules.yaml": rules},
+              drop_dac=True)
+
+    def still_enforced(what):
+        c = rq.RawClient(port, timeout=10)
+        check_eq(c.connect(client_id=rq.uniq("anon")).rc, 0x87, what + ": no credentials")
+        c.close()
+        c = rq.RawClient(port, timeout=10)
+        check_eq(c.connect(client_id=rq.uniq("a"), username="alice", password=pw).rc, 0,
+                 what + ": alice")
+        check(c.publish("ok/1", b"x", qos=1).rc in (0, 0x10), what + ": allowed topic")
+        check_eq(c.publish("other/1", b"x", qos=1).rc, 0x87, what + ": denied topic")
+        c.disconnect()
+    with s.b as b:
+        still_enforced("at start")
+        path = os.path.join(s.dir, "auth.yaml")
+        before, mark = failures(b), b.log_mark()
+        os.chmod(path, 0)
+        b.signal(signal.SIGHUP)
+        refused(b, mark, r".*auth\.yaml: cannot open: Permission denied", "unreadable", before)
+        still_enforced("authentication file unreadable")
+        os.chmod(path, 0o644)
+        before, mark = failures(b), b.log_mark()
+        s.put("rules.yaml", rules[:rules.index("brokerResources")] + "brokerRes")
+        b.signal(signal.SIGHUP)
+        refused(b, mark, r".*rules\.yaml:\d+:\d+: ", "half-written authorization", before)
+        still_enforced("authorization file half-written")
+        s.put("rules.yaml", rules)
+        before, mark = failures(b), b.log_mark()
+        shutil.rmtree(os.path.join(s.dir, "configmaps"))
+        b.signal(signal.SIGHUP)
+        refused(b, mark, r".*auth\.yaml:\d+:\d+: .*auth-ca", "CA ConfigMap removed", before)
+        still_enforced("the auth server's CA removed")
 
 
 # ---- listener ports --------------------------------------------------------------------------------

@@ -7,11 +7,13 @@ tests/integration/24-container.sh:
 The DaemonSet's pod template as it is (user, read-only root filesystem, capabilities, args,
 ports, probes, resources), with what podman 4.3's kube play cannot take replaced: the projected
 config volume becomes a hostPath of OUTDIR/etc-ringmq laid out the same way (the ConfigMap's
-files, a generated server certificate and client CA), hostPort becomes HOSTPORT on 127.0.0.1, and
+files, a generated server certificate and client CA), hostPort becomes HOSTPORT on 127.0.0.1 for
+MQTT (1883) and a free loopback port for the others (kube play would publish them as is), and
 the seccomp profile is given by the annotation kube play reads (it ignores
 securityContext.seccompProfile) with the profile under OUTDIR/seccomp/<localhostProfile>."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -48,12 +50,20 @@ for root, dirs, names in os.walk(out):
     os.chmod(root, 0o755)
     for n in names:
         os.chmod(os.path.join(root, n), 0o644)  # the broker runs as UID 10001
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 (c,) = pod_spec["containers"]
 for p in c["ports"]:
-    if p["containerPort"] == 1883:
-        p["hostPort"], p["hostIP"] = hostport, "127.0.0.1"
-    else:
-        p.pop("hostPort", None)
+    # kube play (4.3) publishes a containerPort without hostPort on the same host port, on
+    # every address: 9600 collided with a broker of this host. Each gets its own on loopback.
+    p["hostPort"] = hostport if p["containerPort"] == 1883 else free_port()
+    p["hostIP"] = "127.0.0.1"
 profile = pod_spec["securityContext"]["seccompProfile"]["localhostProfile"]
 os.makedirs(os.path.dirname(os.path.join(out, "seccomp", profile)), exist_ok=True)
 shutil.copy(os.path.join(src, "deploy", "container", os.path.basename(profile)),
