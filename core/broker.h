@@ -308,6 +308,13 @@ void rq_client_handover_arrived(struct rq_client *c, struct rq_principal *princi
  * longer allowed (or out of memory) the client is closed (v5: DISCONNECT 0x87) and -1
  * returned; 0 otherwise. Worker thread, connected clients. */
 int rq_client_reauthorize(struct rq_client *c);
+/* A reload replaced the rules of c's port and is about to disconnect c: its will, allowed by
+ * the rules it connected under, stays only if allowed(ctx, principal, client id, topic) says
+ * the new rules let this principal publish to its topic; otherwise it is dropped (logged), so
+ * a disconnect caused by tighter rules never publishes what they deny. Worker thread. */
+typedef bool (*rq_will_allowed_fn)(void *ctx, const struct rq_principal *p, const uint8_t *cid,
+                                   size_t cid_len, const uint8_t *topic, size_t len);
+void rq_client_will_recheck(struct rq_client *c, rq_will_allowed_fn allowed, void *ctx);
 /* Closes the client: rc is 0 or -RQ_RC_*; v5 clients past CONNECT get DISCONNECT with that
  * reason (and `why` as Reason String), then net closes after flushing. Logs why. */
 void rq_client_close(struct rq_client *c, int rc, const char *why);

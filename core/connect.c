@@ -487,6 +487,22 @@ int rq_client_reauthorize(struct rq_client *c)
     return 0;
 }
 
+void rq_client_will_recheck(struct rq_client *c, rq_will_allowed_fn allowed, void *ctx)
+{
+    struct rq_session *s = c->s;
+    char t[128];
+    if (!s || !s->will || c->closing)
+        return;
+    if (allowed(ctx, c->principal, (const uint8_t *)s->cid, s->cid_len, s->will->topic,
+                s->will->topic_len))
+        return;
+    rq_stat_inc(RQ_ST_AUTHZ_DENY);
+    rq_log(RQ_LOG_INFO, &c->log, "will dropped: its topic \"%s\" is not authorized by the "
+           "port's new rules", rq_log_escape(t, sizeof t, s->will->topic, s->will->topic_len));
+    rq_msg_unref(s->will);
+    s->will = NULL;
+}
+
 /* The client identifier: the CONNECT's, or one assigned by the broker when it is empty (a v5
  * client learns it from CONNACK). Returns -1 when an empty id is not allowed (CONNACK sent). */
 static int client_id(struct rq_client *c, const struct rq_connect *k, char *assigned, size_t n,

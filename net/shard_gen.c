@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/authz.h"
+#include "core/access.h"
 #include "net/gen.h"
 #include "net/ports.h"
 #include "net/shard_int.h"
@@ -47,6 +49,31 @@ static uint8_t port_verdict(const struct rq_gen *g, const struct rq_gen *cg, uin
     return RQ_RC_SERVER_SHUTTING_DOWN;
 }
 
+/* The will check of a client a reload disconnects for a changed policy: the new rules of
+ * its port (ctx: the rq_authz; NULL: the port has none now, everything is allowed). */
+static bool will_allowed_now(void *ctx, const struct rq_principal *p, const uint8_t *cid,
+                             size_t cid_len, const uint8_t *topic, size_t len)
+{
+    const struct rq_authz *z = ctx;
+    if (!z)
+        return true;
+    struct rq_access *a = NULL;
+    char why[200];
+    bool ok = rq_authz_client(z, p, cid, cid_len, &a, why, sizeof why) == RQ_AUTHZ_OK && a &&
+              a->ops->publish(a, topic, len);
+    rq_access_free(a);
+    return ok;
+}
+
+/* Index in g of the port whose listener accepted a connection of port pi under cg. */
+static size_t port_in(const struct rq_gen *g, const struct rq_gen *cg, uint32_t pi)
+{
+    size_t j = 0;
+    while (j < g->n_ports && g->lis[j] != cg->lis[pi])
+        j++;
+    return j;
+}
+
 bool rq_shard_port_closed(struct rq_shard *s, const struct rq_gen *cg, uint32_t pi)
 {
     const char *why;
@@ -77,6 +104,11 @@ void rq_shard_gen_follow(struct rq_shard *s, struct rq_gen *ng)
         uint8_t rc = c && c->state == C_OPEN && c->rt_gen
                          ? port_verdict(ng, c->rt_gen, c->port_index, &why)
                          : 0;
+        if (rc == RQ_RC_NOT_AUTHORIZED) { /* its policy changed: the will meets the new one */
+            size_t j = port_in(ng, c->rt_gen, c->port_index);
+            void *z = j < ng->n_ports ? (void *)ng->ports[j].authz : NULL;
+            rq_client_will_recheck(&c->cl, will_allowed_now, z);
+        }
         if (rc)
             rq_client_close(&c->cl, -(int)rc, why);
     }

@@ -670,6 +670,44 @@ def reload_of_a_changed_policy_disconnects_its_port(b):
     open_port.disconnect()
     w.disconnect()
 
+@case(ringmq_only=ONLY)
+def reload_rechecks_the_wills_of_the_clients_it_disconnects(b):
+    """A reload that changes a port's policy disconnects its clients without a DISCONNECT from
+    them, so their wills go out; each will is checked against the new rules first: one they
+    still allow is published, one they deny is dropped (logged and counted as denied)."""
+    path = os.path.join(b.workdir, "ringmq.yaml")
+    original = open(path).read()
+    w = watcher(b, "wills/#")
+    keep, lose = rq.uniq("will-keep"), rq.uniq("will-lose")
+    # the new rules keep g1's topics, but of the wills only the first client's
+    tighter = original.replace('"wills/{principal.clientId}"', '"wills/%s"' % keep)
+    check(tighter != original, "the test's rules have the will topic pattern")
+    clients = [user(b, "alice", v, client_id=cid,
+                    will={"topic": "wills/" + cid, "payload": b"gone " + cid.encode(), "qos": 1})
+               for v, cid in ((5, keep), (4, lose))]
+    try:
+        mark = b.log_mark()
+        with open(path, "w") as fh:
+            fh.write(tighter)
+        b.signal(signal.SIGHUP)
+        expect_log(b, mark, r"reload: generation \d+ in use", "reload")
+        for c in clients:
+            c.expect_closed(timeout=10)
+        expect_delivered(w, "wills/" + keep, b"gone " + keep.encode(),
+                         "the will the new rules still allow")
+        expect_log(b, mark, r'will dropped: its topic "wills/%s" is not authorized by the '
+                   r"port's new rules" % lose, "the will the new rules deny")
+        check_eq(w.collect(1.0), [], "a will the new rules deny was published")
+    finally:
+        mark = b.log_mark()
+        with open(path, "w") as fh:
+            fh.write(original)
+        b.signal(signal.SIGHUP)
+        expect_log(b, mark, r"reload: generation \d+ in use", "reload back")
+        for c in clients:
+            c.close()
+        w.disconnect()
+
 # ---------------------------------------------------------------------------------------------
 # Configuration errors.
 
