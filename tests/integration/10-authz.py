@@ -620,6 +620,49 @@ def x509_tutorial(b):
     w.disconnect()
 
 
+@case(ringmq_only=ONLY)
+def x509_wills_shared_and_retained(b):
+    """X509 principals through the rest of the checks: a will the thermostat may publish goes
+    out, one it may not refuses the CONNECT; shared subscriptions are checked on their filter;
+    a denied retained QoS 0 PUBLISH is neither routed nor kept."""
+    e = env()
+    ctx = rq.tls_context(e.srv_root.cert, e.thermo.chain, e.thermo.key)
+    w = watcher(b, "devices/#")
+    for v in (5, 4):
+        bad = NA if v == 5 else 0x80
+        cid = "thermostat-will-%d" % v
+        c = rq.RawClient(b.ports["x509"], tls=ctx, version=v, timeout=10.0)
+        will = {"topic": "devices/%s/lwt" % cid, "payload": b"offline", "qos": 1}
+        check_eq(c.connect(client_id=cid, will=will).rc, 0, "allowed will v%d" % v)
+        c.close()  # no DISCONNECT: the will goes out
+        expect_delivered(w, "devices/%s/lwt" % cid, b"offline", "thermostat's will v%d" % v)
+        c = rq.RawClient(b.ports["x509"], tls=ctx, version=v, timeout=10.0)
+        will = {"topic": "devices/somebody-else/lwt", "payload": b"x"}
+        check_eq(c.connect(client_id=rq.uniq("thermostat"), will=will).rc, NA if v == 5 else 5,
+                 "a will on another device's topic v%d" % v)
+        c.close()
+        t = x509(b, e.thermo, rq.uniq("thermostat"), v)
+        r = watcher(b, "telemetry/humidity")
+        publish_denied(t, "telemetry/humidity", 0, "retained humidity v%d" % v, retain=True)
+        t.ping(timeout=5)  # the PUBLISH before it has been handled
+        check_eq(r.collect(0.5), [], "a denied retained PUBLISH was routed v%d" % v)
+        r.disconnect()
+        r = watcher(b, "telemetry/humidity")  # a new subscription gets what is retained
+        check_eq(r.collect(0.5), [], "a denied retained PUBLISH was kept v%d" % v)
+        r.disconnect()
+        t.disconnect()
+    f = x509(b, e.fan, rq.uniq("smart-fan"), 5)
+    check_eq(f.subscribe(["$share/g/telemetry/#", "$share/g/commands/17/#"], qos=1).codes,
+             [1, NA], "shared subscriptions checked on their filter")
+    t = x509(b, e.thermo, rq.uniq("thermostat"), 5)
+    t.publish("telemetry/temperature", b"23", qos=1)
+    expect_delivered(f, "telemetry/temperature", b"23", "through the granted shared one")
+    t.disconnect()
+    f.disconnect()
+    check_eq(w.collect(0.5), [], "something else routed to devices/#")
+    w.disconnect()
+
+
 # ---------------------------------------------------------------------------------------------
 # Reload: connected clients keep the rules they connected under; new ones get the new rules.
 
