@@ -529,14 +529,20 @@ static bool strs_same(char *const *a, size_t na, char *const *b, size_t nb)
     return true;
 }
 
+/* One attribute map: the same keys with the same values, in any order (a map's keys are
+ * unique, the loader refuses duplicates; all must hold either way). */
 static bool attrs_same(const struct rq_authz_attrs *a, const struct rq_authz_attrs *b)
 {
     if (a->n_attrs != b->n_attrs)
         return false;
-    for (size_t i = 0; i < a->n_attrs; i++)
-        if (strcmp(a->attrs[i].key, b->attrs[i].key) != 0 || a->attrs[i].len != b->attrs[i].len ||
-            memcmp(a->attrs[i].value, b->attrs[i].value, a->attrs[i].len) != 0)
+    for (size_t i = 0; i < a->n_attrs; i++) {
+        size_t j = 0;
+        while (j < b->n_attrs && strcmp(a->attrs[i].key, b->attrs[j].key) != 0)
+            j++;
+        if (j == b->n_attrs || a->attrs[i].len != b->attrs[j].len ||
+            memcmp(a->attrs[i].value, b->attrs[j].value, a->attrs[i].len) != 0)
             return false;
+    }
     return true;
 }
 

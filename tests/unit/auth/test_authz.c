@@ -369,8 +369,50 @@ static void test_publish_cache(void)
     CHECK(pub("a/c2/x"));
 }
 
+/* A reload compares the old and the new policy: the order of the keys inside one attribute
+ * map changes nothing (it disconnected the port's clients); another value does. */
+static struct rq_config *load_cfg(const char *rules)
+{
+    char err[512] = "", y[4096];
+    snprintf(y, sizeof y, POLICY "%s", rules);
+    struct rq_config *c = rq_config_load_buffer("x.yaml", y, strlen(y), err, sizeof err);
+    CHECK(c != NULL);
+    return c;
+}
+
+static void test_cfg_same(void)
+{
+    static const char *const rules[] = {
+        "    - principals: {attributes: [{a: \"1\", b: \"2\"}, {c: \"3\"}]}\n"
+        "      brokerResources: [{method: Connect}]\n",
+        "    - principals: {attributes: [{b: \"2\", a: \"1\"}, {c: \"3\"}]}\n"
+        "      brokerResources: [{method: Connect}]\n",
+        "    - principals: {attributes: [{b: \"2\", a: \"9\"}, {c: \"3\"}]}\n"
+        "      brokerResources: [{method: Connect}]\n",
+        "    - principals: {attributes: [{b: \"2\", d: \"1\"}, {c: \"3\"}]}\n"
+        "      brokerResources: [{method: Connect}]\n",
+    };
+    struct rq_config *c[4];
+    for (int i = 0; i < 4; i++)
+        c[i] = load_cfg(rules[i]);
+    if (c[0] && c[1] && c[2] && c[3]) {
+        const struct rq_authz_cfg *p[4];
+        for (int i = 0; i < 4; i++)
+            p[i] = rq_config_find_authz(c[i], "authz");
+        CHECK(rq_authz_cfg_same(p[0], p[0]));
+        CHECK(rq_authz_cfg_same(p[0], p[1])); /* keys reordered inside one map */
+        CHECK(rq_authz_cfg_same(p[1], p[0]));
+        CHECK(!rq_authz_cfg_same(p[0], p[2])); /* another value */
+        CHECK(!rq_authz_cfg_same(p[0], p[3])); /* another key */
+        CHECK(!rq_authz_cfg_same(p[3], p[0]));
+    }
+    for (int i = 0; i < 4; i++)
+        rq_config_free(c[i]);
+}
+
 int main(void)
 {
+    test_cfg_same();
     test_match();
     test_covers();
     test_tutorial();
