@@ -45,6 +45,7 @@ static struct rq_config *config_new(const char *source)
     c->max_topic_alias = 64;
     c->shard_backlog = 32768;
     c->batch_wait_us = 200;
+    c->setup_batch_wait_us = 1000;
     c->connect_timeout_ms = 10000;
     c->auth_threads = 2;
     c->auth_max_pending = 10000;

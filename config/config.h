@@ -266,6 +266,10 @@ struct rq_config {
      * gather before it wakes (io_uring min_wait, net/shard.c wait_events); 0 = wake on the
      * first one. Bounds the latency it adds. */
     uint32_t batch_wait_us;
+    /* setupBatchWaitMicroseconds: the same wait while the shard has moved no PUBLISH for
+     * RQ_SETUP_QUIET_MS (only connections opening and closing, as in a reconnect storm, whose
+     * handshakes do not notice a millisecond); used only when above batch_wait_us. */
+    uint32_t setup_batch_wait_us;
     uint32_t connect_timeout_ms; /* default 10000 */
     /* spec.ringmq.auth: the authentication service pool (auth/pool.h) that runs the Custom
      * method's HTTPS requests. threads: default 2; max_pending: accepted and unanswered requests,

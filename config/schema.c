@@ -180,6 +180,7 @@ static const struct rq_field ringmq_fields[] = {
     UINT("maxTopicAliases", max_topic_alias, 0, 65535),
     UINT("shardBacklogLimit", shard_backlog, 16, 16777216),
     UINT("batchWaitMicroseconds", batch_wait_us, 0, 10000),
+    UINT("setupBatchWaitMicroseconds", setup_batch_wait_us, 0, 10000),
     CUSTOM("connectTimeoutSeconds", set_connect_timeout),
     SECTION("preConnectLimit", preconnect_fields),
     SECTION("auth", auth_fields),

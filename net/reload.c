@@ -48,6 +48,7 @@ int rq_reload_keep_restart_only(const struct rq_config *run, struct rq_config *n
     KEEP("spec.ringmq.preConnectLimit.bytes", preconnect_bytes);
     KEEP("spec.ringmq.shardBacklogLimit", shard_backlog);
     KEEP("spec.ringmq.batchWaitMicroseconds", batch_wait_us);
+    KEEP("spec.ringmq.setupBatchWaitMicroseconds", setup_batch_wait_us);
     KEEP("spec.ringmq.maxInflight", max_inflight);
     /* the authentication service pools start once */
     KEEP("spec.ringmq.auth.threads", auth_threads);

@@ -923,9 +923,32 @@ static void drain_inbox(struct rq_shard *s)
  * one is. A completion that arrives after a long idle wait therefore wakes at once; one that
  * arrives early in the wait waits at most batchWaitMicroseconds. Older kernels: after a busy
  * iteration wait for a batch for at most BATCH_WAIT_US, else wake on the first completion. */
+/* A shard that moved no PUBLISH for this long only opens and closes connections. */
+#define RQ_SETUP_QUIET_MS 100
+
+/* The wait's min_wait: batchWaitMicroseconds while messages flow through the shard (their
+ * latency is what the bound is for), setupBatchWaitMicroseconds when none moved for
+ * RQ_SETUP_QUIET_MS. A reconnect storm then costs fewer wake-ups per connection (each one a
+ * context switch, the largest cost of a CONNECT on this kind of VM, bench/README.md), and the
+ * first message after the quiet spell waits at most that long, once. */
+static uint32_t wait_min_us(struct rq_shard *s)
+{
+    const struct rq_stats *st = rq_stats_block(s->id);
+    uint64_t n = atomic_load_explicit(&st->v[RQ_ST_PUBLISHES_RECEIVED], memory_order_relaxed) +
+                 atomic_load_explicit(&st->v[RQ_ST_PUBLISHES_SENT], memory_order_relaxed);
+    if (n != s->msgs_seen) {
+        s->msgs_seen = n;
+        s->msgs_moved_at = s->w->now;
+    }
+    uint32_t us = s->cfg->batch_wait_us;
+    if (s->cfg->setup_batch_wait_us > us && s->w->now - s->msgs_moved_at >= RQ_SETUP_QUIET_MS)
+        us = s->cfg->setup_batch_wait_us;
+    return us;
+}
+
 static void wait_events(struct rq_shard *s, unsigned batch, int64_t ms)
 {
-    uint32_t min_us = s->cfg->batch_wait_us;
+    uint32_t min_us = s->min_wait ? wait_min_us(s) : 0;
     struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
     if (s->min_wait && min_us) {
         /* liburing 2.3 has no call for min_wait: publish the queued SQEs and enter directly */

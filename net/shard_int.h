@@ -154,6 +154,10 @@ struct rq_shard {
     const char *ring_mode;
     bool reg_ring; /* the ring's fd is registered (io_uring_register_ring_fd): enter skips fget */
     bool min_wait; /* the kernel honours io_uring_getevents_arg.min_wait_usec (6.12+) */
+    /* PUBLISHes received and sent by this shard's clients as last seen (its stats block), and
+     * when that number last moved: a shard without them for RQ_SETUP_QUIET_MS batches its
+     * wake-ups longer (setupBatchWaitMicroseconds, wait_events). */
+    uint64_t msgs_seen, msgs_moved_at;
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
 

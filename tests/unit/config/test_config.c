@@ -336,6 +336,7 @@ static void test_empty_and_defaults(void)
     rq_config_free(c);
     c = load(BROKER, err, sizeof err); /* a Broker without spec keeps every default */
     CHECK(c != NULL && c->max_keepalive == 65535 && c->queue_limit == 1000);
+    CHECK(c != NULL && c->batch_wait_us == 200 && c->setup_batch_wait_us == 1000);
     rq_config_free(c);
     /* Listeners without a Broker: defaults, any brokerRef. */
     c = load(LISTENER("only") "spec:\n  brokerRef: elsewhere\n  ports: [{port: 1}, {port: 65535}]\n",
@@ -349,7 +350,7 @@ static void test_empty_and_defaults(void)
                     "      maxPacketSizeBytes: 268435456\n  ringmq:\n    threads: 1024\n"
                     "    maxTopicAliases: 0\n    maxConnections: 10000000\n"
                     "    connectTimeoutSeconds: 3600\n    shardBacklogLimit: 16777216\n"
-                    "    batchWaitMicroseconds: 10000\n"
+                    "    batchWaitMicroseconds: 10000\n    setupBatchWaitMicroseconds: 0\n"
                     "    preConnectLimit: {connections: 1, bytes: 1099511627776}\n",
              err, sizeof err);
     CHECK(c != NULL);
@@ -362,6 +363,7 @@ static void test_empty_and_defaults(void)
         CHECK_EQ(c->connect_timeout_ms, 3600000);
         CHECK_EQ(c->shard_backlog, 16777216);
         CHECK_EQ(c->batch_wait_us, 10000);
+        CHECK_EQ(c->setup_batch_wait_us, 0);
         CHECK_EQ(c->preconnect_conns, 1);
         CHECK_EQ(c->preconnect_bytes, 1099511627776ull);
     }
@@ -508,6 +510,8 @@ static void test_bad_ranges(void)
                  "x.yaml:8:35: requestTimeoutSeconds (5) must be below connectTimeoutSeconds (5)");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    batchWaitMicroseconds: 10001\n",
                  "x.yaml:7:28: batchWaitMicroseconds must be 0..10000, got 10001");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    setupBatchWaitMicroseconds: 10001\n",
+                 "x.yaml:7:33: setupBatchWaitMicroseconds must be 0..10000, got 10001");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    shardBacklogLimit: 15\n",
                  "x.yaml:7:24: shardBacklogLimit must be 16..16777216, got 15");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    preConnectLimit: {connections: 0}\n",
