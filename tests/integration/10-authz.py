@@ -209,6 +209,17 @@ def expect_delivered(w, topic, payload, what):
     check_eq((m.topic, m.payload), (topic, payload), what)
 
 
+def reload_with(b, text, what):
+    """Writes the broker's configuration file, reloads it (SIGHUP) and waits until the new
+    generation is in use; returns the log mark taken before, for the lines that follow."""
+    mark = b.log_mark()
+    with open(os.path.join(b.workdir, "ringmq.yaml"), "w") as fh:
+        fh.write(text)
+    b.signal(signal.SIGHUP)
+    expect_log(b, mark, r"reload: generation \d+ in use", what)
+    return mark
+
+
 def publish_denied(c, topic, qos, what, retain=False):
     """A denied PUBLISH: v5 QoS 1/2 get 0x87; 3.1.1 QoS 1/2 are acknowledged normally (QoS 2
     through PUBCOMP); QoS 0 gets nothing."""
@@ -681,11 +692,8 @@ def reload_of_a_changed_policy_disconnects_its_port(b):
     open_port = user(b, "alice", port="open")  # no authorization on that port
     user(b, "carol", expect=NA)
     try:
-        mark = b.log_mark()
-        with open(path, "w") as fh:  # carol may now connect, alice's group nothing
-            fh.write(original.replace(CUSTOM_RULES, carol_rule))
-        b.signal(signal.SIGHUP)
-        expect_log(b, mark, r"reload: generation \d+ in use", "reload")
+        # carol may now connect, alice's group nothing
+        reload_with(b, original.replace(CUSTOM_RULES, carol_rule), "reload")
         r = alice.expect_closed(timeout=10)
         check(r.closed and r.rc == NA, "alice's connection under the old rules: DISCONNECT "
               "0x87 then close: %r" % r)
@@ -697,15 +705,9 @@ def reload_of_a_changed_policy_disconnects_its_port(b):
         user(b, "alice", expect=NA)
         carol.disconnect()
     finally:
-        mark = b.log_mark()
-        with open(path, "w") as fh:
-            fh.write(original)
-        b.signal(signal.SIGHUP)
-        expect_log(b, mark, r"reload: generation \d+ in use", "reload back")
+        reload_with(b, original, "reload back")
     alice = user(b, "alice")
-    mark = b.log_mark()
-    b.signal(signal.SIGHUP)  # the same configuration again: nobody is disconnected
-    expect_log(b, mark, r"reload: generation \d+ in use", "reload without changes")
+    reload_with(b, original, "reload without changes")  # the same configuration: nobody goes
     check(alice.ping(timeout=5) is not None, "alice stays when the policy did not change")
     alice.publish("floors/3/same", b"same", qos=1)
     expect_delivered(w, "floors/3/same", b"same", "alice after an unchanged reload")
@@ -729,11 +731,7 @@ def reload_rechecks_the_wills_of_the_clients_it_disconnects(b):
                     will={"topic": "wills/" + cid, "payload": b"gone " + cid.encode(), "qos": 1})
                for v, cid in ((5, keep), (4, lose))]
     try:
-        mark = b.log_mark()
-        with open(path, "w") as fh:
-            fh.write(tighter)
-        b.signal(signal.SIGHUP)
-        expect_log(b, mark, r"reload: generation \d+ in use", "reload")
+        mark = reload_with(b, tighter, "reload")
         for c in clients:
             c.expect_closed(timeout=10)
         expect_delivered(w, "wills/" + keep, b"gone " + keep.encode(),
@@ -742,11 +740,7 @@ def reload_rechecks_the_wills_of_the_clients_it_disconnects(b):
                    r"port's new rules" % lose, "the will the new rules deny")
         check_eq(w.collect(1.0), [], "a will the new rules deny was published")
     finally:
-        mark = b.log_mark()
-        with open(path, "w") as fh:
-            fh.write(original)
-        b.signal(signal.SIGHUP)
-        expect_log(b, mark, r"reload: generation \d+ in use", "reload back")
+        reload_with(b, original, "reload back")
         for c in clients:
             c.close()
         w.disconnect()
