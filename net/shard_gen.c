@@ -32,21 +32,30 @@ static bool gen_has(const struct rq_gen *g, const struct rq_listen *l)
 /* Whether generation g closes a connection of port pi accepted under cg: 0 (it stays), else
  * the reason code, *why the reason: its listener is gone (0x8B Server shutting down), or a
  * reload disconnects the port's clients (struct rq_port_kick). */
+/* Index in g of the port whose listener accepted a connection of port pi under cg (g->n_ports:
+ * g no longer has it). */
+static size_t port_in(const struct rq_gen *g, const struct rq_gen *cg, uint32_t pi)
+{
+    size_t j = 0;
+    while (j < g->n_ports && g->lis[j] != cg->lis[pi])
+        j++;
+    return j;
+}
+
 static uint8_t port_verdict(const struct rq_gen *g, const struct rq_gen *cg, uint32_t pi,
                             const char **why)
 {
     if (cg->serial > g->serial)
         return 0; /* handed over from a shard a turn ahead: this one judges it at its next turn */
-    for (size_t j = 0; j < g->n_ports; j++) {
-        if (g->lis[j] != cg->lis[pi])
-            continue;
-        if (cg->serial >= g->kick[j].after)
-            return 0;
-        *why = g->kick[j].why;
-        return g->kick[j].rc;
+    size_t j = port_in(g, cg, pi);
+    if (j == g->n_ports) {
+        *why = "its listener port was removed by a configuration reload";
+        return RQ_RC_SERVER_SHUTTING_DOWN;
     }
-    *why = "its listener port was removed by a configuration reload";
-    return RQ_RC_SERVER_SHUTTING_DOWN;
+    if (cg->serial >= g->kick[j].after)
+        return 0;
+    *why = g->kick[j].why;
+    return g->kick[j].rc;
 }
 
 /* The will check of a client a reload disconnects for a changed policy: the new rules of
@@ -63,15 +72,6 @@ static bool will_allowed_now(void *ctx, const struct rq_principal *p, const uint
               a->ops->publish(a, topic, len);
     rq_access_free(a);
     return ok;
-}
-
-/* Index in g of the port whose listener accepted a connection of port pi under cg. */
-static size_t port_in(const struct rq_gen *g, const struct rq_gen *cg, uint32_t pi)
-{
-    size_t j = 0;
-    while (j < g->n_ports && g->lis[j] != cg->lis[pi])
-        j++;
-    return j;
 }
 
 bool rq_shard_port_closed(struct rq_shard *s, const struct rq_gen *cg, uint32_t pi)
