@@ -46,6 +46,11 @@ static struct rq_config *config_new(const char *source)
     c->shard_backlog = 32768;
     c->batch_wait_us = 200;
     c->setup_batch_wait_us = 1000;
+    c->placement_enabled = true;
+    c->placement_min_share_pct = 90;
+    c->placement_max_moves = 100;
+    c->placement_min_resident_s = 10;
+    c->placement_max_busy_pct = 50;
     c->connect_timeout_ms = 10000;
     c->auth_threads = 2;
     c->auth_max_pending = 10000;

@@ -270,6 +270,15 @@ struct rq_config {
      * RQ_SETUP_QUIET_MS (only connections opening and closing, as in a reconnect storm, whose
      * handshakes do not notice a millisecond); used only when above batch_wait_us. */
     uint32_t setup_batch_wait_us;
+    /* spec.ringmq.placement (core/placement.h): moving a connected publisher to the shard its
+     * messages go to. enabled: default true; minSharePercent 50..100, default 90;
+     * maxMovesPerSecond per shard, 0 = none, default 100; minResidentSeconds after a move,
+     * default 10; maxTargetBusyPercent, default 50. Read at each decision: a reload applies. */
+    bool placement_enabled;
+    uint8_t placement_min_share_pct;
+    uint8_t placement_max_busy_pct;
+    uint32_t placement_max_moves;
+    uint32_t placement_min_resident_s;
     uint32_t connect_timeout_ms; /* default 10000 */
     /* spec.ringmq.auth: the authentication service pool (auth/pool.h) that runs the Custom
      * method's HTTPS requests. threads: default 2; max_pending: accepted and unanswered requests,

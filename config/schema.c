@@ -172,6 +172,16 @@ static const struct rq_field ringmq_metrics_fields[] = {
     END,
 };
 
+/* spec.ringmq.placement: moving connected publishers to their messages' shard. */
+static const struct rq_field placement_fields[] = {
+    {.key = "enabled", .type = RQ_F_BOOL, CFG(placement_enabled)},
+    UINT("minSharePercent", placement_min_share_pct, 50, 100),
+    UINT("maxMovesPerSecond", placement_max_moves, 0, 10000),
+    UINT("minResidentSeconds", placement_min_resident_s, 1, 3600),
+    UINT("maxTargetBusyPercent", placement_max_busy_pct, 1, 100),
+    END,
+};
+
 static const struct rq_field ringmq_fields[] = {
     UINT("threads", threads, 0, 1024),
     UINT("maxConnections", max_connections, 1, 10000000),
@@ -188,6 +198,7 @@ static const struct rq_field ringmq_fields[] = {
     {.key = "logFormat", .type = RQ_F_ENUM, .choices = "text|json", CFG(log_json)},
     {.key = "dataDir", .type = RQ_F_STR, CFG(data_dir)},
     SECTION("metrics", ringmq_metrics_fields),
+    SECTION("placement", placement_fields),
     {.key = "sysTopics", .type = RQ_F_BOOL, CFG(sys_topics)},
     UINT("sysTopicsIntervalSeconds", sys_interval_s, 1, 86400),
     UINT("shutdownDelaySeconds", shutdown_delay_s, 0, 300),

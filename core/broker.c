@@ -114,6 +114,11 @@ uint64_t rq_reg_get(struct rq_reg *r, const uint8_t *cid, size_t len)
     return e ? e->id : 0;
 }
 
+struct rq_session *rq_reg_find(struct rq_reg *r, const uint8_t *cid, size_t len)
+{
+    return *reg_find(r, cid, len);
+}
+
 static void reg_grow(struct rq_reg *r)
 {
     size_t ncap = r->cap * 2;
@@ -523,6 +528,7 @@ size_t rq_route(struct rq_worker *w, struct rq_msg *m)
     rq_subtree_match(b->tree, m->topic, m->topic_len, collect, w);
     rq_brlock_read_unlock(&b->tree_lock, w->id);
     size_t n = w->scratch_n;
+    w->route_shard = RQ_ROUTE_HERE;
     if (!n)
         return 0;
     struct rq_sub_entry *e = w->scratch;
@@ -538,12 +544,17 @@ size_t rq_route(struct rq_worker *w, struct rq_msg *m)
         deliver_local(w, m, e, n);
         return taken;
     }
+    int others = 0;
     for (int shard = 0; shard < b->n_shards; shard++) {
         size_t cnt = 0;
         for (size_t i = 0; i < n && shard != w->id; i++)
             cnt += RQ_SESSION_SHARD(e[i].session_id) == shard;
-        if (cnt)
+        if (cnt) {
             outbox_add(w, shard, m, e, n, cnt);
+            w->route_shard = others++ ? RQ_ROUTE_SPREAD : shard;
+            if (cnt < n)
+                w->route_shard = RQ_ROUTE_SPREAD; /* some here too: moving would not help */
+        }
     }
     /* The other shards' entries are copied into their outboxes: compact this shard's in place
      * (order kept) and deliver them. */

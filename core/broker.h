@@ -45,6 +45,9 @@ enum rq_post_kind {
      * struct rq_authn_reply); the shard goes on with the connection's chain from there. */
     RQ_POST_AUTHN_REPLY,
     RQ_POST_SYS, /* ptr = struct rq_sys_batch * (core/stats_sys.h): $SYS values to publish */
+    /* ptr = net-specific record: a connected client and its session moving to the target shard,
+     * where most of its messages' deliveries go (core/placement.h, net/move.c) */
+    RQ_POST_MOVE_CONN,
 };
 
 struct rq_post {
@@ -160,6 +163,13 @@ struct rq_worker {
     bool throttled;
     uint64_t throttle_count; /* times throttling started */
     uint64_t throttle_logged; /* w->now of the last log line about it */
+    /* Where rq_route sent the last message's deliveries (core/placement.h): the one other
+     * shard that has all of them, RQ_ROUTE_HERE (none, or some on this shard) or
+     * RQ_ROUTE_SPREAD (several other shards). */
+    int route_shard;
+    /* Moves decided this second (placement.maxMovesPerSecond): second, count. */
+    uint64_t place_sec;
+    uint32_t place_count;
     /* Rate limit of the line about PUBLISHes refused for their topic ($SYS, $share). */
     uint64_t refused_logged; /* w->now of the last such line */
     uint64_t refused_since;  /* refusals not logged since then */
@@ -172,6 +182,9 @@ struct rq_pending {
     /* Batches this shard filled, delivered by the others and handed back for reuse (a stack:
      * any shard pushes, this one takes the whole list at once). */
     _Atomic(struct rq_batch *) back;
+    /* Percent of the last ~100 ms the shard spent outside its wait for events (written by
+     * the shard, read relaxed by others: placement does not move clients onto a busy shard). */
+    _Atomic uint32_t busy_pct;
 };
 
 /* Where a connection is in its CONNECT: one state machine owned by core, changed only by
@@ -235,6 +248,14 @@ struct rq_client {
     bool graceful;   /* DISCONNECT 0x00 received: no will */
     bool over_limit; /* counted in broker connections */
     bool reauth_pending; /* a re-authentication's verdict is awaited (rq_client_reauth_resume) */
+    /* Placement (core/placement.h): the shard this client moves to after the packet being
+     * parsed (-1: none; parsing stops there, net moves it), and the current window. */
+    int8_t move_to;
+    uint8_t pl_cand;  /* the other shard the window's first remote message went to */
+    uint8_t pl_agreed; /* 1 + the shard the last window chose, 0: none */
+    uint16_t pl_n, pl_hits; /* messages routed in the window, of them all to pl_cand */
+    uint32_t pl_start; /* (uint32_t)w->now when the window began */
+    uint32_t pl_moved; /* (uint32_t)w->now of its last move; 0: never moved */
     uint64_t reauth_since; /* w->now when it began: an answer lost on the way (dropped after the
                               pool's delivery deadline) does not block the client forever */
 };
@@ -274,6 +295,9 @@ long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len);
  * when due, detaches the session. Idempotent. */
 void rq_client_on_closed(struct rq_client *c, const char *why);
 void rq_client_free(struct rq_client *c);
+/* Frees only what the client owns (principal, permissions, alias tables, output, names): for
+ * a client whose worker is gone (a move discarded at shutdown). */
+void rq_client_release(struct rq_client *c);
 /* The client leaves its session (c->s = NULL); log lines keep naming the client id. */
 void rq_client_unbind(struct rq_client *c);
 /* The one transition function of the CONNECT state machine (see enum rq_client_phase): sets

@@ -76,6 +76,9 @@ struct rq_session {
     uint16_t next_pid;
     uint16_t cid_len;
     uint8_t stat_version; /* its total_sessions{mqtt_version} label (core/stats.h) */
+    /* On its way to another shard with its client (core/placement.h), under reg_lock: in no
+     * shard's session map, so a CONNECT for its client id is answered Server busy meanwhile. */
+    bool moving;
     char cid[]; /* NUL-terminated copy of the client id */
 };
 
@@ -87,10 +90,15 @@ void rq_smap_del(struct rq_smap *m, uint64_t id);
  * registered for cid, 0 if none. set: s becomes the session of its client id (replacing any
  * other). del: s leaves it, if it is still the one registered. */
 uint64_t rq_reg_get(struct rq_reg *r, const uint8_t *cid, size_t len);
+/* The session registered for cid, NULL if none (valid while reg_lock is held). */
+struct rq_session *rq_reg_find(struct rq_reg *r, const uint8_t *cid, size_t len);
 void rq_reg_set(struct rq_reg *r, struct rq_session *s);
 void rq_reg_del(struct rq_reg *r, struct rq_session *s);
 /* Routes a message to every matching subscription (all shards). Consumes no reference.
- * Returns how many subscriptions take it (0: PUBACK/PUBREC 0x10 No matching subscribers). */
+ * Returns how many subscriptions take it (0: PUBACK/PUBREC 0x10 No matching subscribers), and
+ * sets w->route_shard to where they are. */
+#define RQ_ROUTE_HERE (-1)
+#define RQ_ROUTE_SPREAD (-2)
 size_t rq_route(struct rq_worker *w, struct rq_msg *m);
 /* Stores/clears a retained message (m->retain set). */
 void rq_retain_store(struct rq_worker *w, struct rq_msg *m);

@@ -3,6 +3,7 @@
  * subscriptions, keepalive, and the reason code for everything a client can get wrong. Bytes come from net/ already framed by
  * the codec's rules; replies go into c->out. No socket calls here. */
 #include "core/broker_int.h"
+#include "core/placement.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ void rq_client_init(struct rq_client *c, struct rq_worker *w, void *conn, int po
     c->w = w;
     c->conn = conn;
     c->migrate_to = -1;
+    c->move_to = -1;
     c->last_rx = w->now;
     c->log.shard = w->id;
     c->log.port = port;
@@ -421,6 +423,7 @@ static int on_publish(struct rq_client *c, struct rq_publish *p, const char **wh
         rq_retain_store(c->w, m);
     size_t takers = rq_route(c->w, m);
     rq_msg_unref(m);
+    rq_place_after_route(c); /* may decide to move the client after this packet */
     /* v5: 0x10 when no subscription took it, retained or not (the message was accepted and,
      * if retained, stored; mosquitto answers the same). */
     uint8_t ok = c->version == 5 && takers == 0 ? RQ_RC_NO_MATCHING_SUBSCRIBERS : 0;
@@ -727,8 +730,9 @@ static bool connect_refused(struct rq_client *c, const struct rq_connect *k, int
 long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
 {
     size_t used = 0;
-    if (rq_client_suspended(c))
-        return 0; /* parsing stopped: net keeps the bytes until the CONNECT resumes */
+    if (rq_client_suspended(c) || c->move_to >= 0)
+        return 0; /* parsing stopped: net keeps the bytes until the CONNECT resumes, or
+                     carries them to the shard the client moves to */
     c->last_rx = c->w->now;
     /* The first packet must be CONNECT [MQTT-3.1.0-1]: type 1, reserved flags 0 [MQTT-2.1.3-1].
      * Its first byte tells, so anything else is refused there, before its length is read: not
@@ -737,7 +741,7 @@ long rq_client_on_bytes(struct rq_client *c, const uint8_t *p, size_t len)
         rq_client_close(c, -RQ_RC_PROTOCOL_ERROR, not_connect_why(p, len));
         return -1;
     }
-    while (used < len && !c->closing) {
+    while (used < len && !c->closing && c->move_to < 0) {
         const char *why = "malformed packet";
         size_t hdr;
         uint32_t max = rq_client_cfg(c)->max_packet_size;
@@ -813,12 +817,17 @@ void rq_client_free(struct rq_client *c)
         rq_client_on_closed(c, "freed");
     rq_stat_delta(RQ_ST_CONNECTED, c->phase == RQ_PH_CONNECTED ? -1 : 0); /* never closed */
     rq_timer_cancel(&c->w->wheel, &c->ka_timer);
+    if (c->over_limit)
+        atomic_fetch_sub(&c->w->b->connections, 1);
+    rq_client_release(c);
+}
+
+void rq_client_release(struct rq_client *c)
+{
     rq_principal_free(c->principal);
     free(c->auth_method);
     rq_access_free(c->access);
     free(c->client_id_print);
-    if (c->over_limit)
-        atomic_fetch_sub(&c->w->b->connections, 1);
     if (c->alias_in)
         for (uint32_t i = 0; i <= c->alias_in_max; i++)
             free((void *)c->alias_in[i].p);

@@ -164,7 +164,13 @@ static struct rq_session *attach_session(struct rq_client *c, const struct rq_co
     *present = false;
     for (;;) {
         pthread_mutex_lock(&b->reg_lock);
-        uint64_t sid = rq_reg_get(b->reg, cid, len);
+        struct rq_session *reg = rq_reg_find(b->reg, cid, len);
+        if (reg && reg->moving) { /* between two shards' maps for one inbox hop */
+            pthread_mutex_unlock(&b->reg_lock);
+            *rc = RQ_RC_SERVER_BUSY;
+            return NULL;
+        }
+        uint64_t sid = reg ? reg->id : 0;
         int owner = sid ? RQ_SESSION_SHARD(sid) : w->id;
         if (sid && owner != w->id && !k->clean_start) {
             pthread_mutex_unlock(&b->reg_lock);
@@ -613,7 +619,11 @@ int rq_client_on_connect(struct rq_client *c, const struct rq_connect *k)
             rq_client_phase(c, RQ_PH_HANDED_OVER); /* net moves it, resumed on the owner */
             return -2;
         }
-        rq_client_connack_fail(c, c->version, rc, "could not create the session");
+        rq_client_connack_fail(c, c->version, rc,
+                               rc == RQ_RC_SERVER_BUSY
+                                   ? "its session is moving between shards, or was handed over "
+                                     "too often: try again"
+                                   : "could not create the session");
         return -1;
     }
     if (alloc_client_state(c) != 0) {

@@ -58,6 +58,7 @@ enum rq_stat {
     RQ_ST_REAUTH_SUCCESS, /* MQTT v5 re-authentication (AUTH 0x19): bumped by its engine */
     RQ_ST_REAUTH_FAILURE, /* denied: the client is disconnected */
     RQ_ST_REAUTH_RETRY,   /* undecided: AUTH 0x18, the connection keeps its credentials */
+    RQ_ST_MOVES_IN,       /* clients moved to this shard by placement (core/placement.h) */
     RQ_ST_COUNT
 };
 

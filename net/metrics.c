@@ -141,6 +141,9 @@ static void shards(struct out *o, uint64_t now_ms)
               "TCP connections of the shard (before CONNECT included).", RQ_ST_CONNECTIONS);
     per_shard(o, "ringmq_shard_loop_iterations_total", "counter",
               "Turns of the shard's io_uring loop.", RQ_ST_LOOP_ITERATIONS);
+    per_shard(o, "ringmq_shard_clients_moved_in_total", "counter",
+              "Connected clients moved to the shard because their messages went there "
+              "(spec.ringmq.placement).", RQ_ST_MOVES_IN);
     per_shard(o, "ringmq_backpressure_pauses_total", "counter",
               "Connections the shard stopped reading because a shard it posts to fell behind.",
               RQ_ST_BACKPRESSURE_PAUSES);

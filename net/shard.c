@@ -293,6 +293,7 @@ static int op_authorize(struct rq_worker *w, void *conn, const struct rq_princip
 }
 
 static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len);
+static void move_or_go_on(struct rq_shard *s, struct conn *c);
 static void account_first_packet(struct rq_shard *s, struct conn *c);
 static void hold_input(struct rq_shard *s, struct conn *c);
 
@@ -300,7 +301,11 @@ static void hold_input(struct rq_shard *s, struct conn *c);
 static void op_resume_input(struct rq_worker *w, void *conn)
 {
     struct conn *c = conn;
-    struct rq_shard *s = c->sh;
+    rq_conn_feed_kept(c->sh, c);
+}
+
+void rq_conn_feed_kept(struct rq_shard *s, struct conn *c)
+{
     if (c->in_held) {
         c->in_held = false;
         rq_conn_mark_dirty(s, c); /* flush_all arms its recv again */
@@ -462,6 +467,23 @@ static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t le
         rq_buf_append(&c->in, data + used, n - (size_t)used);
     if (c->cl.migrate_to >= 0 && c->cl.phase == RQ_PH_HANDED_OVER)
         rq_handover_start(s, c);
+    else if (c->cl.move_to >= 0 && !c->cl.closing)
+        move_or_go_on(s, c);
+}
+
+/* Core chose to move c after the packet it just parsed. Only a connection in its plain state
+ * moves: not one paused by backpressure or for its output, nor a transport still in its
+ * handshake; otherwise it stays and parsing goes on. */
+static void move_or_go_on(struct rq_shard *s, struct conn *c)
+{
+    if (c->state == C_OPEN && !c->paused && !c->out_full && !c->in_held &&
+        (!c->xp || rq_xport_ready(c->xp))) {
+        rq_move_start(s, c);
+        return;
+    }
+    c->cl.move_to = -1;
+    if (c->state == C_OPEN)
+        feed(s, c, NULL, 0);
 }
 
 /* c's CONNECT is suspended (its verdict is pending) and IN_HOLD_MAX of its input is held: stop
@@ -505,7 +527,7 @@ static void account_first_packet(struct rq_shard *s, struct conn *c)
 
 void rq_conn_input(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t len)
 {
-    if (c->state == C_MIGRATING) {
+    if (c->state == C_MIGRATING || c->state == C_MOVING) {
         /* travels with the connection: MQTT bytes for plain TCP, wire bytes otherwise */
         rq_buf_append(c->xp ? rq_xport_raw(c->xp) : &c->in, p, len);
         return;
@@ -689,8 +711,8 @@ static void on_recv(struct rq_shard *s, struct conn *c, struct io_uring_cqe *cqe
             rq_conn_mark_dirty(s, c); /* buffers are back after this batch: re-arm then */
         return;
     }
-    if (c->state == C_MIGRATING)
-        return;
+    if (c->state == C_MIGRATING || c->state == C_MOVING)
+        return; /* the shard it goes to reads it again (and finds an EOF there) */
     if (cqe->res == -ECANCELED && c->state == C_OPEN) {
         rq_conn_mark_dirty(s, c); /* paused, or resumed before the cancel completed: flush decides */
         return;
@@ -778,8 +800,8 @@ static void flush_all(struct rq_shard *s)
         struct conn *c = s->dirty;
         s->dirty = c->next_dirty;
         c->dirty = false;
-        if (c->state == C_MIGRATING || c->state == C_SHUTDOWN)
-            continue;
+        if (c->state == C_MIGRATING || c->state == C_MOVING || c->state == C_SHUTDOWN)
+            continue; /* what a moving client has to send goes out on its new shard */
         if (c->state == C_OPEN && !c->recv_armed && !c->paused && !c->out_full && !c->in_held)
             rq_conn_arm_recv(s, c);
         struct rq_buf *src = &c->cl.out;
@@ -810,7 +832,11 @@ static void reap(struct rq_shard *s)
     struct conn **pp = &s->closing;
     while (*pp) {
         struct conn *c = *pp;
-        if (!c->closed_notified && c->state != C_MIGRATING) {
+        if (c->state == C_MOVING && c->ops == 0 && !rq_move_try(s, c)) {
+            pp = &c->next_close; /* tried again next turn, or closing now */
+            continue;
+        }
+        if (!c->closed_notified && c->state != C_MIGRATING && c->state != C_MOVING) {
             c->closed_notified = true;
             rq_client_on_closed(&c->cl, c->state == C_SHUTDOWN ? "connection lost" : "closed");
         }
@@ -823,7 +849,8 @@ static void reap(struct rq_shard *s)
         } else if (c->state == C_SHUTDOWN && c->ops) {
             shutdown(c->fd, SHUT_RDWR);
         }
-        if (c->ops == 0 && (c->state == C_SHUTDOWN || c->state == C_MIGRATING)) {
+        if (c->ops == 0 &&
+            (c->state == C_SHUTDOWN || c->state == C_MIGRATING || c->state == C_MOVING)) {
             *pp = c->next_close;
             if (c->dirty) { /* unlink from the flush list */
                 for (struct conn **dp = &s->dirty; *dp; dp = &(*dp)->next_dirty)
@@ -835,7 +862,7 @@ static void reap(struct rq_shard *s)
             if (c->state == C_MIGRATING)
                 rq_handover_finish(s, c);
             else
-                rq_conn_free(s, c, true);
+                rq_conn_free(s, c, c->state != C_MOVING); /* moved: its fd lives on */
             continue;
         }
         pp = &c->next_close;
@@ -887,6 +914,8 @@ static void drain_inbox(struct rq_shard *s)
             io_uring_get_events(&s->ring);
             handle_cqes(s);
             rq_handover_adopt(s, p.ptr);
+        } else if (p.kind == RQ_POST_MOVE_CONN) {
+            rq_move_adopt(s, p.ptr);
         } else if (p.kind == RQ_POST_AUTH_VERDICT) {
             rq_post_on_verdict(s, p.ptr);
         } else if (p.kind == RQ_POST_AUTHN_REPLY) {
@@ -992,11 +1021,26 @@ static void wait_events(struct rq_shard *s, unsigned batch, int64_t ms)
     io_uring_submit_and_wait_timeout(&s->ring, &cqe, want, ms >= 0 ? &ts : NULL, NULL);
 }
 
+/* Every RQ_BUSY_PERIOD_US the share of it the shard did not spend waiting for events. */
+#define RQ_BUSY_PERIOD_US 100000
+static void busy_sample(struct rq_shard *s, uint64_t now_us)
+{
+    uint64_t span = now_us - s->busy_since_us;
+    if (span < RQ_BUSY_PERIOD_US)
+        return;
+    uint64_t waited = s->waited_us < span ? s->waited_us : span;
+    atomic_store_explicit(&s->b->pending[s->id].busy_pct,
+                          (uint32_t)((span - waited) * 100 / span), memory_order_relaxed);
+    s->busy_since_us = now_us;
+    s->waited_us = 0;
+}
+
 void rq_shard_loop(struct rq_shard *s)
 {
     struct rq_worker *w = s->w;
     for (;;) {
         w->now = rq_now_ms();
+        busy_sample(s, rq_stats_now_us());
         rq_stats_turn(w->now, s->n_conns); /* heartbeat for /healthz */
         rq_metrics_test_stall(s->id);
         /* quiescent point: no pointer into a generation is held here but s->gen and pins */
@@ -1054,6 +1098,8 @@ void rq_shard_loop(struct rq_shard *s)
             io_uring_submit_and_get_events(&s->ring);
             continue;
         }
+        uint64_t t0 = rq_stats_now_us();
         wait_events(s, batch, ms);
+        s->waited_us += rq_stats_now_us() - t0;
     }
 }

@@ -100,17 +100,22 @@ void rq_shard_gen_follow(struct rq_shard *s, struct rq_gen *ng)
     s->w->cfg = rq_ports_gen_config(ng);
     for (uint32_t i = 0; dropped && i < s->n_slots; i++) {
         struct conn *c = s->slots[i];
-        const char *why;
-        uint8_t rc = c && c->state == C_OPEN && c->rt_gen
-                         ? port_verdict(ng, c->rt_gen, c->port_index, &why)
-                         : 0;
-        if (rc == RQ_RC_NOT_AUTHORIZED) { /* its policy changed: the will meets the new one */
-            size_t j = port_in(ng, c->rt_gen, c->port_index);
-            void *z = j < ng->n_ports ? (void *)ng->ports[j].authz : NULL;
-            rq_client_will_recheck(&c->cl, will_allowed_now, z);
-        }
-        if (rc)
-            rq_client_close(&c->cl, -(int)rc, why);
+        if (c && c->state == C_OPEN && c->rt_gen)
+            rq_shard_gen_recheck(s, c);
     }
+}
+
+void rq_shard_gen_recheck(struct rq_shard *s, struct conn *c)
+{
+    struct rq_gen *ng = s->gen;
+    const char *why;
+    uint8_t rc = port_verdict(ng, c->rt_gen, c->port_index, &why);
+    if (rc == RQ_RC_NOT_AUTHORIZED) { /* its policy changed: the will meets the new one */
+        size_t j = port_in(ng, c->rt_gen, c->port_index);
+        void *z = j < ng->n_ports ? (void *)ng->ports[j].authz : NULL;
+        rq_client_will_recheck(&c->cl, will_allowed_now, z);
+    }
+    if (rc)
+        rq_client_close(&c->cl, -(int)rc, why);
 }
 

@@ -74,7 +74,10 @@ enum ratelog_kind {
     RL_KINDS
 };
 
-enum conn_state { C_OPEN, C_CLOSING, C_SHUTDOWN, C_MIGRATING };
+/* C_MIGRATING: its CONNECT is handed over to its session's shard (handover.c); C_MOVING: the
+ * connected client moves to the shard its messages go to (move.c). Both stop reading and keep
+ * what still arrives for the shard they go to. */
+enum conn_state { C_OPEN, C_CLOSING, C_SHUTDOWN, C_MIGRATING, C_MOVING };
 
 struct conn {
     struct rq_client cl;
@@ -158,6 +161,9 @@ struct rq_shard {
      * when that number last moved: a shard without them for RQ_SETUP_QUIET_MS batches its
      * wake-ups longer (setupBatchWaitMicroseconds, wait_events). */
     uint64_t msgs_seen, msgs_moved_at;
+    /* Busy fraction (b->pending[id].busy_pct, read by placement on other shards): the time
+     * spent waiting for events since busy_since_us, both in microseconds. */
+    uint64_t busy_since_us, waited_us;
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
 
@@ -237,6 +243,22 @@ void rq_handover_finish(struct rq_shard *s, struct conn *c);
 void rq_handover_adopt(struct rq_shard *s, struct handover *h);
 /* A hand-over that will not be adopted (shutdown): everything it holds released. */
 void rq_handover_discard(struct handover *h);
+
+/* move.c: placement moves a connected client (core decided: c->cl.move_to). start: stop
+ * reading it, close-list it. try (reap, no operation in flight): flushes this turn's routed
+ * messages and, once nothing waits in a backlog, hands the client and its session to the
+ * target: true, and c is an empty shell for rq_conn_free(s, c, false); false: not yet (tried
+ * again next turn) or not at all (then c is closing). adopt: on the target. discard: shutdown,
+ * the record reached a shard that stopped. */
+void rq_move_start(struct rq_shard *s, struct conn *c);
+bool rq_move_try(struct rq_shard *s, struct conn *c);
+void rq_move_adopt(struct rq_shard *s, void *record);
+void rq_move_discard(struct rq_broker *b, void *record);
+/* Parses what is kept in c->in (after a move, or a resumed CONNECT) and reads c again. */
+void rq_conn_feed_kept(struct rq_shard *s, struct conn *c);
+/* shard_gen.c: c arrived under generation c->rt_gen: when this shard's generation has closed
+ * its port or kicked its clients since, it is disconnected as the reload did to the others. */
+void rq_shard_gen_recheck(struct rq_shard *s, struct conn *c);
 
 /* The connection with identity id on this shard, or NULL when it is gone or its slot now
  * holds another connection (net/post.c). Shard thread. */

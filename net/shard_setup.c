@@ -317,9 +317,11 @@ void rq_shard_join(struct rq_shard *s)
     }
 }
 
-static void discard_post(const struct rq_post *p)
+static void discard_post(struct rq_shard *s, const struct rq_post *p)
 {
-    if (p->kind == RQ_POST_DELIVER) {
+    if (p->kind == RQ_POST_MOVE_CONN) {
+        rq_move_discard(s->b, p->ptr);
+    } else if (p->kind == RQ_POST_DELIVER) {
         rq_batch_discard(p->ptr);
     } else if (p->kind == RQ_POST_ADOPT_CONN) {
         rq_handover_discard(p->ptr);
@@ -347,7 +349,7 @@ void rq_shard_free(struct rq_shard *s)
     free(s->slot_fd);
     for (int t = 0; s->backlog && t < s->b->n_shards; t++) {
         for (size_t i = 0; i < s->backlog[t].n; i++)
-            discard_post(&s->backlog[t].v[i]);
+            discard_post(s, &s->backlog[t].v[i]);
         free(s->backlog[t].v);
     }
     free(s->backlog);
@@ -356,7 +358,7 @@ void rq_shard_free(struct rq_shard *s)
         /* Posts that arrived after this shard stopped (wills routed during shutdown). */
         struct rq_post p;
         while (rq_inbox_pop(s->inbox, &p))
-            discard_post(&p);
+            discard_post(s, &p);
         rq_inbox_free(s->inbox);
     }
     for (struct rq_authn_reply *r = atomic_exchange(&s->reply_overflow, NULL), *next; r;
