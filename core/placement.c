@@ -94,7 +94,8 @@ bool rq_place_session_leave(struct rq_session *s, int target)
 {
     struct rq_worker *w = s->w;
     struct rq_broker *b = w->b;
-    uint64_t old = s->id;
+    /* out of the map under the id it is filed by (only this thread touches the map) */
+    rq_smap_del(w->sessions, s->id);
     pthread_mutex_lock(&b->reg_lock);
     bool ours = rq_reg_find(b->reg, (const uint8_t *)s->cid, s->cid_len) == s;
     if (ours) {
@@ -103,12 +104,13 @@ bool rq_place_session_leave(struct rq_session *s, int target)
         s->moving = true;
     }
     pthread_mutex_unlock(&b->reg_lock);
-    if (!ours)
+    if (!ours) {
+        (void)rq_smap_put(w->sessions, s); /* back where it was: fits, one was just removed */
         return false;
+    }
     if (s->will)
         s->will->origin = s->id; /* No Local: the will is this session's message */
     s->client = NULL;
-    rq_smap_del(w->sessions, old);
     return true;
 }
 
