@@ -337,6 +337,17 @@ static void test_empty_and_defaults(void)
     c = load(BROKER, err, sizeof err); /* a Broker without spec keeps every default */
     CHECK(c != NULL && c->max_keepalive == 65535 && c->queue_limit == 1000);
     CHECK(c != NULL && c->batch_wait_us == 200 && c->setup_batch_wait_us == 1000);
+    CHECK(c != NULL && c->placement_enabled && c->placement_min_share_pct == 90 &&
+          c->placement_max_moves == 100 && c->placement_min_resident_s == 10 &&
+          c->placement_max_busy_pct == 50);
+    rq_config_free(c);
+    c = load(BROKER "spec:\n  ringmq:\n    placement: {enabled: false, minSharePercent: 50,\n"
+                    "      maxMovesPerSecond: 0, minResidentSeconds: 3600,\n"
+                    "      maxTargetBusyPercent: 100}\n",
+             err, sizeof err);
+    CHECK(c != NULL && !c->placement_enabled && c->placement_min_share_pct == 50 &&
+          c->placement_max_moves == 0 && c->placement_min_resident_s == 3600 &&
+          c->placement_max_busy_pct == 100);
     rq_config_free(c);
     /* Listeners without a Broker: defaults, any brokerRef. */
     c = load(LISTENER("only") "spec:\n  brokerRef: elsewhere\n  ports: [{port: 1}, {port: 65535}]\n",
@@ -512,6 +523,16 @@ static void test_bad_ranges(void)
                  "x.yaml:7:28: batchWaitMicroseconds must be 0..10000, got 10001");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    setupBatchWaitMicroseconds: 10001\n",
                  "x.yaml:7:33: setupBatchWaitMicroseconds must be 0..10000, got 10001");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    placement: {minSharePercent: 49}\n",
+                 "x.yaml:7:34: minSharePercent must be 50..100, got 49");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    placement: {maxMovesPerSecond: 10001}\n",
+                 "x.yaml:7:36: maxMovesPerSecond must be 0..10000, got 10001");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    placement: {minResidentSeconds: 0}\n",
+                 "x.yaml:7:37: minResidentSeconds must be 1..3600, got 0");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    placement: {maxTargetBusyPercent: 0}\n",
+                 "x.yaml:7:39: maxTargetBusyPercent must be 1..100, got 0");
+    EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    placement: {enabled: maybe}\n",
+                 "x.yaml:7:26: enabled must be true or false, got maybe");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    shardBacklogLimit: 15\n",
                  "x.yaml:7:24: shardBacklogLimit must be 16..16777216, got 15");
     EXPECT_ERROR(BROKER "spec:\n  ringmq:\n    preConnectLimit: {connections: 0}\n",
