@@ -35,13 +35,14 @@ struct move {
     struct rq_client cl;   /* the protocol state: every pointer in it now belongs here */
 };
 
-void rq_move_start(struct rq_shard *s, struct conn *c)
+bool rq_move_start(struct rq_shard *s, struct conn *c)
 {
+    if (c->recv_armed && !rq_conn_cancel_recv(s, c))
+        return false; /* no SQE for the cancel: its recv would never end; it stays */
     c->state = C_MOVING;
     rq_timer_cancel(&s->w->wheel, &c->cl.ka_timer);
-    if (c->recv_armed)
-        (void)rq_conn_cancel_recv(s, c);
     rq_conn_mark_closing(s, c);
+    return true;
 }
 
 /* The move will not happen: the client is closing (core closed it meanwhile: a takeover, the

@@ -477,10 +477,8 @@ static void feed(struct rq_shard *s, struct conn *c, const uint8_t *p, size_t le
 static void move_or_go_on(struct rq_shard *s, struct conn *c)
 {
     if (c->state == C_OPEN && !c->paused && !c->out_full && !c->in_held &&
-        (!c->xp || rq_xport_ready(c->xp))) {
-        rq_move_start(s, c);
+        (!c->xp || rq_xport_ready(c->xp)) && rq_move_start(s, c))
         return;
-    }
     c->cl.move_to = -1;
     if (c->state == C_OPEN)
         feed(s, c, NULL, 0);
