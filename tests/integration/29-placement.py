@@ -615,8 +615,9 @@ def takeover_while_moving():
     """A publisher about to move (the 2nd window of the rule closes around when the takeover's
     CONNECT comes) is taken over by a CONNECT with its client id on any shard, clean start and
     resume, v5 and 3.1.1: the CONNACK is 0x00, or Server busy and a retry gets 0x00; the old
-    connection is closed, the new one serves, a resume finds the session."""
-    with start() as b:
+    connection is closed, the new one serves, a resume finds the session. (The publisher
+    sends unpaced: the target's busy limit is lifted, so that the move is decided on time.)"""
+    with start({"placement": {"maxTargetBusyPercent": 100}}) as b:
         topic = rq.uniq("race")
         _, home = drained_sub(b, topic + "/#")
         stats = {"busy": 0, "moved": 0, "present": 0}
@@ -660,7 +661,7 @@ def takeover_while_moving():
             b.check_alive()
         rq.log("%d takeovers: %d of the publishers had started moving, %d Server busy answers"
                % (RACES, stats["moved"], stats["busy"]))
-        check(stats["moved"] >= RACES // 5, "only %d of %d publishers started moving: the race"
+        check(stats["moved"] >= RACES // 4, "only %d of %d publishers started moving: the race"
               " was not run" % (stats["moved"], RACES))
         rq.check_serves(b.port)
         check_eq(b.stop(), 0, "exit code after SIGTERM")
