@@ -1205,5 +1205,75 @@ def sigterm_while_the_move_is_in_flight():
     check_eq(b.stop(STALL_MS / 1000 + 10), 0, "exit code after SIGTERM with a move in flight")
 
 
+@case(ringmq_only=ONLY)
+def packets_sent_while_the_move_is_in_flight():
+    """Four publishers start moving during one stall of their target. Meanwhile one sends
+    SUBSCRIBE, PINGREQ, PUBLISH QoS 1 and 2: all answered after the stall, from the new shard,
+    and its new subscription gets messages; one sends DISCONNECT 0x00 and closes: no will; one
+    closes without DISCONNECT: its will; one (keep-alive 1 s) stays silent through the 2.5 s
+    stall: closed by keep-alive once it lands, its will published."""
+    with stalled_broker() as b:
+        root = rq.uniq("pk")
+        sub = on_shard(b, {0}, plain(b))
+        sub.subscribe(root + "/#", qos=2)
+        col = Collector(sub)
+
+        def will(n):
+            return {"topic": "%s/will%d" % (root, n), "payload": b"w%d" % n}
+
+        ps = [on_shard(b, {1}, plain(b, will=will(i), keepalive=1 if i == 3 else 60))
+              for i in range(4)]
+        for k in range(480):
+            for i, p in enumerate(ps):
+                p.publish("%s/p%d" % (root, i), b"%d" % k)
+            if k % BURST == BURST - 1:
+                time.sleep(BURST_GAP)  # pacing
+        mark = b.log_mark()
+        b.signal(signal.SIGUSR2)
+        fixtures.expect_log(b, mark, r"shard 0: stalling", "shard 0 stalls")
+        for i, p in enumerate(ps):
+            p.send_raw(b"".join(rq.enc_publish(5, "%s/p%d" % (root, i), b"%d" % k)
+                                for k in range(480, 544)))
+        for p in ps:
+            fixtures.expect_log(b, mark, r'client="%s" \(session\) moving to shard 0'
+                                % re.escape(p.client_id), "moves began during the stall",
+                                timeout=STALL_MS / 2000)
+        busy, polite, lost, silent = ps
+        mine = rq.uniq("mine")
+        busy.send_raw(rq.enc_subscribe(5, 100, [(mine, 1)]) + rq.packet(rq.PINGREQ, 0, b"") +
+                      rq.enc_publish(5, root + "/p0", b"544", qos=1, pid=101) +
+                      rq.enc_publish(5, root + "/p0", b"545", qos=2, pid=102))
+        polite.send_raw(rq.enc_disconnect(5, 0))
+        polite.close()
+        lost.close()
+        check(not moves_of(b, busy.client_id), "the moves completed during the stall")
+        suback = busy.wait_for(rq.SUBACK, timeout=STALL_MS / 1000 + 10, pid=100)
+        check_eq(suback.codes, [1], "SUBACK of the SUBSCRIBE sent while moving")
+        busy.wait_for(rq.PINGRESP, timeout=5)
+        check_eq(busy.wait_for(rq.PUBACK, pid=101, timeout=5).rc, 0, "PUBACK")
+        check(busy.wait_for(rq.PUBREC, pid=102, timeout=5).rc < 0x80, "PUBREC")
+        busy.send_raw(rq.enc_ack(rq.PUBREL, 5, 102))
+        check_eq(busy.wait_for(rq.PUBCOMP, pid=102, timeout=5).rc, 0, "PUBCOMP")
+        check_eq(moves_of(b, busy.client_id), [(1, 0)], "the move")
+        other = on_shard(b, {1}, plain(b))
+        other.publish(mine, b"to-the-moved", qos=1)
+        got = busy.recv_publish(5)
+        check_eq((got.topic, got.payload), (mine, b"to-the-moved"),
+                 "message on the subscription made while moving")
+        wait_in_order(col, root + "/p0", 546, "the publisher that kept sending")
+        for i in (1, 2, 3):
+            wait_in_order(col, "%s/p%d" % (root, i), 544, "publisher %d" % i)
+        res = silent.expect_closed(10)
+        check(res, "silent client (keep-alive 1 s) open after a 2.5 s move")
+        wait_got(col, lambda g: g[1] == b"w3", "will of the client closed by keep-alive")
+        wait_got(col, lambda g: g[1] == b"w2", "will of the client that closed while moving")
+        sub.publish(root + "/marker", b"marker")  # behind any will (all on shard 0)
+        wait_got(col, lambda g: g[1] == b"marker", "marker")
+        check(not [g for g in col.got if g[1] in (b"w0", b"w1")],
+              "will published: %r" % [g for g in col.got if g[1] in (b"w0", b"w1")])
+        for c in (busy, other, sub):
+            c.disconnect()
+
+
 if __name__ == "__main__":
     rq.run(timeout=240)
