@@ -489,6 +489,8 @@ def qos2_flow_open_across_the_move():
 
 @case(ringmq_only=ONLY)
 def topic_alias_set_before_used_after():
+    """A topic alias set before the move, used after it (empty topic): delivered with its topic;
+    a No Local subscription made after the move does not get the client's own messages."""
     with start() as b:
         root = rq.uniq("al")
         sub, home = subscriber(b, root + "/#", qos=1)
@@ -504,6 +506,15 @@ def topic_alias_set_before_used_after():
         got = [(g[0], g[1]) for g in col.got if g[1] in (b"set", b"before", b"after")]
         check_eq(got, [(topic, b"set"), (topic, b"before"), (topic, b"after")],
                  "aliased messages, in order, with the alias's topic")
+        # No Local after the move: its messages carry the session's new id
+        check_eq(p.subscribe([(root + "/nl", rq.sub_opts(1, no_local=True)),
+                              (root + "/ll", rq.sub_opts(1))]).codes, [1, 1], "SUBACK")
+        p.publish(root + "/nl", b"not-to-me", qos=1)
+        p.publish(root + "/ll", b"to-me", qos=1)
+        got = p.recv_publish(5)  # a No Local failure would come first (same route, in order)
+        check_eq((got.topic, got.payload), (root + "/ll", b"to-me"),
+                 "first own message back: the one without No Local")
+        wait_got(col, lambda g: g[1] == b"not-to-me", "No Local message at the other subscriber")
         p.disconnect()
         sub.disconnect()
 
@@ -801,10 +812,32 @@ class AuthEnv:
         if not certs.openssl_available():
             raise rq.Skip("openssl not installed")
         self.auth = authsrv.AuthServer(certs.CertFactory(),
-                                       {"alice": authsrv.user(PASSWORD, {"group": "g1"})},
+                                       {"alice": authsrv.user(PASSWORD, {"group": "g1",
+                                                                         "floor": "3"})},
                                        mode="users")
         self.yaml = (authsrv.authn("custom", authsrv.custom_method(self.auth.url)) +
-                     self.auth.ca_configmap())
+                     self.auth.ca_configmap() + AUTHZ)
+
+
+# group g1 may publish and subscribe on its floor only (10-authz's Custom rule, abridged)
+AUTHZ = """---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {name: rules}
+spec:
+  authorizationPolicies:
+    cache: Enabled
+    rules:
+    - principals:
+        attributes:
+        - {group: g1}
+      brokerResources:
+      - method: Connect
+      - method: Publish
+        topics: ["floors/{principal.attributes.floor}/#"]
+      - method: Subscribe
+        topics: ["floors/{principal.attributes.floor}/#"]
+"""
 
 
 auth_env = fixtures.once(AuthEnv)
@@ -817,12 +850,15 @@ def auth_packet(reason=0x19):
 
 @case(ringmq_only=ONLY)
 def reauthentication_after_and_during_a_move():
-    """A client authenticated by Custom (enhanced authentication) moves; AUTH 0x19 then, on the
-    new shard, gets AUTH 0x00. Another sends AUTH 0x19 right behind the messages that close
-    the rule's second window (so it is among the bytes that move): AUTH 0x00 too."""
+    """A client authenticated by Custom (enhanced authentication) and authorized by a
+    BrokerAuthorization moves; AUTH 0x19 then, on the new shard, gets AUTH 0x00; its
+    permissions hold on the new shard, before and after (PUBACK / SUBACK 0x87 off its floor,
+    nothing routed). Another sends AUTH 0x19 right behind the messages that close the rule's
+    second window (so it is among the bytes that move): AUTH 0x00 too."""
     e = auth_env()
     ports = {"tcp": "bindAddress: 127.0.0.1, protocol: Mqtt",
-             "custom": "bindAddress: 127.0.0.1, protocol: Mqtt, authenticationRef: custom"}
+             "custom": "bindAddress: 127.0.0.1, protocol: Mqtt, authenticationRef: custom, "
+                       "authorizationRef: rules"}
     ringmq = {"connectTimeoutSeconds": 10, "auth": {"requestTimeoutSeconds": 4}}
 
     def enhanced():
@@ -834,11 +870,25 @@ def reauthentication_after_and_during_a_move():
         return c
 
     with start(ringmq, ports=ports, extra_yaml=e.yaml) as b:
-        root = rq.uniq("ra")
-        sub, home = subscriber(b, root + "/#", qos=1)
+        tag = rq.uniq("ra")
+        root = "floors/3/" + tag
+        sub, home = subscriber(b, "floors/+/%s/#" % tag, qos=1)
         col = Collector(sub)
         after = on_shard(b, elsewhere(b, home), enhanced)
         drive_until_moved(b, after, root + "/drive")
+
+        def permissions(c, what):
+            ack = c.publish("floors/4/%s/x" % tag, b"denied-" + what.encode(), qos=1)
+            check_eq((ack.type, ack.rc), (rq.PUBACK, 0x87), "%s: PUBLISH off its floor" % what)
+            check_eq(c.subscribe("floors/4/#", qos=1).codes, [0x87], "%s: SUBSCRIBE off its floor"
+                     % what)
+            ack = c.publish(root + "/x", b"allowed-" + what.encode(), qos=1)
+            check_eq((ack.type, ack.rc), (rq.PUBACK, 0), "%s: PUBLISH on its floor" % what)
+            wait_got(col, lambda g: g[1] == b"allowed-" + what.encode(), what)
+            check(not [g for g in col.got if g[1].startswith(b"denied")], "%s: a denied PUBLISH"
+                  " was routed" % what)
+
+        permissions(after, "after the move")
         mark = b.log_mark()
         after.send_raw(auth_packet())
         p = after.wait_for(rq.AUTH, timeout=10)
@@ -847,9 +897,7 @@ def reauthentication_after_and_during_a_move():
         fixtures.expect_log(b, mark, r'\[shard %d\][^\n]*client="%s"[^\n]*re-authenticated by '
                             r'Custom' % (home, re.escape(after.client_id)),
                             "re-authenticated on the new shard", timeout=10)
-        ack = after.publish(root + "/x", b"after-reauth", qos=1)
-        check_eq((ack.type, ack.rc), (rq.PUBACK, 0), "PUBACK after the re-authentication")
-        wait_got(col, lambda g: g[1] == b"after-reauth", "message after the re-authentication")
+        permissions(after, "after the re-authentication")
 
         during = on_shard(b, elsewhere(b, home), enhanced)
         for k in range(2 * 256 - 16):
