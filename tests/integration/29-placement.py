@@ -18,7 +18,8 @@ are. Cases:
   and during a move, permissions (BrokerAuthorization) enforced on the new shard;
 - gauges (connected sessions, sessions, wills, subscriptions, connections per shard) right after
   moves and back to zero after, a moved persistent session resumed with its QoS 2 ids, a move
-  back only after minResidentSeconds, order toward a third shard (3 shards);
+  back only after minResidentSeconds, maxMovesPerSecond 1 spreading moves over seconds, order
+  toward a third shard (3 shards);
 - the same races made certain: the target shard stalled (test hook RINGMQ_TEST_STALL_MS) while
   a move is in flight: takeover CONNECTs get Server busy, a reload removing the port closes the
   client once it lands, SIGTERM exits 0.
@@ -525,7 +526,8 @@ def topic_alias_set_before_used_after():
 @case(ringmq_only=ONLY)
 def keepalive_and_will_after_a_move():
     """After a move, a silent client with keep-alive 2 s is closed (within 1.5 x 2 s plus slack)
-    and its will published; an abrupt close publishes the will; DISCONNECT 0x00 does not."""
+    and its will published; an abrupt close publishes the will, one with a Will Delay Interval
+    of 1 s after that delay; DISCONNECT 0x00 does not."""
     with start() as b:
         root = rq.uniq("kw")
         sub, home = subscriber(b, root + "/#", qos=1)
@@ -549,6 +551,17 @@ def keepalive_and_will_after_a_move():
         drive_until_moved(b, lost, root + "/drive")
         lost.close()
         wait_got(col, lambda g: g[1] == b"w2", "will after the moved client's connection dropped")
+
+        delayed = pub_elsewhere(b, home, clean=False, props={"session_expiry_interval": 60},
+                                will={"topic": root + "/will4", "payload": b"w4",
+                                      "props": {"will_delay_interval": 1}})
+        drive_until_moved(b, delayed, root + "/drive")
+        delayed.close()
+        t0 = time.monotonic()
+        wait_got(col, lambda g: g[1] == b"w4", "delayed will (1 s) of a moved client")
+        check(time.monotonic() - t0 >= 0.8, "the will came %.2f s after the loss, before its"
+              " 1 s delay" % (time.monotonic() - t0))
+        rq.connected(b.port, client_id=delayed.client_id, clean=True).disconnect()  # its session
 
         polite = willing(3)
         drive_until_moved(b, polite, root + "/drive")
@@ -626,6 +639,36 @@ def tls_and_websocket_publishers_move():
             p.disconnect()
         sub.disconnect()
 
+
+def log_secs(b, rx):
+    """Seconds of the day of every log line matching rx (its timestamp)."""
+    return [int(h) * 3600 + int(m) * 60 + float(x) for h, m, x in
+            re.findall(r"^\S+T(\d+):(\d+):([\d.]+)Z[^\n]*" + rx, b.log(), re.M)]
+
+
+@case(ringmq_only=ONLY)
+def max_moves_per_second_spreads_moves():
+    """maxMovesPerSecond: 1 and three publishers of one shard ready to move at once: they move
+    one per second (the first and the third more than a second apart); all of them in the end."""
+    with start(rq._merge(NOT_BUSY, {"placement": {"maxMovesPerSecond": 1}})) as b:
+        topic = rq.uniq("rate")
+        _, home = drained_sub(b, topic + "/#")
+        pubs = [pub_elsewhere(b, home) for _ in range(3)]
+        floods = [Flood(p, topic + "/p") for p in pubs]
+        deadline = time.monotonic() + MOVE_TIMEOUT
+        while not all(moves_of(b, p.client_id) for p in pubs):
+            check(time.monotonic() < deadline, "not all moved: %r"
+                  % [moves_of(b, p.client_id) for p in pubs])
+            time.sleep(0.05)
+        for f in floods:
+            f.stopping.set()
+        secs = sorted(log_secs(b, r"moving to shard"))
+        check_eq(len(secs), 3, "moves")
+        # log stamps come a little after each decision: a tolerance of 0.1 s
+        check(secs[2] - secs[0] > 0.9, "3 moves within %.3f s at 1 per second"
+              % (secs[2] - secs[0]))
+        for p in pubs:
+            p.disconnect()
 
 # ---- 7 takeover races --------------------------------------------------------------------------
 
@@ -1057,12 +1100,10 @@ def moves_back_only_after_min_resident_seconds():
                     drive_until_moved(b, p, t)
                 check_eq(moves_of(b, p.client_id), [(first, home), (home, first)],
                          "moves there and back")
-                stamps = re.findall(r'^\S+T(\d+):(\d+):([\d.]+)Z[^\n]*client="%s" \(session\) '
-                                    r'moving to' % re.escape(p.client_id), b.log(), re.M)
-                secs = [int(h) * 3600 + int(m) * 60 + float(x) for h, m, x in stamps]
+                secs = log_secs(b, r'client="%s" \(session\) moving to' % re.escape(p.client_id))
                 # stamps of the log lines, written a little after each decision: 0.9 s
-                check(secs[1] - secs[0] >= 0.9, "moved back %.3f s after its move (log: %r)"
-                      % (secs[1] - secs[0], stamps))
+                check(secs[1] - secs[0] >= 0.9, "moved back %.3f s after its move"
+                      % (secs[1] - secs[0]))
                 ack = p.publish(t, b"x", qos=1)
                 check_eq((ack.type, ack.rc), (rq.PUBACK, 0), "PUBACK after moving back")
             else:
