@@ -345,7 +345,7 @@ def stalled_broker(ringmq=None, ports=None):
                  env={"RINGMQ_TEST_STALL_MS": str(STALL_MS)})
 
 
-def stalled_move(b, p, topic, sub_col=None):
+def stalled_move(b, p, topic):
     """p (on shard 1) publishes sequence numbers to topic (its subscriber on shard 0): the first
     window of the rule, then SIGUSR2 stalls shard 0, then the messages that close the second
     window: the move begins during the stall. Returns the number of messages sent."""
