@@ -164,6 +164,10 @@ struct rq_shard {
     /* Busy fraction (b->pending[id].busy_pct, read by placement on other shards): the time
      * spent waiting for events since busy_since_us, both in microseconds. */
     uint64_t busy_since_us, waited_us;
+    /* A send was queued this turn: it is submitted (and, on loopback and with room in the
+     * socket, completes) before the shard waits, so that its completion does not end the
+     * wait by itself (rq_shard_loop). */
+    bool sent_this_turn;
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
 
