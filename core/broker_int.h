@@ -107,6 +107,9 @@ void rq_retain_store(struct rq_worker *w, struct rq_msg *m);
 struct rq_session *rq_session_new(struct rq_worker *w, const uint8_t *cid, size_t len);
 /* Ends a session: will published if pending, subscriptions removed, state freed. */
 void rq_session_end(struct rq_session *s, const char *why);
+/* Frees a session that is in no session map (and whose subscriptions are out of the tree):
+ * its registry entry, queue, in-flight messages and memory. Any thread holding it alone. */
+void rq_session_free(struct rq_broker *b, struct rq_session *s);
 /* Offers a delivery (takes its msg reference and ids) to the session: sent now or queued. */
 void rq_session_deliver(struct rq_session *s, struct rq_delivery *d);
 /* Sends what the window and the output buffer allow: inflight redelivery first, then queue. */

@@ -127,21 +127,7 @@ bool rq_place_session_arrive(struct rq_worker *w, struct rq_session *s)
 
 void rq_place_session_drop(struct rq_broker *b, struct rq_session *s)
 {
-    pthread_mutex_lock(&b->reg_lock);
-    rq_reg_del(b->reg, s);
-    pthread_mutex_unlock(&b->reg_lock);
-    for (uint32_t i = 0; i < s->n_subs; i++)
-        free(s->subs[i].filter);
-    free(s->subs);
-    for (uint32_t i = 0; i < s->q_len; i++)
-        rq_delivery_release(&s->q[(s->q_head + i) % s->q_cap]);
-    free(s->q);
-    for (uint32_t i = 0; i < s->inf_cap; i++)
-        if (s->inf[i].state != INF_FREE)
-            rq_delivery_release(&s->inf[i].d);
-    free(s->inf);
-    free(s->resend);
-    free(s->qos2_in);
-    rq_msg_unref(s->will);
-    free(s);
+    rq_msg_unref(s->will); /* not published: nothing routes any more */
+    s->will = NULL;
+    rq_session_free(b, s);
 }

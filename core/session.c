@@ -74,6 +74,12 @@ void rq_session_end(struct rq_session *s, const char *why)
     for (uint32_t i = 0; i < s->n_subs; i++)
         rq_subtree_remove(b->tree, s->subs[i].filter, s->subs[i].len, s->id);
     rq_brlock_write_unlock(&b->tree_lock);
+    rq_smap_del(w->sessions, s->id);
+    rq_session_free(b, s);
+}
+
+void rq_session_free(struct rq_broker *b, struct rq_session *s)
+{
     for (uint32_t i = 0; i < s->n_subs; i++)
         free(s->subs[i].filter);
     free(s->subs);
@@ -90,7 +96,6 @@ void rq_session_end(struct rq_session *s, const char *why)
             rq_delivery_release(&s->inf[i].d);
     free(s->inf);
     free(s->resend);
-    rq_smap_del(w->sessions, s->id);
     free(s->qos2_in);
     free(s);
 }
