@@ -189,6 +189,7 @@ struct rq_broker *rq_broker_new(const struct rq_config *cfg, int n_shards)
         for (int i = 0; i < n_shards; i++) {
             atomic_init(&b->pending[i].n, 0);
             atomic_init(&b->pending[i].back, NULL);
+            atomic_init(&b->pending[i].busy_pct, 0);
         }
     }
     b->tree = rq_subtree_new();

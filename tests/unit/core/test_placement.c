@@ -201,6 +201,13 @@ static void two_new(struct two *t, void (*tune)(struct rq_config *))
 static void two_free(struct two *t)
 {
     done(&t->sub);
+    /* the routed batches were never posted (the stub's post would drop them): free them */
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 2; k++) {
+            if (t->w[i]->outbox[k])
+                rq_batch_discard(t->w[i]->outbox[k]);
+            t->w[i]->outbox[k] = NULL;
+        }
     for (int i = 0; i < 2; i++) {
         rq_worker_shutdown(t->w[i]);
         rq_worker_free(t->w[i]);
