@@ -47,18 +47,8 @@ def start(ringmq=None, metrics_port=None, env=None, clients=None):
     yaml_text = rq.broker_yaml(clients=rq._merge(rq.STD_CLIENTS, clients),
                                ringmq=rq._merge(rq.STD_RINGMQ, ringmq),
                                extra_spec=extra)
-    saved = {}
-    for k, v in (env or {}).items():
-        saved[k] = os.environ.get(k)
-        os.environ[k] = v
-    try:
+    with rq.env_applied(env):
         b = rq.start_broker(yaml_text)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return b, mport
 
 

@@ -37,16 +37,8 @@ def start(ringmq=None, threads=2, ports=None, extra_yaml="", clients=None, env=N
                        ringmq=rq._merge(rq.STD_RINGMQ, ringmq), extra_spec=extra)
     head = y[:y.index("---\napiVersion: mqttbroker.iotoperations.azure.com/v1\n"
                       "kind: BrokerListener")] + extra_yaml
-    saved = {k: os.environ.get(k) for k in env or {}}
-    os.environ.update(env or {})
-    try:
+    with rq.env_applied(env):
         b = fixtures.start_listening(head + listeners_yaml(ports, nums), nums, threads=threads)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     b.port = nums[next(iter(nums))]
     b.ports = nums
     b.mport = mport

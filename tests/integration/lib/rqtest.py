@@ -18,6 +18,7 @@ code and the log (stderr) of the broker.
 
 import atexit
 import base64
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -1654,3 +1655,19 @@ def fixture_broker(yaml_fn=None, threads=2):
     def make():
         return start_broker(yaml_fn() if yaml_fn else broker_yaml(), threads=threads)
     return make
+
+
+@contextlib.contextmanager
+def env_applied(env):
+    """os.environ with env's variables set for the block (a broker started inside inherits
+    them), then as it was."""
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
