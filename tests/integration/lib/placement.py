@@ -212,7 +212,7 @@ def drained_sub(b, topic, want=None, port="tcp"):
     """A QoS 0 subscriber of topic on a shard in want (any when None), read by a Drain."""
     s = on_shard(b, want if want is not None else set(range(b.threads)), plain(b, port))
     s.subscribe(topic, qos=0)
-    Drain(s)
+    s.drain = Drain(s)
     return s, shard_of(b, s.client_id)
 
 
