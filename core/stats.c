@@ -136,6 +136,13 @@ void rq_stats_turn(uint64_t now_ms, uint32_t connections)
     rq_stat_cell_add(&st->v[RQ_ST_LOOP_ITERATIONS], 1, true);
 }
 
+void rq_stats_connections(uint32_t connections)
+{
+    struct rq_stats *st = rq_stats_self;
+    if (st)
+        atomic_store_explicit(&st->v[RQ_ST_CONNECTIONS], connections, memory_order_relaxed);
+}
+
 uint64_t rq_stats_sum(enum rq_stat i)
 {
     uint64_t n = atomic_load_explicit(&rq_stats_shared.v[i], memory_order_relaxed);

@@ -188,6 +188,9 @@ enum rq_authn_outcome_ix rq_stats_authn_outcome(int result, uint8_t reason);
 void rq_stats_authn_refused(int result, uint8_t reason);
 /* The shard loop turned: heartbeat, iteration count, connections (shard thread). */
 void rq_stats_turn(uint64_t now_ms, uint32_t connections);
+/* The shard's connections gauge alone (shard thread; before it sleeps: a turn that closed or
+ * moved connections shows them gone at once, not at the next wake-up). */
+void rq_stats_connections(uint32_t connections);
 /* The sum of counter i over all blocks. Any thread. */
 uint64_t rq_stats_sum(enum rq_stat i);
 /* Monotonic microseconds. */

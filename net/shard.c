@@ -1109,6 +1109,7 @@ void rq_shard_loop(struct rq_shard *s)
                 io_uring_submit_and_get_events(&s->ring);
             continue;
         }
+        rq_stats_connections(s->n_conns);
         uint64_t t0 = rq_stats_now_us();
         wait_events(s, batch, ms);
         s->waited_us += rq_stats_now_us() - t0;

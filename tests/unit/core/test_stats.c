@@ -20,6 +20,8 @@ static void *shard_thread(void *arg)
         rq_stat_delta(RQ_ST_SUBSCRIPTIONS, id % 2 ? -1 : 1);
     }
     rq_stats_turn(1234, 7);
+    if (id == 2)
+        rq_stats_connections(5); /* the gauge alone, as before a sleep: no turn counted */
     return NULL;
 }
 
@@ -41,7 +43,8 @@ static void test_sum_over_shards(void)
     rq_stat_delta(RQ_ST_SUBSCRIPTIONS, -3);
     CHECK_EQ((int64_t)rq_stats_sum(RQ_ST_SUBSCRIPTIONS), -3);
     CHECK_EQ(rq_stats_block(2)->last_turn_ms, 1234);
-    CHECK_EQ(rq_stats_block(2)->v[RQ_ST_CONNECTIONS], 7);
+    CHECK_EQ(rq_stats_block(2)->v[RQ_ST_CONNECTIONS], 5);
+    CHECK_EQ(rq_stats_block(1)->v[RQ_ST_CONNECTIONS], 7);
     CHECK_EQ(rq_stats_block(2)->v[RQ_ST_LOOP_ITERATIONS], 1);
     rq_stats_free();
 }
