@@ -40,8 +40,11 @@ bool rq_move_start(struct rq_shard *s, struct conn *c)
     if (c->recv_armed && !rq_conn_cancel_recv(s, c))
         return false; /* no SQE for the cancel: its recv would never end; it stays */
     c->state = C_MOVING;
-    rq_timer_cancel(&s->w->wheel, &c->cl.ka_timer);
     rq_conn_mark_closing(s, c);
+    /* Its timer runs on until the record leaves (rq_move_try): a move that waits for a send
+     * to a peer that stopped reading must not stop its keep-alive or credential expiry. */
+    rq_log(RQ_LOG_DEBUG, &c->cl.log, "not read any more: moves to shard %d once its operations "
+           "in flight end", c->cl.move_to);
     return true;
 }
 
@@ -85,6 +88,8 @@ bool rq_move_try(struct rq_shard *s, struct conn *c)
         move_abandoned(s, c, -RQ_RC_SERVER_SHUTTING_DOWN, "server shutting down");
         return false;
     }
+    if (c->ops)
+        return false; /* a send in flight: tried again when it ends */
     rq_worker_flush(s->w); /* this turn's messages leave before the client does */
     for (int t = 0; t < rq_n_shards; t++)
         if (s->backlog[t].n)
@@ -99,6 +104,7 @@ bool rq_move_try(struct rq_shard *s, struct conn *c)
                        "session taken over by a clean-start connection");
         return false;
     }
+    rq_timer_cancel(&s->w->wheel, &cl->ka_timer); /* the target arms its own */
     rq_log(RQ_LOG_DEBUG, &cl->log, "moving to shard %d, where its messages go", target);
     *m = (struct move){.fd = c->fd, .from = s->id, .port_index = c->port_index,
                        .peer = c->peer, .xp = c->xp, .rt_gen = c->rt_gen, .in = c->in,

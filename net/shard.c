@@ -831,7 +831,7 @@ static void reap(struct rq_shard *s)
     struct conn **pp = &s->closing;
     while (*pp) {
         struct conn *c = *pp;
-        if (c->state == C_MOVING && c->ops == 0 && !rq_move_try(s, c)) {
+        if (c->state == C_MOVING && !rq_move_try(s, c)) {
             pp = &c->next_close; /* tried again next turn, or closing now */
             continue;
         }

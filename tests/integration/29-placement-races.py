@@ -16,6 +16,7 @@ ringmq only."""
 import os
 import re
 import signal
+import socket
 import sys
 import time
 
@@ -122,6 +123,117 @@ def takeover_while_moving():
                % (RACES, stats["moved"], stats["busy"]))
         check(stats["moved"] >= RACES // 10, "only %d of %d publishers started moving: the race"
               " was not run" % (stats["moved"], RACES))
+        rq.check_serves(b.port)
+        check_eq(b.stop(), 0, "exit code after SIGTERM")
+
+
+# ---- a move that waits for a peer that does not read ------------------------------------------
+def tcp_queues(local_port, remote_port):
+    """(send queue, receive queue) in bytes of the IPv4 TCP socket 127.0.0.1:local_port ->
+    :remote_port (/proc/net/tcp), or None."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            col = line.split()
+            if (int(col[1].split(":")[1], 16) == local_port and
+                    int(col[2].split(":")[1], 16) == remote_port):
+                tx, rx = col[4].split(":")
+                return int(tx, 16), int(rx, 16)
+    return None
+
+
+def stuck_publisher(b, home, none_topic, keepalive):
+    """A v5 client on a shard other than home that publishes QoS 1 to none_topic (no
+    subscriber: no shard chosen) without reading its PUBACKs, until the broker's socket buffer
+    toward it is full (its send queue no longer grows while PUBACKs are still due): from then on
+    the broker has a send in flight to it that does not end. Returns (client, last packet id)."""
+    p = pl.on_shard(b, pl.elsewhere(b, home), pl.plain(b, keepalive=keepalive))
+    p.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    mine = p.sock.getsockname()[1]
+    # the kernel may let the broker queue 4 MiB (a million PUBACKs) before its send waits;
+    # once it waits, the broker stops reading the client at 2 MiB of answers held (then no move
+    # begins): chunks of 16,384 messages (64 KiB of PUBACKs), packet ids in turn
+    packets = [rq.enc_publish(5, none_topic, b"x", qos=1, pid=i) for i in range(1, 65536)]
+    cycle = b"".join(packets)
+    size = len(packets[0])  # all the same length
+    step = 16384 * size
+    deadline, last, flat, at = time.monotonic() + 90, -1, 0, 0
+    while flat < 3:  # three chunks in a row and the queue did not grow
+        end = at + step
+        p.send_raw(cycle[at:end] + cycle[:max(0, end - len(cycle))])
+        at = end % len(cycle)
+        time.sleep(0.05)
+        q = tcp_queues(b.port, mine)
+        check(q is not None, "no socket 127.0.0.1:%d -> :%d in /proc/net/tcp" % (b.port, mine))
+        flat = flat + 1 if q[0] > 0 and q[0] == last else 0
+        last = q[0]
+        check(time.monotonic() < deadline, "the broker's send queue toward a client that does "
+              "not read never filled (%d bytes)" % q[0])
+    return p, at // size
+
+
+def start_stuck_move(b, p, pid, topic):
+    """p publishes QoS 1 to topic (its subscriber on the home shard) until the rule moves it:
+    the move begins (p is not read any more) but waits for the send in flight."""
+    mark = b.log_mark()
+    data = []
+    for k in range(1024):
+        pid = pid % 65535 + 1
+        data.append(rq.enc_publish(5, topic, b"%d" % k, qos=1, pid=pid))
+    p.send_raw(b"".join(data))
+    check(b.wait_log(r'client="%s"[^\n]*not read any more: moves to shard' %
+                     re.escape(p.client_id), mark, timeout=10),
+          "%s: no move began (the case needs one waiting for its send)" % p.client_id)
+
+
+def wait_connections(b, want, what, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        conns, _ = pl.metrics(b)
+        if sum(conns.values()) == want:
+            return
+        check(time.monotonic() < deadline, "%s: %d TCP connections, not %d (%r)"
+              % (what, sum(conns.values()), want, conns))
+        time.sleep(0.1)
+
+
+@case(ringmq_only=pl.ONLY)
+def move_waiting_for_a_peer_that_does_not_read():
+    """A publisher whose PUBACKs are not read (the broker's send to it cannot end) when the
+    rule moves it: the move waits for the send, and meanwhile the client is still bound by its
+    keep-alive (2 s: closed after 3 s without a packet) and by a takeover of its client id
+    (the old connection closed within the close linger, the new one serves). Before, the move
+    stopped the client's timer and waited for the send for ever: the connection stayed open
+    and unread as long as the peer kept it."""
+    with pl.start(pl.NOT_BUSY) as b:
+        topic = rq.uniq("stuck")
+        sub, home = pl.drained_sub(b, topic + "/#")
+        # keep-alive
+        p, pid = stuck_publisher(b, home, topic + "-none", keepalive=2)
+        cid = p.client_id
+        start_stuck_move(b, p, pid, topic + "/p")
+        check(b.wait_log(r'client="%s"[^\n]*keep alive timeout' % re.escape(cid), timeout=15),
+              "%s: its keep-alive did not close it while its move waited" % cid)
+        wait_connections(b, 1, "after the keep-alive closed the waiting client")
+        check(not re.search(r'client="%s"[^\n]*moving to shard' % re.escape(cid), b.log()),
+              "%s moved although it was closed" % cid)
+        p.close()
+        # takeover
+        p, pid = stuck_publisher(b, home, topic + "-none2", keepalive=60)
+        cid = p.client_id
+        start_stuck_move(b, p, pid, topic + "/q")
+        n = rq.RawClient(b.port, version=5)
+        ack = n.connect(client_id=cid, clean=True, timeout=10)
+        check_eq(ack.rc, 0, "CONNACK of the takeover of %s" % cid)
+        wait_connections(b, 2, "after the takeover of the waiting client")
+        check(n.ping(5), "no PINGRESP on the new connection")
+        ack = n.publish(topic + "/n", b"after", qos=1)
+        check(ack.type == rq.PUBACK and ack.rc < 0x80, "PUBACK %r" % (ack,))
+        check(not re.search(r'client="%s"[^\n]*keep alive timeout' % re.escape(cid), b.log()),
+              "the old connection of %s timed out instead of being taken over" % cid)
+        n.disconnect()
+        p.close()
+        b.check_alive()
         rq.check_serves(b.port)
         check_eq(b.stop(), 0, "exit code after SIGTERM")
 
