@@ -249,9 +249,10 @@ void rq_handover_adopt(struct rq_shard *s, struct handover *h);
 void rq_handover_discard(struct handover *h);
 
 /* move.c: placement moves a connected client (core decided: c->cl.move_to). start: stop
- * reading it, close-list it (false: it cannot stop reading now, and stays). try (reap, no
- * operation in flight): flushes this turn's routed messages and, once nothing waits in a
- * backlog, hands the client and its session to the target: true, and c is an empty shell for
+ * reading it, close-list it (false: it cannot stop reading now, and stays); its timer runs on.
+ * try (reap, each turn): a client closed meanwhile is closed now; else, with no operation in
+ * flight, flushes this turn's routed messages and, once nothing waits in a backlog, hands the
+ * client and its session to the target: true, and c is an empty shell for
  * rq_conn_free(s, c, false); false: not yet (tried again next turn) or not at all (then c is
  * closing). adopt: on the target. discard: shutdown, the record reached a shard that stopped. */
 bool rq_move_start(struct rq_shard *s, struct conn *c);
