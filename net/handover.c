@@ -22,10 +22,14 @@
 void rq_handover_start(struct rq_shard *s, struct conn *c)
 {
     c->state = C_MIGRATING;
-    rq_timer_cancel(&s->w->wheel, &c->cl.ka_timer);
+    /* its connect timer runs on until the hand-over leaves (rq_conn_free cancels it): a send
+     * to a peer that stopped reading can hold the hand-over up, and the connect timeout still
+     * ends it (reap closes a client closed meanwhile) */
     if (c->recv_armed)
         (void)rq_conn_cancel_recv(s, c);
     rq_conn_mark_closing(s, c);
+    rq_log(RQ_LOG_DEBUG, &c->cl.log, "session lives on shard %d: handing the connection over",
+           c->cl.migrate_to);
 }
 
 void rq_handover_finish(struct rq_shard *s, struct conn *c)
@@ -58,8 +62,6 @@ void rq_handover_finish(struct rq_shard *s, struct conn *c)
     if (c->in.len)
         memcpy(h->data, c->in.data, c->in.len);
     int target = c->cl.migrate_to;
-    rq_log(RQ_LOG_DEBUG, &c->cl.log, "session lives on shard %d: handing the connection over",
-           target);
     rq_conn_free(s, c, false);
     struct rq_post p = {.kind = RQ_POST_ADOPT_CONN, .ptr = h};
     s->w->ops->post(s->w, target, &p); /* kept in order if the inbox is full */

@@ -831,6 +831,13 @@ static void reap(struct rq_shard *s)
     struct conn **pp = &s->closing;
     while (*pp) {
         struct conn *c = *pp;
+        if (c->state == C_MIGRATING && c->cl.closing) {
+            /* closed while its hand-over waited (connect timeout, a reload, the shutdown):
+             * closed here like any other */
+            c->state = C_CLOSING;
+            c->close_deadline = s->w->now + CLOSE_LINGER_MS;
+            rq_conn_mark_dirty(s, c);
+        }
         if (c->state == C_MOVING && !rq_move_try(s, c)) {
             pp = &c->next_close; /* tried again next turn, or closing now */
             continue;
