@@ -25,6 +25,7 @@ import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
 import fixtures  # noqa: E402
 import placement as pl  # noqa: E402
+import unread  # noqa: E402
 
 
 # ---- 7 takeover races --------------------------------------------------------------------------
@@ -128,20 +129,6 @@ def takeover_while_moving():
 
 
 # ---- a move that waits for a peer that does not read ------------------------------------------
-def tcp_queues(local_port, remote_port):
-    """(send queue, receive queue) in bytes of the IPv4 TCP socket 127.0.0.1:local_port ->
-    :remote_port (/proc/net/tcp), or None."""
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            col = line.split()
-            if (int(col[1].split(":")[1], 16) == local_port and
-                    int(col[2].split(":")[1], 16) == remote_port):
-                tx, rx = col[4].split(":")
-                return int(tx, 16), int(rx, 16)
-    return None
-
-
 def stuck_publisher(b, home, none_topic, keepalive):
     """A v5 client on a shard other than home that publishes QoS 1 to none_topic (no
     subscriber: no shard chosen) without reading its PUBACKs, until the broker's socket buffer
@@ -149,27 +136,21 @@ def stuck_publisher(b, home, none_topic, keepalive):
     the broker has a send in flight to it that does not end. Returns (client, last packet id)."""
     p = pl.on_shard(b, pl.elsewhere(b, home), pl.plain(b, keepalive=keepalive))
     p.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    mine = p.sock.getsockname()[1]
     # the kernel may let the broker queue 4 MiB (a million PUBACKs) before its send waits;
-    # once it waits, the broker stops reading the client at 2 MiB of answers held (then no move
-    # begins): chunks of 16,384 messages (64 KiB of PUBACKs), packet ids in turn
+    # the broker stops reading a client at 2 MiB of answers held (then no move begins): steps
+    # of 16,384 messages (64 KiB of PUBACKs), then of 1,024; packet ids in turn
     packets = [rq.enc_publish(5, none_topic, b"x", qos=1, pid=i) for i in range(1, 65536)]
     cycle = b"".join(packets)
     size = len(packets[0])  # all the same length
-    step = 16384 * size
-    deadline, last, flat, at = time.monotonic() + 90, -1, 0, 0
-    while flat < 3:  # three chunks in a row and the queue did not grow
-        end = at + step
-        p.send_raw(cycle[at:end] + cycle[:max(0, end - len(cycle))])
-        at = end % len(cycle)
-        time.sleep(0.05)
-        q = tcp_queues(b.port, mine)
-        check(q is not None, "no socket 127.0.0.1:%d -> :%d in /proc/net/tcp" % (b.port, mine))
-        flat = flat + 1 if q[0] > 0 and q[0] == last else 0
-        last = q[0]
-        check(time.monotonic() < deadline, "the broker's send queue toward a client that does "
-              "not read never filled (%d bytes)" % q[0])
-    return p, at // size
+    at = [0]
+
+    def send(n):
+        end = at[0] + n * size
+        p.send_raw(cycle[at[0]:end] + cycle[:max(0, end - len(cycle))])
+        at[0] = end % len(cycle)
+
+    unread.fill(b.port, p.sock, send, 16384, 1024)
+    return p, at[0] // size
 
 
 def start_stuck_move(b, p, pid, topic):

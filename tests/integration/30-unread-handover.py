@@ -18,44 +18,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 import rqtest as rq  # noqa: E402
 from rqtest import case, check, check_eq  # noqa: E402
 import placement as pl  # noqa: E402
+import unread  # noqa: E402
 
 ONLY = "shards and the hand-over between them are ringmq's"
 PORTS = {"tcp": "bindAddress: 127.0.0.1, protocol: Mqtt",
          "ws": "bindAddress: 127.0.0.1, protocol: WebSockets"}
-CONNECT_TIMEOUT = 10
+CONNECT_TIMEOUT = 20
 # a ping with 125 bytes of payload, masked with the zero key (the payload stays as it is); the
 # pong is 127 bytes
 PING = bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"p" * 125
-CHUNK = 1024  # pings per step: 127 KiB of pongs (the broker stops reading a client at 2 MiB)
-
-
-def tcp_socket(local_port, remote_port):
-    """(state, send queue) of the IPv4 TCP socket 127.0.0.1:local_port -> :remote_port
-    (/proc/net/tcp; state 1 is ESTABLISHED), or None."""
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            col = line.split()
-            if (int(col[1].split(":")[1], 16) == local_port and
-                    int(col[2].split(":")[1], 16) == remote_port):
-                return int(col[3], 16), int(col[4].split(":")[0], 16)
-    return None
-
-
-def flood_unread(b, w):
-    """Pings from w, its pongs unread, until the broker's send queue toward w stops growing for
-    three steps in a row (its socket buffer is full: a send waits)."""
-    mine = w.sock.getsockname()[1]
-    last, flat, deadline = -1, 0, time.monotonic() + CONNECT_TIMEOUT / 2
-    while flat < 3:
-        w.send_bytes(PING * CHUNK)
-        time.sleep(0.05)
-        q = tcp_socket(b.ports["ws"], mine)
-        check(q is not None, "no socket 127.0.0.1:%d -> :%d" % (b.ports["ws"], mine))
-        flat = flat + 1 if q[1] > 0 and q[1] == last else 0
-        last = q[1]
-        check(time.monotonic() < deadline, "the broker's send queue toward a client that does "
-              "not read did not fill in %d s (%d bytes)" % (CONNECT_TIMEOUT / 2, q[1]))
+# steps of 1,024 pings (127 KiB of pongs), then of 128: the broker stops reading a client at
+# 2 MiB of answers held
 
 
 @case(ringmq_only=ONLY)
@@ -70,7 +43,8 @@ def handover_waiting_for_a_peer_that_does_not_read():
             w = rq.WsRawClient(b.ports["ws"], version=5, timeout=10)
             w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             mine = w.sock.getsockname()[1]
-            flood_unread(b, w)
+            unread.fill(b.ports["ws"], w.sock, lambda n: w.send_bytes(PING * n), 1024, 128,
+                        timeout=CONNECT_TIMEOUT - 5)
             mark = b.log_mark()
             w.send_connect(client_id=cid, clean=False, props={"session_expiry_interval": 300})
             m = b.wait_log(r'client="%s"[^\n]*(handing the connection over|\(session\) '
@@ -86,7 +60,7 @@ def handover_waiting_for_a_peer_that_does_not_read():
         # the connect timer started at the accept, less than CONNECT_TIMEOUT ago
         deadline = time.monotonic() + CONNECT_TIMEOUT + 10
         while True:
-            q = tcp_socket(b.ports["ws"], mine)
+            q = unread.tcp_socket(b.ports["ws"], mine)
             if q is None or q[0] != 1:
                 break
             check(time.monotonic() < deadline, "the connection held by its hand-over is still "
