@@ -22,7 +22,6 @@ import socket
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import rqtest as rq  # noqa: E402
@@ -104,12 +103,7 @@ class Setup:
             self.put("listeners.yaml", self.listeners)
 
 
-def metric(b, name):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % b.mport, timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(r"^%s (\d+)" % re.escape(name), text, re.M)
-    check(m, "no %s in /metrics" % name)
-    return int(m.group(1))
+metric = rq.metric
 
 
 def failures(b):

@@ -299,13 +299,7 @@ PORTS2 = {"keep": "bindAddress: 127.0.0.1, protocol: Mqtt",
 
 
 
-def metric(b, name):
-    """The value of one sample (name with its labels, as exposed) from /metrics."""
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % b.mport, timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(r"^%s (-?\d+)$" % re.escape(name), text, re.M)
-    check(m, "no %s in /metrics" % name)
-    return int(m.group(1))
+metric = rq.metric
 
 
 def wait_gauges(b, want, what, timeout=10.0):

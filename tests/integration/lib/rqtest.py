@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
 
 # Brokers started by the tests leave the default metrics endpoint (0.0.0.0:9600 with a config
 # file) closed: test servers listen on loopback only (a configured prometheusPort still opens).
@@ -1101,6 +1102,15 @@ def connected(port, client_id=None, version=5, clean=True, keepalive=60, props=N
     check(ack.rc == 0, "CONNACK rc 0x%02x for %s" % (ack.rc, client_id))
     c.client_id = client_id
     return c
+
+
+def metric(b, name):
+    """The value of one sample (name with its labels, as exposed) from b's /metrics (b.mport)."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % b.mport, timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(r"^%s (-?\d+)$" % re.escape(name), text, re.M)
+    check(m, "no %s in /metrics" % name)
+    return int(m.group(1))
 
 
 def check_serves(port, what="after bad input"):
